@@ -1,0 +1,113 @@
+//! Typed errors, one per kind of operation. Each names the journal and, where bytes are at fault,
+//! the fragment file and offset.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::frame::FrameError;
+
+/// Opening a data directory or a journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("data directory {dir} is in use by another process (lock held on {dir}/LOCK)")]
+    Locked { dir: PathBuf },
+    #[error("data directory {dir} does not exist")]
+    NoDataDir { dir: PathBuf },
+    #[error("journal {journal:?} does not exist in {dir}")]
+    NoSuchJournal { journal: String, dir: PathBuf },
+    #[error(
+        "invalid journal name {journal:?}: use 1-100 characters from [A-Za-z0-9._-], not starting with '.'"
+    )]
+    BadName { journal: String },
+    #[error("journal {journal:?} is corrupt: fragment {fragment} at journal offset {offset}: {detail}")]
+    Corrupt {
+        journal: String,
+        fragment: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+    #[error("journal {journal:?}: {what} {path}: {source}")]
+    Io {
+        journal: String,
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("invalid options: {0}")]
+    BadOptions(String),
+}
+
+/// An append failed. Nothing of the frame is visible to readers, now or after recovery, unless
+/// the error says the outcome is indeterminate.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    #[error(
+        "journal {journal:?} is poisoned after a failed fsync ({reason}); restart the process to recover"
+    )]
+    Poisoned { journal: String, reason: String },
+    #[error("journal {journal:?}: conditional append expected head {expected}, but head is {actual}")]
+    Conflict {
+        journal: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("journal {journal:?}: frame of {len} bytes exceeds frame_max_bytes {max}")]
+    FrameTooLarge { journal: String, len: u64, max: u64 },
+    #[error("journal {journal:?}: batch of {count} messages exceeds batch_max_messages {max}")]
+    BatchTooLarge { journal: String, count: u32, max: u32 },
+    #[error("journal {journal:?}: no space left writing {fragment} (the append was not written; free space and retry)")]
+    NoSpace { journal: String, fragment: PathBuf },
+    #[error("journal {journal:?}: write to {fragment} failed: {reason} (the append was not written)")]
+    Io {
+        journal: String,
+        fragment: PathBuf,
+        reason: String,
+    },
+    #[error("journal {journal:?}: pending bytes reached pending_max_bytes {max}")]
+    WouldBlock { journal: String, max: u64 },
+    #[error("journal {journal:?} is closed")]
+    Closed { journal: String },
+    #[error("journal {journal:?} is opened read-only")]
+    ReadOnly { journal: String },
+}
+
+/// A read failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error("journal {journal:?}: offset {offset} was removed by retention (first offset is {first})")]
+    Removed {
+        journal: String,
+        offset: u64,
+        first: u64,
+    },
+    #[error("journal {journal:?}: offset {offset} is past the durable head {head}")]
+    PastHead { journal: String, offset: u64, head: u64 },
+    #[error("journal {journal:?} is corrupt: fragment {fragment} at journal offset {offset}: {error}")]
+    Corrupt {
+        journal: String,
+        fragment: PathBuf,
+        offset: u64,
+        error: FrameError,
+    },
+    #[error("journal {journal:?}: reading {fragment}: {reason}")]
+    Io {
+        journal: String,
+        fragment: PathBuf,
+        reason: String,
+    },
+    #[error("journal {journal:?} is closed")]
+    Closed { journal: String },
+}
+
+/// Retention failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("journal {journal:?}: removing {path}: {source}")]
+    Io {
+        journal: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("journal {journal:?} is opened read-only")]
+    ReadOnly { journal: String },
+}

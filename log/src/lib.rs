@@ -1,0 +1,326 @@
+//! `ss-log`: the embedded journal engine of stream-sum.
+//!
+//! A [`Log`] is a data directory (held with an exclusive lock) of named [`Journal`]s. A journal
+//! is an append-only sequence of bytes addressed by offset, stored as fragment files named by the
+//! offset where they begin ([`fragment`]). Each append writes one CRC-32C framed [`frame`] holding
+//! a [`Batch`] of messages, all or nothing. Appends from many threads and tasks are group-committed
+//! by a writer thread per journal ([`writer`]): one write and one `fdatasync` per batch, after
+//! which the durable head advances. [`Reader`]s see only durable frames, through memory maps, and
+//! can tail (blocking or async). Opening runs [`recovery`] on the last fragment only. All file
+//! operations go through the [`storage`] seam; [`sim`] simulates crashes and faults.
+//!
+//! ```
+//! use ss_log::{Batch, Log, Options};
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = Log::open(dir.path(), Options::default()).unwrap();
+//! let journal = log.journal("events").unwrap();
+//! let ack = journal.append(&Batch::single(b"hello")).unwrap();
+//! let mut reader = journal.reader(0);
+//! let frame = reader.try_next().unwrap().unwrap();
+//! assert_eq!(frame.offset, ack.offset);
+//! assert_eq!(frame.messages().next().unwrap().unwrap(), b"hello");
+//! ```
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod fragment;
+pub mod frame;
+mod journal;
+mod mmap;
+mod reader;
+pub mod recovery;
+pub mod sim;
+pub mod storage;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+pub use error::{AppendError, OpenError, ReadError, RetentionError};
+pub use frame::Batch;
+pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};
+pub use reader::{Frame, Reader};
+pub use storage::{RealStorage, Storage, StorageFile};
+
+use journal::JournalShared;
+use storage::{DirLock, OpenMode};
+
+/// Subdirectory of the data directory that holds one directory per journal.
+pub const JOURNALS_DIR: &str = "journals";
+
+/// Limits and the storage to use.
+#[derive(Clone)]
+pub struct Options {
+    /// A fragment is rolled when the next frame would take it past this size.
+    pub fragment_max_bytes: u64,
+    /// Largest frame (header, payload and padding); larger appends fail with `FrameTooLarge`.
+    pub frame_max_bytes: u64,
+    /// Most messages in one batch; more fail with `BatchTooLarge`.
+    pub batch_max_messages: u32,
+    /// Most bytes accepted but not yet handed to the writer; appenders wait beyond it. At most
+    /// twice this is buffered per journal (one batch filling, one being written).
+    pub pending_max_bytes: u64,
+    pub storage: Arc<dyn Storage>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            fragment_max_bytes: 32 << 20,
+            frame_max_bytes: 4 << 20,
+            batch_max_messages: 1 << 20,
+            pending_max_bytes: 8 << 20,
+            storage: Arc::new(RealStorage),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("fragment_max_bytes", &self.fragment_max_bytes)
+            .field("frame_max_bytes", &self.frame_max_bytes)
+            .field("batch_max_messages", &self.batch_max_messages)
+            .field("pending_max_bytes", &self.pending_max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Default limits over another storage (e.g. [`sim::SimStorage`]).
+    pub fn with_storage(storage: Arc<dyn Storage>) -> Options {
+        Options {
+            storage,
+            ..Options::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), OpenError> {
+        let min_frame = frame::frame_len_bytes(0);
+        if self.frame_max_bytes < min_frame {
+            return Err(OpenError::BadOptions(format!(
+                "frame_max_bytes must be at least {min_frame}"
+            )));
+        }
+        if self.frame_max_bytes > self.pending_max_bytes {
+            return Err(OpenError::BadOptions(
+                "frame_max_bytes must not exceed pending_max_bytes".into(),
+            ));
+        }
+        if self.frame_max_bytes > u32::MAX as u64 {
+            return Err(OpenError::BadOptions(
+                "frame_max_bytes must fit in 32 bits".into(),
+            ));
+        }
+        if self.fragment_max_bytes < self.frame_max_bytes {
+            return Err(OpenError::BadOptions(
+                "fragment_max_bytes must be at least frame_max_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct LogInner {
+    dir: PathBuf,
+    opts: Options,
+    writable: bool,
+    journals: Mutex<BTreeMap<String, Arc<JournalShared>>>,
+    _lock: Option<Box<dyn DirLock>>,
+}
+
+impl Drop for LogInner {
+    fn drop(&mut self) {
+        for shared in self.journals.get_mut().values() {
+            shared.close();
+        }
+    }
+}
+
+/// A data directory of journals. Cheap to clone; the directory lock is released when the last
+/// clone and the last [`Journal`] handle are dropped.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<LogInner>,
+}
+
+/// True for journal names: 1-100 characters of `[A-Za-z0-9._-]`, not starting with a dot.
+pub fn is_valid_journal_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+impl Log {
+    /// Opens (creating if needed) the data directory `dir` for reading and writing, taking its
+    /// exclusive lock. A second opener gets [`OpenError::Locked`].
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log, OpenError> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let journals_dir = dir.join(JOURNALS_DIR);
+        let io = |what, path: &Path, source| OpenError::Io {
+            journal: String::new(),
+            what,
+            path: path.to_path_buf(),
+            source,
+        };
+        opts.storage
+            .create_dir_all(&journals_dir)
+            .map_err(|e| io("creating", &journals_dir, e))?;
+        let lock = opts.storage.lock_dir(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                OpenError::Locked { dir: dir.clone() }
+            } else {
+                io("locking", &dir, e)
+            }
+        })?;
+        Ok(Log {
+            inner: Arc::new(LogInner {
+                dir,
+                opts,
+                writable: true,
+                journals: Mutex::new(BTreeMap::new()),
+                _lock: Some(lock),
+            }),
+        })
+    }
+
+    /// Opens `dir` read-only, without its lock (another process may be writing). Journals are
+    /// recovered without repairs; their heads are as of opening.
+    pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Log, OpenError> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        if !opts.storage.is_dir(&dir.join(JOURNALS_DIR)) {
+            return Err(OpenError::NoDataDir { dir });
+        }
+        Ok(Log {
+            inner: Arc::new(LogInner {
+                dir,
+                opts,
+                writable: false,
+                journals: Mutex::new(BTreeMap::new()),
+                _lock: None,
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.inner.writable
+    }
+
+    /// Names of the journals in the directory, sorted.
+    pub fn journal_names(&self) -> Result<Vec<String>, OpenError> {
+        let dir = self.inner.dir.join(JOURNALS_DIR);
+        let mut names: Vec<String> = self
+            .inner
+            .opts
+            .storage
+            .list_dir(&dir)
+            .map_err(|source| OpenError::Io {
+                journal: String::new(),
+                what: "listing",
+                path: dir.clone(),
+                source,
+            })?
+            .into_iter()
+            .filter(|n| is_valid_journal_name(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Opens the journal `name`, creating it if it does not exist (read-write logs only).
+    pub fn journal(&self, name: &str) -> Result<Journal, OpenError> {
+        self.open_journal(name, self.inner.writable)
+    }
+
+    /// Opens the journal `name`, which must exist.
+    pub fn existing_journal(&self, name: &str) -> Result<Journal, OpenError> {
+        self.open_journal(name, false)
+    }
+
+    fn open_journal(&self, name: &str, create: bool) -> Result<Journal, OpenError> {
+        if !is_valid_journal_name(name) {
+            return Err(OpenError::BadName {
+                journal: name.to_string(),
+            });
+        }
+        let mut journals = self.inner.journals.lock();
+        if let Some(shared) = journals.get(name) {
+            return Ok(Journal {
+                shared: shared.clone(),
+                _log: self.inner.clone(),
+            });
+        }
+        let storage = &*self.inner.opts.storage;
+        let parent = self.inner.dir.join(JOURNALS_DIR);
+        let dir = parent.join(name);
+        let io = |what, path: &Path, source| OpenError::Io {
+            journal: name.to_string(),
+            what,
+            path: path.to_path_buf(),
+            source,
+        };
+        if !storage.is_dir(&dir) {
+            if !create {
+                return Err(OpenError::NoSuchJournal {
+                    journal: name.to_string(),
+                    dir: self.inner.dir.clone(),
+                });
+            }
+            storage
+                .create_dir_all(&dir)
+                .map_err(|e| io("creating", &dir, e))?;
+            storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
+        }
+        let has_fragment = storage
+            .list_dir(&dir)
+            .map_err(|e| io("listing", &dir, e))?
+            .iter()
+            .any(|n| fragment::parse_fragment_name(n).is_some());
+        if !has_fragment && self.inner.writable {
+            // A new journal, or one whose first fragment was never made durable.
+            let path = dir.join(fragment::fragment_file_name(0));
+            let file = storage
+                .open(&path, OpenMode::CreateNew, self.inner.opts.fragment_max_bytes)
+                .map_err(|e| io("creating", &path, e))?;
+            file.sync_data().map_err(|e| io("syncing", &path, e))?;
+            storage.sync_dir(&dir).map_err(|e| io("syncing", &dir, e))?;
+        }
+        let salt = frame::journal_salt(name);
+        let recovered = recovery::recover(
+            storage,
+            &dir,
+            name,
+            salt,
+            self.inner.opts.fragment_max_bytes,
+            self.inner.writable,
+        )?;
+        let shared = JournalShared::new(
+            name.to_string(),
+            dir,
+            self.inner.opts.clone(),
+            self.inner.writable,
+            recovered,
+        );
+        journals.insert(name.to_string(), shared.clone());
+        Ok(Journal {
+            shared,
+            _log: self.inner.clone(),
+        })
+    }
+}

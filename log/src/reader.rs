@@ -1,0 +1,196 @@
+//! Readers: frame-by-frame reads of the durable prefix, through memory maps, verifying every
+//! checksum, with blocking and async tailing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::error::ReadError;
+use crate::fragment::Fragment;
+use crate::frame::{self, Messages, HEADER_LEN};
+use crate::journal::Journal;
+
+/// One validated frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Journal offset of the frame.
+    pub offset: u64,
+    /// Journal offset just past the frame (where the next frame begins).
+    pub end: u64,
+    pub message_count: u32,
+    payload: Bytes,
+}
+
+impl Frame {
+    /// The payload: zero-copy from the memory map where the storage allows.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The messages of the batch this frame carries.
+    pub fn messages(&self) -> Messages<'_> {
+        frame::messages(&self.payload)
+    }
+}
+
+struct CachedView {
+    fragment: Arc<Fragment>,
+    /// Bytes of the fragment from its start; grows as the durable head moves.
+    view: Bytes,
+}
+
+/// Reads frames in order from an offset; see [`Journal::reader`].
+pub struct Reader {
+    journal: Journal,
+    offset: u64,
+    cache: Option<CachedView>,
+}
+
+impl Reader {
+    pub(crate) fn new(journal: Journal, offset: u64) -> Reader {
+        Reader {
+            journal,
+            offset,
+            cache: None,
+        }
+    }
+
+    /// The offset of the next frame to read.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Moves to `offset`, which must be a frame boundary.
+    pub fn seek(&mut self, offset: u64) {
+        self.offset = offset;
+    }
+
+    /// The next durable frame, or `None` if the reader is at the durable head.
+    pub fn try_next(&mut self) -> Result<Option<Frame>, ReadError> {
+        let shared = &self.journal.shared;
+        let head = shared.durable_head();
+        if self.offset >= head {
+            return Ok(None);
+        }
+        let first = shared.first_offset();
+        if self.offset < first {
+            return Err(ReadError::Removed {
+                journal: shared.name.clone(),
+                offset: self.offset,
+                first,
+            });
+        }
+        let (fragment, fragment_end) = {
+            let frags = shared.fragments.read();
+            let i = frags.partition_point(|f| f.begin <= self.offset);
+            if i == 0 {
+                return Err(ReadError::Removed {
+                    journal: shared.name.clone(),
+                    offset: self.offset,
+                    first,
+                });
+            }
+            (
+                frags[i - 1].clone(),
+                frags.get(i).map_or(head, |n| n.begin.min(head)),
+            )
+        };
+        let io_error = |e: std::io::Error| ReadError::Io {
+            journal: shared.name.clone(),
+            fragment: fragment.path.clone(),
+            reason: e.to_string(),
+        };
+        let file = fragment
+            .file(&*shared.opts.storage, shared.map_len_hint())
+            .map_err(io_error)?;
+        let mut limit = fragment_end - fragment.begin;
+        if let Some(len) = fragment.len_at_open() {
+            limit = limit.min(len);
+        }
+        let pos = (self.offset - fragment.begin) as usize;
+        let reuse = matches!(&self.cache, Some(c) if Arc::ptr_eq(&c.fragment, &fragment) && c.view.len() as u64 >= limit);
+        if !reuse {
+            let view = file.read_at(0, limit as usize).map_err(io_error)?;
+            self.cache = Some(CachedView {
+                fragment: fragment.clone(),
+                view,
+            });
+        }
+        let view = &self.cache.as_ref().expect("cached above").view;
+        let available = &view[..limit as usize];
+        let corrupt = |error| ReadError::Corrupt {
+            journal: shared.name.clone(),
+            fragment: fragment.path.clone(),
+            offset: self.offset,
+            error,
+        };
+        if pos > available.len() {
+            return Err(corrupt(frame::FrameError::Truncated {
+                needed: pos as u64,
+                available: limit,
+            }));
+        }
+        let header = frame::decode_frame(&available[pos..], shared.salt, self.offset).map_err(corrupt)?;
+        let payload_at = pos + HEADER_LEN;
+        let payload = view.slice(payload_at..payload_at + header.payload_len as usize);
+        let frame = Frame {
+            offset: self.offset,
+            end: self.offset + header.frame_len_bytes(),
+            message_count: header.message_count,
+            payload,
+        };
+        debug_assert!(frame.end <= head, "a reader must never pass the durable head");
+        self.offset = frame.end;
+        Ok(Some(frame))
+    }
+
+    /// The next frame, waiting for it to become durable. Fails with [`ReadError::Closed`] once
+    /// the journal is closed and nothing more is durable.
+    pub fn next_blocking(&mut self) -> Result<Frame, ReadError> {
+        loop {
+            if let Some(f) = self.next_timeout(Duration::from_secs(3600))? {
+                return Ok(f);
+            }
+        }
+    }
+
+    /// The next frame, waiting at most `timeout` for it.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Frame>, ReadError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(f) = self.try_next()? {
+                return Ok(Some(f));
+            }
+            if self.journal.shared.is_closed() {
+                return Err(ReadError::Closed {
+                    journal: self.journal.shared.name.clone(),
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.journal.wait_beyond(self.offset, deadline - now);
+        }
+    }
+
+    /// Async: the next frame, waiting for it to become durable.
+    pub async fn next(&mut self) -> Result<Frame, ReadError> {
+        loop {
+            if let Some(f) = self.try_next()? {
+                return Ok(f);
+            }
+            if self.journal.shared.is_closed() {
+                return Err(ReadError::Closed {
+                    journal: self.journal.shared.name.clone(),
+                });
+            }
+            self.journal.wait_beyond_async(self.offset).await;
+        }
+    }
+}

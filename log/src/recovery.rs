@@ -1,0 +1,178 @@
+//! Recovery on open: find the fragments, validate the last one frame by frame, cut a torn tail,
+//! refuse corruption.
+//!
+//! Only the last fragment is read: sealed fragments were fully synced before the next one was
+//! created, so their content is checked lazily, by readers, frame by frame.
+//!
+//! Torn tail versus corruption: scanning the last fragment stops at the first position that is
+//! not a valid frame (`bad`). Everything from `bad` on is a torn tail, and is cut, unless a valid
+//! frame written by a *later* group-commit write follows it (its `write_begin` is past `bad`).
+//! The writer issues a write only after the previous write's fdatasync returned, so a later
+//! write's frame on disk proves the bytes at `bad` had been made durable: they were damaged
+//! afterwards, and open refuses with an error naming the journal, fragment and offset. A valid
+//! frame from the *same* write as `bad` is what a torn multi-page write looks like (pages reach
+//! the medium in any order) and is cut with the rest.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::OpenError;
+use crate::fragment::{parse_fragment_name, Fragment};
+use crate::frame::{self, FrameError, FRAME_ALIGN_BYTES, FRAME_MAGIC, HEADER_LEN};
+use crate::storage::{OpenMode, Storage, StorageFile};
+
+pub(crate) struct Recovered {
+    pub fragments: Vec<Arc<Fragment>>,
+    /// The last fragment, opened read-write (read-only for read-only opens).
+    pub last_file: Arc<dyn StorageFile>,
+    pub head: u64,
+    pub last_frame: Option<u64>,
+    /// Bytes cut from a torn tail.
+    pub cut_bytes: u64,
+}
+
+fn io_err(journal: &str, what: &'static str, path: &Path, source: std::io::Error) -> OpenError {
+    OpenError::Io {
+        journal: journal.to_string(),
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Recovers the journal stored in `dir`. `writable` opens allow cutting a torn tail.
+pub(crate) fn recover(
+    storage: &dyn Storage,
+    dir: &Path,
+    journal: &str,
+    salt: u32,
+    map_len_hint: u64,
+    writable: bool,
+) -> Result<Recovered, OpenError> {
+    let names = storage
+        .list_dir(dir)
+        .map_err(|e| io_err(journal, "listing", dir, e))?;
+    let mut begins: Vec<u64> = names.iter().filter_map(|n| parse_fragment_name(n)).collect();
+    begins.sort_unstable();
+    let Some(&last_begin) = begins.last() else {
+        return Err(OpenError::Corrupt {
+            journal: journal.to_string(),
+            fragment: dir.to_path_buf(),
+            offset: 0,
+            detail: "journal directory holds no fragment files".into(),
+        });
+    };
+    let mut fragments: Vec<Arc<Fragment>> = begins[..begins.len() - 1]
+        .iter()
+        .map(|&b| Arc::new(Fragment::new(b, dir)))
+        .collect();
+    let last_path = dir.join(crate::fragment::fragment_file_name(last_begin));
+    let mode = if writable {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::ReadOnly
+    };
+    let file = storage
+        .open(&last_path, mode, map_len_hint)
+        .map_err(|e| io_err(journal, "opening", &last_path, e))?;
+    let file_len = file
+        .len()
+        .map_err(|e| io_err(journal, "reading length of", &last_path, e))?;
+    let bytes = if file_len == 0 {
+        bytes::Bytes::new()
+    } else {
+        file.read_at(0, file_len as usize)
+            .map_err(|e| io_err(journal, "reading", &last_path, e))?
+    };
+
+    let scan = scan_fragment(&bytes, salt, last_begin);
+    if let Some((bad_pos, error)) = &scan.first_error {
+        if let Some(later) = find_later_write(&bytes, salt, last_begin, *bad_pos) {
+            return Err(OpenError::Corrupt {
+                journal: journal.to_string(),
+                fragment: last_path,
+                offset: last_begin + *bad_pos as u64,
+                detail: format!(
+                    "{error}; a frame from a later write follows at offset {later}, so this is damage, not a torn write"
+                ),
+            });
+        }
+    }
+    let valid_len = scan.valid_len as u64;
+    let cut_bytes = file_len - valid_len;
+    if writable && cut_bytes > 0 {
+        // No reader exists yet, so shrinking the file cannot fault a memory map.
+        file.set_len(valid_len)
+            .map_err(|e| io_err(journal, "truncating torn tail of", &last_path, e))?;
+        file.sync_data()
+            .map_err(|e| io_err(journal, "syncing", &last_path, e))?;
+    }
+    fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
+    Ok(Recovered {
+        fragments,
+        last_file: file,
+        head: last_begin + valid_len,
+        last_frame: scan.last_frame_pos.map(|p| last_begin + p as u64),
+        cut_bytes,
+    })
+}
+
+/// Result of validating a fragment's bytes frame by frame from its start.
+#[derive(Debug)]
+pub struct FragmentScan {
+    /// Bytes of whole valid frames from the start.
+    pub valid_len: usize,
+    pub frame_count: u64,
+    pub last_frame_pos: Option<usize>,
+    /// Where validation stopped short of the end, and why.
+    pub first_error: Option<(usize, FrameError)>,
+}
+
+/// Validates `bytes` (a fragment beginning at journal offset `begin`) frame by frame.
+pub fn scan_fragment(bytes: &[u8], salt: u32, begin: u64) -> FragmentScan {
+    let mut pos = 0usize;
+    let mut frame_count = 0;
+    let mut last_frame_pos = None;
+    while pos < bytes.len() {
+        match frame::decode_frame(&bytes[pos..], salt, begin + pos as u64) {
+            Ok(h) => {
+                last_frame_pos = Some(pos);
+                frame_count += 1;
+                pos += h.frame_len_bytes() as usize;
+            }
+            Err(e) => {
+                return FragmentScan {
+                    valid_len: pos,
+                    frame_count,
+                    last_frame_pos,
+                    first_error: Some((pos, e)),
+                };
+            }
+        }
+    }
+    FragmentScan {
+        valid_len: pos,
+        frame_count,
+        last_frame_pos,
+        first_error: None,
+    }
+}
+
+/// The offset of a valid frame after `bad_pos` that was written by a later write than the one
+/// that covered `bad_pos`, if any.
+fn find_later_write(bytes: &[u8], salt: u32, begin: u64, bad_pos: usize) -> Option<u64> {
+    let bad_offset = begin + bad_pos as u64;
+    let mut pos = bad_pos + FRAME_ALIGN_BYTES as usize;
+    while pos + HEADER_LEN <= bytes.len() {
+        let magic = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
+        if magic == FRAME_MAGIC {
+            if let Ok(h) = frame::decode_frame(&bytes[pos..], salt, begin + pos as u64) {
+                if h.write_begin > bad_offset {
+                    return Some(h.offset);
+                }
+            }
+        }
+        pos += FRAME_ALIGN_BYTES as usize;
+    }
+    None
+}

@@ -1,0 +1,165 @@
+//! The storage seam: every file operation the journal performs goes through [`Storage`] and
+//! [`StorageFile`], so tests can swap the real filesystem ([`RealStorage`]) for a simulated one
+//! ([`crate::sim::SimStorage`]) that loses unsynced bytes, tears writes, flips bits, fails fsync
+//! and runs out of space, deterministically from a seed.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+/// How [`Storage::open`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a new file; fails if it exists. Read and write.
+    CreateNew,
+    /// Open an existing file for reading and writing.
+    ReadWrite,
+    /// Open an existing file for reading only.
+    ReadOnly,
+}
+
+/// A held exclusive lock on a directory; released on drop.
+pub trait DirLock: Send + Sync {}
+
+/// Directory-level operations.
+pub trait Storage: Send + Sync + 'static {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory (files and directories), unsorted.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    fn is_dir(&self, path: &Path) -> bool;
+    /// Opens a file. `map_len_hint` is the length a memory map of it should cover at least
+    /// (the fragment size), so tailing readers map once.
+    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on a directory; `ErrorKind::WouldBlock` if another holder has it.
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+}
+
+/// File-level operations.
+pub trait StorageFile: Send + Sync {
+    fn len(&self) -> io::Result<u64>;
+    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()>;
+    /// Reads `len` bytes at `pos`. The real implementation returns a zero-copy view of a memory
+    /// map; callers must only ask for bytes that were written (and are durable, for readers).
+    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// `fdatasync`.
+    fn sync_data(&self) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// The real filesystem.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealStorage;
+
+struct RealDirLock {
+    _file: File,
+}
+impl DirLock for RealDirLock {}
+
+impl Storage for RealStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        match mode {
+            OpenMode::CreateNew => options.write(true).create_new(true),
+            OpenMode::ReadWrite => options.write(true),
+            OpenMode::ReadOnly => &mut options,
+        };
+        let file = options.open(path)?;
+        Ok(Arc::new(RealFile {
+            file,
+            path: path.to_path_buf(),
+            map_len_hint,
+            map: Mutex::new(None),
+        }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.join("LOCK"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(RealDirLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "directory is locked by another process",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+struct RealFile {
+    file: File,
+    path: PathBuf,
+    map_len_hint: u64,
+    /// A read-only map of the file, at least `map_len_hint` long, made on first read.
+    map: Mutex<Option<Bytes>>,
+}
+
+impl StorageFile for RealFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, pos)
+    }
+
+    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let end = pos + len as u64;
+        let mut map = self.map.lock();
+        let covers = map.as_ref().is_some_and(|m| m.len() as u64 >= end);
+        if !covers {
+            let map_len = end.max(self.map_len_hint).max(1);
+            *map = Some(
+                crate::mmap::map_read_only(&self.file, map_len)
+                    .map_err(|e| io::Error::new(e.kind(), format!("mmap {}: {e}", self.path.display())))?,
+            );
+        }
+        let map = map.as_ref().expect("mapped above");
+        Ok(map.slice(pos as usize..end as usize))
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
