@@ -1,0 +1,303 @@
+//! Helpers shared by the integration tests: options over simulated storage, reading a journal
+//! back, and storage wrappers that count or hold `fdatasync` calls.
+#![allow(dead_code)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use ss_log::sim::SimStorage;
+use ss_log::storage::{DirLock, OpenMode};
+use ss_log::{Journal, Log, Options, Storage, StorageFile};
+
+/// Data directory used with simulated storage.
+pub const DATA_DIR: &str = "/data";
+
+/// Small limits over `storage`, so that tests roll fragments quickly.
+pub fn opts(storage: Arc<dyn Storage>, fragment_max_bytes: u64) -> Options {
+    Options {
+        fragment_max_bytes,
+        frame_max_bytes: 1024,
+        batch_max_messages: 64,
+        pending_max_bytes: 8 * 1024,
+        storage,
+    }
+}
+
+pub fn sim_opts(storage: &SimStorage, fragment_max_bytes: u64) -> Options {
+    opts(Arc::new(storage.clone()), fragment_max_bytes)
+}
+
+pub fn open_sim(storage: &SimStorage, fragment_max_bytes: u64) -> Log {
+    Log::open(DATA_DIR, sim_opts(storage, fragment_max_bytes)).expect("open simulated log")
+}
+
+/// Path of the fragment of journal `name` that begins at `begin`, under [`DATA_DIR`].
+pub fn fragment_path(name: &str, begin: u64) -> PathBuf {
+    Path::new(DATA_DIR)
+        .join(ss_log::JOURNALS_DIR)
+        .join(name)
+        .join(ss_log::fragment::fragment_file_name(begin))
+}
+
+/// One frame as read back: offset, end and its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFrame {
+    pub offset: u64,
+    pub end: u64,
+    pub messages: Vec<Vec<u8>>,
+}
+
+/// Reads every durable frame from `offset` to the durable head, panicking on any read error
+/// (readers verify checksums, so a returned frame is a valid one).
+pub fn read_from(journal: &Journal, offset: u64) -> Vec<ReadFrame> {
+    let mut reader = journal.reader(offset);
+    let mut out = Vec::new();
+    loop {
+        match reader.try_next() {
+            Ok(Some(frame)) => {
+                let messages = frame
+                    .messages()
+                    .map(|m| m.map(<[u8]>::to_vec))
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("messages of a valid frame decode");
+                assert_eq!(messages.len(), frame.message_count as usize);
+                out.push(ReadFrame {
+                    offset: frame.offset,
+                    end: frame.end,
+                    messages,
+                });
+            }
+            Ok(None) => return out,
+            Err(e) => panic!("reading journal {} at {}: {e}", journal.name(), reader.offset()),
+        }
+    }
+}
+
+pub fn read_all(journal: &Journal) -> Vec<ReadFrame> {
+    read_from(journal, journal.first_offset())
+}
+
+/// The single message of each frame.
+pub fn single_messages(frames: &[ReadFrame]) -> Vec<Vec<u8>> {
+    frames
+        .iter()
+        .map(|f| {
+            assert_eq!(f.messages.len(), 1, "frame at {} holds one message", f.offset);
+            f.messages[0].clone()
+        })
+        .collect()
+}
+
+/// A deterministic payload of `len_bytes` bytes tagged with `tag` (so no two payloads are equal).
+pub fn payload(tag: &str, len_bytes: usize) -> Vec<u8> {
+    let mut p = tag.as_bytes().to_vec();
+    let mut x = tag.len() as u8;
+    while p.len() < len_bytes {
+        x = x.wrapping_mul(31).wrapping_add(7);
+        p.push(x);
+    }
+    p
+}
+
+/// Storage over another that counts `sync_data` calls, directory syncs and writes.
+pub struct CountingStorage {
+    pub inner: Arc<dyn Storage>,
+    pub counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+pub struct Counts {
+    pub syncs: AtomicU64,
+    pub dir_syncs: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl CountingStorage {
+    pub fn new(inner: Arc<dyn Storage>) -> CountingStorage {
+        CountingStorage {
+            inner,
+            counts: Arc::new(Counts::default()),
+        }
+    }
+}
+
+struct CountingFile {
+    inner: Arc<dyn StorageFile>,
+    counts: Arc<Counts>,
+}
+
+impl Storage for CountingStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(CountingFile {
+            inner: self.inner.open(path, mode, map_len_hint)?,
+            counts: self.counts.clone(),
+        }))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.counts.dir_syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync_dir(path)
+    }
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.inner.lock_dir(path)
+    }
+}
+
+impl StorageFile for CountingFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.counts.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.write_all_at(pos, buf)
+    }
+    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.inner.read_at(pos, len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.counts.syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+/// A gate that, once armed, holds the next `sync_data` until released, so a test can look at the
+/// journal while the writer is in the middle of a commit.
+#[derive(Default)]
+pub struct SyncGate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    armed: bool,
+    held: bool,
+    released: bool,
+}
+
+impl SyncGate {
+    /// Makes the next `sync_data` block until [`SyncGate::release`].
+    pub fn arm(&self) {
+        let mut s = self.state.lock();
+        *s = GateState {
+            armed: true,
+            held: false,
+            released: false,
+        };
+    }
+
+    /// Waits until a `sync_data` is being held by the gate.
+    pub fn wait_held(&self) {
+        let mut s = self.state.lock();
+        while !s.held {
+            let timed_out = self.changed.wait_for(&mut s, Duration::from_secs(10)).timed_out();
+            assert!(!timed_out || s.held, "no sync_data reached the gate within 10 s");
+        }
+    }
+
+    /// Lets the held `sync_data` proceed.
+    pub fn release(&self) {
+        let mut s = self.state.lock();
+        s.released = true;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut s = self.state.lock();
+        if !s.armed {
+            return;
+        }
+        s.armed = false;
+        s.held = true;
+        self.changed.notify_all();
+        while !s.released {
+            self.changed.wait(&mut s);
+        }
+        s.held = false;
+    }
+}
+
+/// Storage over another whose `sync_data` can be held by a [`SyncGate`].
+pub struct GatedStorage {
+    pub inner: Arc<dyn Storage>,
+    pub gate: Arc<SyncGate>,
+}
+
+impl GatedStorage {
+    pub fn new(inner: Arc<dyn Storage>) -> GatedStorage {
+        GatedStorage {
+            inner,
+            gate: Arc::new(SyncGate::default()),
+        }
+    }
+}
+
+struct GatedFile {
+    inner: Arc<dyn StorageFile>,
+    gate: Arc<SyncGate>,
+}
+
+impl Storage for GatedStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(GatedFile {
+            inner: self.inner.open(path, mode, map_len_hint)?,
+            gate: self.gate.clone(),
+        }))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.inner.lock_dir(path)
+    }
+}
+
+impl StorageFile for GatedFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all_at(pos, buf)
+    }
+    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.inner.read_at(pos, len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.gate.pass();
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
