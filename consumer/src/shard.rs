@@ -1,0 +1,534 @@
+//! The exactly-once consumer framework: a shard reads one input journal and owns one shard log.
+//!
+//! A shard works in transactions. It reads a bounded run of input frames (bounded by messages,
+//! bytes and time), feeds their messages to its [`Application`], then appends **one frame** to its
+//! shard log holding the outputs produced and a [`Checkpoint`]: the input offset reached plus the
+//! application state the transaction touched (a delta), or periodically all of it (a snapshot).
+//! The append is conditional on the shard log head the shard last saw, so a stale owner is fenced
+//! out. Outputs and checkpoint land together or not at all; after a crash the shard restores its
+//! state from the latest snapshot plus the deltas after it and re-reads input from the
+//! checkpointed offset, so every output appears exactly once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use ss_log::{AppendAck, AppendError, Batch, Frame, Journal, PendingAppend, ReadError, Reader};
+
+use crate::checkpoint::{Checkpoint, CheckpointKind, CHECKPOINT_HEADER_BYTES};
+use crate::message::DecodeError;
+
+/// The state machine a shard drives.
+pub trait Application {
+    /// Called before each input frame at `frame_offset` is applied: deterministic housekeeping
+    /// keyed on input progress (e.g. expiring abandoned state). Outputs go to `out`.
+    fn before_frame(&mut self, frame_offset: u64, out: &mut Batch) -> Result<(), AppError>;
+    /// Applies one input message of the frame at `frame_offset`. Outputs go to `out`.
+    fn apply(&mut self, message: &[u8], frame_offset: u64, out: &mut Batch) -> Result<(), AppError>;
+    /// Writes the state touched since the last delta or snapshot, and forgets what was touched.
+    fn write_delta(&mut self, out: &mut Vec<u8>);
+    /// Writes the whole state, and forgets what was touched.
+    fn write_snapshot(&mut self, out: &mut Vec<u8>);
+    /// Replaces the state with a snapshot.
+    fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
+    /// Applies a delta written by [`Application::write_delta`].
+    fn apply_delta(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
+}
+
+/// An application refused its input: a violation of the stream's rules, or a limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AppError(pub String);
+
+/// Why a shard stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ShardError {
+    #[error("shard {shard}: fenced out by another owner (shard log head moved from {expected} to {actual}); stopping without emitting anything")]
+    Fenced {
+        shard: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("shard {shard}: input offset {offset}: {error}")]
+    Violation {
+        shard: String,
+        offset: u64,
+        error: AppError,
+    },
+    #[error("shard {shard}: appending to the shard log: {error}")]
+    Append {
+        shard: String,
+        #[source]
+        error: AppendError,
+    },
+    #[error("shard {shard}: reading: {error}")]
+    Read {
+        shard: String,
+        #[source]
+        error: ReadError,
+    },
+    #[error("shard {shard}: shard log {journal:?} offset {offset}: {detail}")]
+    Corrupt {
+        shard: String,
+        journal: String,
+        offset: u64,
+        detail: String,
+    },
+    #[error("shard {shard} is already owned in this process")]
+    AlreadyOwned { shard: String },
+}
+
+impl ShardError {
+    fn append(shard: &str, error: AppendError) -> ShardError {
+        match error {
+            AppendError::Conflict { expected, actual, .. } => ShardError::Fenced {
+                shard: shard.to_string(),
+                expected,
+                actual,
+            },
+            error => ShardError::Append {
+                shard: shard.to_string(),
+                error,
+            },
+        }
+    }
+}
+
+/// Transaction bounds and snapshot policy.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// A transaction ends after this many input messages...
+    pub txn_max_messages: usize,
+    /// ...or this many input bytes...
+    pub txn_max_input_bytes: u64,
+    /// ...or this long after it started (checked between frames).
+    pub txn_max_duration: Duration,
+    /// A snapshot is written once the deltas since the last one reach
+    /// `max(snapshot_min_delta_bytes, 2 × last snapshot size)`, so recovery reads a bounded
+    /// amount and snapshot cost stays proportional to the work done.
+    pub snapshot_min_delta_bytes: u64,
+    /// Keep one transaction's append in flight while the next one is applied.
+    pub pipelined: bool,
+}
+
+impl Default for ShardConfig {
+    fn default() -> ShardConfig {
+        ShardConfig {
+            txn_max_messages: 1 << 16,
+            txn_max_input_bytes: 4 << 20,
+            txn_max_duration: Duration::from_millis(20),
+            snapshot_min_delta_bytes: 1 << 20,
+            pipelined: true,
+        }
+    }
+}
+
+/// What one transaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxnReport {
+    pub input_messages: u64,
+    pub input_bytes: u64,
+    /// Output messages (excluding the checkpoint).
+    pub outputs: u32,
+    /// Bytes of the checkpoint message (delta or snapshot).
+    pub checkpoint_bytes: u64,
+    pub snapshot: bool,
+    /// Where the transaction frame was placed (`None` if there was nothing to commit).
+    pub placed_at: Option<AppendAck>,
+}
+
+/// Counters over a shard's life in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub txns: u64,
+    pub snapshots: u64,
+    pub input_messages: u64,
+    pub input_bytes: u64,
+    /// Deltas replayed by recovery on top of the snapshot.
+    pub recovered_deltas: u64,
+}
+
+/// One shard: an input journal, a shard log and the application state between them.
+pub struct Shard<A: Application> {
+    name: String,
+    app: A,
+    log: Journal,
+    reader: Reader,
+    config: ShardConfig,
+    /// The shard log head this owner expects: every append is conditional on it.
+    expect_head: u64,
+    next_txn_seq: u64,
+    snapshot_offset: u64,
+    delta_bytes_since_snapshot: u64,
+    last_snapshot_bytes: u64,
+    frame: Batch,
+    in_flight: Option<PendingAppend>,
+    /// Input offset covered by the last durable checkpoint.
+    durable_input_offset: u64,
+    pending_input_offset: Option<u64>,
+    stats: ShardStats,
+}
+
+fn last_checkpoint<'a>(frame: &'a Frame, shard: &str, journal: &str) -> Result<Checkpoint<'a>, ShardError> {
+    let corrupt = |detail: String| ShardError::Corrupt {
+        shard: shard.to_string(),
+        journal: journal.to_string(),
+        offset: frame.offset,
+        detail,
+    };
+    let mut last = None;
+    for m in frame.messages() {
+        last = Some(m.map_err(|e| corrupt(e.to_string()))?);
+    }
+    let last = last.ok_or_else(|| corrupt("transaction frame without messages".into()))?;
+    Checkpoint::decode(last).map_err(|e| corrupt(format!("last message is not a checkpoint: {e}")))
+}
+
+impl<A: Application> Shard<A> {
+    /// Restores `app` from the shard log (latest snapshot plus later deltas) and positions the
+    /// input reader at the checkpointed offset. `app` must be in its initial state.
+    pub fn recover(
+        name: &str,
+        mut app: A,
+        input: &Journal,
+        log: Journal,
+        config: ShardConfig,
+    ) -> Result<Shard<A>, ShardError> {
+        let read_err = |error| ShardError::Read {
+            shard: name.to_string(),
+            error,
+        };
+        let head = log.durable_head();
+        let mut stats = ShardStats::default();
+        let mut input_offset = 0;
+        let mut next_txn_seq = 0;
+        let mut snapshot_offset = 0;
+        let mut delta_bytes = 0;
+        let mut snapshot_bytes = 0;
+        if let Some(last) = log.last_frame().map_err(read_err)? {
+            let ck = last_checkpoint(&last, name, log.name())?;
+            snapshot_offset = ck.snapshot_offset;
+            let mut reader = log.reader(snapshot_offset);
+            while reader.offset() < head {
+                let frame = reader
+                    .try_next()
+                    .map_err(read_err)?
+                    .ok_or_else(|| ShardError::Corrupt {
+                        shard: name.to_string(),
+                        journal: log.name().to_string(),
+                        offset: reader.offset(),
+                        detail: format!("shard log ends before its head {head}"),
+                    })?;
+                let ck = last_checkpoint(&frame, name, log.name())?;
+                let corrupt = |detail: String| ShardError::Corrupt {
+                    shard: name.to_string(),
+                    journal: log.name().to_string(),
+                    offset: frame.offset,
+                    detail,
+                };
+                let first = frame.offset == snapshot_offset;
+                match (ck.kind, first) {
+                    (CheckpointKind::Snapshot, true) => {
+                        app.restore_snapshot(ck.app_state)
+                            .map_err(|e| corrupt(e.to_string()))?;
+                        snapshot_bytes = ck.app_state.len() as u64;
+                    }
+                    (CheckpointKind::Delta, false) => {
+                        app.apply_delta(ck.app_state)
+                            .map_err(|e| corrupt(e.to_string()))?;
+                        delta_bytes += ck.app_state.len() as u64;
+                        stats.recovered_deltas += 1;
+                    }
+                    (kind, _) => {
+                        return Err(corrupt(format!(
+                            "unexpected {kind:?} checkpoint (latest snapshot is at {snapshot_offset})"
+                        )))
+                    }
+                }
+                if ck.txn_seq != next_txn_seq && !first {
+                    return Err(corrupt(format!(
+                        "txn_seq {} where {} was expected",
+                        ck.txn_seq, next_txn_seq
+                    )));
+                }
+                input_offset = ck.input_offset;
+                next_txn_seq = ck.txn_seq + 1;
+            }
+        }
+        Ok(Shard {
+            name: name.to_string(),
+            app,
+            reader: input.reader(input_offset),
+            log,
+            config,
+            expect_head: head,
+            next_txn_seq,
+            snapshot_offset,
+            delta_bytes_since_snapshot: delta_bytes,
+            last_snapshot_bytes: snapshot_bytes,
+            frame: Batch::with_capacity(64 << 10),
+            in_flight: None,
+            durable_input_offset: input_offset,
+            pending_input_offset: None,
+            stats,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    /// Input offset covered by the last durable checkpoint (input below it may be removed).
+    pub fn durable_input_offset(&self) -> u64 {
+        self.durable_input_offset
+    }
+
+    /// Input offset applied so far (including the open transaction).
+    pub fn input_offset(&self) -> u64 {
+        self.reader.offset()
+    }
+
+    pub fn shard_log(&self) -> &Journal {
+        &self.log
+    }
+
+    fn apply_frame(&mut self, frame: &Frame, report: &mut TxnReport) -> Result<(), ShardError> {
+        let violation = |error| ShardError::Violation {
+            shard: self.name.clone(),
+            offset: frame.offset,
+            error,
+        };
+        self.app
+            .before_frame(frame.offset, &mut self.frame)
+            .map_err(violation)?;
+        for message in frame.messages() {
+            let message = message
+                .map_err(|e| violation(AppError(format!("malformed message list in input frame: {e}"))))?;
+            self.app
+                .apply(message, frame.offset, &mut self.frame)
+                .map_err(violation)?;
+            report.input_messages += 1;
+        }
+        report.input_bytes += frame.end - frame.offset;
+        Ok(())
+    }
+
+    fn txn_full(&self, report: &TxnReport, started: Instant) -> bool {
+        report.input_messages >= self.config.txn_max_messages as u64
+            || report.input_bytes >= self.config.txn_max_input_bytes
+            || started.elapsed() >= self.config.txn_max_duration
+    }
+
+    /// Runs one transaction: waits up to `idle_wait` for input, applies what is available within
+    /// the bounds, and commits. With nothing to apply, only settles an in-flight append.
+    pub fn run_transaction(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
+        let mut report = TxnReport::default();
+        let started = Instant::now();
+        let read_err = |name: &str, error| ShardError::Read {
+            shard: name.to_string(),
+            error,
+        };
+        let first = match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
+            Some(f) => Some(f),
+            None => {
+                self.settle()?;
+                self.reader
+                    .next_timeout(idle_wait)
+                    .map_err(|e| read_err(&self.name, e))?
+            }
+        };
+        let Some(first) = first else { return Ok(report) };
+        self.apply_frame(&first, &mut report)?;
+        while !self.txn_full(&report, started) {
+            match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
+                Some(frame) => self.apply_frame(&frame, &mut report)?,
+                None => break,
+            }
+        }
+        let pending = self.commit(&mut report)?;
+        self.finish_commit(pending)?;
+        Ok(report)
+    }
+
+    /// Async [`Shard::run_transaction`].
+    pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
+        let mut report = TxnReport::default();
+        let started = Instant::now();
+        let read_err = |name: &str, error| ShardError::Read {
+            shard: name.to_string(),
+            error,
+        };
+        let first = match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
+            Some(f) => Some(f),
+            None => {
+                self.settle_async().await?;
+                match tokio::time::timeout(idle_wait, self.reader.next()).await {
+                    Ok(r) => Some(r.map_err(|e| read_err(&self.name, e))?),
+                    Err(_elapsed) => None,
+                }
+            }
+        };
+        let Some(first) = first else { return Ok(report) };
+        self.apply_frame(&first, &mut report)?;
+        while !self.txn_full(&report, started) {
+            match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
+                Some(frame) => self.apply_frame(&frame, &mut report)?,
+                None => break,
+            }
+        }
+        let pending = self.commit(&mut report)?;
+        let input_offset = self.reader.offset();
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.durable().await)?;
+        }
+        self.pending_input_offset = Some(input_offset);
+        if self.config.pipelined {
+            self.in_flight = Some(pending);
+        } else {
+            self.settled(pending.durable().await)?;
+        }
+        Ok(report)
+    }
+
+    /// Places the transaction frame (outputs + checkpoint) in the shard log, conditionally.
+    fn commit(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+        let input_offset = self.reader.offset();
+        let snapshot = self.next_txn_seq == 0
+            || self.delta_bytes_since_snapshot
+                >= self
+                    .config
+                    .snapshot_min_delta_bytes
+                    .max(2 * self.last_snapshot_bytes);
+        let frame_offset = self.expect_head;
+        let (kind, snapshot_offset) = if snapshot {
+            (CheckpointKind::Snapshot, frame_offset)
+        } else {
+            (CheckpointKind::Delta, self.snapshot_offset)
+        };
+        report.outputs = self.frame.message_count();
+        let txn_seq = self.next_txn_seq;
+        let app = &mut self.app;
+        let mut state_bytes = 0;
+        self.frame.push_with(|buf| {
+            Checkpoint::encode_header(buf, input_offset, txn_seq, snapshot_offset, kind);
+            let start = buf.len();
+            if snapshot {
+                app.write_snapshot(buf);
+            } else {
+                app.write_delta(buf);
+            }
+            state_bytes = (buf.len() - start) as u64;
+        });
+        let placed = self.log.submit_if(frame_offset, &self.frame);
+        self.frame.clear();
+        let pending = placed.map_err(|e| ShardError::append(&self.name, e))?;
+        let ack = pending.ack();
+        debug_assert_eq!(ack.offset, frame_offset);
+        self.expect_head = ack.end;
+        self.next_txn_seq += 1;
+        if snapshot {
+            self.snapshot_offset = frame_offset;
+            self.last_snapshot_bytes = state_bytes;
+            self.delta_bytes_since_snapshot = 0;
+            self.stats.snapshots += 1;
+        } else {
+            self.delta_bytes_since_snapshot += state_bytes;
+        }
+        self.stats.txns += 1;
+        self.stats.input_messages += report.input_messages;
+        self.stats.input_bytes += report.input_bytes;
+        report.checkpoint_bytes = (CHECKPOINT_HEADER_BYTES as u64) + state_bytes;
+        report.snapshot = snapshot;
+        report.placed_at = Some(ack);
+        Ok(pending)
+    }
+
+    fn finish_commit(&mut self, pending: PendingAppend) -> Result<(), ShardError> {
+        let input_offset = self.reader.offset();
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.wait())?;
+        }
+        self.pending_input_offset = Some(input_offset);
+        if self.config.pipelined {
+            self.in_flight = Some(pending);
+            Ok(())
+        } else {
+            self.settled(pending.wait())
+        }
+    }
+
+    fn settled(&mut self, result: Result<AppendAck, AppendError>) -> Result<(), ShardError> {
+        result.map_err(|e| ShardError::append(&self.name, e))?;
+        if self.in_flight.is_none() {
+            if let Some(offset) = self.pending_input_offset.take() {
+                self.durable_input_offset = offset;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the in-flight transaction, if any, to be durable.
+    pub fn settle(&mut self) -> Result<(), ShardError> {
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.wait())?;
+        }
+        Ok(())
+    }
+
+    /// Async [`Shard::settle`].
+    pub async fn settle_async(&mut self) -> Result<(), ShardError> {
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.durable().await)?;
+        }
+        Ok(())
+    }
+
+    /// Runs transactions until the input reaches `input_end` (and it is all committed).
+    pub fn run_until(&mut self, input_end: u64, idle_wait: Duration) -> Result<(), ShardError> {
+        while self.reader.offset() < input_end {
+            self.run_transaction(idle_wait)?;
+        }
+        self.settle()
+    }
+}
+
+/// In-process shard ownership: at most one live owner per shard name.
+#[derive(Clone, Default)]
+pub struct ShardLocks {
+    held: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Ownership of one shard; released on drop.
+pub struct ShardLease {
+    locks: ShardLocks,
+    shard: String,
+}
+
+impl ShardLocks {
+    pub fn try_acquire(&self, shard: &str) -> Result<ShardLease, ShardError> {
+        if !self.held.lock().insert(shard.to_string()) {
+            return Err(ShardError::AlreadyOwned {
+                shard: shard.to_string(),
+            });
+        }
+        Ok(ShardLease {
+            locks: self.clone(),
+            shard: shard.to_string(),
+        })
+    }
+}
+
+impl Drop for ShardLease {
+    fn drop(&mut self) {
+        self.locks.held.lock().remove(&self.shard);
+    }
+}

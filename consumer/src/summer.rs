@@ -1,0 +1,476 @@
+//! The summer: per stream, a running SHA-1 and the last sequence number; one Sum per finished
+//! stream.
+//!
+//! Rules, applied per chunk (input offsets name where a violation was seen):
+//! - a chunk with `seq <= last` of an open stream, or `seq <= final` of a recently finished one,
+//!   is a duplicate (a chunker re-published after an indeterminate append): skipped and counted;
+//! - `seq > last + 1` is a gap, a chunk after the final one, or a first chunk with `seq != 0`:
+//!   a violation that stops the shard;
+//! - a stream with no chunk for `expire_after_bytes` of input is abandoned (its chunker died): it
+//!   is dropped and an [`Expired`] record is emitted. Expiry is checked before the first frame at
+//!   or past each multiple of `expire_check_interval_bytes`, so it depends only on input offsets
+//!   and replays identically;
+//! - more than `max_open_streams` open streams is an error, as is a snapshot that would not fit.
+//!
+//! Delta (app state of a checkpoint), little-endian:
+//! ```text
+//! open_count u32,     open_count × (stream u64, last_seq u32, last_active_offset u64, sha1_state [92])
+//! finished_count u32, finished_count × (stream u64, final_seq u32)      in the order they finished
+//! expired_count u32,  expired_count × (stream u64)
+//! counters: chunks u64, chunk_bytes u64, duplicates u64, sums u64, expired u64
+//! ```
+//! Snapshot: the same layout holding every open stream and the whole finished window, followed by
+//! `next_expiry_check u64`.
+
+use std::collections::{HashMap, VecDeque};
+
+use sha1::digest::common::hazmat::{SerializableState, SerializedState};
+use sha1::{Digest, Sha1};
+use ss_log::Batch;
+
+use crate::message::{Chunk, Cursor, DecodeError, Expired, StreamId, Sum};
+use crate::shard::{AppError, Application};
+
+/// Bytes of a serialized running SHA-1 (sha1 crate `SerializableState`).
+pub const SHA1_STATE_BYTES: usize = 92;
+const OPEN_ENTRY_BYTES: usize = 8 + 4 + 8 + SHA1_STATE_BYTES;
+
+/// Summer limits.
+#[derive(Debug, Clone)]
+pub struct SummerConfig {
+    pub max_open_streams: usize,
+    /// A stream with no chunk for this many bytes of input is expired.
+    pub expire_after_bytes: u64,
+    pub expire_check_interval_bytes: u64,
+    /// How many finished streams are remembered to recognise duplicates of their chunks.
+    pub finished_window: usize,
+}
+
+impl Default for SummerConfig {
+    fn default() -> SummerConfig {
+        SummerConfig {
+            max_open_streams: 50_000,
+            expire_after_bytes: 256 << 20,
+            expire_check_interval_bytes: 4 << 20,
+            finished_window: 100_000,
+        }
+    }
+}
+
+/// Counters, checkpointed with the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SummerCounters {
+    pub chunks: u64,
+    pub chunk_bytes: u64,
+    pub duplicates: u64,
+    pub sums: u64,
+    pub expired: u64,
+}
+
+#[derive(Clone)]
+struct OpenStream {
+    hasher: Sha1,
+    last_seq: u32,
+    last_active_offset: u64,
+    touched: bool,
+}
+
+/// The summer application.
+pub struct Summer {
+    config: SummerConfig,
+    open: HashMap<StreamId, OpenStream>,
+    finished: HashMap<StreamId, u32>,
+    finished_order: VecDeque<StreamId>,
+    touched: Vec<StreamId>,
+    finished_since_delta: usize,
+    expired_since_delta: Vec<StreamId>,
+    next_expiry_check: u64,
+    counters: SummerCounters,
+}
+
+impl Summer {
+    pub fn new(config: SummerConfig) -> Summer {
+        assert!(config.finished_window > 0 && config.expire_check_interval_bytes > 0);
+        Summer {
+            next_expiry_check: config.expire_check_interval_bytes,
+            config,
+            open: HashMap::new(),
+            finished: HashMap::new(),
+            finished_order: VecDeque::new(),
+            touched: Vec::new(),
+            finished_since_delta: 0,
+            expired_since_delta: Vec::new(),
+            counters: SummerCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> SummerCounters {
+        self.counters
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether a stream is open, and its last sequence number.
+    pub fn open_stream_last_seq(&self, stream: StreamId) -> Option<u32> {
+        self.open.get(&stream).map(|s| s.last_seq)
+    }
+
+    fn touch(touched: &mut Vec<StreamId>, id: StreamId, s: &mut OpenStream) {
+        if !s.touched {
+            s.touched = true;
+            touched.push(id);
+        }
+    }
+
+    fn remember_finished(&mut self, id: StreamId, final_seq: u32) {
+        self.finished.insert(id, final_seq);
+        self.finished_order.push_back(id);
+        while self.finished_order.len() > self.config.finished_window {
+            let old = self.finished_order.pop_front().expect("non-empty");
+            self.finished.remove(&old);
+        }
+    }
+
+    fn finish(&mut self, id: StreamId, stream: OpenStream, out: &mut Batch) {
+        let sha1: [u8; 20] = stream.hasher.finalize().into();
+        let sum = Sum {
+            stream: id,
+            last_seq: stream.last_seq,
+            sha1,
+        };
+        out.push_with(|b| sum.encode(b));
+        self.counters.sums += 1;
+        self.remember_finished(id, stream.last_seq);
+        self.finished_since_delta += 1;
+    }
+}
+
+impl Application for Summer {
+    fn before_frame(&mut self, frame_offset: u64, out: &mut Batch) -> Result<(), AppError> {
+        if frame_offset < self.next_expiry_check {
+            return Ok(());
+        }
+        let interval = self.config.expire_check_interval_bytes;
+        self.next_expiry_check = (frame_offset / interval + 1) * interval;
+        let horizon = frame_offset.saturating_sub(self.config.expire_after_bytes);
+        let mut doomed: Vec<StreamId> = self
+            .open
+            .iter()
+            .filter(|(_, s)| s.last_active_offset < horizon)
+            .map(|(id, _)| *id)
+            .collect();
+        doomed.sort_unstable();
+        for id in doomed {
+            let s = self.open.remove(&id).expect("open stream");
+            let e = Expired {
+                stream: id,
+                last_seq: s.last_seq,
+                last_active_offset: s.last_active_offset,
+            };
+            out.push_with(|b| e.encode(b));
+            self.expired_since_delta.push(id);
+            self.counters.expired += 1;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, message: &[u8], frame_offset: u64, out: &mut Batch) -> Result<(), AppError> {
+        let chunk = Chunk::decode(message).map_err(|e| AppError(format!("not a chunk: {e}")))?;
+        let id = chunk.stream;
+        self.counters.chunks += 1;
+        if let Some(s) = self.open.get_mut(&id) {
+            if chunk.seq <= s.last_seq {
+                self.counters.duplicates += 1;
+                return Ok(());
+            }
+            if chunk.seq != s.last_seq + 1 {
+                return Err(AppError(format!(
+                    "stream {id}: gap: chunk seq {} after seq {}",
+                    chunk.seq, s.last_seq
+                )));
+            }
+            s.hasher.update(chunk.data);
+            s.last_seq = chunk.seq;
+            s.last_active_offset = frame_offset;
+            self.counters.chunk_bytes += chunk.data.len() as u64;
+            if chunk.is_final {
+                let s = self.open.remove(&id).expect("open stream");
+                self.finish(id, s, out);
+            } else {
+                Self::touch(&mut self.touched, id, s);
+            }
+            return Ok(());
+        }
+        if let Some(&final_seq) = self.finished.get(&id) {
+            if chunk.seq <= final_seq {
+                self.counters.duplicates += 1;
+                return Ok(());
+            }
+            return Err(AppError(format!(
+                "stream {id}: chunk seq {} after its final chunk seq {final_seq}",
+                chunk.seq
+            )));
+        }
+        if chunk.seq != 0 {
+            return Err(AppError(format!(
+                "stream {id}: first chunk seen has seq {} (expected 0: chunks lost, or the stream was expired)",
+                chunk.seq
+            )));
+        }
+        if self.open.len() >= self.config.max_open_streams {
+            return Err(AppError(format!(
+                "stream {id}: too many open streams (max_open_streams {})",
+                self.config.max_open_streams
+            )));
+        }
+        let mut hasher = Sha1::new();
+        hasher.update(chunk.data);
+        self.counters.chunk_bytes += chunk.data.len() as u64;
+        let s = OpenStream {
+            hasher,
+            last_seq: 0,
+            last_active_offset: frame_offset,
+            touched: false,
+        };
+        if chunk.is_final {
+            self.finish(id, s, out);
+        } else {
+            let s = self.open.entry(id).or_insert(s);
+            Self::touch(&mut self.touched, id, s);
+        }
+        Ok(())
+    }
+
+    fn write_delta(&mut self, out: &mut Vec<u8>) {
+        let touched = std::mem::take(&mut self.touched);
+        let count_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let mut open_count = 0u32;
+        for id in &touched {
+            if let Some(s) = self.open.get_mut(id) {
+                s.touched = false;
+                write_open_entry(out, *id, s);
+                open_count += 1;
+            }
+        }
+        out[count_at..count_at + 4].copy_from_slice(&open_count.to_le_bytes());
+        self.touched = touched;
+        self.touched.clear();
+        let n = self.finished_since_delta.min(self.finished_order.len());
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        for id in self.finished_order.iter().skip(self.finished_order.len() - n) {
+            out.extend_from_slice(&id.0.to_le_bytes());
+            out.extend_from_slice(&self.finished[id].to_le_bytes());
+        }
+        self.finished_since_delta = 0;
+        out.extend_from_slice(&(self.expired_since_delta.len() as u32).to_le_bytes());
+        for id in self.expired_since_delta.drain(..) {
+            out.extend_from_slice(&id.0.to_le_bytes());
+        }
+        write_counters(out, &self.counters);
+    }
+
+    fn write_snapshot(&mut self, out: &mut Vec<u8>) {
+        for id in self.touched.drain(..) {
+            if let Some(s) = self.open.get_mut(&id) {
+                s.touched = false;
+            }
+        }
+        self.finished_since_delta = 0;
+        self.expired_since_delta.clear();
+        out.reserve(12 + self.open.len() * OPEN_ENTRY_BYTES + self.finished_order.len() * 12 + 48);
+        out.extend_from_slice(&(self.open.len() as u32).to_le_bytes());
+        let mut ids: Vec<&StreamId> = self.open.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            write_open_entry(out, *id, &self.open[id]);
+        }
+        out.extend_from_slice(&(self.finished_order.len() as u32).to_le_bytes());
+        for id in &self.finished_order {
+            out.extend_from_slice(&id.0.to_le_bytes());
+            out.extend_from_slice(&self.finished[id].to_le_bytes());
+        }
+        out.extend_from_slice(&0u32.to_le_bytes());
+        write_counters(out, &self.counters);
+        out.extend_from_slice(&self.next_expiry_check.to_le_bytes());
+    }
+
+    fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        *self = Summer::new(self.config.clone());
+        let mut c = Cursor::new(bytes, "summer snapshot");
+        self.read_state(&mut c)?;
+        self.next_expiry_check = c.u64()?;
+        c.expect_end()
+    }
+
+    fn apply_delta(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut c = Cursor::new(bytes, "summer delta");
+        self.read_state(&mut c)?;
+        c.expect_end()
+    }
+}
+
+impl Summer {
+    /// Reads the common delta/snapshot layout and applies it on top of the current state.
+    fn read_state(&mut self, c: &mut Cursor<'_>) -> Result<(), DecodeError> {
+        let open_count = c.u32()?;
+        for _ in 0..open_count {
+            let id = StreamId(c.u64()?);
+            let last_seq = c.u32()?;
+            let last_active_offset = c.u64()?;
+            let state = SerializedState::<Sha1>::try_from(c.take(SHA1_STATE_BYTES)?)
+                .map_err(|_| DecodeError::new("summer state", "bad SHA-1 state length"))?;
+            let hasher = Sha1::deserialize(&state).map_err(|_| {
+                DecodeError::new("summer state", format!("invalid SHA-1 state of stream {id}"))
+            })?;
+            self.open.insert(
+                id,
+                OpenStream {
+                    hasher,
+                    last_seq,
+                    last_active_offset,
+                    touched: false,
+                },
+            );
+        }
+        let finished_count = c.u32()?;
+        for _ in 0..finished_count {
+            let id = StreamId(c.u64()?);
+            let final_seq = c.u32()?;
+            self.open.remove(&id);
+            self.remember_finished(id, final_seq);
+        }
+        let expired_count = c.u32()?;
+        for _ in 0..expired_count {
+            self.open.remove(&StreamId(c.u64()?));
+        }
+        self.counters = SummerCounters {
+            chunks: c.u64()?,
+            chunk_bytes: c.u64()?,
+            duplicates: c.u64()?,
+            sums: c.u64()?,
+            expired: c.u64()?,
+        };
+        Ok(())
+    }
+}
+
+fn write_open_entry(out: &mut Vec<u8>, id: StreamId, s: &OpenStream) {
+    out.extend_from_slice(&id.0.to_le_bytes());
+    out.extend_from_slice(&s.last_seq.to_le_bytes());
+    out.extend_from_slice(&s.last_active_offset.to_le_bytes());
+    out.extend_from_slice(s.hasher.serialize().as_slice());
+}
+
+fn write_counters(out: &mut Vec<u8>, c: &SummerCounters) {
+    for v in [c.chunks, c.chunk_bytes, c.duplicates, c.sums, c.expired] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Message, Sum};
+
+    fn chunk(stream: u64, seq: u32, is_final: bool, data: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        Chunk {
+            stream: StreamId(stream),
+            seq,
+            is_final,
+            data,
+        }
+        .encode(&mut v);
+        v
+    }
+
+    fn sums(out: &Batch) -> Vec<Sum> {
+        ss_log::frame::messages(out.payload())
+            .filter_map(|m| match Message::decode(m.unwrap()).unwrap() {
+                Message::Sum(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_sum_equals_sha1_of_its_chunks_and_duplicates_are_skipped() {
+        let mut s = Summer::new(SummerConfig::default());
+        let mut out = Batch::new();
+        s.apply(&chunk(1, 0, false, b"hello "), 0, &mut out).unwrap();
+        s.apply(&chunk(1, 0, false, b"hello "), 8, &mut out).unwrap();
+        s.apply(&chunk(1, 1, true, b"world"), 16, &mut out).unwrap();
+        s.apply(&chunk(1, 1, true, b"world"), 24, &mut out).unwrap();
+        let got = sums(&out);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].sha1, <[u8; 20]>::from(Sha1::digest(b"hello world")));
+        assert_eq!(s.counters().duplicates, 2);
+    }
+
+    #[test]
+    fn gaps_late_chunks_and_missing_first_chunks_are_violations() {
+        let mut s = Summer::new(SummerConfig::default());
+        let mut out = Batch::new();
+        s.apply(&chunk(1, 0, false, b"a"), 0, &mut out).unwrap();
+        let e = s.apply(&chunk(1, 2, false, b"c"), 8, &mut out).unwrap_err();
+        assert!(e.0.contains("0000000000000001") && e.0.contains("gap"), "{e}");
+        s.apply(&chunk(2, 0, true, b""), 16, &mut out).unwrap();
+        assert!(s
+            .apply(&chunk(2, 1, false, b"x"), 24, &mut out)
+            .unwrap_err()
+            .0
+            .contains("after its final"));
+        assert!(s
+            .apply(&chunk(3, 5, false, b"x"), 32, &mut out)
+            .unwrap_err()
+            .0
+            .contains("expected 0"));
+    }
+
+    #[test]
+    fn snapshot_plus_deltas_restore_the_same_state() {
+        let mut live = Summer::new(SummerConfig::default());
+        let mut out = Batch::new();
+        let mut snap = Vec::new();
+        live.apply(&chunk(1, 0, false, b"a"), 0, &mut out).unwrap();
+        live.apply(&chunk(2, 0, false, b"b"), 0, &mut out).unwrap();
+        live.write_snapshot(&mut snap);
+        live.apply(&chunk(1, 1, true, b"c"), 8, &mut out).unwrap();
+        live.apply(&chunk(2, 1, false, b"d"), 8, &mut out).unwrap();
+        live.apply(&chunk(3, 0, false, b"e"), 8, &mut out).unwrap();
+        let mut delta = Vec::new();
+        live.write_delta(&mut delta);
+        let mut restored = Summer::new(SummerConfig::default());
+        restored.restore_snapshot(&snap).unwrap();
+        restored.apply_delta(&delta).unwrap();
+        assert_eq!(restored.counters(), live.counters());
+        assert_eq!(restored.open_streams(), 2);
+        for s in [&mut live, &mut restored] {
+            let mut o = Batch::new();
+            s.apply(&chunk(2, 2, true, b"!"), 16, &mut o).unwrap();
+            s.apply(&chunk(1, 1, true, b"c"), 16, &mut o).unwrap();
+            assert_eq!(sums(&o)[0].sha1, <[u8; 20]>::from(Sha1::digest(b"bd!")));
+        }
+        assert_eq!(restored.counters(), live.counters());
+    }
+
+    #[test]
+    fn abandoned_streams_expire_by_input_progress() {
+        let config = SummerConfig {
+            expire_after_bytes: 100,
+            expire_check_interval_bytes: 50,
+            ..Default::default()
+        };
+        let mut s = Summer::new(config);
+        let mut out = Batch::new();
+        s.apply(&chunk(1, 0, false, b"a"), 0, &mut out).unwrap();
+        s.before_frame(60, &mut out).unwrap();
+        assert_eq!(s.open_streams(), 1);
+        s.before_frame(160, &mut out).unwrap();
+        assert_eq!(s.open_streams(), 0);
+        assert_eq!(s.counters().expired, 1);
+    }
+}
