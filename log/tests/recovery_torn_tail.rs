@@ -79,7 +79,7 @@ fn torn_last_frame_at_every_byte_keeps_whole_frames() {
 #[test]
 fn torn_first_frame_of_rolled_fragment_at_every_byte_keeps_whole_frames() {
     let payloads: Vec<Vec<u8>> = (0..5).map(|i| payload(&format!("roll-{i}"), 200)).collect();
-    // 240-byte frames: four fit in a 1024-byte fragment, the fifth rolls.
+    // 248-byte frames: four fit in a 1024-byte fragment, the fifth rolls.
     check_torn_at_every_byte(1024, &payloads);
     let storage = SimStorage::new(1);
     let log = open_sim(&storage, 1024);

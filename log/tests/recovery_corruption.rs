@@ -1,0 +1,143 @@
+//! Recovery of damaged frames: a bit flip in the last frame is a torn tail (cut); a bit flip in an
+//! earlier frame followed by frames from later writes is corruption (open refuses, naming the
+//! fragment file and the offset).
+
+mod common;
+
+use common::*;
+use ss_log::frame::HEADER_LEN;
+use ss_log::sim::SimStorage;
+use ss_log::{AppendAck, Batch, Log, OpenError, ReadError};
+
+const JOURNAL: &str = "flips";
+
+fn write_frames(storage: &SimStorage, fragment_max_bytes: u64, payloads: &[Vec<u8>]) -> Vec<AppendAck> {
+    let log = open_sim(storage, fragment_max_bytes);
+    let j = log.journal(JOURNAL).unwrap();
+    payloads.iter().map(|p| j.append(&Batch::single(p)).unwrap()).collect()
+}
+
+/// Flips one bit in every header and payload byte of the last frame in turn (padding is not
+/// covered by checksums) and checks that reopening cuts that frame, keeps the others, and that
+/// appends continue at its offset.
+#[test]
+fn bit_flip_in_last_frame_cuts_it_and_appends_continue() {
+    let storage = SimStorage::new(11);
+    let payloads: Vec<Vec<u8>> = (0..4).map(|i| payload(&format!("f{i}"), 60)).collect();
+    let acks = write_frames(&storage, 1 << 20, &payloads);
+    let last = acks[3];
+    let path = fragment_path(JOURNAL, 0);
+    let image = storage.read_file(&path).unwrap();
+    let covered = HEADER_LEN + 4 + payloads[3].len(); // header, length prefix, message
+    for i in 0..covered {
+        let byte = last.offset + i as u64;
+        storage.write_file(&path, &image);
+        storage.flip_bit(&path, byte, (i % 8) as u8);
+        let log = open_sim(&storage, 1 << 20);
+        let j = log.journal(JOURNAL).unwrap();
+        assert_eq!(j.durable_head(), last.offset, "flip at byte {byte}");
+        assert_eq!(j.recovery_cut_bytes(), last.end - last.offset, "flip at byte {byte}");
+        assert_eq!(single_messages(&read_all(&j)), payloads[..3], "flip at byte {byte}");
+        let ack = j.append(&Batch::single(b"replacement")).unwrap();
+        assert_eq!(ack.offset, last.offset, "flip at byte {byte}");
+    }
+}
+
+/// Checks that opening fails with `Corrupt` naming `fragment` and the journal offset `offset`,
+/// in the error value and its message, and that the refused open changed no byte.
+fn assert_open_refuses(storage: &SimStorage, fragment_max_bytes: u64, fragment: &std::path::Path, offset: u64) {
+    let before = storage.read_file(fragment).unwrap();
+    let log = open_sim(storage, fragment_max_bytes);
+    let err = log.journal(JOURNAL).expect_err("open must refuse a corrupt journal");
+    match &err {
+        OpenError::Corrupt {
+            journal,
+            fragment: f,
+            offset: o,
+            ..
+        } => {
+            assert_eq!(journal, JOURNAL);
+            assert_eq!(f, fragment);
+            assert_eq!(*o, offset);
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&fragment.display().to_string()), "{message}");
+    assert!(message.contains(&format!("offset {offset}")), "{message}");
+    assert!(message.contains(JOURNAL), "{message}");
+    drop(log);
+    assert_eq!(storage.read_file(fragment).unwrap(), before, "a refused open must not cut anything");
+    let ro = Log::open_read_only(DATA_DIR, sim_opts(storage, fragment_max_bytes)).unwrap();
+    assert!(
+        matches!(ro.existing_journal(JOURNAL), Err(OpenError::Corrupt { .. })),
+        "a read-only open refuses too"
+    );
+}
+
+/// Flips a bit in the header and in the payload of each earlier frame (each appended, and so
+/// written, after the previous was durable) and checks that open refuses with an error naming the
+/// fragment file and that frame's offset.
+#[test]
+fn bit_flip_in_earlier_frame_followed_by_valid_frames_refuses_open() {
+    let storage = SimStorage::new(12);
+    let payloads: Vec<Vec<u8>> = (0..5).map(|i| payload(&format!("e{i}"), 80)).collect();
+    let acks = write_frames(&storage, 1 << 20, &payloads);
+    let path = fragment_path(JOURNAL, 0);
+    let image = storage.read_file(&path).unwrap();
+    for ack in &acks[..4] {
+        for within in [0u64, 5, 9, 17, 25, 29, 33, 38, HEADER_LEN as u64 + 2, HEADER_LEN as u64 + 50] {
+            storage.write_file(&path, &image);
+            storage.flip_bit(&path, ack.offset + within, (within % 8) as u8);
+            assert_open_refuses(&storage, 1 << 20, &path, ack.offset);
+        }
+    }
+    storage.write_file(&path, &image);
+    let log = open_sim(&storage, 1 << 20);
+    assert_eq!(single_messages(&read_all(&log.journal(JOURNAL).unwrap())), payloads);
+}
+
+/// The same in a later fragment, where the journal offset named in the error differs from the
+/// position in the file.
+#[test]
+fn bit_flip_in_earlier_frame_of_rolled_fragment_names_journal_offset() {
+    let storage = SimStorage::new(13);
+    let payloads: Vec<Vec<u8>> = (0..10).map(|i| payload(&format!("r{i}"), 200)).collect();
+    // 248-byte frames, four per 1024-byte fragment: the third fragment holds frames 8 and 9.
+    let acks = write_frames(&storage, 1024, &payloads);
+    let begin = 8 * (acks[0].end - acks[0].offset);
+    assert_eq!(acks[8].offset, begin);
+    assert!(storage.read_file(&fragment_path(JOURNAL, begin)).is_some());
+    let path = fragment_path(JOURNAL, begin);
+    storage.flip_bit(&path, acks[8].offset - begin + 50, 3);
+    assert_open_refuses(&storage, 1024, &path, acks[8].offset);
+}
+
+/// A flipped bit in a sealed fragment (recovery reads only the last one, so open succeeds) is
+/// reported to the reader as `ReadError::Corrupt` naming that fragment and the frame's offset;
+/// frames before it still read.
+#[test]
+fn bit_flip_in_sealed_fragment_fails_the_read_of_that_frame() {
+    let storage = SimStorage::new(14);
+    let payloads: Vec<Vec<u8>> = (0..10).map(|i| payload(&format!("s{i}"), 200)).collect();
+    let acks = write_frames(&storage, 1024, &payloads);
+    let path = fragment_path(JOURNAL, 0);
+    storage.flip_bit(&path, acks[2].offset + HEADER_LEN as u64 + 10, 0);
+    let log = open_sim(&storage, 1024);
+    let j = log.journal(JOURNAL).unwrap();
+    let mut r = j.reader(0);
+    for p in &payloads[..2] {
+        assert_eq!(r.try_next().unwrap().unwrap().messages().next().unwrap().unwrap(), &p[..]);
+    }
+    let err = r.try_next().expect_err("the damaged frame does not validate");
+    match &err {
+        ReadError::Corrupt { fragment, offset, .. } => {
+            assert_eq!(fragment, &path);
+            assert_eq!(*offset, acks[2].offset);
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(err.to_string().contains(&path.display().to_string()));
+    let later = read_from(&j, acks[3].offset);
+    assert_eq!(single_messages(&later), payloads[3..]);
+}
