@@ -1,0 +1,3 @@
+//! Summer benches (work in progress): see issue 4.
+
+fn main() {}
