@@ -1,0 +1,238 @@
+//! A chunker: many streams at once, their chunks interleaved and published to partitions.
+//!
+//! Chunks bound for one partition are gathered into one batch (one frame) and handed to the
+//! journal without waiting (`submit`); a bounded number of batches per partition are in flight.
+//! Order within a stream is preserved because one chunker writes each stream, in order, to one
+//! journal. When a stream's final chunk is handed over, the stream's SHA-1 is registered with the
+//! [`Verifier`]; when that batch is durable, the stream's SLA clock starts.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rand::Rng;
+use sha1::Digest;
+use ss_consumer::message::{Chunk, StreamId};
+use ss_log::{AppendError, Batch, Journal, PendingAppend};
+
+use crate::stream_gen::{partition_of, GenStream, StreamGen, StreamShape};
+use crate::verifier::Verifier;
+
+/// How a chunker behaves.
+#[derive(Debug, Clone)]
+pub struct ChunkerConfig {
+    pub index: u8,
+    pub run_id: u32,
+    pub seed: u64,
+    /// Streams open at once.
+    pub streams: usize,
+    pub shape: StreamShape,
+    /// A partition's batch is submitted once it holds this many bytes...
+    pub flush_bytes: usize,
+    /// ...or once its oldest chunk waited this long.
+    pub flush_interval: Duration,
+    /// Batches in flight per partition before the chunker waits for the oldest.
+    pub in_flight_max: usize,
+}
+
+impl ChunkerConfig {
+    pub fn new(index: u8, run_id: u32, seed: u64, streams: usize) -> ChunkerConfig {
+        ChunkerConfig {
+            index,
+            run_id,
+            seed,
+            streams,
+            shape: StreamShape::default(),
+            flush_bytes: 256 << 10,
+            flush_interval: Duration::from_millis(2),
+            in_flight_max: 4,
+        }
+    }
+}
+
+/// Counters shared with the progress display.
+#[derive(Debug, Default)]
+pub struct ChunkerStats {
+    pub chunks: AtomicU64,
+    pub chunk_bytes: AtomicU64,
+    pub streams_started: AtomicU64,
+    /// Streams whose final chunk was handed to the journal.
+    pub streams_finished: AtomicU64,
+}
+
+struct InFlight {
+    pending: PendingAppend,
+    end: u64,
+    finals: Vec<StreamId>,
+}
+
+struct Outbox {
+    journal: Journal,
+    batch: Batch,
+    finals: Vec<StreamId>,
+    oldest: Option<Instant>,
+    in_flight: VecDeque<InFlight>,
+}
+
+/// One chunker; see the module documentation.
+pub struct Chunker {
+    config: ChunkerConfig,
+    gen: StreamGen,
+    outboxes: Vec<Outbox>,
+    verifier: Arc<Mutex<Verifier>>,
+    stats: Arc<ChunkerStats>,
+}
+
+impl Chunker {
+    /// `partitions[p]` is partition p's chunk journal.
+    pub fn new(
+        config: ChunkerConfig,
+        partitions: Vec<Journal>,
+        verifier: Arc<Mutex<Verifier>>,
+        stats: Arc<ChunkerStats>,
+    ) -> Chunker {
+        assert!(!partitions.is_empty() && config.streams > 0);
+        let gen = StreamGen::new(config.seed, config.run_id, config.index, config.shape.clone());
+        let outboxes = partitions
+            .into_iter()
+            .map(|journal| Outbox {
+                journal,
+                batch: Batch::with_capacity(config.flush_bytes + (64 << 10)),
+                finals: Vec::new(),
+                oldest: None,
+                in_flight: VecDeque::new(),
+            })
+            .collect();
+        Chunker {
+            config,
+            gen,
+            outboxes,
+            verifier,
+            stats,
+        }
+    }
+
+    /// Publishes until `stop` is set, then finishes the open streams (starting no new ones) and
+    /// returns once everything published is durable.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AppendError> {
+        let mut open: Vec<GenStream> = Vec::with_capacity(self.config.streams);
+        let partitions = self.outboxes.len();
+        let mut count = 0u64;
+        loop {
+            if !stop.load(Ordering::Relaxed) {
+                while open.len() < self.config.streams {
+                    open.push(self.gen.new_stream());
+                    self.stats.streams_started.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if open.is_empty() {
+                break;
+            }
+            let i = self.gen.rng().random_range(0..open.len());
+            let p = partition_of(open[i].id, partitions);
+            let len = self.publish_chunk(&mut open[i], p);
+            self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+            self.stats.chunk_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            if open[i].next_seq == open[i].chunk_count {
+                let s = open.swap_remove(i);
+                let sha1: [u8; 20] = s.hasher.finalize().into();
+                self.verifier.lock().expect(s.id, sha1, s.chunk_count - 1);
+                self.outboxes[p].finals.push(s.id);
+                self.stats.streams_finished.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.outboxes[p].batch.payload().len() >= self.config.flush_bytes {
+                self.flush(p)?;
+            }
+            count += 1;
+            if count % 32 == 0 {
+                self.poll(false)?;
+            }
+        }
+        self.poll(true)?;
+        for p in 0..partitions {
+            while let Some(f) = self.outboxes[p].in_flight.pop_front() {
+                f.pending.wait()?;
+                self.stamp(&f.finals);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the stream's next chunk to its partition's batch; returns the data length.
+    fn publish_chunk(&mut self, stream: &mut GenStream, p: usize) -> usize {
+        let len = self.gen.chunk_len();
+        let seq = stream.next_seq;
+        let is_final = seq + 1 == stream.chunk_count;
+        let outbox = &mut self.outboxes[p];
+        outbox.oldest.get_or_insert_with(Instant::now);
+        let gen = &mut self.gen;
+        outbox.batch.push_with(|b| {
+            Chunk {
+                stream: stream.id,
+                seq,
+                is_final,
+                data: &[],
+            }
+            .encode(b);
+            let at = b.len();
+            b.resize(at + len, 0);
+            gen.rng().fill(&mut b[at..]);
+            stream.hasher.update(&b[at..]);
+        });
+        stream.bytes += len as u64;
+        stream.next_seq += 1;
+        len
+    }
+
+    fn stamp(&self, finals: &[StreamId]) {
+        if finals.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut v = self.verifier.lock();
+        for id in finals {
+            v.final_durable(*id, now);
+        }
+    }
+
+    fn flush(&mut self, p: usize) -> Result<(), AppendError> {
+        let outbox = &mut self.outboxes[p];
+        if outbox.batch.is_empty() {
+            return Ok(());
+        }
+        let pending = outbox.journal.submit(&outbox.batch)?;
+        let end = pending.ack().end;
+        outbox.batch.clear();
+        outbox.oldest = None;
+        let finals = std::mem::take(&mut outbox.finals);
+        outbox.in_flight.push_back(InFlight { pending, end, finals });
+        while self.outboxes[p].in_flight.len() > self.config.in_flight_max {
+            let f = self.outboxes[p].in_flight.pop_front().expect("non-empty");
+            f.pending.wait()?;
+            self.stamp(&f.finals);
+        }
+        Ok(())
+    }
+
+    /// Starts SLA clocks for batches that became durable; flushes batches that waited too long
+    /// (all of them if `all`).
+    fn poll(&mut self, all: bool) -> Result<(), AppendError> {
+        for p in 0..self.outboxes.len() {
+            let stale = self.outboxes[p]
+                .oldest
+                .is_some_and(|t| t.elapsed() >= self.config.flush_interval);
+            if all || stale {
+                self.flush(p)?;
+            }
+            let head = self.outboxes[p].journal.durable_head();
+            while self.outboxes[p].in_flight.front().is_some_and(|f| f.end <= head) {
+                let f = self.outboxes[p].in_flight.pop_front().expect("non-empty");
+                f.pending.wait()?;
+                self.stamp(&f.finals);
+            }
+        }
+        Ok(())
+    }
+}

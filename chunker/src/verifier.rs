@@ -1,0 +1,231 @@
+//! Online verification: every finished stream of a chunker gets exactly one correct Sum within
+//! the SLA.
+//!
+//! A stream is *expected* from the moment its final chunk is handed to the journal (the chunker
+//! knows the whole content then), and its SLA clock starts when that final chunk is durable.
+//! A Sum may be seen before the chunker notices the final chunk's durability (the summer can be
+//! that fast); its latency is then counted as zero.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ss_consumer::message::{StreamId, Sum};
+
+use crate::stream_gen::split_stream_id;
+
+/// A broken guarantee, with what identifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+struct Expected {
+    sha1: [u8; 20],
+    last_seq: u32,
+    final_durable_at: Option<Instant>,
+}
+
+/// Streams whose Sum was verified, kept as a watermark over the per-chunker counter plus the
+/// verified counters above it (streams finish roughly in start order, so the set stays small).
+#[derive(Default)]
+struct VerifiedSet {
+    below: u32,
+    above: HashSet<u32>,
+}
+
+impl VerifiedSet {
+    fn contains(&self, counter: u32) -> bool {
+        counter < self.below || self.above.contains(&counter)
+    }
+
+    fn insert(&mut self, counter: u32) {
+        self.above.insert(counter);
+        while self.above.remove(&self.below) {
+            self.below += 1;
+        }
+    }
+
+    /// Marks a counter that will never get a Sum (so the watermark can pass it).
+    fn skip(&mut self, counter: u32) {
+        self.insert(counter);
+    }
+}
+
+/// One chunker's expectations and what it has verified.
+pub struct Verifier {
+    run_id: u32,
+    chunker: u8,
+    sla: Duration,
+    expected: HashMap<StreamId, Expected>,
+    verified: VerifiedSet,
+    latency_us: Histogram<u64>,
+    sums_verified: u64,
+    violations: Vec<Violation>,
+}
+
+impl Verifier {
+    pub fn new(run_id: u32, chunker: u8, sla: Duration) -> Verifier {
+        Verifier {
+            run_id,
+            chunker,
+            sla,
+            expected: HashMap::new(),
+            verified: VerifiedSet::default(),
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
+            sums_verified: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    /// The chunker handed `stream`'s final chunk to the journal; its content hashes to `sha1`.
+    pub fn expect(&mut self, stream: StreamId, sha1: [u8; 20], last_seq: u32) {
+        self.expected.insert(
+            stream,
+            Expected {
+                sha1,
+                last_seq,
+                final_durable_at: None,
+            },
+        );
+    }
+
+    /// A counter that was allocated but will never get a Sum (never happens today; kept so the
+    /// watermark logic has one place to be told).
+    pub fn abandon(&mut self, stream: StreamId) {
+        self.verified.skip(split_stream_id(stream).2);
+    }
+
+    /// The final chunk of `stream` became durable at `at`; starts its SLA clock.
+    pub fn final_durable(&mut self, stream: StreamId, at: Instant) {
+        if let Some(e) = self.expected.get_mut(&stream) {
+            e.final_durable_at = Some(at);
+        }
+    }
+
+    /// A Sum for one of this chunker's streams (this run) was seen durable at `at`.
+    pub fn on_sum(&mut self, sum: &Sum, journal: &str, offset: u64, at: Instant) {
+        let (run, chunker, counter) = split_stream_id(sum.stream);
+        debug_assert_eq!((run, chunker), (self.run_id, self.chunker));
+        let stream = sum.stream;
+        if self.verified.contains(counter) {
+            self.violations.push(Violation(format!(
+                "duplicate Sum for stream {stream} in {journal} at offset {offset}"
+            )));
+            return;
+        }
+        let Some(e) = self.expected.remove(&stream) else {
+            self.violations.push(Violation(format!(
+                "Sum for stream {stream} in {journal} at offset {offset}, which this chunker never finished"
+            )));
+            return;
+        };
+        if e.sha1 != sum.sha1 || e.last_seq != sum.last_seq {
+            self.violations.push(Violation(format!(
+                "wrong Sum for stream {stream} in {journal} at offset {offset}: sha1 {} (last seq {}), expected {} (last seq {})",
+                ss_consumer::message::hex(&sum.sha1),
+                sum.last_seq,
+                ss_consumer::message::hex(&e.sha1),
+                e.last_seq
+            )));
+        }
+        let latency = e
+            .final_durable_at
+            .map_or(Duration::ZERO, |t| at.saturating_duration_since(t));
+        self.latency_us
+            .saturating_record(latency.as_micros().max(1) as u64);
+        self.verified.insert(counter);
+        self.sums_verified += 1;
+    }
+
+    /// Records a violation for every stream whose Sum is overdue at `now`.
+    pub fn check_sla(&mut self, now: Instant) {
+        let sla = self.sla;
+        let mut late: Vec<(StreamId, Duration)> = self
+            .expected
+            .iter()
+            .filter_map(|(id, e)| {
+                let waited = now.saturating_duration_since(e.final_durable_at?);
+                (waited > sla).then_some((*id, waited))
+            })
+            .collect();
+        late.sort();
+        for (id, waited) in late {
+            self.expected.remove(&id);
+            self.verified.skip(split_stream_id(id).2);
+            self.violations.push(Violation(format!(
+                "missing Sum for stream {id}: final chunk durable {:.1} s ago, SLA is {:.1} s",
+                waited.as_secs_f64(),
+                sla.as_secs_f64()
+            )));
+        }
+    }
+
+    /// Streams expected and not yet verified.
+    pub fn pending(&self) -> usize {
+        self.expected.len()
+    }
+
+    pub fn sums_verified(&self) -> u64 {
+        self.sums_verified
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    pub fn latency_us(&self) -> &Histogram<u64> {
+        &self.latency_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream_gen::stream_id;
+
+    fn sum(id: StreamId, sha: u8) -> Sum {
+        Sum {
+            stream: id,
+            last_seq: 2,
+            sha1: [sha; 20],
+        }
+    }
+
+    #[test]
+    fn one_correct_sum_verifies_and_a_second_is_a_duplicate() {
+        let mut v = Verifier::new(1, 0, Duration::from_secs(1));
+        let id = stream_id(1, 0, 0);
+        v.expect(id, [7; 20], 2);
+        let t = Instant::now();
+        v.final_durable(id, t);
+        v.on_sum(&sum(id, 7), "sums-000", 0, t + Duration::from_millis(3));
+        assert_eq!((v.sums_verified(), v.violations().len(), v.pending()), (1, 0, 0));
+        v.on_sum(&sum(id, 7), "sums-000", 100, t);
+        assert!(v.violations()[0].0.contains("duplicate"));
+    }
+
+    #[test]
+    fn wrong_unknown_and_late_sums_are_violations() {
+        let mut v = Verifier::new(1, 0, Duration::from_millis(10));
+        let (a, b, c) = (stream_id(1, 0, 0), stream_id(1, 0, 1), stream_id(1, 0, 2));
+        v.expect(a, [1; 20], 2);
+        v.on_sum(&sum(a, 2), "sums-000", 0, Instant::now());
+        v.on_sum(&sum(b, 2), "sums-000", 0, Instant::now());
+        v.expect(c, [1; 20], 2);
+        let t = Instant::now();
+        v.final_durable(c, t);
+        v.check_sla(t + Duration::from_millis(5));
+        assert_eq!(v.violations().len(), 2);
+        v.check_sla(t + Duration::from_millis(50));
+        let all: Vec<_> = v.violations().iter().map(|x| x.0.clone()).collect();
+        assert!(
+            all[0].contains("wrong Sum") && all[1].contains("never finished") && all[2].contains("missing"),
+            "{all:?}"
+        );
+    }
+}
