@@ -104,9 +104,13 @@ pub(crate) fn recover(
         // No reader exists yet, so shrinking the file cannot fault a memory map.
         file.set_len(valid_len)
             .map_err(|e| io_err(journal, "truncating torn tail of", &last_path, e))?;
-        file.sync_data()
-            .map_err(|e| io_err(journal, "syncing", &last_path, e))?;
     }
+    // The valid frames may have been written but never synced: the previous process died or its
+    // fsync failed between write and fdatasync, or (read-only opens) the writer is mid-commit.
+    // Make them durable before readers can see them, or a power loss could take back a frame
+    // that a reader already acted on.
+    file.sync_data()
+        .map_err(|e| io_err(journal, "syncing", &last_path, e))?;
     fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
     Ok(Recovered {
         fragments,
