@@ -1,0 +1,84 @@
+//! The data directory lock on the real filesystem: a second writer is refused with
+//! `OpenError::Locked`, read-only opens still work, and the lock goes with the last handle.
+
+mod common;
+
+use common::*;
+use ss_log::{AppendError, Batch, Log, OpenError, Options};
+
+/// Opens a directory twice in one process: the second `Log::open` gets `Locked` naming the
+/// directory, a read-only open reads the first writer's frames and refuses appends, and once the
+/// first `Log` is dropped the directory opens again.
+#[test]
+fn second_writer_is_refused_and_read_only_open_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let j = log.journal("events").unwrap();
+    let ack = j.append(&Batch::single(b"from the first writer")).unwrap();
+    drop(j);
+
+    let Err(err) = Log::open(dir.path(), Options::default()) else {
+        panic!("a second writer must be refused");
+    };
+    match &err {
+        OpenError::Locked { dir: locked } => assert_eq!(locked, dir.path()),
+        other => panic!("expected Locked, got {other}"),
+    }
+    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+
+    let ro = Log::open_read_only(dir.path(), Options::default()).unwrap();
+    assert!(!ro.is_writable());
+    assert_eq!(ro.journal_names().unwrap(), ["events"]);
+    let rj = ro.existing_journal("events").unwrap();
+    let frames = read_all(&rj);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].offset, ack.offset);
+    assert_eq!(frames[0].messages, [b"from the first writer".to_vec()]);
+    assert!(matches!(
+        rj.append(&Batch::single(b"no")),
+        Err(AppendError::ReadOnly { .. })
+    ));
+    assert!(matches!(ro.journal("new"), Err(OpenError::NoSuchJournal { .. })));
+
+    drop(log);
+    let log = Log::open(dir.path(), Options::default()).expect("the lock is released with the Log");
+    let j = log.journal("events").unwrap();
+    j.append(&Batch::single(b"from the second writer")).unwrap();
+    assert_eq!(read_all(&j).len(), 2);
+    drop((rj, ro));
+}
+
+/// A `Journal` handle keeps its directory (and lock) open after the `Log` is dropped; dropping
+/// the last handle releases it.
+#[test]
+fn lock_is_held_until_last_journal_handle_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let j = log.journal("events").unwrap();
+    let reader = j.reader(0);
+    drop(log);
+    j.append(&Batch::single(b"still open")).unwrap();
+    assert!(matches!(
+        Log::open(dir.path(), Options::default()),
+        Err(OpenError::Locked { .. })
+    ));
+    drop(j);
+    assert!(
+        matches!(Log::open(dir.path(), Options::default()), Err(OpenError::Locked { .. })),
+        "a reader holds the journal too"
+    );
+    drop(reader);
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(read_all(&log.journal("events").unwrap()).len(), 1);
+}
+
+/// A read-only open of a directory that was never created fails with `NoDataDir`.
+#[test]
+fn read_only_open_of_missing_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    assert!(matches!(
+        Log::open_read_only(&missing, Options::default()),
+        Err(OpenError::NoDataDir { .. })
+    ));
+}
