@@ -179,8 +179,9 @@ impl StorageFile for CountingFile {
     }
 }
 
-/// A gate that, once armed, holds the next `sync_data` until released, so a test can look at the
-/// journal while the writer is in the middle of a commit.
+/// A gate that, once armed, holds the next call through it (`sync_data` or `write_all_at`, see
+/// [`GatedStorage`]) until released, so a test can look at the journal while the writer is in the
+/// middle of a commit.
 #[derive(Default)]
 pub struct SyncGate {
     state: Mutex<GateState>,
@@ -195,7 +196,7 @@ struct GateState {
 }
 
 impl SyncGate {
-    /// Makes the next `sync_data` block until [`SyncGate::release`].
+    /// Makes the next call through the gate block until [`SyncGate::release`].
     pub fn arm(&self) {
         let mut s = self.state.lock();
         *s = GateState {
@@ -205,16 +206,16 @@ impl SyncGate {
         };
     }
 
-    /// Waits until a `sync_data` is being held by the gate.
+    /// Waits until a call is being held by the gate.
     pub fn wait_held(&self) {
         let mut s = self.state.lock();
         while !s.held {
             let timed_out = self.changed.wait_for(&mut s, Duration::from_secs(10)).timed_out();
-            assert!(!timed_out || s.held, "no sync_data reached the gate within 10 s");
+            assert!(!timed_out || s.held, "no call reached the gate within 10 s");
         }
     }
 
-    /// Lets the held `sync_data` proceed.
+    /// Lets the held call proceed.
     pub fn release(&self) {
         let mut s = self.state.lock();
         s.released = true;
@@ -236,10 +237,12 @@ impl SyncGate {
     }
 }
 
-/// Storage over another whose `sync_data` can be held by a [`SyncGate`].
+/// Storage over another whose file `sync_data` calls can be held by `gate` and whose file
+/// `write_all_at` calls can be held by `write_gate`.
 pub struct GatedStorage {
     pub inner: Arc<dyn Storage>,
     pub gate: Arc<SyncGate>,
+    pub write_gate: Arc<SyncGate>,
 }
 
 impl GatedStorage {
@@ -247,6 +250,7 @@ impl GatedStorage {
         GatedStorage {
             inner,
             gate: Arc::new(SyncGate::default()),
+            write_gate: Arc::new(SyncGate::default()),
         }
     }
 }
@@ -254,6 +258,7 @@ impl GatedStorage {
 struct GatedFile {
     inner: Arc<dyn StorageFile>,
     gate: Arc<SyncGate>,
+    write_gate: Arc<SyncGate>,
 }
 
 impl Storage for GatedStorage {
@@ -270,6 +275,7 @@ impl Storage for GatedStorage {
         Ok(Arc::new(GatedFile {
             inner: self.inner.open(path, mode, map_len_hint)?,
             gate: self.gate.clone(),
+            write_gate: self.write_gate.clone(),
         }))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -288,6 +294,7 @@ impl StorageFile for GatedFile {
         self.inner.len()
     }
     fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.write_gate.pass();
         self.inner.write_all_at(pos, buf)
     }
     fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
