@@ -1,0 +1,375 @@
+//! One-screen summary of the journal benches as ratios to raw baselines measured in the same run.
+//!
+//! Each comparison runs in alternating rounds (journal, baseline, journal, baseline, ...) so that
+//! drift on a shared machine hits both sides alike; the ratio reported is the median of the
+//! per-round ratios. Prints a table, then one JSON object on the last line.
+//!
+//! Usage: `cargo run --release -p ss-benches --bin bench-summary [ROUNDS]`, from the repository
+//! root; files go to `$SS_BENCH_DIR` or `target/bench-scratch` (journals for reads and opens are
+//! cached there between runs).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use ss_benches::append::{
+    append_concurrent, append_sequential, raw_commits, ConcurrentShape, ExtendingFile, JournalFixture,
+    PrewrittenFile,
+};
+use ss_benches::open::{open_timed, OpenFixture};
+use ss_benches::read::{copy_all, crc32c_all, read_all, ReadFixture};
+use ss_benches::{pattern_bytes, scratch};
+use ss_log::frame::{frame_len_bytes, HEADER_LEN, MESSAGE_LEN_PREFIX_BYTES};
+use ss_log::{Batch, Options};
+
+const MIB: u64 = 1 << 20;
+/// Time each side of a comparison runs per round.
+const SLICE: Duration = Duration::from_millis(700);
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Runs `op` (which does some work and returns how many units it did) until `SLICE` has passed;
+/// returns units per second.
+fn rate(mut op: impl FnMut() -> (u64, Duration)) -> f64 {
+    let mut units = 0;
+    let mut spent = Duration::ZERO;
+    while spent < SLICE {
+        let (n, d) = op();
+        units += n;
+        spent += d;
+    }
+    units as f64 / spent.as_secs_f64()
+}
+
+/// Per-round rates of two sides and the median of their per-round ratios.
+struct Paired {
+    ours: Vec<f64>,
+    raw: Vec<f64>,
+}
+
+impl Paired {
+    fn run(rounds: usize, mut ours: impl FnMut() -> f64, mut raw: impl FnMut() -> f64) -> Paired {
+        let mut p = Paired {
+            ours: Vec::new(),
+            raw: Vec::new(),
+        };
+        for _ in 0..rounds {
+            p.ours.push(ours());
+            p.raw.push(raw());
+        }
+        p
+    }
+
+    fn ratio(&self) -> f64 {
+        median(self.ours.iter().zip(&self.raw).map(|(o, r)| o / r).collect())
+    }
+
+    fn ours(&self) -> f64 {
+        median(self.ours.clone())
+    }
+
+    fn raw(&self) -> f64 {
+        median(self.raw.clone())
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "meets target"
+    } else {
+        "MISSES target"
+    }
+}
+
+fn frame_bytes(payload_bytes: usize) -> usize {
+    frame_len_bytes(payload_bytes + MESSAGE_LEN_PREFIX_BYTES) as usize
+}
+
+fn large_appends(root: &Path, rounds: usize, label: &str, payload_bytes: usize) -> Value {
+    let fixture = JournalFixture::new(root, Options::default());
+    let raw_dir = scratch::temp_dir(root, "raw-");
+    let mut prewritten = PrewrittenFile::create(&raw_dir.path().join("prewritten"), 64 * MIB);
+    let mut extending = ExtendingFile::create(
+        &raw_dir.path().join("extending"),
+        Options::default().fragment_max_bytes,
+    );
+    let batch = Batch::single(&pattern_bytes(payload_bytes, 1));
+    let frame = pattern_bytes(frame_bytes(payload_bytes), 2);
+    let timed = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        (payload_bytes as u64, start.elapsed())
+    };
+    let mut extending_rates = Vec::new();
+    let paired = Paired::run(
+        rounds,
+        || {
+            let r = rate(|| {
+                (
+                    payload_bytes as u64,
+                    append_sequential(&fixture.journal, &batch, 1),
+                )
+            });
+            fixture.trim();
+            r
+        },
+        || {
+            extending_rates.push(rate(|| timed(&mut || extending.write_durable(&frame))));
+            rate(|| timed(&mut || prewritten.write_durable(&frame)))
+        },
+    );
+    let ratio = paired.ratio();
+    let ratio_extending = paired.ratio_to(&extending_rates);
+    println!(
+        "append {label} frames, 1 writer   journal {:8.1} MB/s {:7.0} frames/s | raw pre-written {:8.1} MB/s | ratio {:.2} (target >= 0.85: {}) | raw extending {:8.1} MB/s, ratio {:.2}",
+        paired.ours() / 1e6,
+        paired.ours() / payload_bytes as f64,
+        paired.raw() / 1e6,
+        ratio,
+        verdict(ratio >= 0.85),
+        median(extending_rates.clone()) / 1e6,
+        ratio_extending,
+    );
+    json!({
+        "payload_bytes": payload_bytes,
+        "journal_mb_s": paired.ours() / 1e6,
+        "journal_frames_s": paired.ours() / payload_bytes as f64,
+        "raw_prewritten_mb_s": paired.raw() / 1e6,
+        "raw_extending_mb_s": median(extending_rates) / 1e6,
+        "ratio_to_prewritten": ratio,
+        "ratio_to_extending": ratio_extending,
+    })
+}
+
+impl Paired {
+    fn ratio_to(&self, other: &[f64]) -> f64 {
+        median(self.ours.iter().zip(other).map(|(o, r)| o / r).collect())
+    }
+}
+
+fn small_appends(root: &Path, rounds: usize) -> Value {
+    const RECORD_BYTES: usize = 128;
+    let shape = ConcurrentShape {
+        writers: 8,
+        in_flight_max: 256,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let fixture = JournalFixture::new(root, Options::default());
+    let raw_dir = scratch::temp_dir(root, "raw-");
+    let mut prewritten = PrewrittenFile::create(&raw_dir.path().join("prewritten"), 64 * MIB);
+    let batch = Batch::single(&pattern_bytes(RECORD_BYTES, 4));
+    let per_commit = (shape.writers * shape.in_flight_max) as u64;
+    let step = 64 * per_commit;
+    let paired = Paired::run(
+        rounds,
+        || {
+            let r = rate(|| {
+                (
+                    step,
+                    append_concurrent(&rt, &fixture.journal, &batch, shape, step),
+                )
+            });
+            fixture.trim();
+            r
+        },
+        || {
+            rate(|| {
+                (
+                    step,
+                    raw_commits(&mut prewritten, frame_bytes(RECORD_BYTES), per_commit, step),
+                )
+            })
+        },
+    );
+    let ratio = paired.ratio();
+    println!(
+        "append 128 B records, 8 tasks x 256 in flight   journal {:9.0} records/s {:6.1} MB/s | raw commits of 2048 records {:9.0} records/s | ratio {:.2} | target >= 500000 records/s: {}",
+        paired.ours(),
+        paired.ours() * RECORD_BYTES as f64 / 1e6,
+        paired.raw(),
+        ratio,
+        verdict(paired.ours() >= 500_000.0),
+    );
+    json!({
+        "record_bytes": RECORD_BYTES,
+        "writers": shape.writers,
+        "in_flight_max": shape.in_flight_max,
+        "journal_records_s": paired.ours(),
+        "journal_payload_mb_s": paired.ours() * RECORD_BYTES as f64 / 1e6,
+        "raw_records_s_2048_per_commit": paired.raw(),
+        "ratio_to_raw": ratio,
+    })
+}
+
+fn reads(root: &Path, rounds: usize, label: &str, frame_bytes: usize) -> Value {
+    let payload_bytes = frame_bytes - HEADER_LEN - MESSAGE_LEN_PREFIX_BYTES;
+    let fixture = ReadFixture::open(root, payload_bytes, 256 * MIB);
+    let bytes = fixture.raw_bytes();
+    let mut copy = vec![0u8; bytes.len()];
+    let head = fixture.head;
+    let timed = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        (head, start.elapsed())
+    };
+    let mut copy_rates = Vec::new();
+    let paired = Paired::run(
+        rounds,
+        || {
+            rate(|| {
+                let (d, count) = read_all(&fixture.journal);
+                assert_eq!(count.frames, head / frame_bytes as u64);
+                (head, d)
+            })
+        },
+        || {
+            copy_rates.push(rate(|| timed(&mut || copy_all(&bytes, &mut copy))));
+            rate(|| {
+                timed(&mut || {
+                    std::hint::black_box(crc32c_all(std::hint::black_box(&bytes)));
+                })
+            })
+        },
+    );
+    let ratio = paired.ratio();
+    println!(
+        "read 256 MiB, {label} frames   journal {:6.2} GB/s {:9.0} frames/s | raw CRC-32C {:6.2} GB/s, ratio {:.2} | memcpy {:6.2} GB/s, ratio {:.2} | target >= 2 GB/s: {}",
+        paired.ours() / 1e9,
+        paired.ours() / frame_bytes as f64,
+        paired.raw() / 1e9,
+        ratio,
+        median(copy_rates.clone()) / 1e9,
+        paired.ratio_to(&copy_rates),
+        verdict(paired.ours() >= 2e9),
+    );
+    json!({
+        "frame_bytes": frame_bytes,
+        "journal_gb_s": paired.ours() / 1e9,
+        "journal_frames_s": paired.ours() / frame_bytes as f64,
+        "raw_crc32c_gb_s": paired.raw() / 1e9,
+        "raw_memcpy_gb_s": median(copy_rates.clone()) / 1e9,
+        "ratio_to_crc32c": ratio,
+        "ratio_to_memcpy": paired.ratio_to(&copy_rates),
+    })
+}
+
+/// Drops the page cache of every fragment of the fixture (GNU dd's `nocache`), so the next open
+/// reads the last fragment from the disk. Returns false if dd could not do it.
+fn drop_cache(fixture: &OpenFixture) -> bool {
+    let journal_dir = fixture
+        .dir
+        .join(ss_log::JOURNALS_DIR)
+        .join(ss_benches::open::OPEN_JOURNAL);
+    let Ok(entries) = std::fs::read_dir(&journal_dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).all(|e| {
+        Command::new("dd")
+            .arg(format!("if={}", e.path().display()))
+            .args(["iflag=nocache", "count=0", "status=none"])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+fn opens(root: &Path) -> Value {
+    let fixtures = [
+        ("1 fragment, 16 MiB", OpenFixture::build(root, 0, 16 * MIB)),
+        (
+            "1 GiB history + 16 MiB",
+            OpenFixture::build(root, 1 << 30, 16 * MIB),
+        ),
+        ("1 fragment, 30 MiB", OpenFixture::build(root, 0, 30 * MIB)),
+    ];
+    let mut out = Vec::new();
+    for (label, fixture) in &fixtures {
+        let time_open = || {
+            let (d, log, journal) = open_timed(&fixture.dir);
+            assert_eq!(journal.durable_head(), fixture.head);
+            drop((journal, log));
+            d.as_secs_f64() * 1e3
+        };
+        let warm_ms = median((0..21).map(|_| time_open()).collect());
+        let cold: Vec<f64> = (0..5)
+            .filter(|_| drop_cache(fixture))
+            .map(|_| time_open())
+            .collect();
+        let cold_ms = if cold.is_empty() { f64::NAN } else { median(cold) };
+        println!(
+            "open {label:<24} {:3} fragments, last {:5.1} MiB   warm cache {:6.2} ms | cold cache {:6.2} ms | target < 50 ms: {}",
+            fixture.fragment_count,
+            fixture.last_fragment_bytes as f64 / MIB as f64,
+            warm_ms,
+            cold_ms,
+            verdict(warm_ms < 50.0 && (cold_ms.is_nan() || cold_ms < 50.0)),
+        );
+        out.push(json!({
+            "fixture": label,
+            "fragments": fixture.fragment_count,
+            "history_bytes": fixture.history_bytes,
+            "last_fragment_bytes": fixture.last_fragment_bytes,
+            "open_warm_ms": warm_ms,
+            "open_cold_ms": cold_ms,
+        }));
+    }
+    Value::Array(out)
+}
+
+fn checksums(rounds: usize) -> Value {
+    let bytes = pattern_bytes(64 << 10, 5);
+    let crc = |f: fn(&[u8]) -> u32| {
+        rate(|| {
+            let start = Instant::now();
+            for _ in 0..64 {
+                std::hint::black_box(f(std::hint::black_box(&bytes)));
+            }
+            (64 * bytes.len() as u64, start.elapsed())
+        })
+    };
+    let paired = Paired::run(rounds, || crc(crc32c::crc32c), || crc(crc32fast::hash));
+    println!(
+        "checksum 64 KiB   crc32c {:6.2} GB/s | crc32fast {:6.2} GB/s | ratio {:.2}",
+        paired.ours() / 1e9,
+        paired.raw() / 1e9,
+        paired.ratio()
+    );
+    json!({
+        "crc32c_gb_s": paired.ours() / 1e9,
+        "crc32fast_gb_s": paired.raw() / 1e9,
+        "ratio": paired.ratio(),
+    })
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("ROUNDS must be a number"))
+        .unwrap_or(5);
+    let root = scratch::bench_root(&PathBuf::from("target/bench-scratch"));
+    println!(
+        "bench dir {} ({rounds} rounds of {SLICE:?} per side)",
+        root.display()
+    );
+    let summary = json!({
+        "append_64kib": large_appends(&root, rounds, "64 KiB", 64 << 10),
+        "append_1mib": large_appends(&root, rounds, "1 MiB", 1 << 20),
+        "append_small": small_appends(&root, rounds),
+        "read_4kib": reads(&root, rounds, "4 KiB", 4 << 10),
+        "read_64kib": reads(&root, rounds, "64 KiB", 64 << 10),
+        "open": opens(&root),
+        "checksum_64kib": checksums(rounds),
+    });
+    println!("{summary}");
+}
