@@ -1,0 +1,137 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 a violation of exactly-once or the SLA was found; 2 bad command line;
+3 operational error (data directory missing or in use, corrupt journal, I/O error).
+
+Data directory layout: DIR/journals/<journal>/<20-digit begin offset>.frag, where journals are
+chunks-NNN (chunk journals, one per partition), sums-NNN (each summer shard's log: Sums,
+expiries and checkpoints) and runs (one record per `run`, giving stream ids their run id).";
+
+/// Exactly-once stream summing over an embedded journal: chunkers publish interleaved streams,
+/// summers emit one SHA-1 Sum per finished stream, and every chunker checks it gets exactly one
+/// correct Sum within the SLA.
+#[derive(Debug, Parser)]
+#[command(name = "stream-sum", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run chunkers and summer shards in this process over a data directory (created if
+    /// missing; resumed if it holds an earlier run).
+    Run(RunArgs),
+    /// Offline exactly-once check: recompute every finished stream's SHA-1 from the chunk
+    /// journals and check it has exactly one equal Sum; unfinished streams must have none.
+    Verify(VerifyArgs),
+    /// Inspect journals.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+/// A duration, or none for "forever".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimit(pub Option<Duration>);
+
+/// Parses "30s", "500ms", "5m", "1h"; "forever" means no limit.
+pub fn parse_duration_or_forever(s: &str) -> Result<RunLimit, String> {
+    if s == "forever" {
+        return Ok(RunLimit(None));
+    }
+    humantime::parse_duration(s)
+        .map(|d| RunLimit(Some(d)))
+        .map_err(|e| format!("{e} (examples: 30s, 500ms, 5m, forever)"))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms)"))
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Data directory (created if missing).
+    #[arg(long, default_value = "stream-sum-data")]
+    pub data: PathBuf,
+    /// Chunkers (publishing threads), each with its own streams.
+    #[arg(long, default_value = "2", value_parser = parse_count)]
+    pub chunkers: usize,
+    /// Concurrent streams per chunker.
+    #[arg(long, default_value = "64", value_parser = parse_count)]
+    pub streams: usize,
+    /// Partitions: chunk journals, each consumed by one summer shard.
+    #[arg(long, default_value = "4", value_parser = parse_count)]
+    pub partitions: usize,
+    /// How long to publish new streams before stopping gracefully ("forever" for no limit).
+    #[arg(long, default_value = "30s", value_parser = parse_duration_or_forever)]
+    pub duration: RunLimit,
+    /// Seed for stream contents, sizes and interleaving.
+    #[arg(long, default_value = "1")]
+    pub seed: u64,
+    /// Maximum time from a stream's final chunk being durable to its Sum being durable.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub sla: Duration,
+    /// Print the final summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Largest chunk in bytes.
+    #[arg(long, default_value = "49152")]
+    pub max_chunk_bytes: usize,
+    /// Most chunks per stream.
+    #[arg(long, default_value = "64", value_parser = parse_count)]
+    pub max_chunks_per_stream: usize,
+    /// Progress interval (default: 1s on a terminal, 5s otherwise).
+    #[arg(long, value_parser = parse_duration)]
+    pub progress_interval: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Data directory to check.
+    #[arg(long, default_value = "stream-sum-data")]
+    pub data: PathBuf,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// List journals with their fragments, offsets and sizes.
+    Ls {
+        #[arg(long, default_value = "stream-sum-data")]
+        data: PathBuf,
+        /// Print `{"journals":[{"name","begin","end","fragments":[...]}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a journal's messages, one JSON object per line: chunks as
+    /// {"journal","offset","kind":"chunk","stream","seq","final","data_hex"}, sums as
+    /// {"journal","offset","kind":"sum","stream","seq","sha1_hex"}, and "expired", "checkpoint"
+    /// and "run" records with their own fields. `offset` is the frame's journal offset.
+    Read {
+        #[arg(long, default_value = "stream-sum-data")]
+        data: PathBuf,
+        /// Journal name (see `journal ls`).
+        journal: String,
+        /// Start at this frame offset (default: the first retained offset).
+        #[arg(long)]
+        from: Option<u64>,
+    },
+}

@@ -1,0 +1,119 @@
+//! `stream-sum journal ls | read`.
+
+use std::io::Write;
+
+use serde_json::json;
+use ss_consumer::checkpoint::{Checkpoint, CheckpointKind};
+use ss_consumer::message::{hex, Message};
+use ss_log::{Log, Options};
+
+use crate::cli::JournalCommand;
+use crate::runs::RunStart;
+use crate::EXIT_OK;
+
+pub fn journal(command: JournalCommand) -> anyhow::Result<u8> {
+    match command {
+        JournalCommand::Ls { data, json } => ls(&data, json),
+        JournalCommand::Read { data, journal, from } => read(&data, &journal, from),
+    }
+}
+
+fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
+    let log = Log::open_read_only(data, Options::default())?;
+    let mut journals = Vec::new();
+    for name in log.journal_names()? {
+        let j = log.existing_journal(&name)?;
+        let fragments: Vec<_> = j
+            .fragments()
+            .into_iter()
+            .map(|f| {
+                let file_bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+                json!({"begin": f.begin, "end": f.end, "bytes": f.end - f.begin, "file_bytes": file_bytes, "path": f.path})
+            })
+            .collect();
+        journals.push(
+            json!({"name": name, "begin": j.first_offset(), "end": j.durable_head(), "fragments": fragments}),
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{}", json!({ "journals": journals }))?;
+    } else {
+        writeln!(
+            out,
+            "{:<12} {:>16} {:>16} {:>10}  fragments",
+            "journal", "begin", "end", "MB"
+        )?;
+        for j in &journals {
+            let (begin, end) = (j["begin"].as_u64().unwrap_or(0), j["end"].as_u64().unwrap_or(0));
+            writeln!(
+                out,
+                "{:<12} {:>16} {:>16} {:>10.1}  {}",
+                j["name"].as_str().unwrap_or(""),
+                begin,
+                end,
+                (end - begin) as f64 / 1e6,
+                j["fragments"].as_array().map_or(0, Vec::len)
+            )?;
+            for f in j["fragments"].as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "    {} [{}, {})",
+                    f["path"].as_str().unwrap_or(""),
+                    f["begin"],
+                    f["end"]
+                )?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
+    let log = Log::open_read_only(data, Options::default())?;
+    let journal = log.existing_journal(name)?;
+    let mut reader = journal.reader(from.unwrap_or_else(|| journal.first_offset()));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while let Some(frame) = reader.try_next()? {
+        for m in frame.messages() {
+            let m = m?;
+            let line = match Message::decode(m) {
+                Ok(Message::Chunk(c)) => json!({
+                    "journal": name, "offset": frame.offset, "kind": "chunk", "stream": c.stream.to_string(),
+                    "seq": c.seq, "final": c.is_final, "data_hex": hex(c.data)
+                }),
+                Ok(Message::Sum(s)) => json!({
+                    "journal": name, "offset": frame.offset, "kind": "sum", "stream": s.stream.to_string(),
+                    "seq": s.last_seq, "sha1_hex": hex(&s.sha1)
+                }),
+                Ok(Message::Expired(e)) => json!({
+                    "journal": name, "offset": frame.offset, "kind": "expired", "stream": e.stream.to_string(),
+                    "seq": e.last_seq, "last_active_offset": e.last_active_offset
+                }),
+                Ok(Message::Checkpoint(bytes)) => match Checkpoint::decode(bytes) {
+                    Ok(c) => json!({
+                        "journal": name, "offset": frame.offset, "kind": "checkpoint",
+                        "checkpoint": match c.kind { CheckpointKind::Delta => "delta", CheckpointKind::Snapshot => "snapshot" },
+                        "input_offset": c.input_offset, "txn_seq": c.txn_seq, "snapshot_offset": c.snapshot_offset,
+                        "state_bytes": c.app_state.len()
+                    }),
+                    Err(e) => {
+                        json!({"journal": name, "offset": frame.offset, "kind": "undecodable", "error": e.to_string()})
+                    }
+                },
+                Err(e) => match RunStart::decode(m) {
+                    Some(r) => json!({
+                        "journal": name, "offset": frame.offset, "kind": "run", "run_id": r.run_id,
+                        "seed": r.seed, "started_unix_ms": r.started_unix_ms
+                    }),
+                    None => {
+                        json!({"journal": name, "offset": frame.offset, "kind": "undecodable", "error": e.to_string(), "data_hex": hex(m)})
+                    }
+                },
+            };
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,429 @@
+//! `stream-sum run`: chunkers, summer shards and Sum tailers in one process over a data directory.
+//!
+//! Threads: one per summer shard (recover from its shard log, then transactions), one per shard
+//! log tailer (delivers each durable Sum to the verifier of the chunker that owns the stream),
+//! one per chunker. The main thread shows progress, checks SLAs and stops everything gracefully:
+//! at the end of `--duration` or on the first Ctrl-C the chunkers start no new streams, finish
+//! the open ones and the run ends once every finished stream has its Sum.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use ss_chunker::chunker::{Chunker, ChunkerConfig, ChunkerStats};
+use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, split_stream_id, CHUNKERS_MAX};
+use ss_chunker::verifier::Verifier;
+use ss_consumer::message::Message;
+use ss_consumer::shard::{Shard, ShardConfig, ShardError};
+use ss_consumer::summer::{Summer, SummerConfig};
+use ss_log::{Journal, Log, OpenError, Options};
+
+use crate::cli::RunArgs;
+use crate::summary::{max_ms, percentile_ms, Progress, Summary};
+use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
+
+/// Per-shard counters for the summary.
+#[derive(Default)]
+struct ShardProgress {
+    txns: AtomicU64,
+    duplicates: AtomicU64,
+    expired: AtomicU64,
+}
+
+/// State shared by every thread of the run.
+struct Shared {
+    run_id: u32,
+    stop_chunkers: AtomicBool,
+    stop_shards: AtomicBool,
+    stop_tailers: AtomicBool,
+    abort: AtomicBool,
+    violations: Mutex<Vec<String>>,
+    errors: Mutex<Vec<String>>,
+    verifiers: Vec<Arc<Mutex<Verifier>>>,
+    chunker_stats: Vec<Arc<ChunkerStats>>,
+    shard_progress: Vec<ShardProgress>,
+    sums_previous_runs: AtomicU64,
+    chunkers_running: AtomicUsize,
+}
+
+impl Shared {
+    fn violation(&self, v: String) {
+        self.violations.lock().push(v);
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    fn error(&self, e: String) {
+        self.errors.lock().push(e);
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    fn verifier_violations(&self) -> Vec<String> {
+        self.verifiers
+            .iter()
+            .flat_map(|v| {
+                v.lock()
+                    .violations()
+                    .iter()
+                    .map(|x| x.0.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn latency(&self) -> Histogram<u64> {
+        let mut all = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds");
+        for v in &self.verifiers {
+            all.add(v.lock().latency_us()).expect("same bounds");
+        }
+        all
+    }
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if args.chunkers > CHUNKERS_MAX {
+        eprintln!("stream-sum: error: --chunkers must be at most {CHUNKERS_MAX}");
+        return Ok(EXIT_USAGE);
+    }
+    if args.partitions > 1000 {
+        eprintln!("stream-sum: error: --partitions must be at most 1000");
+        return Ok(EXIT_USAGE);
+    }
+    let log = match Log::open(&args.data, Options::default()) {
+        Ok(log) => log,
+        Err(e @ OpenError::Locked { .. }) => {
+            eprintln!("stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work");
+            return Ok(EXIT_ERROR);
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
+    };
+    let run = crate::runs::take_run_id(&log, args.seed)?;
+    let mut inputs = Vec::new();
+    let mut shard_logs = Vec::new();
+    for p in 0..args.partitions {
+        inputs.push(log.journal(&chunk_journal_name(p))?);
+        shard_logs.push(log.journal(&shard_log_name(p))?);
+    }
+    let shared = Arc::new(Shared {
+        run_id: run.run_id,
+        stop_chunkers: AtomicBool::new(false),
+        stop_shards: AtomicBool::new(false),
+        stop_tailers: AtomicBool::new(false),
+        abort: AtomicBool::new(false),
+        violations: Mutex::new(Vec::new()),
+        errors: Mutex::new(Vec::new()),
+        verifiers: (0..args.chunkers)
+            .map(|c| Arc::new(Mutex::new(Verifier::new(run.run_id, c as u8, args.sla))))
+            .collect(),
+        chunker_stats: (0..args.chunkers)
+            .map(|_| Arc::new(ChunkerStats::default()))
+            .collect(),
+        shard_progress: (0..args.partitions).map(|_| ShardProgress::default()).collect(),
+        sums_previous_runs: AtomicU64::new(0),
+        chunkers_running: AtomicUsize::new(args.chunkers),
+    });
+    install_ctrl_c(shared.clone())?;
+    eprintln!(
+        "stream-sum: run {} over {} ({} partitions, {} chunkers x {} streams, duration {}, SLA {:?})",
+        run.run_id,
+        args.data.display(),
+        args.partitions,
+        args.chunkers,
+        args.streams,
+        args.duration
+            .0
+            .map_or("forever".to_string(), |d| format!("{d:?}")),
+        args.sla
+    );
+
+    // Tailers start at the shard logs' current heads: every Sum of this run lands after them.
+    let tailers: Vec<JoinHandle<()>> = shard_logs
+        .iter()
+        .map(|j| {
+            let (j, shared) = (j.clone(), shared.clone());
+            let start = j.durable_head();
+            std::thread::Builder::new()
+                .name(format!("tail-{}", j.name()))
+                .spawn(move || tail_sums(j, start, &shared))
+                .expect("spawn tailer")
+        })
+        .collect();
+    let shards: Vec<JoinHandle<()>> = (0..args.partitions)
+        .map(|p| {
+            let (input, log_j, shared) = (inputs[p].clone(), shard_logs[p].clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("shard-{p:03}"))
+                .spawn(move || run_shard(p, input, log_j, &shared))
+                .expect("spawn shard")
+        })
+        .collect();
+    let started = Instant::now();
+    let chunkers: Vec<JoinHandle<()>> = (0..args.chunkers)
+        .map(|c| {
+            let mut config = ChunkerConfig::new(
+                c as u8,
+                run.run_id,
+                args.seed.wrapping_add(c as u64 * 7919),
+                args.streams,
+            );
+            config.shape.max_chunk_bytes = args.max_chunk_bytes;
+            config.shape.max_chunks_per_stream = args.max_chunks_per_stream as u32;
+            let mut chunker = Chunker::new(
+                config,
+                inputs.clone(),
+                shared.verifiers[c].clone(),
+                shared.chunker_stats[c].clone(),
+            );
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("chunker-{c}"))
+                .spawn(move || {
+                    if let Err(e) = chunker.run(&shared.stop_chunkers) {
+                        shared.error(format!("chunker {c}: {e}"));
+                    }
+                    shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
+                })
+                .expect("spawn chunker")
+        })
+        .collect();
+
+    let completed = supervise(&args, &shared, started);
+    let elapsed = started.elapsed();
+    if completed {
+        for h in chunkers {
+            let _ = h.join();
+        }
+        shared.stop_shards.store(true, Ordering::SeqCst);
+        for h in shards {
+            let _ = h.join();
+        }
+        shared.stop_tailers.store(true, Ordering::SeqCst);
+        for h in tailers {
+            let _ = h.join();
+        }
+    }
+    let summary = summarize(&args, &shared, elapsed, completed);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.text());
+    }
+    if summary.violations > 0 {
+        return Ok(EXIT_VIOLATION);
+    }
+    if !summary.errors.is_empty() {
+        return Ok(EXIT_ERROR);
+    }
+    Ok(EXIT_OK)
+}
+
+fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let presses = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if presses.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!("\nstream-sum: stopping: finishing open streams and waiting for their Sums (Ctrl-C again to exit now)");
+            shared.stop_chunkers.store(true, Ordering::SeqCst);
+        } else {
+            eprintln!("\nstream-sum: interrupted again; exiting without waiting");
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")
+}
+
+/// Progress, SLA checks and the graceful stop. Returns true if the run completed gracefully.
+fn supervise(args: &RunArgs, shared: &Shared, started: Instant) -> bool {
+    let tty = std::io::stderr().is_terminal();
+    let interval = args.progress_interval.unwrap_or(if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    });
+    let mut last_print = Instant::now();
+    let (mut last_bytes, mut last_chunks) = (0u64, 0u64);
+    loop {
+        std::thread::sleep(Duration::from_millis(25));
+        let now = Instant::now();
+        if args.duration.0.is_some_and(|d| now.duration_since(started) >= d) {
+            shared.stop_chunkers.store(true, Ordering::SeqCst);
+        }
+        let mut pending = 0;
+        for v in &shared.verifiers {
+            let mut v = v.lock();
+            v.check_sla(now);
+            pending += v.pending();
+            if !v.violations().is_empty() {
+                shared.abort.store(true, Ordering::SeqCst);
+            }
+        }
+        let done = shared.stop_chunkers.load(Ordering::SeqCst)
+            && shared.chunkers_running.load(Ordering::SeqCst) == 0
+            && pending == 0;
+        let aborted = shared.abort.load(Ordering::SeqCst);
+        if now.duration_since(last_print) >= interval || done || aborted {
+            let bytes: u64 = shared
+                .chunker_stats
+                .iter()
+                .map(|s| s.chunk_bytes.load(Ordering::Relaxed))
+                .sum();
+            let chunks: u64 = shared
+                .chunker_stats
+                .iter()
+                .map(|s| s.chunks.load(Ordering::Relaxed))
+                .sum();
+            let latency = shared.latency();
+            let progress = Progress {
+                elapsed: now.duration_since(started),
+                streams_finished: shared
+                    .chunker_stats
+                    .iter()
+                    .map(|s| s.streams_finished.load(Ordering::Relaxed))
+                    .sum(),
+                sums_verified: shared.verifiers.iter().map(|v| v.lock().sums_verified()).sum(),
+                pending,
+                chunk_bytes_delta: bytes - last_bytes,
+                chunks_delta: chunks - last_chunks,
+                interval: now.duration_since(last_print),
+                p50_ms: percentile_ms(&latency, 0.5),
+                p99_ms: percentile_ms(&latency, 0.99),
+                violations: shared.violations.lock().len() + shared.verifier_violations().len(),
+                stopping: shared.stop_chunkers.load(Ordering::Relaxed),
+            };
+            if tty {
+                eprint!("\r\x1b[2K{}", progress.line());
+            } else {
+                eprintln!("{}", progress.line());
+            }
+            (last_bytes, last_chunks, last_print) = (bytes, chunks, now);
+        }
+        if done || aborted {
+            if tty {
+                eprintln!();
+            }
+            return done && !aborted;
+        }
+    }
+}
+
+fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
+    let name = format!("shard-{p:03}");
+    let summer = Summer::new(SummerConfig::default());
+    let mut shard = match Shard::recover(&name, summer, &input, log_j, ShardConfig::default()) {
+        Ok(s) => s,
+        Err(e) => return shared.error(format!("recovering {name}: {e}")),
+    };
+    let progress = &shared.shard_progress[p];
+    loop {
+        if shared.abort.load(Ordering::Relaxed) {
+            return;
+        }
+        if shared.stop_shards.load(Ordering::SeqCst) && shard.input_offset() >= input.durable_head() {
+            if let Err(e) = shard.settle() {
+                shared.error(e.to_string());
+            }
+            return;
+        }
+        match shard.run_transaction(Duration::from_millis(20)) {
+            Ok(_) => {
+                let c = shard.app().counters();
+                progress.txns.store(shard.stats().txns, Ordering::Relaxed);
+                progress.duplicates.store(c.duplicates, Ordering::Relaxed);
+                progress.expired.store(c.expired, Ordering::Relaxed);
+            }
+            Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
+            Err(e) => return shared.error(e.to_string()),
+        }
+    }
+}
+
+/// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
+fn tail_sums(journal: Journal, start: u64, shared: &Shared) {
+    let mut reader = journal.reader(start);
+    while !shared.stop_tailers.load(Ordering::SeqCst) {
+        let frame = match reader.next_timeout(Duration::from_millis(50)) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(e) => return shared.error(format!("tailing {}: {e}", journal.name())),
+        };
+        let seen_at = Instant::now();
+        for m in frame.messages() {
+            let sum = match m
+                .map_err(|e| e.to_string())
+                .and_then(|m| Message::decode(m).map_err(|e| e.to_string()))
+            {
+                Ok(Message::Sum(sum)) => sum,
+                Ok(_) => continue,
+                Err(e) => return shared.error(format!("{} offset {}: {e}", journal.name(), frame.offset)),
+            };
+            let (run, chunker, _) = split_stream_id(sum.stream);
+            if run != shared.run_id {
+                shared.sums_previous_runs.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(v) = shared.verifiers.get(chunker as usize) {
+                v.lock().on_sum(&sum, journal.name(), frame.offset, seen_at);
+            } else {
+                shared.violation(format!(
+                    "Sum in {} at offset {} for stream {} of chunker {chunker}, which does not exist",
+                    journal.name(),
+                    frame.offset,
+                    sum.stream
+                ));
+            }
+        }
+    }
+}
+
+fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {
+    let load = |f: fn(&ChunkerStats) -> &AtomicU64| -> u64 {
+        shared
+            .chunker_stats
+            .iter()
+            .map(|s| f(s).load(Ordering::Relaxed))
+            .sum()
+    };
+    let chunks = load(|s| &s.chunks);
+    let chunk_bytes = load(|s| &s.chunk_bytes);
+    let mut violation_messages = shared.violations.lock().clone();
+    violation_messages.extend(shared.verifier_violations());
+    let latency = shared.latency();
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    Summary {
+        run_id: shared.run_id,
+        partitions: args.partitions,
+        chunkers: args.chunkers,
+        streams_started: load(|s| &s.streams_started),
+        streams_finished: load(|s| &s.streams_finished),
+        sums_verified: shared.verifiers.iter().map(|v| v.lock().sums_verified()).sum(),
+        sums_previous_runs: shared.sums_previous_runs.load(Ordering::Relaxed),
+        violations: violation_messages.len(),
+        violation_messages,
+        errors: shared.errors.lock().clone(),
+        chunks,
+        chunk_bytes,
+        elapsed_s: elapsed.as_secs_f64(),
+        chunk_mb_per_s: chunk_bytes as f64 / secs / 1e6,
+        chunks_per_s: chunks as f64 / secs,
+        latency_ms_p50: percentile_ms(&latency, 0.5),
+        latency_ms_p99: percentile_ms(&latency, 0.99),
+        latency_ms_max: max_ms(&latency),
+        duplicate_chunks_skipped: shared
+            .shard_progress
+            .iter()
+            .map(|p| p.duplicates.load(Ordering::Relaxed))
+            .sum(),
+        streams_expired: shared
+            .shard_progress
+            .iter()
+            .map(|p| p.expired.load(Ordering::Relaxed))
+            .sum(),
+        shard_transactions: shared
+            .shard_progress
+            .iter()
+            .map(|p| p.txns.load(Ordering::Relaxed))
+            .sum(),
+        completed,
+    }
+}

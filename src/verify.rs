@@ -1,0 +1,334 @@
+//! `stream-sum verify`: the offline exactly-once check over a data directory.
+//!
+//! From the chunk journals it recomputes each stream's SHA-1 (a repeated chunk counts once; a gap
+//! is a violation), noting the offset of each final chunk. From the shard logs it collects every
+//! Sum and each shard's checkpointed input offset. Then: every finished stream has exactly one
+//! Sum, equal to the recomputed SHA-1, unless its final chunk lies past its shard's checkpoint
+//! (still pending: the summer has not reached it yet); no unfinished stream has a Sum; no Sum
+//! names a stream the chunk journals do not hold (unless retention removed its chunks).
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+use ss_consumer::checkpoint::Checkpoint;
+use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
+use ss_log::{Journal, Log, Options};
+
+use crate::cli::VerifyArgs;
+use crate::{EXIT_OK, EXIT_VIOLATION};
+
+struct OpenStream {
+    hasher: Sha1,
+    last_seq: u32,
+}
+
+struct FinishedStream {
+    sha1: [u8; 20],
+    last_seq: u32,
+    journal: String,
+    final_offset: u64,
+}
+
+/// What one chunk journal holds.
+#[derive(Default)]
+struct ChunkScan {
+    finished: HashMap<StreamId, FinishedStream>,
+    unfinished: HashMap<StreamId, u32>,
+    chunks: u64,
+    chunk_bytes: u64,
+    duplicate_chunks: u64,
+    partial_streams: u64,
+    violations: Vec<String>,
+}
+
+fn scan_chunks(journal: &Journal) -> anyhow::Result<ChunkScan> {
+    let mut scan = ChunkScan::default();
+    let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
+    let retained = journal.first_offset() > 0;
+    let mut reader = journal.reader(journal.first_offset());
+    while let Some(frame) = reader.try_next()? {
+        for m in frame.messages() {
+            let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
+            let chunk =
+                Chunk::decode(m).with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
+            scan.chunks += 1;
+            let id = chunk.stream;
+            let at = format!("{} offset {}", journal.name(), frame.offset);
+            if let Some(f) = scan.finished.get(&id) {
+                if chunk.seq <= f.last_seq {
+                    scan.duplicate_chunks += 1;
+                } else {
+                    scan.violations.push(format!(
+                        "stream {id}: chunk seq {} after its final chunk, at {at}",
+                        chunk.seq
+                    ));
+                }
+                continue;
+            }
+            let s = match open.get_mut(&id) {
+                Some(s) => {
+                    if chunk.seq <= s.last_seq {
+                        scan.duplicate_chunks += 1;
+                        continue;
+                    }
+                    if chunk.seq != s.last_seq + 1 {
+                        scan.violations.push(format!(
+                            "stream {id}: gap in the chunk journal: seq {} after {}, at {at}",
+                            chunk.seq, s.last_seq
+                        ));
+                        open.remove(&id);
+                        continue;
+                    }
+                    s.last_seq = chunk.seq;
+                    s
+                }
+                None if chunk.seq != 0 => {
+                    if !retained {
+                        scan.violations
+                            .push(format!("stream {id}: first chunk has seq {}, at {at}", chunk.seq));
+                    }
+                    scan.partial_streams += 1;
+                    continue;
+                }
+                None => open.entry(id).or_insert(OpenStream {
+                    hasher: Sha1::new(),
+                    last_seq: 0,
+                }),
+            };
+            s.hasher.update(chunk.data);
+            scan.chunk_bytes += chunk.data.len() as u64;
+            if chunk.is_final {
+                let s = open.remove(&id).expect("open");
+                scan.finished.insert(
+                    id,
+                    FinishedStream {
+                        sha1: s.hasher.finalize().into(),
+                        last_seq: s.last_seq,
+                        journal: journal.name().to_string(),
+                        final_offset: frame.offset,
+                    },
+                );
+            }
+        }
+    }
+    scan.unfinished = open.into_iter().map(|(id, s)| (id, s.last_seq)).collect();
+    Ok(scan)
+}
+
+struct SumScan {
+    sums: Vec<(Sum, String, u64)>,
+    expired: u64,
+    /// Input offset of the shard's last checkpoint.
+    checkpoint_input_offset: u64,
+}
+
+fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
+    let mut scan = SumScan {
+        sums: Vec::new(),
+        expired: 0,
+        checkpoint_input_offset: 0,
+    };
+    let mut reader = journal.reader(journal.first_offset());
+    while let Some(frame) = reader.try_next()? {
+        for m in frame.messages() {
+            let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
+            match Message::decode(m).with_context(|| format!("{} offset {}", journal.name(), frame.offset))? {
+                Message::Sum(s) => scan.sums.push((s, journal.name().to_string(), frame.offset)),
+                Message::Expired(_) => scan.expired += 1,
+                Message::Checkpoint(c) => {
+                    scan.checkpoint_input_offset = Checkpoint::decode(c)
+                        .with_context(|| format!("{} offset {}", journal.name(), frame.offset))?
+                        .input_offset
+                }
+                Message::Chunk(_) => anyhow::bail!(
+                    "{} offset {}: a chunk in a shard log",
+                    journal.name(),
+                    frame.offset
+                ),
+            }
+        }
+    }
+    Ok(scan)
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyReport {
+    chunk_journals: usize,
+    shard_logs: usize,
+    chunks: u64,
+    chunk_bytes: u64,
+    duplicate_chunks: u64,
+    streams_finished: usize,
+    streams_unfinished: usize,
+    sums: usize,
+    sums_verified: usize,
+    /// Finished streams whose final chunk lies past their shard's checkpoint.
+    pending: usize,
+    streams_expired: u64,
+    /// Streams or Sums that retention made impossible to check.
+    unverifiable: u64,
+    violations: usize,
+    violation_messages: Vec<String>,
+}
+
+pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
+    let log = Log::open_read_only(&args.data, Options::default())?;
+    let names = log.journal_names()?;
+    let chunk_names: Vec<&String> = names.iter().filter(|n| n.starts_with("chunks-")).collect();
+    let sum_names: Vec<&String> = names.iter().filter(|n| n.starts_with("sums-")).collect();
+    let open = |n: &String| log.existing_journal(n);
+    let chunk_journals: Vec<Journal> = chunk_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
+    let sum_journals: Vec<Journal> = sum_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
+    // One thread per journal: verifying is SHA-1 bound.
+    let (chunk_scans, sum_scans) = std::thread::scope(|s| {
+        let c: Vec<_> = chunk_journals
+            .iter()
+            .map(|j| s.spawn(move || scan_chunks(j)))
+            .collect();
+        let m: Vec<_> = sum_journals
+            .iter()
+            .map(|j| s.spawn(move || scan_sums(j)))
+            .collect();
+        let c: Vec<_> = c.into_iter().map(|h| h.join().expect("scan thread")).collect();
+        let m: Vec<_> = m.into_iter().map(|h| h.join().expect("scan thread")).collect();
+        (c, m)
+    });
+    let mut report = VerifyReport {
+        chunk_journals: chunk_journals.len(),
+        shard_logs: sum_journals.len(),
+        chunks: 0,
+        chunk_bytes: 0,
+        duplicate_chunks: 0,
+        streams_finished: 0,
+        streams_unfinished: 0,
+        sums: 0,
+        sums_verified: 0,
+        pending: 0,
+        streams_expired: 0,
+        unverifiable: 0,
+        violations: 0,
+        violation_messages: Vec::new(),
+    };
+    let mut finished = HashMap::new();
+    let mut unfinished = HashMap::new();
+    let retention = chunk_journals.iter().any(|j| j.first_offset() > 0);
+    for scan in chunk_scans {
+        let scan = scan?;
+        report.chunks += scan.chunks;
+        report.chunk_bytes += scan.chunk_bytes;
+        report.duplicate_chunks += scan.duplicate_chunks;
+        report.unverifiable += scan.partial_streams;
+        report.violation_messages.extend(scan.violations);
+        finished.extend(scan.finished);
+        unfinished.extend(scan.unfinished);
+    }
+    let mut checkpoints: HashMap<String, u64> = HashMap::new();
+    let mut sums: HashMap<StreamId, Vec<(Sum, String, u64)>> = HashMap::new();
+    for (name, scan) in sum_names.iter().zip(sum_scans) {
+        let scan = scan?;
+        report.streams_expired += scan.expired;
+        report.sums += scan.sums.len();
+        let partition = name.trim_start_matches("sums-");
+        checkpoints.insert(format!("chunks-{partition}"), scan.checkpoint_input_offset);
+        for s in scan.sums {
+            sums.entry(s.0.stream).or_default().push(s);
+        }
+    }
+    report.streams_finished = finished.len();
+    report.streams_unfinished = unfinished.len();
+    let mut ids: Vec<&StreamId> = finished.keys().collect();
+    ids.sort();
+    for id in ids {
+        let f = &finished[id];
+        match sums.get(id).map(Vec::as_slice) {
+            None | Some([]) => {
+                if f.final_offset >= checkpoints.get(&f.journal).copied().unwrap_or(0) {
+                    report.pending += 1;
+                } else {
+                    report.violation_messages.push(format!(
+                        "stream {id}: finished (final chunk in {} at offset {}) but has no Sum, though its shard checkpointed past it",
+                        f.journal, f.final_offset
+                    ));
+                }
+            }
+            Some(list) => {
+                if list.len() > 1 {
+                    let at: Vec<String> = list.iter().map(|(_, j, o)| format!("{j}@{o}")).collect();
+                    report.violation_messages.push(format!(
+                        "stream {id}: {} Sums ({})",
+                        list.len(),
+                        at.join(", ")
+                    ));
+                }
+                let (sum, j, o) = &list[0];
+                if sum.sha1 != f.sha1 || sum.last_seq != f.last_seq {
+                    report.violation_messages.push(format!(
+                        "stream {id}: Sum in {j} at offset {o} is {} (last seq {}), recomputed {} (last seq {})",
+                        hex(&sum.sha1),
+                        sum.last_seq,
+                        hex(&f.sha1),
+                        f.last_seq
+                    ));
+                } else if list.len() == 1 {
+                    report.sums_verified += 1;
+                }
+            }
+        }
+    }
+    for (id, list) in &sums {
+        if finished.contains_key(id) {
+            continue;
+        }
+        let (_, j, o) = &list[0];
+        if unfinished.contains_key(id) {
+            report.violation_messages.push(format!(
+                "stream {id}: Sum in {j} at offset {o} but the stream is unfinished"
+            ));
+        } else if retention {
+            report.unverifiable += 1;
+        } else {
+            report.violation_messages.push(format!(
+                "stream {id}: Sum in {j} at offset {o} for a stream no chunk journal holds"
+            ));
+        }
+    }
+    report.violations = report.violation_messages.len();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "verify {}: {} chunk journals, {} shard logs\n\
+             chunks: {} ({:.1} MB), {} duplicates skipped\n\
+             streams: {} finished, {} unfinished, {} expired by summers\n\
+             Sums: {} found, {} verified exactly once and correct, {} pending (past the shard's checkpoint), {} unverifiable (retention)\n\
+             violations: {}",
+            args.data.display(),
+            report.chunk_journals,
+            report.shard_logs,
+            report.chunks,
+            report.chunk_bytes as f64 / 1e6,
+            report.duplicate_chunks,
+            report.streams_finished,
+            report.streams_unfinished,
+            report.streams_expired,
+            report.sums,
+            report.sums_verified,
+            report.pending,
+            report.unverifiable,
+            report.violations
+        );
+        for v in report.violation_messages.iter().take(50) {
+            println!("  VIOLATION: {v}");
+        }
+        if report.violations > 50 {
+            println!("  ... and {} more", report.violations - 50);
+        }
+    }
+    Ok(if report.violations > 0 {
+        EXIT_VIOLATION
+    } else {
+        EXIT_OK
+    })
+}
