@@ -624,11 +624,14 @@ impl Journal {
         }
         let doomed: Vec<Arc<Fragment>> = {
             let mut frags = shared.fragments.write();
+            let head = shared.durable_head();
             let keep_from = frags
                 .iter()
                 .enumerate()
                 .skip(1)
-                .take_while(|(_, f)| f.begin <= offset)
+                // A fragment beginning at the durable head holds no durable frame: its commit may
+                // still fail and be rolled back, removing it, so it cannot become the first.
+                .take_while(|(_, f)| f.begin <= offset && f.begin < head)
                 .map(|(i, _)| i)
                 .last()
                 .unwrap_or(0);
