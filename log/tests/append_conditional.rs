@@ -22,9 +22,15 @@ fn assert_conflict<T: std::fmt::Debug>(result: Result<T, AppendError>, expected:
             else {
                 unreachable!()
             };
-            assert_eq!((journal.as_str(), *e_expected, *e_actual), (JOURNAL, expected, actual));
+            assert_eq!(
+                (journal.as_str(), *e_expected, *e_actual),
+                (JOURNAL, expected, actual)
+            );
             let message = e.to_string();
-            assert!(message.contains(JOURNAL) && message.contains(&expected.to_string()), "{message}");
+            assert!(
+                message.contains(JOURNAL) && message.contains(&expected.to_string()),
+                "{message}"
+            );
         }
         other => panic!("expected Conflict, got {other:?}"),
     }
@@ -49,13 +55,21 @@ fn stale_expected_head_conflicts_and_writes_nothing() {
     let writes_before = storage.counters().writes;
     let file_before = storage.read_file(&fragment_path(JOURNAL, 0)).unwrap();
 
-    assert_conflict(j.append_if(seen_by_both, &Batch::single(b"zombie")), seen_by_both, head);
     assert_conflict(
-        j.submit_if(seen_by_both, &Batch::single(b"zombie-submit")).map(|p| p.ack()),
+        j.append_if(seen_by_both, &Batch::single(b"zombie")),
         seen_by_both,
         head,
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert_conflict(
+        j.submit_if(seen_by_both, &Batch::single(b"zombie-submit"))
+            .map(|p| p.ack()),
+        seen_by_both,
+        head,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     assert_conflict(
         rt.block_on(j.append_if_async(seen_by_both, &Batch::single(b"zombie-async"))),
         seen_by_both,
@@ -64,10 +78,19 @@ fn stale_expected_head_conflicts_and_writes_nothing() {
     assert_conflict(j.append_if(head + 8, &Batch::single(b"future")), head + 8, head);
 
     assert_eq!(j.durable_head(), head, "the head is unchanged");
-    assert!(reader.try_next().unwrap().is_none(), "the reader sees nothing new");
+    assert!(
+        reader.try_next().unwrap().is_none(),
+        "the reader sees nothing new"
+    );
     assert_eq!(storage.counters().writes, writes_before, "nothing was written");
-    assert_eq!(storage.read_file(&fragment_path(JOURNAL, 0)).unwrap(), file_before);
-    assert_eq!(single_messages(&read_all(&j)), [b"first".to_vec(), b"winner".to_vec()]);
+    assert_eq!(
+        storage.read_file(&fragment_path(JOURNAL, 0)).unwrap(),
+        file_before
+    );
+    assert_eq!(
+        single_messages(&read_all(&j)),
+        [b"first".to_vec(), b"winner".to_vec()]
+    );
 
     let ack = j.append_if(head, &Batch::single(b"current")).unwrap();
     assert_eq!(ack.offset, head);
@@ -75,7 +98,11 @@ fn stale_expected_head_conflicts_and_writes_nothing() {
     drop((reader, j, log));
     let log = open_sim(&storage, 1 << 20);
     let j = log.journal(JOURNAL).unwrap();
-    assert_eq!(read_all(&j).len(), 3, "the conflicting appends never reach the medium");
+    assert_eq!(
+        read_all(&j).len(),
+        3,
+        "the conflicting appends never reach the medium"
+    );
 }
 
 /// The expected head is compared with the head including appends accepted but not yet durable:
@@ -91,7 +118,11 @@ fn conditional_append_conflicts_with_pending_append() {
     let pending = j.submit(&Batch::single(b"pending")).unwrap();
     gated.gate.wait_held();
     assert_eq!(j.durable_head(), durable);
-    assert_conflict(j.append_if(durable, &Batch::single(b"stale")), durable, pending.ack().end);
+    assert_conflict(
+        j.append_if(durable, &Batch::single(b"stale")),
+        durable,
+        pending.ack().end,
+    );
     gated.gate.release();
     let ack = pending.wait().unwrap();
     let next = j.append_if(ack.end, &Batch::single(b"next")).unwrap();

@@ -24,7 +24,10 @@ fn second_writer_is_refused_and_read_only_open_still_works() {
         OpenError::Locked { dir: locked } => assert_eq!(locked, dir.path()),
         other => panic!("expected Locked, got {other}"),
     }
-    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
 
     let ro = Log::open_read_only(dir.path(), Options::default()).unwrap();
     assert!(!ro.is_writable());
@@ -64,7 +67,10 @@ fn lock_is_held_until_last_journal_handle_is_dropped() {
     ));
     drop(j);
     assert!(
-        matches!(Log::open(dir.path(), Options::default()), Err(OpenError::Locked { .. })),
+        matches!(
+            Log::open(dir.path(), Options::default()),
+            Err(OpenError::Locked { .. })
+        ),
         "a reader holds the journal too"
     );
     drop(reader);

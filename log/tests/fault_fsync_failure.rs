@@ -30,14 +30,20 @@ fn fsync_failure_poisons_and_reopen_after_crash_recovers_acknowledged() {
         {
             let log = open_sim(&storage, 1 << 20);
             let j = log.journal(JOURNAL).unwrap();
-            acks = payloads.iter().map(|p| j.append(&Batch::single(p)).unwrap()).collect();
+            acks = payloads
+                .iter()
+                .map(|p| j.append(&Batch::single(p)).unwrap())
+                .collect();
             let head = j.durable_head();
             let mut reader = j.reader(0);
             assert!(reader.try_next().unwrap().is_some());
 
             storage.fail_sync_after(1);
             let result = j.append(&Batch::single(&failed));
-            assert!(is_poisoned(&result), "{mode:?}: the failing append errors: {result:?}");
+            assert!(
+                is_poisoned(&result),
+                "{mode:?}: the failing append errors: {result:?}"
+            );
             let reason = j.poisoned().expect("journal is poisoned");
             assert!(reason.contains("fdatasync"), "{reason}");
             assert!(result.unwrap_err().to_string().contains(JOURNAL));
@@ -50,18 +56,26 @@ fn fsync_failure_poisons_and_reopen_after_crash_recovers_acknowledged() {
                 Err(AppendError::Poisoned { .. })
             ));
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            assert!(is_poisoned(&rt.block_on(j.append_async(&Batch::single(b"later-async")))));
+            assert!(is_poisoned(
+                &rt.block_on(j.append_async(&Batch::single(b"later-async")))
+            ));
             let again = log.journal(JOURNAL).unwrap();
             assert!(is_poisoned(&again.append(&Batch::single(b"via-new-handle"))));
 
             assert_eq!(j.durable_head(), head, "{mode:?}: the head does not move");
-            assert_eq!(single_messages(&read_all(&j)), payloads, "{mode:?}: durable data readable");
+            assert_eq!(
+                single_messages(&read_all(&j)),
+                payloads,
+                "{mode:?}: durable data readable"
+            );
             assert_eq!(j.last_frame().unwrap().unwrap().offset, acks[2].offset);
             let rest: Vec<_> = std::iter::from_fn(|| reader.try_next().unwrap()).collect();
             assert_eq!(rest.len(), 2, "an existing reader reads on to the durable head");
 
             let other = log.journal("other").unwrap();
-            other.append(&Batch::single(b"unaffected")).expect("other journals are not poisoned");
+            other
+                .append(&Batch::single(b"unaffected"))
+                .expect("other journals are not poisoned");
             assert!(other.poisoned().is_none());
         }
         let survivor = storage.crash(mode);
@@ -144,7 +158,10 @@ fn fsync_failure_under_concurrent_appenders_fails_all_and_keeps_acknowledged() {
         let j = log.journal(JOURNAL).unwrap();
         let frames = read_all(&j);
         for (ack, p) in &acked {
-            let f = frames.iter().find(|f| f.offset == ack.offset).expect("acknowledged frame");
+            let f = frames
+                .iter()
+                .find(|f| f.offset == ack.offset)
+                .expect("acknowledged frame");
             assert_eq!(&f.messages[0], p, "{mode:?}");
         }
         j.append(&Batch::single(b"after")).unwrap();
@@ -173,7 +190,10 @@ fn reopen_after_failed_fsync_shows_readers_only_durable_frames() {
     let survivor = storage.crash(CrashMode::LoseUnsynced);
     let log = open_sim(&survivor, 1 << 20);
     let after_power_loss = single_messages(&read_all(&log.journal(JOURNAL).unwrap()));
-    assert_eq!(after_power_loss, seen, "a frame readers saw vanished in a power loss");
+    assert_eq!(
+        after_power_loss, seen,
+        "a frame readers saw vanished in a power loss"
+    );
 }
 
 /// A read-only open (e.g. another process) while the writer is between its write and its
@@ -196,5 +216,8 @@ fn read_only_open_mid_commit_shows_readers_only_durable_frames() {
     let _ = pending.wait();
     let log = open_sim(&survivor, 1 << 20);
     let after_power_loss = single_messages(&read_all(&log.journal(JOURNAL).unwrap()));
-    assert_eq!(after_power_loss, seen, "a frame a read-only reader saw vanished in a power loss");
+    assert_eq!(
+        after_power_loss, seen,
+        "a frame a read-only reader saw vanished in a power loss"
+    );
 }

@@ -17,7 +17,9 @@ const JOURNAL: &str = "nospace";
 fn assert_no_space<T: std::fmt::Debug>(result: Result<T, AppendError>, fragment: &std::path::Path) {
     match result {
         Err(e @ AppendError::NoSpace { .. }) => {
-            let AppendError::NoSpace { journal, fragment: f } = &e else { unreachable!() };
+            let AppendError::NoSpace { journal, fragment: f } = &e else {
+                unreachable!()
+            };
             assert_eq!(journal, JOURNAL);
             assert_eq!(f, fragment);
             let message = e.to_string();
@@ -53,16 +55,24 @@ fn no_space_fails_the_append_and_appends_resume_when_space_returns() {
             assert!(j.poisoned().is_none(), "ENOSPC does not poison");
             assert_eq!(j.durable_head(), head);
             assert_eq!(single_messages(&read_all(&j)), expected);
-            assert_eq!(storage.read_file(&path).unwrap().len() as u64, head, "nothing half-written remains");
+            assert_eq!(
+                storage.read_file(&path).unwrap().len() as u64,
+                head,
+                "nothing half-written remains"
+            );
 
             let small = payload("small", 20);
-            let ack = j.append(&Batch::single(&small)).expect("an append that fits still works");
+            let ack = j
+                .append(&Batch::single(&small))
+                .expect("an append that fits still works");
             assert_eq!(ack.offset, head);
             expected.push(small);
             assert_no_space(j.submit(&Batch::single(&big)).unwrap().wait(), &path);
 
             storage.set_capacity(None);
-            let ack2 = j.append(&Batch::single(&big)).expect("appends resume once space returns");
+            let ack2 = j
+                .append(&Batch::single(&big))
+                .expect("appends resume once space returns");
             assert_eq!(ack2.offset, ack.end);
             expected.push(big.clone());
             assert_eq!(single_messages(&read_all(&j)), expected);
@@ -155,7 +165,11 @@ fn no_space_mid_batch_while_rolling_rolls_back_the_whole_batch() {
         assert_eq!(j.durable_head(), held_ack.end, "{mode:?}");
         assert_eq!(single_messages(&read_all(&j)), expected, "{mode:?}");
         let old = sim.read_file(&fragment_path(JOURNAL, 0)).unwrap();
-        assert_eq!(old.len() as u64, held_ack.end, "{mode:?}: the frame that fit is cut again");
+        assert_eq!(
+            old.len() as u64,
+            held_ack.end,
+            "{mode:?}: the frame that fit is cut again"
+        );
         assert!(sim.read_file(&new_fragment).is_none(), "{mode:?}");
 
         sim.set_capacity(None);
@@ -166,6 +180,10 @@ fn no_space_mid_batch_while_rolling_rolls_back_the_whole_batch() {
         let survivor = sim.crash(mode);
         let log = open_sim(&survivor, 1024);
         let j = log.journal(JOURNAL).unwrap();
-        assert_eq!(single_messages(&read_all(&j)), expected, "{mode:?}: after a crash");
+        assert_eq!(
+            single_messages(&read_all(&j)),
+            expected,
+            "{mode:?}: after a crash"
+        );
     }
 }

@@ -29,7 +29,10 @@ fn check_all_present(j: &Journal, acks: &[Vec<(u64, String)>]) {
     let by_offset: std::collections::HashMap<u64, &[u8]> =
         frames.iter().map(|f| (f.offset, &f.messages[0][..])).collect();
     for appender in acks {
-        assert!(appender.windows(2).all(|w| w[0].0 < w[1].0), "an appender's frames are in order");
+        assert!(
+            appender.windows(2).all(|w| w[0].0 < w[1].0),
+            "an appender's frames are in order"
+        );
         for (offset, message) in appender {
             assert_eq!(by_offset[offset], message.as_bytes());
         }
@@ -91,7 +94,10 @@ async fn eight_tasks_share_fsyncs() {
                 let mut acks = Vec::with_capacity(APPENDS_EACH);
                 for i in 0..APPENDS_EACH {
                     let m = format!("task {t} append {i}");
-                    acks.push((j.append_async(&Batch::single(m.as_bytes())).await.unwrap().offset, m));
+                    acks.push((
+                        j.append_async(&Batch::single(m.as_bytes())).await.unwrap().offset,
+                        m,
+                    ));
                 }
                 acks
             })

@@ -210,7 +210,9 @@ fn verify(seed: u64, mode: CrashMode, survivor: &SimStorage, registry: &Registry
     let ctx = format!("seed {seed}, {mode:?}");
     let attempts = registry.attempts.lock();
     let log = ss_log::Log::open(DATA_DIR, options(survivor)).unwrap_or_else(|e| panic!("{ctx}: open: {e}"));
-    let journal = log.journal(JOURNAL).unwrap_or_else(|e| panic!("{ctx}: recovery: {e}"));
+    let journal = log
+        .journal(JOURNAL)
+        .unwrap_or_else(|e| panic!("{ctx}: recovery: {e}"));
     let mut reader = journal.reader(0);
     let mut present: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
     let mut expect_offset = 0;
@@ -228,7 +230,11 @@ fn verify(seed: u64, mode: CrashMode, survivor: &SimStorage, registry: &Registry
         match attempts.get(&p) {
             None => panic!("{ctx}: frame at {} holds a payload never appended", frame.offset),
             Some(Outcome::Acked(ack)) => {
-                assert_eq!((ack.offset, ack.end), (frame.offset, frame.end), "{ctx}: acked frame moved");
+                assert_eq!(
+                    (ack.offset, ack.end),
+                    (frame.offset, frame.end),
+                    "{ctx}: acked frame moved"
+                );
             }
             Some(Outcome::Failed(AppendError::Poisoned { .. })) => totals.indeterminate_present += 1,
             Some(other) => panic!(
@@ -236,15 +242,26 @@ fn verify(seed: u64, mode: CrashMode, survivor: &SimStorage, registry: &Registry
                 frame.offset
             ),
         }
-        assert!(present.insert(p, (frame.offset, frame.end)).is_none(), "{ctx}: duplicate frame");
+        assert!(
+            present.insert(p, (frame.offset, frame.end)).is_none(),
+            "{ctx}: duplicate frame"
+        );
     }
-    assert_eq!(expect_offset, journal.durable_head(), "{ctx}: reader reaches the head");
+    assert_eq!(
+        expect_offset,
+        journal.durable_head(),
+        "{ctx}: reader reaches the head"
+    );
     for (p, outcome) in attempts.iter() {
         match outcome {
             Outcome::Acked(ack) => {
                 totals.acked += 1;
                 let got = present.get(p);
-                assert_eq!(got, Some(&(ack.offset, ack.end)), "{ctx}: acknowledged append lost");
+                assert_eq!(
+                    got,
+                    Some(&(ack.offset, ack.end)),
+                    "{ctx}: acknowledged append lost"
+                );
             }
             Outcome::InFlight => panic!("{ctx}: every attempt ended"),
             Outcome::Conflict => totals.conflicts += 1,
@@ -267,7 +284,10 @@ fn verify(seed: u64, mode: CrashMode, survivor: &SimStorage, registry: &Registry
     let log = ss_log::Log::open(DATA_DIR, options(survivor)).unwrap();
     let journal = log.journal(JOURNAL).unwrap();
     let last = journal.last_frame().unwrap().expect("a last frame");
-    assert_eq!(last.offset, ack.offset, "{ctx}: the post-recovery append survives reopening");
+    assert_eq!(
+        last.offset, ack.offset,
+        "{ctx}: the post-recovery append survives reopening"
+    );
     assert_eq!(last.messages().next().unwrap().unwrap(), &after[..]);
 }
 
@@ -300,6 +320,12 @@ fn power_loss_with_concurrent_appenders_keeps_every_acknowledged_append() {
         started.elapsed().as_secs_f64()
     );
     let mid_run = totals.crashed_by_countdown + totals.crashed_by_test_thread;
-    assert!(mid_run >= 500, "at least 500 crashes hit a running workload, got {mid_run}");
-    assert!(totals.rolled_fragments > seeds, "fragments rolled during the runs");
+    assert!(
+        mid_run >= 500,
+        "at least 500 crashes hit a running workload, got {mid_run}"
+    );
+    assert!(
+        totals.rolled_fragments > seeds,
+        "fragments rolled during the runs"
+    );
 }

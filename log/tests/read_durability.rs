@@ -15,15 +15,30 @@ const JOURNAL: &str = "durable";
 
 /// Checks, while the commit of `pending` is held, that readers (existing and new, at 0 and at
 /// the head) see nothing past the durable head, and that waits for new data time out.
-fn assert_pending_invisible(j: &ss_log::Journal, durable: &[Vec<u8>], durable_head: u64, reader: &mut ss_log::Reader) {
+fn assert_pending_invisible(
+    j: &ss_log::Journal,
+    durable: &[Vec<u8>],
+    durable_head: u64,
+    reader: &mut ss_log::Reader,
+) {
     assert_eq!(j.durable_head(), durable_head);
-    assert!(reader.try_next().unwrap().is_none(), "an existing reader stops at the durable head");
+    assert!(
+        reader.try_next().unwrap().is_none(),
+        "an existing reader stops at the durable head"
+    );
     assert!(reader.next_timeout(Duration::from_millis(20)).unwrap().is_none());
     let frames = read_all(j);
-    assert_eq!(single_messages(&frames), durable, "a new reader sees only durable frames");
+    assert_eq!(
+        single_messages(&frames),
+        durable,
+        "a new reader sees only durable frames"
+    );
     assert!(frames.iter().all(|f| f.end <= durable_head));
     assert!(j.reader(durable_head).try_next().unwrap().is_none());
-    assert_eq!(j.wait_beyond(durable_head, Duration::from_millis(20)), durable_head);
+    assert_eq!(
+        j.wait_beyond(durable_head, Duration::from_millis(20)),
+        durable_head
+    );
     if let Some(last) = j.last_frame().unwrap() {
         assert!(last.end <= durable_head, "last_frame is durable");
     }
@@ -52,7 +67,11 @@ fn reader_sees_nothing_past_durable_head_while_commit_is_held() {
     let pending = j.submit(&Batch::single(&pending_payload)).unwrap();
     gated.gate.wait_held();
     let file = sim.read_file(&fragment_path(JOURNAL, 0)).unwrap();
-    assert_eq!(file.len() as u64, pending.ack().end, "the pending frame is written, not durable");
+    assert_eq!(
+        file.len() as u64,
+        pending.ack().end,
+        "the pending frame is written, not durable"
+    );
     assert_pending_invisible(&j, &durable, head, &mut reader);
 
     let tail = {
@@ -89,7 +108,9 @@ fn reader_sees_nothing_of_new_fragment_while_its_commit_is_held() {
     let pending = j.submit(&Batch::single(&payload("rolls", 200))).unwrap();
     gated.gate.wait_held();
     assert_eq!(pending.ack().offset, head);
-    let new_file = sim.read_file(&fragment_path(JOURNAL, head)).expect("new fragment created");
+    let new_file = sim
+        .read_file(&fragment_path(JOURNAL, head))
+        .expect("new fragment created");
     assert!(!new_file.is_empty(), "the pending frame is written into it");
     assert_pending_invisible(&j, &durable, head, &mut reader);
 
@@ -115,7 +136,10 @@ fn frames_queued_behind_held_commit_appear_only_when_durable() {
     let held = j.submit(&Batch::single(b"held")).unwrap();
     gated.gate.wait_held();
     let queued: Vec<_> = (0..5)
-        .map(|i| j.submit(&Batch::single(format!("queued-{i}").as_bytes())).unwrap())
+        .map(|i| {
+            j.submit(&Batch::single(format!("queued-{i}").as_bytes()))
+                .unwrap()
+        })
         .collect();
     assert_pending_invisible(&j, &[b"durable".to_vec()], head, &mut reader);
     gated.gate.release();
@@ -123,5 +147,8 @@ fn frames_queued_behind_held_commit_appear_only_when_durable() {
     let acks: Vec<_> = queued.into_iter().map(|p| p.wait().unwrap()).collect();
     let rest: Vec<_> = std::iter::from_fn(|| reader.try_next().unwrap()).collect();
     assert_eq!(rest.len(), 6);
-    assert_eq!(rest[1..].iter().map(|f| f.offset).collect::<Vec<_>>(), acks.iter().map(|a| a.offset).collect::<Vec<_>>());
+    assert_eq!(
+        rest[1..].iter().map(|f| f.offset).collect::<Vec<_>>(),
+        acks.iter().map(|a| a.offset).collect::<Vec<_>>()
+    );
 }

@@ -14,7 +14,10 @@ const JOURNAL: &str = "flips";
 fn write_frames(storage: &SimStorage, fragment_max_bytes: u64, payloads: &[Vec<u8>]) -> Vec<AppendAck> {
     let log = open_sim(storage, fragment_max_bytes);
     let j = log.journal(JOURNAL).unwrap();
-    payloads.iter().map(|p| j.append(&Batch::single(p)).unwrap()).collect()
+    payloads
+        .iter()
+        .map(|p| j.append(&Batch::single(p)).unwrap())
+        .collect()
 }
 
 /// Flips one bit in every header and payload byte of the last frame in turn (padding is not
@@ -36,8 +39,16 @@ fn bit_flip_in_last_frame_cuts_it_and_appends_continue() {
         let log = open_sim(&storage, 1 << 20);
         let j = log.journal(JOURNAL).unwrap();
         assert_eq!(j.durable_head(), last.offset, "flip at byte {byte}");
-        assert_eq!(j.recovery_cut_bytes(), last.end - last.offset, "flip at byte {byte}");
-        assert_eq!(single_messages(&read_all(&j)), payloads[..3], "flip at byte {byte}");
+        assert_eq!(
+            j.recovery_cut_bytes(),
+            last.end - last.offset,
+            "flip at byte {byte}"
+        );
+        assert_eq!(
+            single_messages(&read_all(&j)),
+            payloads[..3],
+            "flip at byte {byte}"
+        );
         let ack = j.append(&Batch::single(b"replacement")).unwrap();
         assert_eq!(ack.offset, last.offset, "flip at byte {byte}");
     }
@@ -45,10 +56,17 @@ fn bit_flip_in_last_frame_cuts_it_and_appends_continue() {
 
 /// Checks that opening fails with `Corrupt` naming `fragment` and the journal offset `offset`,
 /// in the error value and its message, and that the refused open changed no byte.
-fn assert_open_refuses(storage: &SimStorage, fragment_max_bytes: u64, fragment: &std::path::Path, offset: u64) {
+fn assert_open_refuses(
+    storage: &SimStorage,
+    fragment_max_bytes: u64,
+    fragment: &std::path::Path,
+    offset: u64,
+) {
     let before = storage.read_file(fragment).unwrap();
     let log = open_sim(storage, fragment_max_bytes);
-    let err = log.journal(JOURNAL).expect_err("open must refuse a corrupt journal");
+    let err = log
+        .journal(JOURNAL)
+        .expect_err("open must refuse a corrupt journal");
     match &err {
         OpenError::Corrupt {
             journal,
@@ -67,7 +85,11 @@ fn assert_open_refuses(storage: &SimStorage, fragment_max_bytes: u64, fragment: 
     assert!(message.contains(&format!("offset {offset}")), "{message}");
     assert!(message.contains(JOURNAL), "{message}");
     drop(log);
-    assert_eq!(storage.read_file(fragment).unwrap(), before, "a refused open must not cut anything");
+    assert_eq!(
+        storage.read_file(fragment).unwrap(),
+        before,
+        "a refused open must not cut anything"
+    );
     let ro = Log::open_read_only(DATA_DIR, sim_opts(storage, fragment_max_bytes)).unwrap();
     assert!(
         matches!(ro.existing_journal(JOURNAL), Err(OpenError::Corrupt { .. })),
@@ -86,7 +108,18 @@ fn bit_flip_in_earlier_frame_followed_by_valid_frames_refuses_open() {
     let path = fragment_path(JOURNAL, 0);
     let image = storage.read_file(&path).unwrap();
     for ack in &acks[..4] {
-        for within in [0u64, 5, 9, 17, 25, 29, 33, 38, HEADER_LEN as u64 + 2, HEADER_LEN as u64 + 50] {
+        for within in [
+            0u64,
+            5,
+            9,
+            17,
+            25,
+            29,
+            33,
+            38,
+            HEADER_LEN as u64 + 2,
+            HEADER_LEN as u64 + 50,
+        ] {
             storage.write_file(&path, &image);
             storage.flip_bit(&path, ack.offset + within, (within % 8) as u8);
             assert_open_refuses(&storage, 1 << 20, &path, ack.offset);
@@ -94,7 +127,10 @@ fn bit_flip_in_earlier_frame_followed_by_valid_frames_refuses_open() {
     }
     storage.write_file(&path, &image);
     let log = open_sim(&storage, 1 << 20);
-    assert_eq!(single_messages(&read_all(&log.journal(JOURNAL).unwrap())), payloads);
+    assert_eq!(
+        single_messages(&read_all(&log.journal(JOURNAL).unwrap())),
+        payloads
+    );
 }
 
 /// The same in a later fragment, where the journal offset named in the error differs from the
@@ -127,7 +163,10 @@ fn bit_flip_in_sealed_fragment_fails_the_read_of_that_frame() {
     let j = log.journal(JOURNAL).unwrap();
     let mut r = j.reader(0);
     for p in &payloads[..2] {
-        assert_eq!(r.try_next().unwrap().unwrap().messages().next().unwrap().unwrap(), &p[..]);
+        assert_eq!(
+            r.try_next().unwrap().unwrap().messages().next().unwrap().unwrap(),
+            &p[..]
+        );
     }
     let err = r.try_next().expect_err("the damaged frame does not validate");
     match &err {

@@ -42,35 +42,60 @@ fn check_torn_at_every_byte(fragment_max_bytes: u64, payloads: &[Vec<u8>]) {
 
     for cut_end in prev_end.max(last_fragment_begin)..=last.end {
         storage.write_file(&path, &image[..(cut_end - last_fragment_begin) as usize]);
-        let whole = if cut_end == last.end { acks.len() } else { acks.len() - 1 };
+        let whole = if cut_end == last.end {
+            acks.len()
+        } else {
+            acks.len() - 1
+        };
         let head = acks[whole - 1].end;
         let extra = payload(&format!("after-cut-{cut_end}"), 33);
         {
             let log = open_sim(&storage, fragment_max_bytes);
             let j = log.journal(JOURNAL).unwrap();
             assert_eq!(j.durable_head(), head, "cut at {cut_end}: head");
-            assert_eq!(j.recovery_cut_bytes(), cut_end - head, "cut at {cut_end}: bytes cut");
+            assert_eq!(
+                j.recovery_cut_bytes(),
+                cut_end - head,
+                "cut at {cut_end}: bytes cut"
+            );
             let frames = read_all(&j);
-            assert_eq!(single_messages(&frames), payloads[..whole], "cut at {cut_end}: frames");
+            assert_eq!(
+                single_messages(&frames),
+                payloads[..whole],
+                "cut at {cut_end}: frames"
+            );
             for (frame, ack) in frames.iter().zip(&acks) {
                 assert_eq!((frame.offset, frame.end), (ack.offset, ack.end));
             }
             let ack = j.append(&Batch::single(&extra)).expect("append after recovery");
-            assert_eq!(ack.offset, head, "cut at {cut_end}: next append continues at the cut");
+            assert_eq!(
+                ack.offset, head,
+                "cut at {cut_end}: next append continues at the cut"
+            );
         }
         let log = open_sim(&storage, fragment_max_bytes);
         let j = log.journal(JOURNAL).unwrap();
-        assert_eq!(j.recovery_cut_bytes(), 0, "cut at {cut_end}: second reopen cuts nothing");
+        assert_eq!(
+            j.recovery_cut_bytes(),
+            0,
+            "cut at {cut_end}: second reopen cuts nothing"
+        );
         let mut expected = payloads[..whole].to_vec();
         expected.push(extra);
-        assert_eq!(single_messages(&read_all(&j)), expected, "cut at {cut_end}: after reopen");
+        assert_eq!(
+            single_messages(&read_all(&j)),
+            expected,
+            "cut at {cut_end}: after reopen"
+        );
     }
 }
 
 /// Cuts the last frame of a single fragment at every byte position and reopens each time.
 #[test]
 fn torn_last_frame_at_every_byte_keeps_whole_frames() {
-    let payloads: Vec<Vec<u8>> = (0..6).map(|i| payload(&format!("frame-{i}"), 20 + 37 * i)).collect();
+    let payloads: Vec<Vec<u8>> = (0..6)
+        .map(|i| payload(&format!("frame-{i}"), 20 + 37 * i))
+        .collect();
     check_torn_at_every_byte(1 << 20, &payloads);
 }
 
@@ -99,7 +124,12 @@ fn torn_unsynced_write_over_many_seeds_keeps_acknowledged_frames() {
     for seed in 0..seeds {
         let storage = SimStorage::new(seed);
         let acked: Vec<Vec<u8>> = (0..(seed % 5 + 1))
-            .map(|i| payload(&format!("s{seed}-acked-{i}"), 10 + (seed as usize * 13 + i as usize * 29) % 300))
+            .map(|i| {
+                payload(
+                    &format!("s{seed}-acked-{i}"),
+                    10 + (seed as usize * 13 + i as usize * 29) % 300,
+                )
+            })
             .collect();
         let torn = payload(&format!("s{seed}-torn"), 40 + (seed as usize * 7) % 400);
         {
@@ -108,8 +138,13 @@ fn torn_unsynced_write_over_many_seeds_keeps_acknowledged_frames() {
             append_all(&j, &acked);
             // The write of the next append succeeds; its fdatasync finds the storage dead.
             storage.crash_after_ops(1);
-            let err = j.append(&Batch::single(&torn)).expect_err("the sync of this append fails");
-            assert!(matches!(err, ss_log::AppendError::Poisoned { .. }), "seed {seed}: {err}");
+            let err = j
+                .append(&Batch::single(&torn))
+                .expect_err("the sync of this append fails");
+            assert!(
+                matches!(err, ss_log::AppendError::Poisoned { .. }),
+                "seed {seed}: {err}"
+            );
         }
         let survivor = storage.crash(CrashMode::TearUnsynced);
         let extra = payload(&format!("s{seed}-extra"), 17);
@@ -132,9 +167,16 @@ fn torn_unsynced_write_over_many_seeds_keeps_acknowledged_frames() {
             let log = open_sim(&survivor, 4096);
             let j = log.journal(JOURNAL).unwrap();
             assert_eq!(j.recovery_cut_bytes(), 0);
-            assert_eq!(single_messages(&read_all(&j)), expected, "seed {seed}: after second reopen");
+            assert_eq!(
+                single_messages(&read_all(&j)),
+                expected,
+                "seed {seed}: after second reopen"
+            );
         }
     }
     println!("torn unsynced writes: {seeds} seeds, {cut} cut, {kept_whole} whole");
-    assert!(cut > seeds / 4 && kept_whole > seeds / 4, "both outcomes of a tear were exercised");
+    assert!(
+        cut > seeds / 4 && kept_whole > seeds / 4,
+        "both outcomes of a tear were exercised"
+    );
 }

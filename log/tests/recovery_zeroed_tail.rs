@@ -47,7 +47,11 @@ fn zeros_after_valid_frames_are_cut_and_appends_continue() {
         assert_eq!(j.recovery_cut_bytes(), 0);
         let mut expected = payloads.clone();
         expected.push(extra);
-        assert_eq!(single_messages(&read_all(&j)), expected, "{zeros} zeros: after reopen");
+        assert_eq!(
+            single_messages(&read_all(&j)),
+            expected,
+            "{zeros} zeros: after reopen"
+        );
         drop(j);
         drop(log);
         storage.write_file(&path, &image);
@@ -63,7 +67,10 @@ fn zeroed_last_frame_is_cut() {
     let acks: Vec<_> = {
         let log = open_sim(&storage, 1 << 20);
         let j = log.journal(JOURNAL).unwrap();
-        payloads.iter().map(|p| j.append(&Batch::single(p)).unwrap()).collect()
+        payloads
+            .iter()
+            .map(|p| j.append(&Batch::single(p)).unwrap())
+            .collect()
     };
     let path = fragment_path(JOURNAL, 0);
     let mut image = storage.read_file(&path).unwrap();
@@ -107,7 +114,11 @@ fn zero_unsynced_crash_over_many_seeds_keeps_acknowledged_frames() {
         let log = open_sim(&survivor, 2048);
         let j = log.journal(JOURNAL).unwrap();
         let frames = read_all(&j);
-        assert_eq!(frames.len(), acked.len(), "seed {seed}: zeroed unsynced bytes never validate");
+        assert_eq!(
+            frames.len(),
+            acked.len(),
+            "seed {seed}: zeroed unsynced bytes never validate"
+        );
         for (frame, (ack, p)) in frames.iter().zip(&acked) {
             assert_eq!((frame.offset, &frame.messages[0]), (ack.offset, p), "seed {seed}");
         }

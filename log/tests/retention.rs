@@ -183,7 +183,10 @@ fn remove_below_during_failing_rolling_commit_keeps_a_fragment() {
     gated.write_gate.wait_held();
     assert_eq!(j.fragments().last().unwrap().begin, head);
     let removed = j.remove_below(j.durable_head()).unwrap();
-    assert_eq!(removed, 0, "the fragment holding the durable frames stays until the roll commits");
+    assert_eq!(
+        removed, 0,
+        "the fragment holding the durable frames stays until the roll commits"
+    );
     sim.set_capacity(Some(sim.used_bytes()));
     gated.write_gate.release();
     let (tx, rx) = mpsc::channel();
@@ -198,7 +201,11 @@ fn remove_below_during_failing_rolling_commit_keeps_a_fragment() {
     let kept = read_all(&j);
     assert_eq!(single_messages(&kept[..4]), payloads);
     assert_eq!(kept.len(), 5);
-    assert_eq!(j.remove_below(j.durable_head()).unwrap(), 1, "once the roll is durable, it can go");
+    assert_eq!(
+        j.remove_below(j.durable_head()).unwrap(),
+        1,
+        "once the roll is durable, it can go"
+    );
     let kept = read_all(&j);
     drop((j, log));
     let log = open_sim(&sim, FRAGMENT_MAX_BYTES);

@@ -84,7 +84,10 @@ fn reader_with_timeout_returns_none_then_new_frame() {
         std::thread::sleep(Duration::from_millis(30));
         j2.append(&Batch::single(b"late")).unwrap()
     });
-    let frame = reader.next_timeout(WAIT).unwrap().expect("the frame arrives within the timeout");
+    let frame = reader
+        .next_timeout(WAIT)
+        .unwrap()
+        .expect("the frame arrives within the timeout");
     assert_eq!(frame.offset, appender.join().unwrap().offset);
 }
 
@@ -99,9 +102,16 @@ async fn async_reader_wakes_on_new_append() {
     let mut reader = j.reader(j.durable_head());
     let waiter = tokio::spawn(async move { reader.next().await });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!waiter.is_finished(), "the reader waits while nothing is appended");
+    assert!(
+        !waiter.is_finished(),
+        "the reader waits while nothing is appended"
+    );
     let ack = j.append_async(&Batch::single(b"after")).await.unwrap();
-    let frame = tokio::time::timeout(WAIT, waiter).await.expect("the reader wakes").unwrap().unwrap();
+    let frame = tokio::time::timeout(WAIT, waiter)
+        .await
+        .expect("the reader wakes")
+        .unwrap()
+        .unwrap();
     assert_eq!((frame.offset, frame.end), (ack.offset, ack.end));
     assert_eq!(frame.messages().next().unwrap().unwrap(), b"after");
 }
@@ -129,11 +139,18 @@ async fn async_readers_on_current_thread_runtime_wake_on_appends_from_thread() {
     let j2 = j.clone();
     let appender = std::thread::spawn(move || {
         (0..20)
-            .map(|i| j2.append(&Batch::single(format!("a{i}").as_bytes())).unwrap().offset)
+            .map(|i| {
+                j2.append(&Batch::single(format!("a{i}").as_bytes()))
+                    .unwrap()
+                    .offset
+            })
             .collect::<Vec<_>>()
     });
     for r in readers {
-        let got = tokio::time::timeout(WAIT, r).await.expect("readers wake").unwrap();
+        let got = tokio::time::timeout(WAIT, r)
+            .await
+            .expect("readers wake")
+            .unwrap();
         assert_eq!(got.len(), 20);
         assert!(got.windows(2).all(|w| w[0] < w[1]));
     }
