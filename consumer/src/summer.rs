@@ -18,9 +18,11 @@
 //! finished_count u32, finished_count × (stream u64, final_seq u32)      in the order they finished
 //! expired_count u32,  expired_count × (stream u64)
 //! counters: chunks u64, chunk_bytes u64, duplicates u64, sums u64, expired u64
+//! next_expiry_check u64
 //! ```
-//! Snapshot: the same layout holding every open stream and the whole finished window, followed by
-//! `next_expiry_check u64`.
+//! Snapshot: the same layout holding every open stream and the whole finished window (and no
+//! expired streams). Both carry `next_expiry_check`, so that a summer recovered from a snapshot
+//! plus deltas checks expiry at the same input offsets as the live one did.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -270,6 +272,7 @@ impl Application for Summer {
             out.extend_from_slice(&id.0.to_le_bytes());
         }
         write_counters(out, &self.counters);
+        out.extend_from_slice(&self.next_expiry_check.to_le_bytes());
     }
 
     fn write_snapshot(&mut self, out: &mut Vec<u8>) {
@@ -308,6 +311,7 @@ impl Application for Summer {
     fn apply_delta(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         let mut c = Cursor::new(bytes, "summer delta");
         self.read_state(&mut c)?;
+        self.next_expiry_check = c.u64()?;
         c.expect_end()
     }
 }
