@@ -222,6 +222,17 @@ impl Log {
         self.inner.writable
     }
 
+    /// Closes every journal opened so far: appends already accepted are written and acknowledged,
+    /// later appends fail with [`AppendError::Closed`], and readers that reach the head get
+    /// [`ReadError::Closed`] instead of waiting. Handles stay usable for reading; the directory
+    /// lock is released when the last handle is dropped. (Dropping the last handle also closes,
+    /// but a tailing reader holds a handle, so it could never be woken that way.)
+    pub fn close(&self) {
+        for shared in self.inner.journals.lock().values() {
+            shared.close();
+        }
+    }
+
     /// Names of the journals in the directory, sorted.
     pub fn journal_names(&self) -> Result<Vec<String>, OpenError> {
         let dir = self.inner.dir.join(JOURNALS_DIR);
