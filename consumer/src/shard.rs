@@ -430,7 +430,18 @@ impl<A: Application> Shard<A> {
         });
         let placed = self.log.submit_if(frame_offset, &self.frame);
         self.frame.clear();
-        let pending = placed.map_err(|e| ShardError::append(&self.name, e))?;
+        let pending = match placed {
+            Ok(pending) => pending,
+            Err(error) => {
+                // A conflict right behind this owner's own in-flight append may only mean that
+                // the append failed and the journal rolled back: report that failure, not
+                // fencing. (The wait is short: a rolled-back append is already being failed.)
+                if let (AppendError::Conflict { .. }, Some(previous)) = (&error, self.in_flight.take()) {
+                    previous.wait().map_err(|e| ShardError::append(&self.name, e))?;
+                }
+                return Err(ShardError::append(&self.name, error));
+            }
+        };
         let ack = pending.ack();
         debug_assert_eq!(ack.offset, frame_offset);
         self.expect_head = ack.end;
