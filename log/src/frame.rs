@@ -56,7 +56,7 @@ const _: () = assert!(RESERVED_OFFSET == KIND_OFFSET + 2);
 const _: () = assert!(PAYLOAD_CRC_OFFSET == RESERVED_OFFSET + 2);
 const _: () = assert!(MESSAGE_COUNT_OFFSET == PAYLOAD_CRC_OFFSET + 4);
 const _: () = assert!(HEADER_LEN == MESSAGE_COUNT_OFFSET + 4);
-const _: () = assert!(HEADER_LEN as u64 % FRAME_ALIGN_BYTES == 0);
+const _: () = assert!((HEADER_LEN as u64).is_multiple_of(FRAME_ALIGN_BYTES));
 
 /// Why bytes at a position are not a valid frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -196,7 +196,7 @@ pub fn decode_header(buf: &[u8], salt: u32, expected_offset: u64) -> Result<Fram
             detail: "reserved bytes not zero".into(),
         });
     }
-    if header.write_begin > header.offset || header.offset % FRAME_ALIGN_BYTES != 0 {
+    if header.write_begin > header.offset || !header.offset.is_multiple_of(FRAME_ALIGN_BYTES) {
         return Err(FrameError::BadHeader {
             detail: format!(
                 "write_begin {} after offset {}",
