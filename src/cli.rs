@@ -31,6 +31,11 @@ pub enum Command {
     /// Offline exactly-once check: recompute every finished stream's SHA-1 from the chunk
     /// journals and check it has exactly one equal Sum; unfinished streams must have none.
     Verify(VerifyArgs),
+    /// Crash suite: run `stream-sum run` as a child, SIGKILL it at seeded random moments
+    /// (startup, steady state, shutdown), restart it on the same directory, N times; then a final
+    /// graceful run and `verify`, and a check of the parent's own history of acknowledged final
+    /// chunks and Sums against the journals (lost, duplicated, mismatched).
+    CrashTest(CrashTestArgs),
     /// Inspect journals.
     Journal {
         #[command(subcommand)]
@@ -99,6 +104,39 @@ pub struct RunArgs {
     /// Progress interval (default: 1s on a terminal, 5s otherwise).
     #[arg(long, value_parser = parse_duration)]
     pub progress_interval: Option<Duration>,
+    /// Report to a watching parent (crash-test): print one line on stdout per final chunk
+    /// acknowledged durable (`F stream journal offset sha1`) and per Sum seen
+    /// (`S stream journal offset sha1`); the summary then goes to stderr.
+    #[arg(long, hide = true)]
+    pub report: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CrashTestArgs {
+    /// Data directory (created if missing).
+    #[arg(long, default_value = "stream-sum-crash-data")]
+    pub data: PathBuf,
+    /// Kill/restart cycles.
+    #[arg(long, default_value = "20", value_parser = parse_count)]
+    pub cycles: usize,
+    /// Seed for kill times, phases and the children's streams.
+    #[arg(long, default_value = "1")]
+    pub seed: u64,
+    /// Partitions of each child run.
+    #[arg(long, default_value = "2", value_parser = parse_count)]
+    pub partitions: usize,
+    /// Chunkers of each child run.
+    #[arg(long, default_value = "2", value_parser = parse_count)]
+    pub chunkers: usize,
+    /// Concurrent streams per chunker in each child run.
+    #[arg(long, default_value = "16", value_parser = parse_count)]
+    pub streams: usize,
+    /// Longest steady-state lifetime of a child before its SIGKILL.
+    #[arg(long, default_value = "2500ms", value_parser = parse_duration)]
+    pub max_kill_after: Duration,
+    /// Print the final summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

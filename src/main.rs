@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod crash_test;
 mod journal_cmd;
 mod run;
 mod runs;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Verify(args) => verify::verify(args),
+        cli::Command::CrashTest(args) => crash_test::crash_test(args),
         cli::Command::Journal { command } => journal_cmd::journal(command),
     };
     match result {

@@ -6,7 +6,7 @@
 //! at the end of `--duration` or on the first Ctrl-C the chunkers start no new streams, finish
 //! the open ones and the run ends once every finished stream has its Sum.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,8 +17,8 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use ss_chunker::chunker::{Chunker, ChunkerConfig, ChunkerStats};
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, split_stream_id, CHUNKERS_MAX};
-use ss_chunker::verifier::Verifier;
-use ss_consumer::message::Message;
+use ss_chunker::verifier::{Verifier, VerifierEvent};
+use ss_consumer::message::{hex, Message};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::{Journal, Log, OpenError, Options};
@@ -41,6 +41,7 @@ struct Shared {
     stop_chunkers: AtomicBool,
     stop_shards: AtomicBool,
     stop_tailers: AtomicBool,
+    stop_reporter: AtomicBool,
     abort: AtomicBool,
     violations: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
@@ -113,6 +114,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         stop_chunkers: AtomicBool::new(false),
         stop_shards: AtomicBool::new(false),
         stop_tailers: AtomicBool::new(false),
+        stop_reporter: AtomicBool::new(false),
         abort: AtomicBool::new(false),
         violations: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
@@ -127,6 +129,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         chunkers_running: AtomicUsize::new(args.chunkers),
     });
     install_ctrl_c(shared.clone())?;
+    let reporter = args.report.then(|| start_reporter(&shared));
     eprintln!(
         "stream-sum: run {} over {} ({} partitions, {} chunkers x {} streams, duration {}, SLA {:?})",
         run.run_id,
@@ -207,7 +210,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let summary = summarize(&args, &shared, elapsed, completed);
-    if args.json {
+    shared.stop_reporter.store(true, Ordering::SeqCst);
+    if let Some(reporter) = reporter {
+        let _ = reporter.join();
+    }
+    if args.report {
+        eprint!("{}", summary.text());
+    } else if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print!("{}", summary.text());
@@ -219,6 +228,58 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_ERROR);
     }
     Ok(EXIT_OK)
+}
+
+/// Prints every verifier event as one line on stdout, flushed at once, for a watching parent.
+fn start_reporter(shared: &Arc<Shared>) -> JoinHandle<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for v in &shared.verifiers {
+        v.lock().set_events(tx.clone());
+    }
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name("reporter".into())
+        .spawn(move || {
+            let mut out = std::io::stdout().lock();
+            loop {
+                let event = match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(event) => event,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if shared.stop_reporter.load(Ordering::SeqCst) {
+                            match rx.try_recv() {
+                                Ok(event) => event,
+                                Err(_) => return,
+                            }
+                        } else {
+                            continue;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                let line = match event {
+                    VerifierEvent::FinalDurable {
+                        stream,
+                        sha1,
+                        journal,
+                        offset,
+                    } => {
+                        format!("F {stream} {journal} {offset} {}\n", hex(&sha1))
+                    }
+                    VerifierEvent::SumSeen {
+                        stream,
+                        sha1,
+                        journal,
+                        offset,
+                    } => {
+                        format!("S {stream} {journal} {offset} {}\n", hex(&sha1))
+                    }
+                };
+                if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn reporter")
 }
 
 fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use sha1::Digest;
 use ss_consumer::message::{Chunk, StreamId};
-use ss_log::{AppendError, Batch, Journal, PendingAppend};
+use ss_log::{AppendAck, AppendError, Batch, Journal, PendingAppend};
 
 use crate::stream_gen::{partition_of, GenStream, StreamGen, StreamShape};
 use crate::verifier::Verifier;
@@ -64,6 +64,7 @@ pub struct ChunkerStats {
 
 struct InFlight {
     pending: PendingAppend,
+    offset: u64,
     end: u64,
     finals: Vec<StreamId>,
 }
@@ -153,8 +154,7 @@ impl Chunker {
         self.poll(true)?;
         for p in 0..partitions {
             while let Some(f) = self.outboxes[p].in_flight.pop_front() {
-                f.pending.wait()?;
-                self.stamp(&f.finals);
+                self.settle(p, f)?;
             }
         }
         Ok(())
@@ -186,15 +186,20 @@ impl Chunker {
         len
     }
 
-    fn stamp(&self, finals: &[StreamId]) {
-        if finals.is_empty() {
-            return;
+    /// Waits for the batch `f` of partition `p` to be durable, then starts the SLA clocks of
+    /// the streams whose final chunk it holds.
+    fn settle(&self, p: usize, f: InFlight) -> Result<(), AppendError> {
+        f.pending.wait()?;
+        if f.finals.is_empty() {
+            return Ok(());
         }
         let now = Instant::now();
+        let journal = self.outboxes[p].journal.name();
         let mut v = self.verifier.lock();
-        for id in finals {
-            v.final_durable(*id, now);
+        for id in &f.finals {
+            v.final_durable(*id, now, journal, f.offset);
         }
+        Ok(())
     }
 
     fn flush(&mut self, p: usize) -> Result<(), AppendError> {
@@ -203,15 +208,19 @@ impl Chunker {
             return Ok(());
         }
         let pending = outbox.journal.submit(&outbox.batch)?;
-        let end = pending.ack().end;
+        let AppendAck { offset, end } = pending.ack();
         outbox.batch.clear();
         outbox.oldest = None;
         let finals = std::mem::take(&mut outbox.finals);
-        outbox.in_flight.push_back(InFlight { pending, end, finals });
+        outbox.in_flight.push_back(InFlight {
+            pending,
+            offset,
+            end,
+            finals,
+        });
         while self.outboxes[p].in_flight.len() > self.config.in_flight_max {
             let f = self.outboxes[p].in_flight.pop_front().expect("non-empty");
-            f.pending.wait()?;
-            self.stamp(&f.finals);
+            self.settle(p, f)?;
         }
         Ok(())
     }
@@ -229,8 +238,7 @@ impl Chunker {
             let head = self.outboxes[p].journal.durable_head();
             while self.outboxes[p].in_flight.front().is_some_and(|f| f.end <= head) {
                 let f = self.outboxes[p].in_flight.pop_front().expect("non-empty");
-                f.pending.wait()?;
-                self.stamp(&f.finals);
+                self.settle(p, f)?;
             }
         }
         Ok(())

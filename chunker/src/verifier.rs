@@ -24,6 +24,25 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// What a verifier tells a watcher (the crash-test parent keeps these as its own history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifierEvent {
+    /// The final chunk of `stream` is durable in `journal`, in the frame at `offset`.
+    FinalDurable {
+        stream: StreamId,
+        sha1: [u8; 20],
+        journal: String,
+        offset: u64,
+    },
+    /// A Sum for `stream` was seen durable in `journal` at `offset`.
+    SumSeen {
+        stream: StreamId,
+        sha1: [u8; 20],
+        journal: String,
+        offset: u64,
+    },
+}
+
 struct Expected {
     sha1: [u8; 20],
     last_seq: u32,
@@ -66,6 +85,10 @@ pub struct Verifier {
     latency_us: Histogram<u64>,
     sums_verified: u64,
     violations: Vec<Violation>,
+    events: Option<std::sync::mpsc::Sender<VerifierEvent>>,
+    /// Expected SHA-1 of streams whose Sum was seen before their final chunk's durability was
+    /// noticed, kept until it is.
+    early_sums: HashMap<StreamId, [u8; 20]>,
 }
 
 impl Verifier {
@@ -79,6 +102,19 @@ impl Verifier {
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
             sums_verified: 0,
             violations: Vec::new(),
+            events: None,
+            early_sums: HashMap::new(),
+        }
+    }
+
+    /// Sends every final-chunk acknowledgement and every Sum seen to `events`.
+    pub fn set_events(&mut self, events: std::sync::mpsc::Sender<VerifierEvent>) {
+        self.events = Some(events);
+    }
+
+    fn emit(&self, event: VerifierEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
         }
     }
 
@@ -100,11 +136,25 @@ impl Verifier {
         self.verified.skip(split_stream_id(stream).2);
     }
 
-    /// The final chunk of `stream` became durable at `at`; starts its SLA clock.
-    pub fn final_durable(&mut self, stream: StreamId, at: Instant) {
-        if let Some(e) = self.expected.get_mut(&stream) {
-            e.final_durable_at = Some(at);
-        }
+    /// The final chunk of `stream` became durable at `at`, in the frame at `offset` of
+    /// `journal`; starts its SLA clock.
+    pub fn final_durable(&mut self, stream: StreamId, at: Instant, journal: &str, offset: u64) {
+        let sha1 = match self.expected.get_mut(&stream) {
+            Some(e) => {
+                e.final_durable_at = Some(at);
+                e.sha1
+            }
+            None => match self.early_sums.remove(&stream) {
+                Some(sha1) => sha1,
+                None => return,
+            },
+        };
+        self.emit(VerifierEvent::FinalDurable {
+            stream,
+            sha1,
+            journal: journal.to_string(),
+            offset,
+        });
     }
 
     /// A Sum for one of this chunker's streams (this run) was seen durable at `at`.
@@ -132,6 +182,15 @@ impl Verifier {
                 ss_consumer::message::hex(&e.sha1),
                 e.last_seq
             )));
+        }
+        self.emit(VerifierEvent::SumSeen {
+            stream,
+            sha1: sum.sha1,
+            journal: journal.to_string(),
+            offset,
+        });
+        if e.final_durable_at.is_none() {
+            self.early_sums.insert(stream, e.sha1);
         }
         let latency = e
             .final_durable_at
@@ -202,7 +261,7 @@ mod tests {
         let id = stream_id(1, 0, 0);
         v.expect(id, [7; 20], 2);
         let t = Instant::now();
-        v.final_durable(id, t);
+        v.final_durable(id, t, "chunks-000", 0);
         v.on_sum(&sum(id, 7), "sums-000", 0, t + Duration::from_millis(3));
         assert_eq!((v.sums_verified(), v.violations().len(), v.pending()), (1, 0, 0));
         v.on_sum(&sum(id, 7), "sums-000", 100, t);
@@ -218,7 +277,7 @@ mod tests {
         v.on_sum(&sum(b, 2), "sums-000", 0, Instant::now());
         v.expect(c, [1; 20], 2);
         let t = Instant::now();
-        v.final_durable(c, t);
+        v.final_durable(c, t, "chunks-000", 0);
         v.check_sla(t + Duration::from_millis(5));
         assert_eq!(v.violations().len(), 2);
         v.check_sla(t + Duration::from_millis(50));

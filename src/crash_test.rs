@@ -1,0 +1,377 @@
+//! `stream-sum crash-test`: SIGKILL cycles of a child `stream-sum run`, with a history the
+//! journals cannot vouch for themselves.
+//!
+//! Each child runs with `--report` and prints, as they happen, every final chunk acknowledged
+//! durable (`F stream journal offset sha1`) and every Sum it saw (`S ...`). The parent keeps
+//! these lines (a write to a pipe survives the writer's SIGKILL). After the last cycle a
+//! graceful run lets open streams finish, `verify` checks the journals against themselves, and
+//! the parent checks its history against the journals: an acknowledged final chunk whose stream
+//! has no Sum, or is missing from its chunk journal, is **lost**; a stream with two Sums is
+//! **duplicated**; a Sum whose SHA-1 differs from the chunker's is **mismatched**; a Sum seen
+//! durable that is no longer in its shard log is lost too. Appends in flight at a kill are
+//! indeterminate: they may land or not, and neither is a violation.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use ss_consumer::message::{hex, Chunk, Message, StreamId};
+use ss_log::{Log, Options};
+
+use crate::cli::CrashTestArgs;
+use crate::{EXIT_OK, EXIT_VIOLATION};
+
+#[derive(Default)]
+struct History {
+    /// stream -> (sha1, journal, frame offset) of its acknowledged final chunk.
+    finals: HashMap<StreamId, ([u8; 20], String, u64)>,
+    /// (stream, journal, offset, sha1) of every Sum a child saw.
+    sums_seen: Vec<(StreamId, String, u64, [u8; 20])>,
+}
+
+fn parse_sha1(s: &str) -> Option<[u8; 20]> {
+    let mut out = [0u8; 20];
+    if s.len() != 40 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl History {
+    fn record(&mut self, line: &str) -> anyhow::Result<()> {
+        let f: Vec<&str> = line.split(' ').collect();
+        let parsed = (|| {
+            let [kind, stream, journal, offset, sha] = f.as_slice() else {
+                return None;
+            };
+            Some((
+                *kind,
+                stream.parse::<StreamId>().ok()?,
+                journal.to_string(),
+                offset.parse::<u64>().ok()?,
+                parse_sha1(sha)?,
+            ))
+        })();
+        match parsed {
+            Some(("F", stream, journal, offset, sha)) => {
+                self.finals.insert(stream, (sha, journal, offset));
+            }
+            Some(("S", stream, journal, offset, sha)) => self.sums_seen.push((stream, journal, offset, sha)),
+            _ => bail!("unexpected report line from child: {line:?}"),
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    Startup,
+    Steady,
+    Shutdown,
+}
+
+#[derive(Debug, Serialize)]
+struct CycleReport {
+    cycle: usize,
+    phase: Phase,
+    kill_after_ms: u64,
+    /// The child exited by itself before the kill (possible in the shutdown phase).
+    exited_first: bool,
+    finals_acknowledged: usize,
+    sums_seen: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct CrashTestReport {
+    cycles: usize,
+    kills: usize,
+    streams_finished: usize,
+    sums_verified: usize,
+    lost: usize,
+    duplicated: usize,
+    mismatched: usize,
+    verify_violations: u64,
+    violation_messages: Vec<String>,
+    elapsed_s: f64,
+    per_cycle: Vec<CycleReport>,
+}
+
+/// Runs one child to completion or until `kill_after`, feeding its report lines to `history`.
+/// Returns (exited by itself, exit status if it did).
+fn run_child(
+    args: &CrashTestArgs,
+    history: &Arc<Mutex<History>>,
+    duration: &str,
+    seed: u64,
+    kill_after: Option<Duration>,
+) -> anyhow::Result<(bool, Option<std::process::ExitStatus>, String)> {
+    let exe = std::env::current_exe().context("finding the stream-sum executable")?;
+    let mut child = Command::new(exe)
+        .arg("run")
+        .arg("--data")
+        .arg(&args.data)
+        .args(["--duration", duration, "--report", "--progress-interval", "1h"])
+        .args(["--seed", &seed.to_string()])
+        .args(["--partitions", &args.partitions.to_string()])
+        .args(["--chunkers", &args.chunkers.to_string()])
+        .args(["--streams", &args.streams.to_string()])
+        .args(["--max-chunk-bytes", "8192", "--max-chunks-per-stream", "32"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning stream-sum run")?;
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let h = history.clone();
+    let out_thread = std::thread::spawn(move || -> anyhow::Result<()> {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            h.lock().record(&line)?;
+        }
+        Ok(())
+    });
+    let err_thread = std::thread::spawn(move || {
+        let lines: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    });
+    let started = Instant::now();
+    let mut exited = None;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            exited = Some(status);
+            break;
+        }
+        if kill_after.is_some_and(|k| started.elapsed() >= k) {
+            child.kill().context("sending SIGKILL")?;
+            child.wait()?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    out_thread.join().expect("report reader")?;
+    let stderr_tail = err_thread.join().expect("stderr reader");
+    Ok((exited.is_some(), exited, stderr_tail))
+}
+
+pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let history = Arc::new(Mutex::new(History::default()));
+    let mut rng = SmallRng::seed_from_u64(args.seed);
+    let mut per_cycle = Vec::new();
+    let mut kills = 0;
+    let max_ms = args.max_kill_after.as_millis().max(600) as u64;
+    eprintln!(
+        "crash-test: {} SIGKILL cycles over {} (seed {})",
+        args.cycles,
+        args.data.display(),
+        args.seed
+    );
+    for cycle in 1..=args.cycles {
+        let phase = match rng.random_range(0..3) {
+            0 => Phase::Startup,
+            1 => Phase::Steady,
+            _ => Phase::Shutdown,
+        };
+        let (duration, kill_after_ms) = match phase {
+            Phase::Startup => ("forever".to_string(), rng.random_range(0..400)),
+            Phase::Steady => ("forever".to_string(), rng.random_range(500..max_ms)),
+            Phase::Shutdown => ("1s".to_string(), 1000 + rng.random_range(0..300)),
+        };
+        let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(cycle as u64);
+        let (exited, status, stderr_tail) = run_child(
+            &args,
+            &history,
+            &duration,
+            seed,
+            Some(Duration::from_millis(kill_after_ms)),
+        )?;
+        if let Some(status) = status {
+            if !status.success() {
+                bail!("cycle {cycle}: child exited with {status} before being killed:\n{stderr_tail}");
+            }
+        } else {
+            kills += 1;
+        }
+        let h = history.lock();
+        let report = CycleReport {
+            cycle,
+            phase,
+            kill_after_ms,
+            exited_first: exited,
+            finals_acknowledged: h.finals.len(),
+            sums_seen: h.sums_seen.len(),
+        };
+        drop(h);
+        eprintln!(
+            "cycle {cycle}/{}: {:?}, {} at {:.3} s | finals acknowledged {} | Sums seen {}",
+            args.cycles,
+            phase,
+            if exited { "exited before kill" } else { "SIGKILL" },
+            kill_after_ms as f64 / 1000.0,
+            report.finals_acknowledged,
+            report.sums_seen
+        );
+        per_cycle.push(report);
+    }
+    eprintln!("crash-test: final graceful run");
+    let (_, status, stderr_tail) = run_child(&args, &history, "2s", args.seed ^ 0x5eed, None)?;
+    let status = status.expect("ran to completion");
+    if !status.success() {
+        bail!("final graceful run exited with {status}:\n{stderr_tail}");
+    }
+    eprintln!("crash-test: verify");
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .arg("verify")
+        .arg("--data")
+        .arg(&args.data)
+        .arg("--json")
+        .output()?;
+    let verify: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("verify printed no JSON: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let verify_violations = verify["violations"].as_u64().unwrap_or(u64::MAX);
+    let mut violation_messages: Vec<String> = verify["violation_messages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(|s| format!("verify: {s}")))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let (lost, duplicated, mismatched, verified) =
+        check_history(&args, &history.lock(), &mut violation_messages)?;
+    let h = history.lock();
+    let report = CrashTestReport {
+        cycles: args.cycles,
+        kills,
+        streams_finished: h.finals.len(),
+        sums_verified: verified,
+        lost,
+        duplicated,
+        mismatched,
+        verify_violations,
+        violation_messages,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        per_cycle,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "crash-test: {} cycles, {} SIGKILLs, {:.1} s\n\
+             streams finished (final chunk acknowledged): {}\n\
+             Sums verified against the parent's history: {}\n\
+             lost: {}, duplicated: {}, mismatched: {}, verify violations: {}",
+            report.cycles,
+            report.kills,
+            report.elapsed_s,
+            report.streams_finished,
+            report.sums_verified,
+            report.lost,
+            report.duplicated,
+            report.mismatched,
+            report.verify_violations
+        );
+        for v in report.violation_messages.iter().take(50) {
+            println!("  VIOLATION: {v}");
+        }
+    }
+    let bad = report.lost + report.duplicated + report.mismatched > 0 || report.verify_violations != 0;
+    Ok(if bad { EXIT_VIOLATION } else { EXIT_OK })
+}
+
+/// Checks the parent's history against the journals. Returns (lost, duplicated, mismatched,
+/// verified).
+fn check_history(
+    args: &CrashTestArgs,
+    history: &History,
+    messages: &mut Vec<String>,
+) -> anyhow::Result<(usize, usize, usize, usize)> {
+    let log = Log::open_read_only(&args.data, Options::default())?;
+    let mut finals_present: HashSet<(StreamId, String, u64)> = HashSet::new();
+    let mut sums: HashMap<StreamId, Vec<(String, u64, [u8; 20])>> = HashMap::new();
+    for name in log.journal_names()? {
+        let j = log.existing_journal(&name)?;
+        let mut reader = j.reader(j.first_offset());
+        let is_chunks = name.starts_with("chunks-");
+        let is_sums = name.starts_with("sums-");
+        if !is_chunks && !is_sums {
+            continue;
+        }
+        while let Some(frame) = reader.try_next()? {
+            for m in frame.messages() {
+                let m = m?;
+                if is_chunks {
+                    let c = Chunk::decode(m)?;
+                    if c.is_final {
+                        finals_present.insert((c.stream, name.clone(), frame.offset));
+                    }
+                } else if let Message::Sum(s) = Message::decode(m)? {
+                    sums.entry(s.stream)
+                        .or_default()
+                        .push((name.clone(), frame.offset, s.sha1));
+                }
+            }
+        }
+    }
+    let (mut lost, mut duplicated, mut mismatched, mut verified) = (0, 0, 0, 0);
+    let mut ids: Vec<&StreamId> = history.finals.keys().collect();
+    ids.sort();
+    for id in ids {
+        let (sha, journal, offset) = &history.finals[id];
+        if !finals_present.contains(&(*id, journal.clone(), *offset)) {
+            lost += 1;
+            messages.push(format!("lost: stream {id}: final chunk acknowledged durable in {journal} at offset {offset} is not there"));
+            continue;
+        }
+        match sums.get(id).map(Vec::as_slice) {
+            None | Some([]) => {
+                lost += 1;
+                messages.push(format!(
+                    "lost: stream {id}: final chunk acknowledged durable, but no Sum"
+                ));
+            }
+            Some(list) => {
+                if list.len() > 1 {
+                    duplicated += 1;
+                    messages.push(format!("duplicated: stream {id} has {} Sums", list.len()));
+                }
+                if list[0].2 != *sha {
+                    mismatched += 1;
+                    messages.push(format!(
+                        "mismatched: stream {id}: Sum {} but the chunker computed {}",
+                        hex(&list[0].2),
+                        hex(sha)
+                    ));
+                } else if list.len() == 1 {
+                    verified += 1;
+                }
+            }
+        }
+    }
+    for (id, journal, offset, sha) in &history.sums_seen {
+        let present = sums
+            .get(id)
+            .is_some_and(|l| l.iter().any(|(j, o, s)| j == journal && o == offset && s == sha));
+        if !present {
+            lost += 1;
+            messages.push(format!(
+                "lost: Sum for stream {id} seen durable in {journal} at offset {offset} is gone"
+            ));
+        }
+    }
+    Ok((lost, duplicated, mismatched, verified))
+}
