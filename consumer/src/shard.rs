@@ -512,6 +512,17 @@ impl<A: Application> Shard<A> {
     }
 }
 
+impl<A: Application> Drop for Shard<A> {
+    /// Waits for the in-flight transaction, if any: an owner is gone only once its last append
+    /// has landed or failed. Otherwise a successor recovering from the durable head meanwhile
+    /// would be fenced when that append lands.
+    fn drop(&mut self) {
+        if let Some(previous) = self.in_flight.take() {
+            let _ = previous.wait();
+        }
+    }
+}
+
 /// In-process shard ownership: at most one live owner per shard name.
 #[derive(Clone, Default)]
 pub struct ShardLocks {

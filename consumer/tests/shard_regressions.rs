@@ -2,6 +2,9 @@
 
 mod common;
 
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +13,8 @@ use ss_consumer::message::{Chunk, StreamId};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::sim::SimStorage;
-use ss_log::{AppendError, Log, Options};
+use ss_log::storage::{DirLock, OpenMode};
+use ss_log::{AppendError, Log, Options, Storage, StorageFile};
 
 fn chunk(stream: u64, seq: u32, is_final: bool, data: &[u8]) -> Chunk<'_> {
     Chunk {
@@ -67,4 +71,114 @@ fn pipelined_shard_reports_a_failed_append_not_fencing() {
         }) => {}
         other => panic!("expected the failed append (no space), got {other:?}"),
     }
+}
+
+/// Storage whose file syncs take `sync_delay_ms` (0 by default), so an append stays in flight.
+struct SlowSyncStorage {
+    inner: SimStorage,
+    sync_delay_ms: Arc<AtomicU64>,
+}
+
+struct SlowSyncFile {
+    inner: Arc<dyn StorageFile>,
+    sync_delay_ms: Arc<AtomicU64>,
+}
+
+impl Storage for SlowSyncStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(SlowSyncFile {
+            inner: self.inner.open(path, mode, map_len_hint)?,
+            sync_delay_ms: self.sync_delay_ms.clone(),
+        }))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.inner.lock_dir(path)
+    }
+}
+
+impl StorageFile for SlowSyncFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all_at(pos, buf)
+    }
+    fn read_at(&self, pos: u64, len: usize) -> io::Result<bytes::Bytes> {
+        self.inner.read_at(pos, len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        std::thread::sleep(Duration::from_millis(self.sync_delay_ms.load(Ordering::SeqCst)));
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+/// Bug: dropping a pipelined shard left its last transaction's append in flight; a new owner
+/// recovered in the meantime from the shard log's durable head, then that append landed and the
+/// new owner was fenced by its dead predecessor (a restarted shard stopped with `Fenced`). Checks
+/// that an owner recovered right after the previous one was dropped mid-append carries on and
+/// sees the previous owner's last transaction.
+#[test]
+fn shard_recovered_right_after_a_pipelined_owner_is_dropped_is_not_fenced() {
+    let sync_delay_ms = Arc::new(AtomicU64::new(0));
+    let storage = SlowSyncStorage {
+        inner: SimStorage::new(4),
+        sync_delay_ms: sync_delay_ms.clone(),
+    };
+    let log = Log::open(DATA_DIR, Options::with_storage(Arc::new(storage))).unwrap();
+    let input = log.journal("chunks").unwrap();
+    let recover = || {
+        let config = ShardConfig {
+            txn_max_messages: 1,
+            pipelined: true,
+            ..ShardConfig::default()
+        };
+        Shard::recover(
+            "shard",
+            Summer::new(SummerConfig::default()),
+            &input,
+            log.journal("sums").unwrap(),
+            config,
+        )
+        .unwrap()
+    };
+    for seq in 0..3 {
+        input
+            .append(&chunk_batch([chunk(1, seq, seq == 2, b"data")]))
+            .unwrap();
+    }
+    let mut first = recover();
+    first.run_transaction(Duration::ZERO).unwrap();
+    first.settle().unwrap();
+    sync_delay_ms.store(300, Ordering::SeqCst);
+    let in_flight = first.run_transaction(Duration::ZERO).unwrap().placed_at.unwrap();
+    drop(first);
+    sync_delay_ms.store(0, Ordering::SeqCst);
+    let mut second = recover();
+    assert_eq!(
+        second.shard_log().durable_head(),
+        in_flight.end,
+        "the dropped owner's last transaction is durable before anyone recovers"
+    );
+    second
+        .run_until(input.durable_head(), Duration::ZERO)
+        .expect("the new owner carries on");
+    assert_eq!(read_shard_log(second.shard_log()).sums.len(), 1);
 }
