@@ -254,9 +254,11 @@ pub fn edit(files: &mut BTreeMap<String, Vec<u8>>, input: &mut Input<'_>) {
             // Swap the contents of two files.
             _ => {
                 let other = names[input.u8() as usize % names.len()].clone();
-                let a = files.remove(&name).expect("file");
-                let b = files.insert(other, a).expect("file");
-                files.insert(name, b);
+                if other != name {
+                    let a = files.remove(&name).expect("file");
+                    let b = files.insert(other, a).expect("file");
+                    files.insert(name, b);
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 use ss_consumer::checkpoint::Checkpoint;
 use ss_consumer::message::{Chunk, Expired, Message, StreamId, Sum};
 use ss_consumer::shard::Application;
-use ss_consumer::summer::{Summer, SummerConfig};
+use ss_consumer::summer::{Summer, SummerConfig, SHA1_STATE_BYTES};
 use ss_log::Batch;
 
 use super::input::Input;
@@ -138,7 +138,11 @@ fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
     }
     .encode(&mut chunk);
     let before = summer.counters();
-    if summer.apply(&chunk, 1 << 16, &mut out).is_ok() && summer.counters().duplicates == before.duplicates {
+    let skip_final = super::skip_known_findings() && sha1_bit_length_overflows(bytes, id);
+    if !skip_final
+        && summer.apply(&chunk, 1 << 16, &mut out).is_ok()
+        && summer.counters().duplicates == before.duplicates
+    {
         assert_eq!(
             summer.counters().sums,
             before.sums + 1,
@@ -169,4 +173,28 @@ fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
     }
     let snap = snapshot(summer);
     assert_snapshot_restores(&snap, config, "after use");
+}
+
+/// Finding message_decode/0001: the summer restores a SHA-1 state whose block count makes the
+/// message bit length overflow, and finishing that stream panics (overflow checks) or sums a
+/// wrapped length. True if the last open entry for `id` in the state `bytes` has such a state.
+fn sha1_bit_length_overflows(bytes: &[u8], id: StreamId) -> bool {
+    const ENTRY_BYTES: usize = 8 + 4 + 8 + SHA1_STATE_BYTES;
+    const BLOCK_COUNT_AT: usize = 8 + 4 + 8 + 20;
+    let count = bytes
+        .get(..4)
+        .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+    let mut overflows = false;
+    for entry in bytes
+        .get(4..)
+        .unwrap_or(&[])
+        .chunks_exact(ENTRY_BYTES)
+        .take(count as usize)
+    {
+        if entry[..8] == id.0.to_le_bytes() {
+            let blocks = u64::from_le_bytes(entry[BLOCK_COUNT_AT..BLOCK_COUNT_AT + 8].try_into().expect("8"));
+            overflows = blocks >= 1 << 55;
+        }
+    }
+    overflows
 }
