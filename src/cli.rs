@@ -104,11 +104,27 @@ pub struct RunArgs {
     /// Progress interval (default: 1s on a terminal, 5s otherwise).
     #[arg(long, value_parser = parse_duration)]
     pub progress_interval: Option<Duration>,
+    /// Inject component faults while running (seeded by --seed): `components` restarts summer
+    /// shards (state dropped, recovered from their logs), starts second owners for shards
+    /// (fencing) and kills chunkers (their open streams are abandoned and expire) while the run
+    /// continues; `stall-shard` stalls one shard past the SLA, an expected failure that shows
+    /// the SLA check catches it.
+    #[arg(long, value_enum, default_value = "none")]
+    pub faults: FaultMode,
     /// Report to a watching parent (crash-test): print one line on stdout per final chunk
     /// acknowledged durable (`F stream journal offset sha1`) and per Sum seen
     /// (`S stream journal offset sha1`); the summary then goes to stderr.
     #[arg(long, hide = true)]
     pub report: bool,
+}
+
+/// Which faults `run --faults` injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultMode {
+    None,
+    Components,
+    StallShard,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use ss_chunker::chunker::{Chunker, ChunkerConfig, ChunkerStats};
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, split_stream_id, CHUNKERS_MAX};
 use ss_chunker::verifier::{Verifier, VerifierEvent};
@@ -23,7 +25,7 @@ use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::{Journal, Log, OpenError, Options};
 
-use crate::cli::RunArgs;
+use crate::cli::{FaultMode, RunArgs};
 use crate::summary::{max_ms, percentile_ms, Progress, Summary};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 
@@ -50,6 +52,65 @@ struct Shared {
     shard_progress: Vec<ShardProgress>,
     sums_previous_runs: AtomicU64,
     chunkers_running: AtomicUsize,
+    /// Per shard: set to make the shard drop its state and recover from its log.
+    shard_restart: Vec<AtomicBool>,
+    /// Per shard: stall this long before the next transaction (stall-shard fault).
+    shard_stall_ms: Vec<AtomicU64>,
+    /// Per chunker slot: set to make that chunker die.
+    chunker_die: Vec<AtomicBool>,
+    chunker_handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Chunker slots in use, in order of start.
+    chunker_slots: Mutex<Vec<usize>>,
+    faults: Mutex<Vec<FaultRecord>>,
+    shard_recoveries: AtomicU64,
+    fencings: AtomicU64,
+}
+
+/// One injected fault, for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FaultRecord {
+    pub at_s: f64,
+    pub kind: &'static str,
+    pub target: String,
+}
+
+/// What a chunker needs to start.
+struct ChunkerCtx {
+    args: RunArgs,
+    run_id: u32,
+    inputs: Vec<Journal>,
+}
+
+fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize) {
+    let args = &ctx.args;
+    let mut config = ChunkerConfig::new(
+        slot as u8,
+        ctx.run_id,
+        args.seed.wrapping_add(slot as u64 * 7919),
+        args.streams,
+    );
+    config.shape.max_chunk_bytes = args.max_chunk_bytes;
+    config.shape.max_chunks_per_stream = args.max_chunks_per_stream as u32;
+    let mut chunker = Chunker::new(
+        config,
+        ctx.inputs.clone(),
+        shared.verifiers[slot].clone(),
+        shared.chunker_stats[slot].clone(),
+    );
+    shared.chunkers_running.fetch_add(1, Ordering::SeqCst);
+    shared.chunker_slots.lock().push(slot);
+    let thread_shared = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("chunker-{slot}"))
+        .spawn(move || {
+            let shared = thread_shared;
+            if let Err(e) = chunker.run_or_die(&shared.stop_chunkers, &shared.chunker_die[slot]) {
+                shared.error(format!("chunker {slot}: {e}"));
+            }
+            shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
+        })
+        .expect("spawn chunker");
+    shared.chunker_handles.lock().push(handle);
 }
 
 impl Shared {
@@ -109,6 +170,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         inputs.push(log.journal(&chunk_journal_name(p))?);
         shard_logs.push(log.journal(&shard_log_name(p))?);
     }
+    // Chunkers killed by faults are replaced in fresh slots, so stream ids are never reused.
+    let slots = if args.faults == FaultMode::None {
+        args.chunkers
+    } else {
+        (args.chunkers + 64).min(CHUNKERS_MAX)
+    };
     let shared = Arc::new(Shared {
         run_id: run.run_id,
         stop_chunkers: AtomicBool::new(false),
@@ -118,15 +185,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         abort: AtomicBool::new(false),
         violations: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
-        verifiers: (0..args.chunkers)
+        verifiers: (0..slots)
             .map(|c| Arc::new(Mutex::new(Verifier::new(run.run_id, c as u8, args.sla))))
             .collect(),
-        chunker_stats: (0..args.chunkers)
-            .map(|_| Arc::new(ChunkerStats::default()))
-            .collect(),
+        chunker_stats: (0..slots).map(|_| Arc::new(ChunkerStats::default())).collect(),
         shard_progress: (0..args.partitions).map(|_| ShardProgress::default()).collect(),
         sums_previous_runs: AtomicU64::new(0),
-        chunkers_running: AtomicUsize::new(args.chunkers),
+        chunkers_running: AtomicUsize::new(0),
+        shard_restart: (0..args.partitions).map(|_| AtomicBool::new(false)).collect(),
+        shard_stall_ms: (0..args.partitions).map(|_| AtomicU64::new(0)).collect(),
+        chunker_die: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+        chunker_handles: Mutex::new(Vec::new()),
+        chunker_slots: Mutex::new(Vec::new()),
+        faults: Mutex::new(Vec::new()),
+        shard_recoveries: AtomicU64::new(0),
+        fencings: AtomicU64::new(0),
     });
     install_ctrl_c(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
@@ -155,51 +228,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 .expect("spawn tailer")
         })
         .collect();
+    let faults = args.faults != FaultMode::None;
     let shards: Vec<JoinHandle<()>> = (0..args.partitions)
         .map(|p| {
             let (input, log_j, shared) = (inputs[p].clone(), shard_logs[p].clone(), shared.clone());
             std::thread::Builder::new()
                 .name(format!("shard-{p:03}"))
-                .spawn(move || run_shard(p, input, log_j, &shared))
+                .spawn(move || run_shard(p, input, log_j, &shared, faults))
                 .expect("spawn shard")
         })
         .collect();
     let started = Instant::now();
-    let chunkers: Vec<JoinHandle<()>> = (0..args.chunkers)
-        .map(|c| {
-            let mut config = ChunkerConfig::new(
-                c as u8,
-                run.run_id,
-                args.seed.wrapping_add(c as u64 * 7919),
-                args.streams,
-            );
-            config.shape.max_chunk_bytes = args.max_chunk_bytes;
-            config.shape.max_chunks_per_stream = args.max_chunks_per_stream as u32;
-            let mut chunker = Chunker::new(
-                config,
-                inputs.clone(),
-                shared.verifiers[c].clone(),
-                shared.chunker_stats[c].clone(),
-            );
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("chunker-{c}"))
-                .spawn(move || {
-                    if let Err(e) = chunker.run(&shared.stop_chunkers) {
-                        shared.error(format!("chunker {c}: {e}"));
-                    }
-                    shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
-                })
-                .expect("spawn chunker")
-        })
-        .collect();
+    let ctx = ChunkerCtx {
+        args: args.clone(),
+        run_id: run.run_id,
+        inputs: inputs.clone(),
+    };
+    for slot in 0..args.chunkers {
+        spawn_chunker(&ctx, &shared, slot);
+    }
+    let mut injector = FaultInjector::new(&args, shard_logs.clone(), inputs.clone());
 
-    let completed = supervise(&args, &shared, started);
+    let completed = supervise(&args, &shared, started, &mut |shared, now| {
+        injector.tick(&ctx, shared, now)
+    });
     let elapsed = started.elapsed();
     if completed {
-        for h in chunkers {
+        let handles: Vec<_> = std::mem::take(&mut *shared.chunker_handles.lock());
+        for h in handles {
             let _ = h.join();
         }
+        injector.join();
         shared.stop_shards.store(true, Ordering::SeqCst);
         for h in shards {
             let _ = h.join();
@@ -297,7 +356,12 @@ fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
 }
 
 /// Progress, SLA checks and the graceful stop. Returns true if the run completed gracefully.
-fn supervise(args: &RunArgs, shared: &Shared, started: Instant) -> bool {
+fn supervise(
+    args: &RunArgs,
+    shared: &Arc<Shared>,
+    started: Instant,
+    on_tick: &mut dyn FnMut(&Arc<Shared>, Instant),
+) -> bool {
     let tty = std::io::stderr().is_terminal();
     let interval = args.progress_interval.unwrap_or(if tty {
         Duration::from_secs(1)
@@ -309,6 +373,9 @@ fn supervise(args: &RunArgs, shared: &Shared, started: Instant) -> bool {
     loop {
         std::thread::sleep(Duration::from_millis(25));
         let now = Instant::now();
+        if !shared.stop_chunkers.load(Ordering::SeqCst) {
+            on_tick(shared, now);
+        }
         if args.duration.0.is_some_and(|d| now.duration_since(started) >= d) {
             shared.stop_chunkers.store(true, Ordering::SeqCst);
         }
@@ -370,34 +437,186 @@ fn supervise(args: &RunArgs, shared: &Shared, started: Instant) -> bool {
     }
 }
 
-fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
+fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: bool) {
     let name = format!("shard-{p:03}");
-    let summer = Summer::new(SummerConfig::default());
-    let mut shard = match Shard::recover(&name, summer, &input, log_j, ShardConfig::default()) {
-        Ok(s) => s,
-        Err(e) => return shared.error(format!("recovering {name}: {e}")),
-    };
     let progress = &shared.shard_progress[p];
+    // Each pass recovers the shard from its log, as a restarted summer process would.
     loop {
-        if shared.abort.load(Ordering::Relaxed) {
+        let summer = Summer::new(SummerConfig::default());
+        let mut shard = match Shard::recover(&name, summer, &input, log_j.clone(), ShardConfig::default()) {
+            Ok(s) => s,
+            Err(e) => return shared.error(format!("recovering {name}: {e}")),
+        };
+        shared.shard_recoveries.fetch_add(1, Ordering::Relaxed);
+        loop {
+            if shared.abort.load(Ordering::Relaxed) {
+                return;
+            }
+            if shared.shard_restart[p].swap(false, Ordering::SeqCst) {
+                break; // Drop the shard's memory; recover afresh from its log.
+            }
+            let stall_ms = shared.shard_stall_ms[p].swap(0, Ordering::SeqCst);
+            if stall_ms > 0 {
+                std::thread::sleep(Duration::from_millis(stall_ms));
+            }
+            if shared.stop_shards.load(Ordering::SeqCst) && shard.input_offset() >= input.durable_head() {
+                if let Err(e) = shard.settle() {
+                    shared.error(e.to_string());
+                }
+                return;
+            }
+            match shard.run_transaction(Duration::from_millis(20)) {
+                Ok(report) => {
+                    let c = shard.app().counters();
+                    if report.placed_at.is_some() {
+                        progress.txns.fetch_add(1, Ordering::Relaxed);
+                    }
+                    progress.duplicates.store(c.duplicates, Ordering::Relaxed);
+                    progress.expired.store(c.expired, Ordering::Relaxed);
+                }
+                Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
+                Err(ShardError::Fenced { .. }) if faults => {
+                    // A second owner (injected) appended first: this owner's view is stale.
+                    shared.fencings.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => return shared.error(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Injects component faults on a seeded schedule (`run --faults`).
+struct FaultInjector {
+    mode: FaultMode,
+    rng: SmallRng,
+    next_at: Option<Instant>,
+    shard_logs: Vec<Journal>,
+    inputs: Vec<Journal>,
+    sla: Duration,
+    zombies: Vec<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl FaultInjector {
+    fn new(args: &RunArgs, shard_logs: Vec<Journal>, inputs: Vec<Journal>) -> FaultInjector {
+        FaultInjector {
+            mode: args.faults,
+            rng: SmallRng::seed_from_u64(args.seed ^ 0xfa17),
+            next_at: None,
+            shard_logs,
+            inputs,
+            sla: args.sla,
+            zombies: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn record(&self, shared: &Shared, now: Instant, kind: &'static str, target: String) {
+        let at_s = now.duration_since(self.started).as_secs_f64();
+        eprintln!("\nstream-sum: fault at {at_s:.1} s: {kind} {target}");
+        shared.faults.lock().push(FaultRecord { at_s, kind, target });
+    }
+
+    fn tick(&mut self, ctx: &ChunkerCtx, shared: &Arc<Shared>, now: Instant) {
+        if self.mode == FaultMode::None {
             return;
         }
-        if shared.stop_shards.load(Ordering::SeqCst) && shard.input_offset() >= input.durable_head() {
-            if let Err(e) = shard.settle() {
-                shared.error(e.to_string());
+        let next_at = *self
+            .next_at
+            .get_or_insert(now + Duration::from_millis(self.rng.random_range(1000..2000)));
+        if now < next_at {
+            return;
+        }
+        self.next_at = Some(now + Duration::from_millis(self.rng.random_range(1000..3000)));
+        let p = self.rng.random_range(0..self.shard_logs.len());
+        if self.mode == FaultMode::StallShard {
+            // Only once: the SLA check must catch it and stop the run.
+            if shared.faults.lock().is_empty() {
+                let stall = self.sla + Duration::from_secs(2);
+                shared.shard_stall_ms[p].store(stall.as_millis() as u64, Ordering::SeqCst);
+                self.record(
+                    shared,
+                    now,
+                    "stall-shard",
+                    format!("shard-{p:03} for {:.1} s", stall.as_secs_f64()),
+                );
             }
             return;
         }
+        match self.rng.random_range(0..3) {
+            0 => {
+                shared.shard_restart[p].store(true, Ordering::SeqCst);
+                self.record(shared, now, "restart-shard", format!("shard-{p:03}"));
+            }
+            1 => {
+                let (input, log_j, shared2) =
+                    (self.inputs[p].clone(), self.shard_logs[p].clone(), shared.clone());
+                self.record(shared, now, "second-owner", format!("shard-{p:03}"));
+                self.zombies
+                    .push(std::thread::spawn(move || run_zombie(p, input, log_j, &shared2)));
+            }
+            _ => {
+                let alive: Vec<usize> = shared
+                    .chunker_slots
+                    .lock()
+                    .iter()
+                    .copied()
+                    .filter(|s| !shared.chunker_die[*s].load(Ordering::SeqCst))
+                    .collect();
+                let free = (0..shared.chunker_die.len()).find(|s| !shared.chunker_slots.lock().contains(s));
+                if let (Some(&victim), Some(slot)) =
+                    (alive.get(self.rng.random_range(0..alive.len().max(1))), free)
+                {
+                    shared.chunker_die[victim].store(true, Ordering::SeqCst);
+                    spawn_chunker(ctx, shared, slot);
+                    self.record(
+                        shared,
+                        now,
+                        "restart-chunker",
+                        format!("chunker {victim} replaced by chunker {slot}"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn join(&mut self) {
+        for z in self.zombies.drain(..) {
+            let _ = z.join();
+        }
+    }
+}
+
+/// A second owner of a shard, as after a lease handed over while the old owner still runs: it
+/// recovers and runs transactions until fenced (or for a while). Whichever owner appends first
+/// at a head wins; the other's conditional append fails and nothing of it lands.
+fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
+    let name = format!("shard-{p:03}-second-owner");
+    let mut shard = match Shard::recover(
+        &name,
+        Summer::new(SummerConfig::default()),
+        &input,
+        log_j,
+        ShardConfig::default(),
+    ) {
+        Ok(s) => s,
+        Err(e) => return shared.error(format!("{name}: {e}")),
+    };
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until && !shared.abort.load(Ordering::Relaxed) {
         match shard.run_transaction(Duration::from_millis(20)) {
-            Ok(_) => {
-                let c = shard.app().counters();
-                progress.txns.store(shard.stats().txns, Ordering::Relaxed);
-                progress.duplicates.store(c.duplicates, Ordering::Relaxed);
-                progress.expired.store(c.expired, Ordering::Relaxed);
+            Ok(_) => {}
+            Err(ShardError::Fenced { .. }) => {
+                shared.fencings.fetch_add(1, Ordering::Relaxed);
+                return;
             }
             Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
-            Err(e) => return shared.error(e.to_string()),
+            Err(e) => return shared.error(format!("{name}: {e}")),
         }
+    }
+    if let Err(ShardError::Fenced { .. }) = shard.settle() {
+        shared.fencings.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -480,6 +699,10 @@ fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool
             .iter()
             .map(|p| p.expired.load(Ordering::Relaxed))
             .sum(),
+        streams_abandoned: load(|s| &s.streams_abandoned),
+        shard_recoveries: shared.shard_recoveries.load(Ordering::Relaxed),
+        fencings: shared.fencings.load(Ordering::Relaxed),
+        faults: shared.faults.lock().clone(),
         shard_transactions: shared
             .shard_progress
             .iter()

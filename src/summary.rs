@@ -34,6 +34,13 @@ pub struct Summary {
     /// Abandoned streams the summers expired (cumulative).
     pub streams_expired: u64,
     pub shard_transactions: u64,
+    /// Streams left unfinished by chunkers that a fault killed.
+    pub streams_abandoned: u64,
+    /// Shard recoveries from their logs (one per shard at start, one per restart or fencing).
+    pub shard_recoveries: u64,
+    /// Conditional appends refused because another owner appended first.
+    pub fencings: u64,
+    pub faults: Vec<crate::run::FaultRecord>,
     /// True if the run stopped gracefully (every finished stream verified).
     pub completed: bool,
 }
@@ -115,6 +122,18 @@ impl Summary {
             self.streams_expired,
             self.violations,
         );
+        if !self.faults.is_empty() {
+            s.push_str(&format!(
+                "faults injected: {} ({} shard recoveries, {} fencings, {} streams abandoned by killed chunkers)\n",
+                self.faults.len(),
+                self.shard_recoveries,
+                self.fencings,
+                self.streams_abandoned
+            ));
+            for f in &self.faults {
+                s.push_str(&format!("  {:>6.1} s  {}  {}\n", f.at_s, f.kind, f.target));
+            }
+        }
         for v in &self.violation_messages {
             s.push_str(&format!("  VIOLATION: {v}\n"));
         }

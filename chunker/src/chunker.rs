@@ -60,6 +60,8 @@ pub struct ChunkerStats {
     pub streams_started: AtomicU64,
     /// Streams whose final chunk was handed to the journal.
     pub streams_finished: AtomicU64,
+    /// Streams left unfinished by a chunker that died.
+    pub streams_abandoned: AtomicU64,
 }
 
 struct InFlight {
@@ -118,11 +120,40 @@ impl Chunker {
     /// Publishes until `stop` is set, then finishes the open streams (starting no new ones) and
     /// returns once everything published is durable.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AppendError> {
+        self.run_or_die(stop, &AtomicBool::new(false))
+    }
+
+    /// [`Chunker::run`], but if `die` is set the chunker stops at once like a crashed chunker:
+    /// its open streams are abandoned unfinished (summers expire them). What it already handed
+    /// to the journals still lands, and is waited for.
+    pub fn run_or_die(&mut self, stop: &AtomicBool, die: &AtomicBool) -> Result<(), AppendError> {
         let mut open: Vec<GenStream> = Vec::with_capacity(self.config.streams);
         let partitions = self.outboxes.len();
         let mut count = 0u64;
         loop {
-            if !stop.load(Ordering::Relaxed) {
+            if die.load(Ordering::Relaxed) {
+                let abandoned = open.len() as u64;
+                self.stats
+                    .streams_abandoned
+                    .fetch_add(abandoned, Ordering::Relaxed);
+                for p in 0..partitions {
+                    // Unsent chunks die with the chunker; sent ones land.
+                    self.outboxes[p].batch.clear();
+                    let finals = std::mem::take(&mut self.outboxes[p].finals);
+                    self.stats
+                        .streams_finished
+                        .fetch_sub(finals.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .streams_abandoned
+                        .fetch_add(finals.len() as u64, Ordering::Relaxed);
+                    let mut v = self.verifier.lock();
+                    for id in finals {
+                        v.forget(id);
+                    }
+                }
+                open.clear();
+            }
+            if !stop.load(Ordering::Relaxed) && !die.load(Ordering::Relaxed) {
                 while open.len() < self.config.streams {
                     open.push(self.gen.new_stream());
                     self.stats.streams_started.fetch_add(1, Ordering::Relaxed);
