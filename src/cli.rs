@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// the SLA check catches it.
     #[arg(long, value_enum, default_value = "none")]
     pub faults: FaultMode,
+    /// DELIBERATELY BROKEN summers, to prove the crash suite can fail: each transaction's
+    /// checkpoint and its Sums are written in two appends instead of one.
+    #[arg(long, hide = true)]
+    pub unsafe_split_commit: bool,
     /// Report to a watching parent (crash-test): print one line on stdout per final chunk
     /// acknowledged durable (`F stream journal offset sha1`) and per Sum seen
     /// (`S stream journal offset sha1`); the summary then goes to stderr.
@@ -153,6 +157,10 @@ pub struct CrashTestArgs {
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Run the children with deliberately broken summers (checkpoint and Sums in two appends),
+    /// to show that the suite catches lost Sums.
+    #[arg(long, hide = true)]
+    pub unsafe_split_commit: bool,
 }
 
 #[derive(Debug, Args)]

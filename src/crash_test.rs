@@ -117,8 +117,12 @@ fn run_child(
     kill_after: Option<Duration>,
 ) -> anyhow::Result<(bool, Option<std::process::ExitStatus>, String)> {
     let exe = std::env::current_exe().context("finding the stream-sum executable")?;
-    let mut child = Command::new(exe)
-        .arg("run")
+    let mut command = Command::new(exe);
+    command.arg("run");
+    if args.unsafe_split_commit {
+        command.arg("--unsafe-split-commit");
+    }
+    let mut child = command
         .arg("--data")
         .arg(&args.data)
         .args(["--duration", duration, "--report", "--progress-interval", "1h"])

@@ -232,9 +232,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let shards: Vec<JoinHandle<()>> = (0..args.partitions)
         .map(|p| {
             let (input, log_j, shared) = (inputs[p].clone(), shard_logs[p].clone(), shared.clone());
+            let shard_config = ShardConfig {
+                unsafe_split_commit: args.unsafe_split_commit,
+                ..ShardConfig::default()
+            };
             std::thread::Builder::new()
                 .name(format!("shard-{p:03}"))
-                .spawn(move || run_shard(p, input, log_j, &shared, faults))
+                .spawn(move || run_shard(p, input, log_j, &shared, faults, shard_config))
                 .expect("spawn shard")
         })
         .collect();
@@ -437,13 +441,13 @@ fn supervise(
     }
 }
 
-fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: bool) {
+fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: bool, config: ShardConfig) {
     let name = format!("shard-{p:03}");
     let progress = &shared.shard_progress[p];
     // Each pass recovers the shard from its log, as a restarted summer process would.
     loop {
         let summer = Summer::new(SummerConfig::default());
-        let mut shard = match Shard::recover(&name, summer, &input, log_j.clone(), ShardConfig::default()) {
+        let mut shard = match Shard::recover(&name, summer, &input, log_j.clone(), config.clone()) {
             Ok(s) => s,
             Err(e) => return shared.error(format!("recovering {name}: {e}")),
         };

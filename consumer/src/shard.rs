@@ -110,6 +110,10 @@ pub struct ShardConfig {
     pub snapshot_min_delta_bytes: u64,
     /// Keep one transaction's append in flight while the next one is applied.
     pub pipelined: bool,
+    /// DELIBERATELY BROKEN, for proving the crash suite can fail: write each transaction's
+    /// checkpoint and its outputs in two separate appends (checkpoint first), so a crash between
+    /// them loses the outputs. Never set it outside such a test.
+    pub unsafe_split_commit: bool,
 }
 
 impl Default for ShardConfig {
@@ -120,6 +124,7 @@ impl Default for ShardConfig {
             txn_max_duration: Duration::from_millis(20),
             snapshot_min_delta_bytes: 1 << 20,
             pipelined: true,
+            unsafe_split_commit: false,
         }
     }
 }
@@ -401,6 +406,24 @@ impl<A: Application> Shard<A> {
 
     /// Places the transaction frame (outputs + checkpoint) in the shard log, conditionally.
     fn commit(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+        if self.config.unsafe_split_commit && !self.frame.is_empty() {
+            // The broken variant: the checkpoint becomes durable alone, then the outputs follow
+            // with an empty delta. A crash in between has advanced the input offset past
+            // outputs that never land.
+            let outputs = std::mem::replace(&mut self.frame, Batch::with_capacity(64 << 10));
+            let first = self.commit_frame(report)?;
+            first.wait().map_err(|e| ShardError::append(&self.name, e))?;
+            let count = outputs.message_count();
+            self.frame = outputs;
+            let second = self.commit_frame(report)?;
+            report.outputs = count;
+            return Ok(second);
+        }
+        self.commit_frame(report)
+    }
+
+    /// Places the frame of outputs gathered so far plus a checkpoint, conditionally.
+    fn commit_frame(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
         let input_offset = self.reader.offset();
         let snapshot = self.next_txn_seq == 0
             || self.delta_bytes_since_snapshot

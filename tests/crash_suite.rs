@@ -1,0 +1,131 @@
+//! The crash suite's short versions, run in CI against the real binary: SIGKILL cycles, component
+//! faults inside one process, the stall that the SLA check must catch, and a deliberately broken
+//! summer that the suite must catch.
+
+use std::process::Command;
+
+fn stream_sum() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stream-sum"))
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// 20 SIGKILL cycles of a child `run`, then a graceful run and verify: nothing acknowledged is
+/// lost, nothing duplicated or mismatched.
+#[test]
+fn crash_test_sigkill_20_cycles_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stream_sum()
+        .args(["crash-test", "--cycles", "20", "--seed", "7", "--json", "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let report = json_of(&out);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["cycles"], 20);
+    assert!(report["kills"].as_u64().unwrap() >= 10, "{report}");
+    assert!(report["streams_finished"].as_u64().unwrap() > 100, "{report}");
+    assert_eq!(report["sums_verified"], report["streams_finished"]);
+    for field in ["lost", "duplicated", "mismatched", "verify_violations"] {
+        assert_eq!(report[field], 0, "{field}: {report}");
+    }
+}
+
+/// Summers that write their checkpoint and their Sums in two appends lose Sums when killed in
+/// between; the crash suite must notice (proof that it can fail).
+#[test]
+fn crash_test_catches_summers_that_split_sums_from_their_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stream_sum()
+        .args([
+            "crash-test",
+            "--cycles",
+            "20",
+            "--seed",
+            "11",
+            "--json",
+            "--unsafe-split-commit",
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let report = json_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report["lost"].as_u64().unwrap() > 0, "{report}");
+}
+
+/// 20 s of shard restarts, second owners and chunker kills inside one process: every finished
+/// stream still gets exactly one correct Sum, and verify agrees.
+#[test]
+fn run_with_component_faults_for_20s_keeps_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = stream_sum()
+        .args([
+            "run",
+            "--duration",
+            "20s",
+            "--faults",
+            "components",
+            "--seed",
+            "5",
+            "--json",
+            "--streams",
+            "32",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let summary = json_of(&out);
+    assert!(out.status.success(), "{summary}");
+    assert_eq!(summary["violations"], 0);
+    assert!(summary["faults"].as_array().unwrap().len() >= 5, "{summary}");
+    assert_eq!(summary["sums_verified"], summary["streams_finished"]);
+    let verify = stream_sum()
+        .args(["verify", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let v = json_of(&verify);
+    assert!(verify.status.success(), "{v}");
+    assert_eq!(v["violations"], 0);
+    assert_eq!(v["pending"], 0);
+}
+
+/// A shard stalled past the SLA must be caught: the run stops with a violation naming a stream.
+#[test]
+fn run_with_a_stalled_shard_fails_the_sla() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stream_sum()
+        .args([
+            "run",
+            "--duration",
+            "30s",
+            "--faults",
+            "stall-shard",
+            "--sla",
+            "1s",
+            "--json",
+            "--streams",
+            "16",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let summary = json_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    let messages = summary["violation_messages"].to_string();
+    assert!(messages.contains("missing Sum for stream"), "{summary}");
+}
