@@ -106,11 +106,15 @@ pub(crate) fn recover(
             .map_err(|e| io_err(journal, "truncating torn tail of", &last_path, e))?;
     }
     // The valid frames may have been written but never synced: the previous process died or its
-    // fsync failed between write and fdatasync, or (read-only opens) the writer is mid-commit.
-    // Make them durable before readers can see them, or a power loss could take back a frame
-    // that a reader already acted on.
+    // fsync failed between write and fdatasync (or between creating a fragment and syncing the
+    // directory), or (read-only opens) the writer is mid-commit. Make them and the fragments'
+    // directory entries durable before readers can see them, or a power loss could take back a
+    // frame that a reader already acted on.
     file.sync_data()
         .map_err(|e| io_err(journal, "syncing", &last_path, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| io_err(journal, "syncing", dir, e))?;
     fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
     Ok(Recovered {
         fragments,
