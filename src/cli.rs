@@ -31,6 +31,9 @@ pub enum Command {
     /// Offline exactly-once check: recompute every finished stream's SHA-1 from the chunk
     /// journals and check it has exactly one equal Sum; unfinished streams must have none.
     Verify(VerifyArgs),
+    /// Soak: `run` with retention (bounded disk) and resource figures (disk used, RSS) in the
+    /// progress lines; runs until interrupted unless --duration is given.
+    Soak(RunArgs),
     /// Crash suite: run `stream-sum run` as a child, SIGKILL it at seeded random moments
     /// (startup, steady state, shutdown), restart it on the same directory, N times; then a final
     /// graceful run and `verify`, and a check of the parent's own history of acknowledged final
@@ -83,9 +86,10 @@ pub struct RunArgs {
     /// Partitions: chunk journals, each consumed by one summer shard.
     #[arg(long, default_value = "4", value_parser = parse_count)]
     pub partitions: usize,
-    /// How long to publish new streams before stopping gracefully ("forever" for no limit).
-    #[arg(long, default_value = "30s", value_parser = parse_duration_or_forever)]
-    pub duration: RunLimit,
+    /// How long to publish new streams before stopping gracefully ("forever" for no limit;
+    /// default 30s for `run`, forever for `soak`).
+    #[arg(long, value_parser = parse_duration_or_forever)]
+    pub duration: Option<RunLimit>,
     /// Seed for stream contents, sizes and interleaving.
     #[arg(long, default_value = "1")]
     pub seed: u64,
@@ -115,6 +119,12 @@ pub struct RunArgs {
     /// checkpoint and its Sums are written in two appends instead of one.
     #[arg(long, hide = true)]
     pub unsafe_split_commit: bool,
+    /// Retention: remove chunk-journal fragments that the shard has durably checkpointed past,
+    /// and shard-log fragments behind its latest durable snapshot whose Sums were delivered, so
+    /// disk use stays bounded (`soak` turns this on). `verify` then counts streams whose chunks
+    /// were removed as unverifiable.
+    #[arg(long)]
+    pub retention: bool,
     /// Report to a watching parent (crash-test): print one line on stdout per final chunk
     /// acknowledged durable (`F stream journal offset sha1`) and per Sum seen
     /// (`S stream journal offset sha1`); the summary then goes to stderr.
@@ -161,6 +171,13 @@ pub struct CrashTestArgs {
     /// to show that the suite catches lost Sums.
     #[arg(long, hide = true)]
     pub unsafe_split_commit: bool,
+}
+
+impl RunArgs {
+    /// The publishing time limit: `--duration`, or 30 s by default (`None`: forever).
+    pub fn limit(&self) -> Option<Duration> {
+        self.duration.map_or(Some(Duration::from_secs(30)), |l| l.0)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,11 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => run::run(args),
+        cli::Command::Soak(mut args) => {
+            args.retention = true;
+            args.duration.get_or_insert(cli::RunLimit(None));
+            run::run(args)
+        }
         cli::Command::Verify(args) => verify::verify(args),
         cli::Command::CrashTest(args) => crash_test::crash_test(args),
         cli::Command::Journal { command } => journal_cmd::journal(command),

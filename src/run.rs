@@ -33,6 +33,9 @@ use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 #[derive(Default)]
 struct ShardProgress {
     txns: AtomicU64,
+    /// What the shard has durably checkpointed (retention may remove below these).
+    durable_input_offset: AtomicU64,
+    durable_snapshot_offset: AtomicU64,
     duplicates: AtomicU64,
     expired: AtomicU64,
 }
@@ -64,6 +67,13 @@ struct Shared {
     faults: Mutex<Vec<FaultRecord>>,
     shard_recoveries: AtomicU64,
     fencings: AtomicU64,
+    /// Per shard log: offset up to which its Sums were delivered to the verifiers.
+    tail_offset: Vec<AtomicU64>,
+    disk_bytes: AtomicU64,
+    disk_bytes_max: AtomicU64,
+    rss_bytes: AtomicU64,
+    rss_bytes_max: AtomicU64,
+    fragments_removed: AtomicU64,
 }
 
 /// One injected fault, for the summary.
@@ -200,6 +210,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         faults: Mutex::new(Vec::new()),
         shard_recoveries: AtomicU64::new(0),
         fencings: AtomicU64::new(0),
+        tail_offset: shard_logs
+            .iter()
+            .map(|j| AtomicU64::new(j.durable_head()))
+            .collect(),
+        disk_bytes: AtomicU64::new(0),
+        disk_bytes_max: AtomicU64::new(0),
+        rss_bytes: AtomicU64::new(0),
+        rss_bytes_max: AtomicU64::new(0),
+        fragments_removed: AtomicU64::new(0),
     });
     install_ctrl_c(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
@@ -210,21 +229,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.partitions,
         args.chunkers,
         args.streams,
-        args.duration
-            .0
-            .map_or("forever".to_string(), |d| format!("{d:?}")),
+        args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
     );
 
     // Tailers start at the shard logs' current heads: every Sum of this run lands after them.
     let tailers: Vec<JoinHandle<()>> = shard_logs
         .iter()
-        .map(|j| {
+        .enumerate()
+        .map(|(p, j)| {
             let (j, shared) = (j.clone(), shared.clone());
             let start = j.durable_head();
             std::thread::Builder::new()
                 .name(format!("tail-{}", j.name()))
-                .spawn(move || tail_sums(j, start, &shared))
+                .spawn(move || tail_sums(p, j, start, &shared))
                 .expect("spawn tailer")
         })
         .collect();
@@ -252,9 +270,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         spawn_chunker(&ctx, &shared, slot);
     }
     let mut injector = FaultInjector::new(&args, shard_logs.clone(), inputs.clone());
+    let mut maintenance = Maintenance {
+        retention: args.retention,
+        inputs: inputs.clone(),
+        shard_logs: shard_logs.clone(),
+        next_at: Instant::now(),
+    };
 
     let completed = supervise(&args, &shared, started, &mut |shared, now| {
-        injector.tick(&ctx, shared, now)
+        injector.tick(&ctx, shared, now);
+        maintenance.tick(shared, now);
     });
     let elapsed = started.elapsed();
     if completed {
@@ -377,10 +402,8 @@ fn supervise(
     loop {
         std::thread::sleep(Duration::from_millis(25));
         let now = Instant::now();
-        if !shared.stop_chunkers.load(Ordering::SeqCst) {
-            on_tick(shared, now);
-        }
-        if args.duration.0.is_some_and(|d| now.duration_since(started) >= d) {
+        on_tick(shared, now);
+        if args.limit().is_some_and(|d| now.duration_since(started) >= d) {
             shared.stop_chunkers.store(true, Ordering::SeqCst);
         }
         let mut pending = 0;
@@ -424,6 +447,12 @@ fn supervise(
                 p99_ms: percentile_ms(&latency, 0.99),
                 violations: shared.violations.lock().len() + shared.verifier_violations().len(),
                 stopping: shared.stop_chunkers.load(Ordering::Relaxed),
+                resources: args.retention.then(|| {
+                    (
+                        shared.disk_bytes.load(Ordering::Relaxed),
+                        shared.rss_bytes.load(Ordering::Relaxed),
+                    )
+                }),
             };
             if tty {
                 eprint!("\r\x1b[2K{}", progress.line());
@@ -476,6 +505,12 @@ fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: 
                         progress.txns.fetch_add(1, Ordering::Relaxed);
                     }
                     progress.duplicates.store(c.duplicates, Ordering::Relaxed);
+                    progress
+                        .durable_input_offset
+                        .store(shard.durable_input_offset(), Ordering::SeqCst);
+                    progress
+                        .durable_snapshot_offset
+                        .store(shard.durable_snapshot_offset(), Ordering::SeqCst);
                     progress.expired.store(c.expired, Ordering::Relaxed);
                 }
                 Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
@@ -523,7 +558,7 @@ impl FaultInjector {
     }
 
     fn tick(&mut self, ctx: &ChunkerCtx, shared: &Arc<Shared>, now: Instant) {
-        if self.mode == FaultMode::None {
+        if self.mode == FaultMode::None || shared.stop_chunkers.load(Ordering::SeqCst) {
             return;
         }
         let next_at = *self
@@ -625,7 +660,7 @@ fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
 }
 
 /// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
-fn tail_sums(journal: Journal, start: u64, shared: &Shared) {
+fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
     let mut reader = journal.reader(start);
     while !shared.stop_tailers.load(Ordering::SeqCst) {
         let frame = match reader.next_timeout(Duration::from_millis(50)) {
@@ -657,7 +692,67 @@ fn tail_sums(journal: Journal, start: u64, shared: &Shared) {
                 ));
             }
         }
+        shared.tail_offset[p].store(frame.end, Ordering::SeqCst);
     }
+}
+
+/// Retention and resource figures, once a second (`--retention`, `soak`).
+struct Maintenance {
+    retention: bool,
+    inputs: Vec<Journal>,
+    shard_logs: Vec<Journal>,
+    next_at: Instant,
+}
+
+impl Maintenance {
+    fn tick(&mut self, shared: &Shared, now: Instant) {
+        if now < self.next_at {
+            return;
+        }
+        self.next_at = now + Duration::from_secs(1);
+        if self.retention {
+            for (p, progress) in shared.shard_progress.iter().enumerate() {
+                // Input below the durable checkpoint is never read again, even after a crash.
+                let input_below = progress.durable_input_offset.load(Ordering::SeqCst);
+                // Recovery starts at the latest durable snapshot; Sums below the tail offset
+                // were delivered to the verifiers.
+                let log_below = progress
+                    .durable_snapshot_offset
+                    .load(Ordering::SeqCst)
+                    .min(shared.tail_offset[p].load(Ordering::SeqCst));
+                for (journal, below) in [(&self.inputs[p], input_below), (&self.shard_logs[p], log_below)] {
+                    match journal.remove_below(below) {
+                        Ok(n) => {
+                            shared.fragments_removed.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => shared.error(format!("retention: {e}")),
+                    }
+                }
+            }
+        }
+        let disk: u64 = self
+            .inputs
+            .iter()
+            .chain(&self.shard_logs)
+            .flat_map(|j| j.fragments())
+            .map(|f| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
+            .sum();
+        shared.disk_bytes.store(disk, Ordering::Relaxed);
+        shared.disk_bytes_max.fetch_max(disk, Ordering::Relaxed);
+        let rss = rss_bytes();
+        shared.rss_bytes.store(rss, Ordering::Relaxed);
+        shared.rss_bytes_max.fetch_max(rss, Ordering::Relaxed);
+    }
+}
+
+/// This process's resident set size, from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {
@@ -707,6 +802,9 @@ fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool
         shard_recoveries: shared.shard_recoveries.load(Ordering::Relaxed),
         fencings: shared.fencings.load(Ordering::Relaxed),
         faults: shared.faults.lock().clone(),
+        disk_bytes_max: shared.disk_bytes_max.load(Ordering::Relaxed),
+        rss_bytes_max: shared.rss_bytes_max.load(Ordering::Relaxed),
+        fragments_removed: shared.fragments_removed.load(Ordering::Relaxed),
         shard_transactions: shared
             .shard_progress
             .iter()

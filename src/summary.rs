@@ -41,6 +41,12 @@ pub struct Summary {
     /// Conditional appends refused because another owner appended first.
     pub fencings: u64,
     pub faults: Vec<crate::run::FaultRecord>,
+    /// Largest disk use of the journals seen (sampled once a second).
+    pub disk_bytes_max: u64,
+    /// Largest resident set size seen (sampled once a second).
+    pub rss_bytes_max: u64,
+    /// Fragments removed by retention.
+    pub fragments_removed: u64,
     /// True if the run stopped gracefully (every finished stream verified).
     pub completed: bool,
 }
@@ -72,13 +78,15 @@ pub struct Progress {
     pub p99_ms: f64,
     pub violations: usize,
     pub stopping: bool,
+    /// (disk bytes, RSS bytes), shown in soak mode.
+    pub resources: Option<(u64, u64)>,
 }
 
 impl Progress {
     pub fn line(&self) -> String {
         let secs = self.interval.as_secs_f64().max(1e-9);
         format!(
-            "[{:>6.1}s] streams {} finished, {} verified, {} awaiting Sum | {:.1} MB/s | {:.1}k chunks/s | Sum latency p50 {:.2} ms p99 {:.2} ms | violations {}{}",
+            "[{:>6.1}s] streams {} finished, {} verified, {} awaiting Sum | {:.1} MB/s | {:.1}k chunks/s | Sum latency p50 {:.2} ms p99 {:.2} ms | violations {}{}{}",
             self.elapsed.as_secs_f64(),
             self.streams_finished,
             self.sums_verified,
@@ -88,6 +96,10 @@ impl Progress {
             self.p50_ms,
             self.p99_ms,
             self.violations,
+            match self.resources {
+                Some((disk, rss)) => format!(" | disk {:.1} MB | RSS {:.1} MB", disk as f64 / 1e6, rss as f64 / 1e6),
+                None => String::new(),
+            },
             if self.stopping { " | stopping: finishing open streams" } else { "" }
         )
     }
@@ -101,6 +113,7 @@ impl Summary {
              chunks: {} ({:.1} MB) at {:.1} MB/s, {:.1}k chunks/s\n\
              Sum latency (final chunk durable -> Sum durable): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
              summers: {} transactions; {} duplicate chunks skipped, {} abandoned streams expired (cumulative)\n\
+             disk (max) {:.1} MB, RSS (max) {:.1} MB, {} fragments removed by retention\n\
              violations: {}\n",
             self.run_id,
             self.partitions,
@@ -120,6 +133,9 @@ impl Summary {
             self.shard_transactions,
             self.duplicate_chunks_skipped,
             self.streams_expired,
+            self.disk_bytes_max as f64 / 1e6,
+            self.rss_bytes_max as f64 / 1e6,
+            self.fragments_removed,
             self.violations,
         );
         if !self.faults.is_empty() {

@@ -171,7 +171,10 @@ pub struct Shard<A: Application> {
     in_flight: Option<PendingAppend>,
     /// Input offset covered by the last durable checkpoint.
     durable_input_offset: u64,
-    pending_input_offset: Option<u64>,
+    /// Shard-log offset of the snapshot the last durable checkpoint builds on.
+    durable_snapshot_offset: u64,
+    /// (input offset, snapshot offset) of the transaction in flight, once it is durable.
+    pending_checkpoint: Option<(u64, u64)>,
     stats: ShardStats,
 }
 
@@ -275,7 +278,8 @@ impl<A: Application> Shard<A> {
             frame: Batch::with_capacity(64 << 10),
             in_flight: None,
             durable_input_offset: input_offset,
-            pending_input_offset: None,
+            durable_snapshot_offset: snapshot_offset,
+            pending_checkpoint: None,
             stats,
         })
     }
@@ -295,6 +299,12 @@ impl<A: Application> Shard<A> {
     /// Input offset covered by the last durable checkpoint (input below it may be removed).
     pub fn durable_input_offset(&self) -> u64 {
         self.durable_input_offset
+    }
+
+    /// Shard-log offset of the snapshot that recovery would start from now: shard-log
+    /// fragments wholly below it may be removed.
+    pub fn durable_snapshot_offset(&self) -> u64 {
+        self.durable_snapshot_offset
     }
 
     /// Input offset applied so far (including the open transaction).
@@ -395,7 +405,7 @@ impl<A: Application> Shard<A> {
         if let Some(previous) = self.in_flight.take() {
             self.settled(previous.durable().await)?;
         }
-        self.pending_input_offset = Some(input_offset);
+        self.pending_checkpoint = Some((input_offset, self.snapshot_offset));
         if self.config.pipelined {
             self.in_flight = Some(pending);
         } else {
@@ -491,7 +501,7 @@ impl<A: Application> Shard<A> {
         if let Some(previous) = self.in_flight.take() {
             self.settled(previous.wait())?;
         }
-        self.pending_input_offset = Some(input_offset);
+        self.pending_checkpoint = Some((input_offset, self.snapshot_offset));
         if self.config.pipelined {
             self.in_flight = Some(pending);
             Ok(())
@@ -503,8 +513,9 @@ impl<A: Application> Shard<A> {
     fn settled(&mut self, result: Result<AppendAck, AppendError>) -> Result<(), ShardError> {
         result.map_err(|e| ShardError::append(&self.name, e))?;
         if self.in_flight.is_none() {
-            if let Some(offset) = self.pending_input_offset.take() {
-                self.durable_input_offset = offset;
+            if let Some((input_offset, snapshot_offset)) = self.pending_checkpoint.take() {
+                self.durable_input_offset = input_offset;
+                self.durable_snapshot_offset = snapshot_offset;
             }
         }
         Ok(())
