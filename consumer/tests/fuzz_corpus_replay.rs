@@ -12,9 +12,27 @@ use std::path::{Path, PathBuf};
 
 /// Regression inputs that still fail because the library bug they found is not fixed yet; each is
 /// replayed by its own `#[ignore]`d test below instead. Remove an entry once its bug is fixed.
-const KNOWN_FAILING: &[&str] = &[
-    "0001-acked-append-lost-fragment-of-failed-fsync-not-dir-synced",
-    "0001-summer-restores-sha1-state-whose-bit-length-overflows",
+const KNOWN_FAILING: &[(&str, &str)] = &[
+    (
+        "message_decode",
+        "0001-summer-restores-sha1-state-whose-bit-length-overflows",
+    ),
+    (
+        "message_decode",
+        "0002-summer-restores-counters-that-overflow-on-use",
+    ),
+    (
+        "message_decode",
+        "0003-duplicate-finished-stream-breaks-finished-window",
+    ),
+    (
+        "journal_recovery",
+        "0001-unaligned-fragment-name-loses-acked-append",
+    ),
+    (
+        "journal_recovery",
+        "0002-fragment-name-near-u64-max-overflows-offsets",
+    ),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -49,9 +67,9 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn is_known_failing(path: &Path) -> bool {
+fn is_known_failing(target: &str, path: &Path) -> bool {
     let name = path.file_name().expect("file name").to_string_lossy();
-    KNOWN_FAILING.iter().any(|k| name == *k)
+    KNOWN_FAILING.iter().any(|&(t, n)| t == target && name == n)
 }
 
 /// Runs every input of `kind` (corpus or regressions) of `target`; returns how many ran.
@@ -59,7 +77,7 @@ fn replay(target: &str, kind: &str) -> usize {
     let run = target_fn(target);
     let files: Vec<PathBuf> = inputs(&fuzz_dir().join(kind).join(target))
         .into_iter()
-        .filter(|p| !is_known_failing(p))
+        .filter(|p| !is_known_failing(target, p))
         .collect();
     let mut failures = Vec::new();
     for path in &files {
@@ -73,6 +91,14 @@ fn replay(target: &str, kind: &str) -> usize {
 }
 
 fn replay_target(target: &str) {
+    for &(t, name) in KNOWN_FAILING.iter().filter(|(t, _)| *t == target) {
+        let path = fuzz_dir().join("regressions").join(t).join(name);
+        assert!(
+            path.is_file(),
+            "KNOWN_FAILING names a missing regression {}",
+            path.display()
+        );
+    }
     let corpus = replay(target, "corpus");
     assert!(corpus > 0, "{target}: the seed corpus is empty");
     replay(target, "regressions");
@@ -136,18 +162,6 @@ fn replay_one(target: &str, name: &str) {
     target_fn(target)(&data);
 }
 
-/// Finding 0001 (op_sequence): a fragment file created by a batch whose fdatasync failed is
-/// adopted by recovery after a restart without syncing the journal directory, so appends
-/// acknowledged into it are lost with its directory entry in a power loss.
-#[test]
-#[ignore = "known failing until recovery syncs the journal directory on open (log/src/recovery.rs)"]
-fn op_sequence_0001_acked_append_into_adopted_fragment_survives_power_loss() {
-    replay_one(
-        "op_sequence",
-        "0001-acked-append-lost-fragment-of-failed-fsync-not-dir-synced",
-    );
-}
-
 /// Finding 0001 (message_decode): the summer restores a SHA-1 state whose block count makes the
 /// message bit length overflow 64 bits; finishing that stream then panics in the sha1 crate
 /// (overflow checks on) or sums a wrapped length (off).
@@ -157,5 +171,53 @@ fn message_decode_0001_summer_refuses_sha1_state_whose_bit_length_overflows() {
     replay_one(
         "message_decode",
         "0001-summer-restores-sha1-state-whose-bit-length-overflows",
+    );
+}
+
+/// Finding 0002 (message_decode): the summer restores counters at u64::MAX; counting the next
+/// chunk or sum then overflows (a panic with overflow checks).
+#[test]
+#[ignore = "known failing until the summer refuses or saturates restored counters (consumer/src/summer.rs)"]
+fn message_decode_0002_summer_counters_restored_near_u64_max_do_not_overflow() {
+    replay_one(
+        "message_decode",
+        "0002-summer-restores-counters-that-overflow-on-use",
+    );
+}
+
+/// Finding 0003 (message_decode): a snapshot listing finished stream 5 twice, with a finished
+/// window of one, leaves the stream in the window but not in the map; writing the next snapshot
+/// panics ("no entry found for key", consumer/src/summer.rs `write_snapshot`).
+#[test]
+#[ignore = "known failing until the summer refuses or merges duplicate finished streams (consumer/src/summer.rs)"]
+fn message_decode_0003_duplicate_finished_stream_is_refused_or_merged() {
+    replay_one(
+        "message_decode",
+        "0003-duplicate-finished-stream-breaks-finished-window",
+    );
+}
+
+/// Finding 0001 (journal_recovery): a last fragment whose name is not a multiple of
+/// FRAME_ALIGN_BYTES (here a copy of a fragment named 00000000000000007429.frag) is accepted;
+/// the append after it is acknowledged at an unaligned offset, which `decode_header` refuses, so
+/// the next open cuts it as a torn tail.
+#[test]
+#[ignore = "known failing until recovery refuses unaligned fragment names (log/src/recovery.rs)"]
+fn journal_recovery_0001_unaligned_fragment_name_is_refused_or_keeps_appends() {
+    replay_one(
+        "journal_recovery",
+        "0001-unaligned-fragment-name-loses-acked-append",
+    );
+}
+
+/// Finding 0002 (journal_recovery): a fragment named 18446744073709551608.frag makes opening the
+/// journal overflow `begin + pos` in recovery (a panic with overflow checks, wrapped offsets
+/// without).
+#[test]
+#[ignore = "known failing until recovery refuses fragment begins whose offsets overflow (log/src/recovery.rs)"]
+fn journal_recovery_0002_fragment_name_near_u64_max_is_refused() {
+    replay_one(
+        "journal_recovery",
+        "0002-fragment-name-near-u64-max-overflows-offsets",
     );
 }
