@@ -23,7 +23,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use ss_consumer::message::{hex, Chunk, Message, StreamId};
-use ss_log::{Log, Options};
+use ss_log::Log;
 
 use crate::cli::CrashTestArgs;
 use crate::{EXIT_OK, EXIT_VIOLATION};
@@ -304,7 +304,7 @@ fn check_history(
     history: &History,
     messages: &mut Vec<String>,
 ) -> anyhow::Result<(usize, usize, usize, usize)> {
-    let log = Log::open_read_only(&args.data, Options::default())?;
+    let log = Log::open_read_only(&args.data, crate::run::log_options())?;
     let mut finals_present: HashSet<(StreamId, String, u64)> = HashSet::new();
     let mut sums: HashMap<StreamId, Vec<(String, u64, [u8; 20])>> = HashMap::new();
     for name in log.journal_names()? {

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde_json::json;
 use ss_consumer::checkpoint::{Checkpoint, CheckpointKind};
 use ss_consumer::message::{hex, Message};
-use ss_log::{Log, Options};
+use ss_log::Log;
 
 use crate::cli::JournalCommand;
 use crate::runs::RunStart;
@@ -19,7 +19,7 @@ pub fn journal(command: JournalCommand) -> anyhow::Result<u8> {
 }
 
 fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(data, Options::default())?;
+    let log = Log::open_read_only(data, crate::run::log_options())?;
     let mut journals = Vec::new();
     for name in log.journal_names()? {
         let j = log.existing_journal(&name)?;
@@ -70,7 +70,7 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
 }
 
 fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(data, Options::default())?;
+    let log = Log::open_read_only(data, crate::run::log_options())?;
     let journal = log.existing_journal(name)?;
     let mut reader = journal.reader(from.unwrap_or_else(|| journal.first_offset()));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

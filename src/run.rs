@@ -67,6 +67,7 @@ struct Shared {
     faults: Mutex<Vec<FaultRecord>>,
     shard_recoveries: AtomicU64,
     fencings: AtomicU64,
+    summer_config: SummerConfig,
     /// Per shard log: offset up to which its Sums were delivered to the verifiers.
     tail_offset: Vec<AtomicU64>,
     disk_bytes: AtomicU64,
@@ -165,7 +166,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("stream-sum: error: --partitions must be at most 1000");
         return Ok(EXIT_USAGE);
     }
-    let log = match Log::open(&args.data, Options::default()) {
+    let log = match Log::open(&args.data, log_options()) {
         Ok(log) => log,
         Err(e @ OpenError::Locked { .. }) => {
             eprintln!("stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work");
@@ -210,6 +211,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         faults: Mutex::new(Vec::new()),
         shard_recoveries: AtomicU64::new(0),
         fencings: AtomicU64::new(0),
+        summer_config: summer_config(&args),
         tail_offset: shard_logs
             .iter()
             .map(|j| AtomicU64::new(j.durable_head()))
@@ -470,12 +472,35 @@ fn supervise(
     }
 }
 
+/// Journal limits for stream-sum: frames large enough for a summer snapshot at its open-stream
+/// cap (50,000 × 112 B) plus its finished window (100,000 × 12 B).
+pub fn log_options() -> Options {
+    Options {
+        frame_max_bytes: 16 << 20,
+        pending_max_bytes: 16 << 20,
+        ..Options::default()
+    }
+}
+
+/// Summer limits for a run: streams are expired only after far more input than any live
+/// stream's chunks can be apart (each chunker cycles through its streams, so a live stream's
+/// chunks are at most about streams × chunkers / partitions chunks apart in a partition).
+fn summer_config(args: &RunArgs) -> SummerConfig {
+    let gap_bytes = (args.streams * args.chunkers * args.max_chunk_bytes / args.partitions) as u64;
+    let default = SummerConfig::default();
+    SummerConfig {
+        expire_after_bytes: default.expire_after_bytes.max(16 * gap_bytes),
+        max_open_streams: default.max_open_streams.max(2 * args.streams * args.chunkers),
+        ..default
+    }
+}
+
 fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: bool, config: ShardConfig) {
     let name = format!("shard-{p:03}");
     let progress = &shared.shard_progress[p];
     // Each pass recovers the shard from its log, as a restarted summer process would.
     loop {
-        let summer = Summer::new(SummerConfig::default());
+        let summer = Summer::new(shared.summer_config.clone());
         let mut shard = match Shard::recover(&name, summer, &input, log_j.clone(), config.clone()) {
             Ok(s) => s,
             Err(e) => return shared.error(format!("recovering {name}: {e}")),
@@ -634,7 +659,7 @@ fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
     let name = format!("shard-{p:03}-second-owner");
     let mut shard = match Shard::recover(
         &name,
-        Summer::new(SummerConfig::default()),
+        Summer::new(shared.summer_config.clone()),
         &input,
         log_j,
         ShardConfig::default(),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 use ss_consumer::checkpoint::Checkpoint;
 use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
-use ss_log::{Journal, Log, Options};
+use ss_log::{Journal, Log};
 
 use crate::cli::VerifyArgs;
 use crate::{EXIT_OK, EXIT_VIOLATION};
@@ -175,7 +175,7 @@ struct VerifyReport {
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(&args.data, Options::default())?;
+    let log = Log::open_read_only(&args.data, crate::run::log_options())?;
     let names = log.journal_names()?;
     let chunk_names: Vec<&String> = names.iter().filter(|n| n.starts_with("chunks-")).collect();
     let sum_names: Vec<&String> = names.iter().filter(|n| n.starts_with("sums-")).collect();

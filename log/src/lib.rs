@@ -173,6 +173,8 @@ impl Log {
         opts.storage
             .create_dir_all(&journals_dir)
             .map_err(|e| io("creating", &journals_dir, e))?;
+        // Make the data directory's entries (journals/, LOCK) durable before any journal in it.
+        opts.storage.sync_dir(&dir).map_err(|e| io("syncing", &dir, e))?;
         let lock = opts.storage.lock_dir(&dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 OpenError::Locked { dir: dir.clone() }
@@ -311,6 +313,9 @@ impl Log {
                 .map_err(|e| io("creating", &path, e))?;
             file.sync_data().map_err(|e| io("syncing", &path, e))?;
             storage.sync_dir(&dir).map_err(|e| io("syncing", &dir, e))?;
+            // The journal's own directory entry may not be durable yet either (a crash right
+            // after creating it).
+            storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
         }
         let salt = frame::journal_salt(name);
         let recovered = recovery::recover(
