@@ -383,10 +383,7 @@ fn recovery_fixture() -> RecoveryFixture {
 
 /// The fixture, built on first use (so that filtering the bench out skips it), with its log
 /// open or closed as asked.
-fn recovery_log<'a>(
-    fixture: &'a mut Option<(RecoveryFixture, Option<Log>)>,
-    open: bool,
-) -> &'a RecoveryFixture {
+fn recovery_log(fixture: &mut Option<(RecoveryFixture, Option<Log>)>, open: bool) -> &RecoveryFixture {
     let (fixture, log) = fixture.get_or_insert_with(|| {
         let fixture = recovery_fixture();
         eprintln!(
