@@ -58,6 +58,7 @@ impl Params {
                 txn_max_duration: Duration::from_secs(60),
                 snapshot_min_delta_bytes: rng.random_range(64..=2048),
                 pipelined: rng.random_bool(0.5),
+                ..ShardConfig::default()
             },
             fragment_max_bytes: rng.random_range(24 << 10..=64 << 10),
         }
@@ -616,9 +617,10 @@ impl Run<'_> {
     }
 }
 
-fn run_seed(seed: u64, stats: &mut Stats) {
+fn run_seed(seed: u64, stats: &mut Stats, split_commit: bool) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
-    let params = Params::random(&mut rng);
+    let mut params = Params::random(&mut rng);
+    params.shard.unsafe_split_commit = split_commit;
     let (mut streams, mut producers) = plan_streams(&mut rng, &params);
     let sim = SimStorage::new(seed);
     let world = open_world(&sim, &params).expect("first open");
@@ -647,7 +649,7 @@ fn every_finished_stream_has_exactly_one_correct_sum_across_crashes() {
     let started = Instant::now();
     let mut stats = Stats::default();
     for seed in 0..seeds {
-        run_seed(seed, &mut stats);
+        run_seed(seed, &mut stats, false);
     }
     eprintln!(
         "exactly_once_crashes: {seeds} seeds, {} crashes injected in {:.1} s: {stats:#?}",
@@ -669,6 +671,18 @@ fn every_finished_stream_has_exactly_one_correct_sum_across_crashes() {
     );
     assert!(stats.duplicates_skipped > 0 && stats.recovered_deltas > 0);
     assert!(stats.abandoned_streams > 0 && stats.finished_streams > 0);
+}
+
+/// The harness must be able to fail: with the shard's deliberately broken commit (checkpoint and
+/// outputs in two appends, so a crash between them loses Sums) some seed must fail its checks.
+#[test]
+fn split_commit_is_caught_by_the_harness() {
+    let caught = (0..100).find(|&seed| {
+        let mut stats = Stats::default();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(seed, &mut stats, true))).is_err()
+    });
+    eprintln!("split commit: first failing seed {caught:?}");
+    assert!(caught.is_some(), "no seed caught a commit split in two appends");
 }
 
 /// Input for the replay test: rounds in which every live stream gets its next chunk (so no live
@@ -800,6 +814,7 @@ fn shard_outputs_with_crashes_equal_those_of_a_crash_free_run() {
             txn_max_duration: Duration::from_secs(60),
             snapshot_min_delta_bytes: rng.random_range(100..2000),
             pipelined: rng.random_bool(0.5),
+            ..ShardConfig::default()
         };
         let (crashed, n) = run_with_crashes(seed, config, true);
         assert_eq!(
