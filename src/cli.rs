@@ -119,6 +119,9 @@ pub struct RunArgs {
     /// checkpoint and its Sums are written in two appends instead of one.
     #[arg(long, hide = true)]
     pub unsafe_split_commit: bool,
+    /// Limit the chunk payload rate of the whole run to this many MB/s (default: unlimited).
+    #[arg(long)]
+    pub max_mb_per_s: Option<f64>,
     /// Retention: remove chunk-journal fragments that the shard has durably checkpointed past,
     /// and shard-log fragments behind its latest durable snapshot whose Sums were delivered, so
     /// disk use stays bounded (`soak` turns this on). `verify` then counts streams whose chunks

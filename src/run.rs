@@ -102,6 +102,9 @@ fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize) {
     );
     config.shape.max_chunk_bytes = args.max_chunk_bytes;
     config.shape.max_chunks_per_stream = args.max_chunks_per_stream as u32;
+    config.max_bytes_per_s = args
+        .max_mb_per_s
+        .map(|mb| (mb * 1e6 / args.chunkers as f64) as u64);
     let mut chunker = Chunker::new(
         config,
         ctx.inputs.clone(),

@@ -35,6 +35,8 @@ pub struct ChunkerConfig {
     pub flush_interval: Duration,
     /// Batches in flight per partition before the chunker waits for the oldest.
     pub in_flight_max: usize,
+    /// Publish at most this many chunk bytes per second (`None`: as fast as possible).
+    pub max_bytes_per_s: Option<u64>,
 }
 
 impl ChunkerConfig {
@@ -48,6 +50,7 @@ impl ChunkerConfig {
             flush_bytes: 256 << 10,
             flush_interval: Duration::from_millis(2),
             in_flight_max: 4,
+            max_bytes_per_s: None,
         }
     }
 }
@@ -130,6 +133,8 @@ impl Chunker {
         let mut open: Vec<GenStream> = Vec::with_capacity(self.config.streams);
         let partitions = self.outboxes.len();
         let mut count = 0u64;
+        let started = std::time::Instant::now();
+        let mut published_bytes = 0u64;
         loop {
             if die.load(Ordering::Relaxed) {
                 let abandoned = open.len() as u64;
@@ -178,6 +183,15 @@ impl Chunker {
                 self.flush(p)?;
             }
             count += 1;
+            published_bytes += len as u64;
+            if let Some(rate) = self.config.max_bytes_per_s {
+                let due = Duration::from_secs_f64(published_bytes as f64 / rate as f64);
+                let ahead = due.saturating_sub(started.elapsed());
+                if ahead > Duration::from_millis(5) {
+                    self.poll(true)?;
+                    std::thread::sleep(ahead);
+                }
+            }
             if count % 32 == 0 {
                 self.poll(false)?;
             }
@@ -220,11 +234,10 @@ impl Chunker {
     /// Waits for the batch `f` of partition `p` to be durable, then starts the SLA clocks of
     /// the streams whose final chunk it holds.
     fn settle(&self, p: usize, f: InFlight) -> Result<(), AppendError> {
-        f.pending.wait()?;
+        let (_, now) = f.pending.wait_timed()?;
         if f.finals.is_empty() {
             return Ok(());
         }
-        let now = Instant::now();
         let journal = self.outboxes[p].journal.name();
         let mut v = self.verifier.lock();
         for id in &f.finals {

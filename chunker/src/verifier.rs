@@ -87,8 +87,8 @@ pub struct Verifier {
     violations: Vec<Violation>,
     events: Option<std::sync::mpsc::Sender<VerifierEvent>>,
     /// Expected SHA-1 of streams whose Sum was seen before their final chunk's durability was
-    /// noticed, kept until it is.
-    early_sums: HashMap<StreamId, [u8; 20]>,
+    /// noticed, and when the Sum was seen, kept until it is.
+    early_sums: HashMap<StreamId, ([u8; 20], Instant)>,
 }
 
 impl Verifier {
@@ -153,7 +153,12 @@ impl Verifier {
                 e.sha1
             }
             None => match self.early_sums.remove(&stream) {
-                Some(sha1) => sha1,
+                Some((sha1, sum_seen_at)) => {
+                    let latency = sum_seen_at.saturating_duration_since(at);
+                    self.latency_us
+                        .saturating_record(latency.as_micros().max(1) as u64);
+                    sha1
+                }
                 None => return,
             },
         };
@@ -198,13 +203,14 @@ impl Verifier {
             offset,
         });
         if e.final_durable_at.is_none() {
-            self.early_sums.insert(stream, e.sha1);
+            // Latency is recorded once the final chunk's durability time is known.
+            self.early_sums.insert(stream, (e.sha1, at));
         }
-        let latency = e
-            .final_durable_at
-            .map_or(Duration::ZERO, |t| at.saturating_duration_since(t));
-        self.latency_us
-            .saturating_record(latency.as_micros().max(1) as u64);
+        if let Some(t) = e.final_durable_at {
+            let latency = at.saturating_duration_since(t);
+            self.latency_us
+                .saturating_record(latency.as_micros().max(1) as u64);
+        }
         self.verified.insert(counter);
         self.sums_verified += 1;
     }

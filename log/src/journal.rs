@@ -44,6 +44,8 @@ pub struct FragmentInfo {
 /// Outcome slot of one group-commit batch, shared by its appenders.
 pub(crate) struct Completion {
     result: OnceLock<Result<(), AppendError>>,
+    /// When the batch's outcome was known (for latency measurements).
+    completed_at: OnceLock<Instant>,
     event: Event,
 }
 
@@ -51,11 +53,13 @@ impl Completion {
     fn new() -> Arc<Completion> {
         Arc::new(Completion {
             result: OnceLock::new(),
+            completed_at: OnceLock::new(),
             event: Event::new(),
         })
     }
 
     fn complete(&self, result: Result<(), AppendError>) {
+        let _ = self.completed_at.set(Instant::now());
         let _ = self.result.set(result);
         self.event.notify(usize::MAX);
     }
@@ -72,6 +76,15 @@ impl PendingAppend {
     /// Where the frame will be once durable.
     pub fn ack(&self) -> AppendAck {
         self.ack
+    }
+
+    /// [`PendingAppend::wait`], also returning when the frame became durable by the writer's
+    /// clock (not when this waiter noticed), for latency measurements.
+    pub fn wait_timed(self) -> Result<(AppendAck, Instant), AppendError> {
+        let done = self.done.clone();
+        let ack = self.wait()?;
+        // `complete` sets the time before the result, so it is visible once the result is.
+        Ok((ack, done.completed_at.get().copied().unwrap_or_else(Instant::now)))
     }
 
     /// Blocks until the frame is durable (or its batch failed).
@@ -399,6 +412,9 @@ impl JournalShared {
     pub(crate) fn batch_durable(&self, batch: &TakenBatch) {
         let end = batch.begin + batch.bytes.len() as u64;
         *self.last_frame.lock() = batch.last_frame;
+        // Time-stamp before publishing the head, so no reader acts on the batch "before" it
+        // was durable.
+        let _ = batch.done.completed_at.set(Instant::now());
         self.head.store(end, Ordering::Release);
         batch.done.complete(Ok(()));
         self.head_changed.notify(usize::MAX);
