@@ -41,6 +41,9 @@ struct Params {
     active_per_producer: usize,
     shard: ShardConfig,
     fragment_max_bytes: u64,
+    /// Remove input fragments below each shard's durable checkpoint and shard-log fragments
+    /// below its durable snapshot as the run goes (as `stream-sum run --retention` does).
+    retention: bool,
 }
 
 impl Params {
@@ -60,14 +63,15 @@ impl Params {
                 pipelined: rng.random_bool(0.5),
                 ..ShardConfig::default()
             },
-            fragment_max_bytes: rng.random_range(24 << 10..=64 << 10),
+            fragment_max_bytes: rng.random_range(20 << 10..=48 << 10),
+            retention: rng.random_bool(0.5),
         }
     }
 
     fn options(&self, sim: &SimStorage) -> Options {
         Options {
             fragment_max_bytes: self.fragment_max_bytes,
-            frame_max_bytes: 24 << 10,
+            frame_max_bytes: 20 << 10,
             batch_max_messages: 1024,
             pending_max_bytes: 256 << 10,
             storage: Arc::new(sim.clone()),
@@ -290,6 +294,7 @@ struct Stats {
     txn_durable_unacknowledged: u64,
     input_torn_tails: u64,
     republished_frames: u64,
+    fragments_removed: u64,
     duplicates_skipped: u64,
     sums: u64,
     finished_streams: u64,
@@ -348,6 +353,9 @@ struct Run<'a> {
     tracks: Vec<ShardTrack>,
     /// Highest acknowledged input end per partition: must survive every crash.
     acked_input_end: Vec<u64>,
+    /// Per shard: what its log held, read as the run goes (retention removes old fragments),
+    /// and the offset read up to.
+    collected: Vec<(ShardLogContents, u64)>,
     stats: &'a mut Stats,
 }
 
@@ -429,6 +437,29 @@ impl Run<'_> {
         self.world = Some(world);
     }
 
+    /// Reads shard `i`'s new durable frames into `collected`.
+    fn collect(&mut self, i: usize) {
+        let world = self.world.as_ref().expect("world is open");
+        let (contents, offset) = &mut self.collected[i];
+        *offset = read_shard_log_into(world.shards[i].shard_log(), *offset, contents);
+    }
+
+    /// Retention behind shard `i`: input below its durable checkpoint, shard log below its
+    /// durable snapshot (after reading what is there). Failures are crashes.
+    fn retain(&mut self, i: usize) {
+        self.collect(i);
+        let world = self.world.as_ref().expect("world is open");
+        let shard = &world.shards[i];
+        let removed = shard
+            .shard_log()
+            .remove_below(shard.durable_snapshot_offset())
+            .and_then(|n| Ok(n + world.inputs[i].remove_below(shard.durable_input_offset())?));
+        match removed {
+            Ok(n) => self.stats.fragments_removed += n as u64,
+            Err(e) => assert!(self.sim.is_dead(), "seed {}: retention failed: {e}", self.seed),
+        }
+    }
+
     fn shard_step(&mut self, i: usize) {
         let result = self.world().shards[i].run_transaction(Duration::ZERO);
         match result {
@@ -448,7 +479,11 @@ impl Run<'_> {
                             self.stats.crashes_explicit_after_durable += 1;
                             self.crash_and_reboot();
                         }
+                        return;
                     }
+                }
+                if self.params.retention && !self.sim.is_dead() && self.rng.random_bool(0.2) {
+                    self.retain(i);
                 }
             }
             Err(e) => {
@@ -526,20 +561,28 @@ impl Run<'_> {
     /// Checks every shard log against the oracle.
     fn check(&mut self, streams: &[Stream]) {
         let seed = self.seed;
+        for i in 0..self.params.partitions {
+            self.collect(i);
+        }
         let by_id: HashMap<StreamId, &Stream> = streams.iter().map(|s| (s.id, s)).collect();
         let world = self.world.as_ref().expect("world is open");
         for (p, input) in world.inputs.iter().enumerate() {
-            let finals: HashSet<StreamId> = read_input_chunks(input)
-                .into_iter()
-                .filter(|(_, c)| c.is_final)
-                .map(|(_, c)| c.stream)
-                .collect();
             for s in streams.iter().filter(|s| s.partition == p) {
                 assert_eq!(
                     s.acked, s.publish_count,
                     "seed {seed}: stream {} not fully published",
                     s.id
                 );
+            }
+            if self.params.retention {
+                continue; // Early input is gone.
+            }
+            let finals: HashSet<StreamId> = read_input_chunks(input)
+                .into_iter()
+                .filter(|(_, c)| c.is_final)
+                .map(|(_, c)| c.stream)
+                .collect();
+            for s in streams.iter().filter(|s| s.partition == p) {
                 assert_eq!(
                     finals.contains(&s.id),
                     s.finishes(),
@@ -549,7 +592,7 @@ impl Run<'_> {
             }
         }
         for (p, shard) in world.shards.iter().enumerate() {
-            let contents = read_shard_log(shard.shard_log());
+            let contents = &self.collected[p].0;
             assert!(contents.expired.is_empty(), "seed {seed}: nothing should expire");
             let counts = contents.sum_counts();
             for sum in &contents.sums {
@@ -633,6 +676,9 @@ fn run_seed(seed: u64, stats: &mut Stats, split_commit: bool) {
         world: Some(world),
         tracks: (0..partitions).map(|_| ShardTrack::default()).collect(),
         acked_input_end: vec![0; partitions],
+        collected: (0..partitions)
+            .map(|_| (ShardLogContents::default(), 0))
+            .collect(),
         stats,
     };
     run.run(&mut streams, &mut producers);
@@ -671,6 +717,7 @@ fn every_finished_stream_has_exactly_one_correct_sum_across_crashes() {
     );
     assert!(stats.duplicates_skipped > 0 && stats.recovered_deltas > 0);
     assert!(stats.abandoned_streams > 0 && stats.finished_streams > 0);
+    assert!(stats.fragments_removed > 0, "retention never removed a fragment");
 }
 
 /// The harness must be able to fail: with the shard's deliberately broken commit (checkpoint and

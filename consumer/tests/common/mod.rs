@@ -87,8 +87,15 @@ impl ShardLogContents {
 /// (Sums, Expired) followed by exactly one checkpoint whose input offsets never go backwards.
 pub fn read_shard_log(journal: &Journal) -> ShardLogContents {
     let mut out = ShardLogContents::default();
-    let mut reader = journal.reader(journal.first_offset());
-    let mut last_input_offset = 0;
+    read_shard_log_into(journal, journal.first_offset(), &mut out);
+    out
+}
+
+/// Reads the durable frames of a shard log from `offset` (a frame boundary) into `out`, checked
+/// as [`read_shard_log`] does; returns the offset reached (the durable head).
+pub fn read_shard_log_into(journal: &Journal, offset: u64, out: &mut ShardLogContents) -> u64 {
+    let mut reader = journal.reader(offset);
+    let mut last_input_offset = out.checkpoints.last().map_or(0, |c| c.1);
     while let Some(frame) = reader
         .try_next()
         .unwrap_or_else(|e| panic!("reading shard log {}: {e}", journal.name()))
@@ -122,7 +129,7 @@ pub fn read_shard_log(journal: &Journal) -> ShardLogContents {
             }
         }
     }
-    out
+    reader.offset()
 }
 
 /// Every chunk in an input journal, in order, with the offset of its frame.
