@@ -1,0 +1,264 @@
+//! Bad input to the real `stream-sum` binary: each gets its exit code (2 usage, 3 operational)
+//! and a message on stderr naming what is wrong.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Unknown flags and bad values exit 2 before touching any data directory, naming the flag and
+/// the value on stderr.
+#[test]
+fn usage_errors_exit_2_and_name_the_flag() {
+    let t = temp_data();
+    let data = t.data.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["run", "--data", data, "--bogus"], &["--bogus"]),
+        (
+            &["run", "--data", data, "--duration", "abc"],
+            &["--duration", "abc"],
+        ),
+        (
+            &["run", "--data", data, "--partitions", "0"],
+            &["--partitions", "0"],
+        ),
+        (&["run", "--data", data, "--chunkers", "0"], &["--chunkers", "0"]),
+        (&["run", "--data", data, "--streams=-1"], &["--streams", "-1"]),
+        (&["run", "--data", data, "--sla", "soon"], &["--sla", "soon"]),
+        (&["verify", "--data", data, "--bogus"], &["--bogus"]),
+        (
+            &["journal", "read", "--data", data, "runs", "--from", "x"],
+            &["--from", "x"],
+        ),
+        (&["journal", "frobnicate"], &["frobnicate"]),
+    ];
+    for (args, named) in cases {
+        let out = cli(args);
+        out.expect_code(2, &format!("{args:?}"));
+        for n in *named {
+            assert!(
+                out.stderr.contains(n),
+                "{args:?}: stderr does not name {n:?}:\n{}",
+                out.stderr
+            );
+        }
+        assert!(out.stdout.is_empty(), "{args:?}: stdout:\n{}", out.stdout);
+    }
+    assert!(!t.data.exists(), "a usage error created the data directory");
+}
+
+/// `verify`, `journal ls` and `journal read` on a directory that does not exist exit 3 with a
+/// message naming the directory, and do not create it.
+#[test]
+fn read_only_commands_on_missing_directory_exit_3_naming_it() {
+    let t = temp_data();
+    let missing = t.dir.path().join("no-such-data");
+    let d = missing.to_str().unwrap();
+    for args in [
+        vec!["verify", "--data", d],
+        vec!["verify", "--data", d, "--json"],
+        vec!["journal", "ls", "--data", d],
+        vec!["journal", "read", "--data", d, "chunks-000"],
+    ] {
+        let out = cli(&args);
+        out.expect_code(3, &format!("{args:?}"));
+        assert!(
+            out.stderr.contains(d),
+            "{args:?}: stderr does not name {d}:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("does not exist"),
+            "{args:?}: stderr does not say what is wrong:\n{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !missing.exists(),
+        "a read-only command created the data directory"
+    );
+}
+
+/// `journal read` of a journal the directory does not hold exits 3, naming the journal.
+#[test]
+fn journal_read_of_missing_journal_exits_3_naming_it() {
+    let t = temp_data();
+    small_run(&t.data, "300ms");
+    let out = cli(&[
+        "journal",
+        "read",
+        "--data",
+        t.data.to_str().unwrap(),
+        "chunks-999",
+    ]);
+    out.expect_code(3, "journal read chunks-999");
+    assert!(out.stderr.contains("chunks-999"), "stderr:\n{}", out.stderr);
+    assert!(out.stderr.contains("does not exist"), "stderr:\n{}", out.stderr);
+    assert!(out.stdout.is_empty(), "stdout:\n{}", out.stdout);
+}
+
+/// While one `run` holds the data directory, a second `run` exits 3 saying it is in use, and
+/// `verify`, `journal ls` and `journal read` still work on it (verify finds no violation in the
+/// live directory: Sums it sees always have their chunks).
+#[test]
+fn run_on_directory_in_use_exits_3_while_read_only_commands_work() {
+    let t = temp_data();
+    let d = t.data.to_str().unwrap();
+    let mut args = small_run_args(&t.data, "30s");
+    args.retain(|a| a != "--json");
+    let child = bin()
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the holding run");
+    let mut holder = KillOnDrop(child);
+    // The start line is printed once the directory lock is held.
+    let mut stderr = BufReader::new(holder.0.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let started = Instant::now();
+    while !line.starts_with("stream-sum: run 1 over") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "holder exited early"
+        );
+        assert!(started.elapsed() < COMMAND_DEADLINE, "holder never started");
+    }
+    // Let it publish for a while, so the read-only commands meet a directory being written.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let second = cli(&small_run_args(&t.data, "1s"));
+    second.expect_code(3, "second run");
+    assert!(second.stderr.contains("in use"), "stderr:\n{}", second.stderr);
+    assert!(
+        second.stderr.contains(d),
+        "stderr does not name {d}:\n{}",
+        second.stderr
+    );
+
+    for _ in 0..3 {
+        let v = verify_json(&t.data, 0);
+        assert_eq!(u64_field(&v, "violations"), 0, "verify of a live directory: {v}");
+    }
+    let ls = journal_ls(&t.data);
+    assert!(journal_names(&ls, "chunks-").len() == 2, "{ls}");
+    let runs = journal_read(&t.data, "runs", None);
+    assert_eq!(runs.len(), 1, "the refused run must not record a run: {runs:?}");
+
+    assert!(
+        holder.0.try_wait().expect("try_wait").is_none(),
+        "the holding run ended early"
+    );
+    holder.0.kill().expect("kill the holding run");
+    holder.0.wait().expect("wait");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("read stderr");
+}
+
+/// Flips one payload byte of a frame in the middle of a finished run's chunk fragment (valid
+/// frames follow it): `journal read` and `verify` exit 3 with an error naming the fragment file
+/// and the damaged frame's offset.
+#[test]
+fn corrupt_chunk_fragment_exits_3_naming_fragment_and_offset() {
+    let t = temp_data();
+    small_run(&t.data, "500ms");
+    let ls = journal_ls(&t.data);
+    let journal = ls["journals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "chunks-000")
+        .expect("chunks-000 listed")
+        .clone();
+    let fragment = &journal["fragments"][0];
+    let (begin, end) = (u64_field(fragment, "begin"), u64_field(fragment, "end"));
+    let path = str_field(fragment, "path").to_string();
+    let mut frames: Vec<u64> = journal_read(&t.data, "chunks-000", None)
+        .iter()
+        .map(|l| u64_field(l, "offset"))
+        .collect();
+    frames.dedup();
+    // The first frame at or past the fragment's middle, with at least one frame after it.
+    let middle = begin + (end - begin) / 2;
+    let i = frames
+        .iter()
+        .position(|&o| o >= middle)
+        .expect("a frame past the middle");
+    let damaged = frames[i];
+    assert!(
+        frames.get(i + 1).is_some_and(|&o| o < end),
+        "no valid frame follows {damaged}"
+    );
+    // Byte 4 of the frame's first message: past the 40-byte header and the 4-byte length prefix.
+    let flip_at = damaged - begin + 40 + 4;
+    let mut bytes = std::fs::read(&path).expect("read fragment");
+    bytes[flip_at as usize] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("write fragment");
+
+    let file_name = Path::new(&path)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let d = t.data.to_str().unwrap();
+    for args in [
+        vec!["journal", "read", "--data", d, "chunks-000"],
+        vec!["verify", "--data", d],
+        vec!["verify", "--data", d, "--json"],
+    ] {
+        let out = cli(&args);
+        out.expect_code(3, &format!("{args:?}"));
+        assert!(
+            out.stderr.contains(&file_name),
+            "{args:?}: stderr does not name {file_name}:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(&format!("offset {damaged}")),
+            "{args:?}: stderr does not name offset {damaged}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// `journal read` into a pipe closed after one line (like `| head -1`) exits 0 quietly.
+#[test]
+fn journal_read_into_closed_pipe_exits_0() {
+    let t = temp_data();
+    small_run(&t.data, "500ms");
+    let ls = journal_ls(&t.data);
+    let end = journal_end(&ls, "chunks-000");
+    assert!(
+        end > 1 << 20,
+        "chunks-000 holds only {end} bytes, too few to fill a pipe"
+    );
+    let mut child = bin()
+        .args([
+            "journal",
+            "read",
+            "--data",
+            t.data.to_str().unwrap(),
+            "chunks-000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn journal read");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("read one line");
+    let first: serde_json::Value = serde_json::from_str(&first).expect("first line is JSON");
+    assert_eq!(first["kind"], "chunk", "{first}");
+    drop(stdout);
+    let out = finish(child, COMMAND_DEADLINE);
+    out.expect_code(0, "journal read | head -1");
+    assert!(out.stderr.is_empty(), "stderr:\n{}", out.stderr);
+}

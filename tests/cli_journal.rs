@@ -1,0 +1,148 @@
+//! `stream-sum journal ls | read`: the documented JSON shapes, checked against each other and
+//! against SHA-1 recomputed here from the chunks `journal read` prints.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use common::*;
+use sha1::{Digest, Sha1};
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    assert!(
+        s.len().is_multiple_of(2) && is_lower_hex(s),
+        "not lower-case hex: {s}"
+    );
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// `journal ls --json` is `{"journals":[{"name","begin","end","fragments":[...]}]}` listing the
+/// chunk journals, shard logs and `runs`, each with contiguous fragments from begin to end whose
+/// files exist.
+#[test]
+fn journal_ls_json_lists_journals_with_contiguous_fragments() {
+    let t = temp_data();
+    small_run(&t.data, "300ms");
+    let ls = journal_ls(&t.data);
+    let mut names: Vec<String> = journal_names(&ls, "");
+    names.sort();
+    assert_eq!(
+        names,
+        ["chunks-000", "chunks-001", "runs", "sums-000", "sums-001"],
+        "{ls}"
+    );
+    for j in ls["journals"].as_array().unwrap() {
+        let name = str_field(j, "name");
+        let (begin, end) = (u64_field(j, "begin"), u64_field(j, "end"));
+        assert!(begin < end, "{name}: empty after a run: {j}");
+        let fragments = j["fragments"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no fragments: {j}"));
+        assert!(!fragments.is_empty(), "{name}: {j}");
+        let mut at = begin;
+        for f in fragments {
+            assert_eq!(u64_field(f, "begin"), at, "{name}: fragments not contiguous: {j}");
+            at = u64_field(f, "end");
+            let path = str_field(f, "path");
+            assert!(
+                std::path::Path::new(path).is_file(),
+                "{name}: fragment file {path} missing"
+            );
+        }
+        assert_eq!(at, end, "{name}: fragments end at {at}, journal at {end}");
+    }
+}
+
+/// Every `journal read` line carries journal, offset and kind; chunks carry stream, seq, final
+/// and data_hex, Sums stream, seq and sha1_hex. Each Sum's `stream` matches its stream's chunks
+/// in the same-numbered chunk journal, and its sha1_hex equals SHA-1 over those chunks' data
+/// (deduplicated by seq, seq 0 to the final chunk's seq, which is the Sum's seq).
+#[test]
+fn journal_read_sums_match_sha1_of_their_chunks() {
+    let t = temp_data();
+    let run = small_run(&t.data, "500ms");
+    let ls = journal_ls(&t.data);
+
+    // stream -> seq -> (data, final), over both chunk journals; stream -> partition.
+    let mut streams: HashMap<String, BTreeMap<u64, (Vec<u8>, bool)>> = HashMap::new();
+    let mut partition_of: HashMap<String, String> = HashMap::new();
+    for name in journal_names(&ls, "chunks-") {
+        let mut last_offset = 0;
+        for line in journal_read(&t.data, &name, None) {
+            assert_eq!(str_field(&line, "journal"), name, "{line}");
+            assert_eq!(str_field(&line, "kind"), "chunk", "{line}");
+            let offset = u64_field(&line, "offset");
+            assert!(offset >= last_offset, "{name}: offsets go backwards at {line}");
+            last_offset = offset;
+            let stream = str_field(&line, "stream").to_string();
+            assert!(stream.len() == 16 && is_lower_hex(&stream), "{line}");
+            let is_final = line["final"]
+                .as_bool()
+                .unwrap_or_else(|| panic!("no final: {line}"));
+            let data = unhex(str_field(&line, "data_hex"));
+            let partition = name.trim_start_matches("chunks-").to_string();
+            let p = partition_of
+                .entry(stream.clone())
+                .or_insert_with(|| partition.clone());
+            assert_eq!(*p, partition, "stream {stream} in two chunk journals");
+            streams
+                .entry(stream)
+                .or_default()
+                .entry(u64_field(&line, "seq"))
+                .or_insert((data, is_final));
+        }
+    }
+    assert!(!streams.is_empty(), "no chunks read");
+
+    let mut sums_checked = 0u64;
+    for name in journal_names(&ls, "sums-") {
+        let partition = name.trim_start_matches("sums-");
+        for line in journal_read(&t.data, &name, None) {
+            assert_eq!(str_field(&line, "journal"), name, "{line}");
+            u64_field(&line, "offset");
+            if str_field(&line, "kind") != "sum" {
+                continue;
+            }
+            let stream = str_field(&line, "stream");
+            let seq = u64_field(&line, "seq");
+            let sha1_hex = str_field(&line, "sha1_hex");
+            assert!(sha1_hex.len() == 40 && is_lower_hex(sha1_hex), "{line}");
+            let chunks = streams
+                .get(stream)
+                .unwrap_or_else(|| panic!("Sum for a stream with no chunks: {line}"));
+            assert_eq!(
+                partition_of[stream], partition,
+                "Sum in another partition than its chunks: {line}"
+            );
+            let seqs: Vec<u64> = chunks.keys().copied().collect();
+            assert_eq!(
+                seqs,
+                (0..=seq).collect::<Vec<_>>(),
+                "stream {stream}: chunk seqs vs Sum seq {seq}"
+            );
+            assert!(
+                chunks[&seq].1,
+                "stream {stream}: chunk {seq} (the Sum's seq) is not final"
+            );
+            let mut h = Sha1::new();
+            for (data, _) in chunks.values() {
+                h.update(data);
+            }
+            let computed: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(
+                computed, sha1_hex,
+                "stream {stream}: SHA-1 of its chunks vs its Sum"
+            );
+            sums_checked += 1;
+        }
+    }
+    assert_eq!(sums_checked, u64_field(&run, "streams_finished"), "{run}");
+}

@@ -1,0 +1,62 @@
+//! `stream-sum run` on a fresh data directory, then `stream-sum verify` over it.
+
+mod common;
+
+use common::*;
+
+/// A 3-second run exits 0 with a JSON summary holding every documented field, no violations and
+/// a verified Sum for each finished stream; `verify` (text and JSON) then passes with nothing
+/// pending and recomputes the same streams, chunks and bytes the run reported publishing.
+#[test]
+fn run_then_verify_passes_with_nothing_pending() {
+    let t = temp_data();
+    let run = small_run(&t.data, "3s");
+
+    let finished = u64_field(&run, "streams_finished");
+    assert!(finished > 0, "no stream finished: {run}");
+    assert_eq!(u64_field(&run, "sums_verified"), finished, "{run}");
+    assert_eq!(u64_field(&run, "violations"), 0, "{run}");
+    assert_eq!(run["completed"], true, "{run}");
+    let chunks = u64_field(&run, "chunks");
+    let chunk_bytes = u64_field(&run, "chunk_bytes");
+    assert!(chunks >= finished && chunk_bytes > 0, "{run}");
+    let elapsed_s = f64_field(&run, "elapsed_s");
+    assert!(
+        (3.0..60.0).contains(&elapsed_s),
+        "elapsed_s {elapsed_s} for --duration 3s"
+    );
+    let (p50, p99, max) = (
+        f64_field(&run, "latency_ms_p50"),
+        f64_field(&run, "latency_ms_p99"),
+        f64_field(&run, "latency_ms_max"),
+    );
+    assert!(
+        0.0 < p50 && p50 <= p99 && p99 <= max,
+        "latencies p50 {p50} p99 {p99} max {max}"
+    );
+
+    let text = cli(&["verify", "--data", t.data.to_str().unwrap()]);
+    text.expect_code(0, "verify");
+    assert!(
+        text.stdout.contains("violations: 0"),
+        "verify text output:\n{}",
+        text.stdout
+    );
+
+    let v = verify_json(&t.data, 0);
+    assert_eq!(u64_field(&v, "violations"), 0, "{v}");
+    assert_eq!(
+        u64_field(&v, "pending"),
+        0,
+        "verify right after a graceful run: {v}"
+    );
+    assert_eq!(u64_field(&v, "streams_finished"), finished, "{v}");
+    assert_eq!(u64_field(&v, "sums_verified"), finished, "{v}");
+    assert_eq!(u64_field(&v, "sums"), finished, "{v}");
+    assert_eq!(u64_field(&v, "streams_unfinished"), 0, "{v}");
+    assert_eq!(u64_field(&v, "chunks"), chunks, "{v}");
+    assert_eq!(u64_field(&v, "chunk_bytes"), chunk_bytes, "{v}");
+    assert_eq!(u64_field(&v, "duplicate_chunks"), 0, "{v}");
+    assert_eq!(u64_field(&v, "chunk_journals"), 2, "{v}");
+    assert_eq!(u64_field(&v, "shard_logs"), 2, "{v}");
+}
