@@ -54,7 +54,7 @@ impl Workload {
     pub fn options(&self, storage: &SimStorage) -> Options {
         Options {
             fragment_max_bytes: self.fragment_max_bytes,
-            frame_max_bytes: 32 << 10,
+            frame_max_bytes: 12 << 10,
             batch_max_messages: 4096,
             pending_max_bytes: 64 << 10,
             storage: Arc::new(storage.clone()),
