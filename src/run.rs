@@ -165,6 +165,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("stream-sum: error: --chunkers must be at most {CHUNKERS_MAX}");
         return Ok(EXIT_USAGE);
     }
+    if args.streams * args.chunkers > OPEN_STREAMS_MAX {
+        eprintln!(
+            "stream-sum: error: --streams x --chunkers must be at most {OPEN_STREAMS_MAX} (the open streams one summer shard may hold)"
+        );
+        return Ok(EXIT_USAGE);
+    }
     if args.partitions > 1000 {
         eprintln!("stream-sum: error: --partitions must be at most 1000");
         return Ok(EXIT_USAGE);
@@ -475,8 +481,8 @@ fn supervise(
     }
 }
 
-/// Journal limits for stream-sum: frames large enough for a summer snapshot at its open-stream
-/// cap (50,000 × 112 B) plus its finished window (100,000 × 12 B).
+/// Journal limits for stream-sum: 16 MiB frames hold a summer snapshot of up to
+/// `OPEN_STREAMS_MAX` open streams (112 B each) plus its finished window (12 B per entry).
 pub fn log_options() -> Options {
     Options {
         frame_max_bytes: 16 << 20,
@@ -493,10 +499,13 @@ fn summer_config(args: &RunArgs) -> SummerConfig {
     let default = SummerConfig::default();
     SummerConfig {
         expire_after_bytes: default.expire_after_bytes.max(16 * gap_bytes),
-        max_open_streams: default.max_open_streams.max(2 * args.streams * args.chunkers),
+        max_open_streams: OPEN_STREAMS_MAX,
         ..default
     }
 }
+
+/// Most open streams per summer shard in a run: 100,000 × 112 B + 50,000 × 12 B < 16 MiB.
+const OPEN_STREAMS_MAX: usize = 100_000;
 
 fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: bool, config: ShardConfig) {
     let name = format!("shard-{p:03}");

@@ -28,6 +28,9 @@ pub trait Application {
     fn apply(&mut self, message: &[u8], frame_offset: u64, out: &mut Batch) -> Result<(), AppError>;
     /// Writes the state touched since the last delta or snapshot, and forgets what was touched.
     fn write_delta(&mut self, out: &mut Vec<u8>);
+    /// About how many bytes [`Application::write_delta`] would write now (bounds a
+    /// transaction's frame together with its outputs).
+    fn delta_bytes_hint(&self) -> usize;
     /// Writes the whole state, and forgets what was touched.
     fn write_snapshot(&mut self, out: &mut Vec<u8>);
     /// Replaces the state with a snapshot.
@@ -102,8 +105,12 @@ pub struct ShardConfig {
     pub txn_max_messages: usize,
     /// ...or this many input bytes...
     pub txn_max_input_bytes: u64,
-    /// ...or this long after it started (checked between frames).
+    /// ...or this long after it started (checked between frames)...
     pub txn_max_duration: Duration,
+    /// ...or once its outputs plus its delta reach this many bytes (checked between frames; one
+    /// input frame's outputs may go past it), so a transaction frame stays below the journal's
+    /// `frame_max_bytes`.
+    pub txn_max_output_bytes: u64,
     /// A snapshot is written once the deltas since the last one reach
     /// `max(snapshot_min_delta_bytes, 2 × last snapshot size)`, so recovery reads a bounded
     /// amount and snapshot cost stays proportional to the work done.
@@ -122,6 +129,7 @@ impl Default for ShardConfig {
             txn_max_messages: 1 << 16,
             txn_max_input_bytes: 4 << 20,
             txn_max_duration: Duration::from_millis(20),
+            txn_max_output_bytes: 1 << 20,
             snapshot_min_delta_bytes: 1 << 20,
             pipelined: true,
             unsafe_split_commit: false,
@@ -139,7 +147,12 @@ pub struct TxnReport {
     /// Bytes of the checkpoint message (delta or snapshot).
     pub checkpoint_bytes: u64,
     pub snapshot: bool,
-    /// Where the transaction frame was placed (`None` if there was nothing to commit).
+    /// Bytes of the snapshot checkpoint written after this transaction, in its own frame (0 if
+    /// none was due).
+    pub snapshot_bytes: u64,
+    /// Where the transaction's frames were placed: `offset` of its first frame, `end` just past
+    /// its last (the snapshot frame, if one followed): the shard-log head after it. `None` if
+    /// nothing was placed. A fresh shard's first call also places its initial snapshot.
     pub placed_at: Option<AppendAck>,
 }
 
@@ -340,13 +353,37 @@ impl<A: Application> Shard<A> {
     fn txn_full(&self, report: &TxnReport, started: Instant) -> bool {
         report.input_messages >= self.config.txn_max_messages as u64
             || report.input_bytes >= self.config.txn_max_input_bytes
+            || (self.frame.payload().len() + self.app.delta_bytes_hint()) as u64
+                >= self.config.txn_max_output_bytes
             || started.elapsed() >= self.config.txn_max_duration
+    }
+
+    /// A fresh shard's first frame: a snapshot of the initial state, so every later delta has a
+    /// base. Written before any input is applied.
+    fn commit_initial_snapshot(&mut self, report: &mut TxnReport) -> Result<(), ShardError> {
+        debug_assert!(self.frame.is_empty() && self.in_flight.is_none());
+        let pending = self.commit_frame(report, true)?;
+        report.snapshot_bytes = std::mem::take(&mut report.checkpoint_bytes);
+        self.pending_checkpoint = Some((self.reader.offset(), self.snapshot_offset));
+        self.in_flight = Some(pending);
+        Ok(())
+    }
+
+    fn snapshot_due(&self) -> bool {
+        self.delta_bytes_since_snapshot
+            >= self
+                .config
+                .snapshot_min_delta_bytes
+                .max(2 * self.last_snapshot_bytes)
     }
 
     /// Runs one transaction: waits up to `idle_wait` for input, applies what is available within
     /// the bounds, and commits. With nothing to apply, only settles an in-flight append.
     pub fn run_transaction(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
         let mut report = TxnReport::default();
+        if self.next_txn_seq == 0 {
+            self.commit_initial_snapshot(&mut report)?;
+        }
         let started = Instant::now();
         let read_err = |name: &str, error| ShardError::Read {
             shard: name.to_string(),
@@ -377,6 +414,9 @@ impl<A: Application> Shard<A> {
     /// Async [`Shard::run_transaction`].
     pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
         let mut report = TxnReport::default();
+        if self.next_txn_seq == 0 {
+            self.commit_initial_snapshot(&mut report)?;
+        }
         let started = Instant::now();
         let read_err = |name: &str, error| ShardError::Read {
             shard: name.to_string(),
@@ -421,26 +461,42 @@ impl<A: Application> Shard<A> {
             // with an empty delta. A crash in between has advanced the input offset past
             // outputs that never land.
             let outputs = std::mem::replace(&mut self.frame, Batch::with_capacity(64 << 10));
-            let first = self.commit_frame(report)?;
+            let first = self.commit_frame(report, false)?;
             first.wait().map_err(|e| ShardError::append(&self.name, e))?;
             let count = outputs.message_count();
             self.frame = outputs;
-            let second = self.commit_frame(report)?;
+            let second = self.commit_frame(report, false)?;
             report.outputs = count;
             return Ok(second);
         }
-        self.commit_frame(report)
+        let pending = self.commit_frame(report, false)?;
+        if !self.snapshot_due() {
+            return Ok(pending);
+        }
+        // Snapshots travel in a frame of their own, after the transaction's frame, so no frame
+        // holds both outputs and the whole state. A crash between the two is harmless: the
+        // transaction is complete without the snapshot. Waiting for the later frame covers the
+        // earlier one (a journal completes appends in order and fails everything queued behind
+        // a failure).
+        let mut snapshot_report = TxnReport::default();
+        let snapshot = self.commit_frame(&mut snapshot_report, true)?;
+        report.snapshot = true;
+        report.snapshot_bytes = snapshot_report.checkpoint_bytes;
+        report.placed_at = Some(AppendAck {
+            offset: pending.ack().offset,
+            end: snapshot.ack().end,
+        });
+        Ok(snapshot)
     }
 
-    /// Places the frame of outputs gathered so far plus a checkpoint, conditionally.
-    fn commit_frame(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+    /// Places the frame of outputs gathered so far plus a checkpoint (a snapshot if `snapshot`,
+    /// which needs a frame without outputs), conditionally.
+    fn commit_frame(&mut self, report: &mut TxnReport, snapshot: bool) -> Result<PendingAppend, ShardError> {
+        debug_assert!(
+            !snapshot || self.frame.is_empty(),
+            "a snapshot frame carries no outputs"
+        );
         let input_offset = self.reader.offset();
-        let snapshot = self.next_txn_seq == 0
-            || self.delta_bytes_since_snapshot
-                >= self
-                    .config
-                    .snapshot_min_delta_bytes
-                    .max(2 * self.last_snapshot_bytes);
         let frame_offset = self.expect_head;
         let (kind, snapshot_offset) = if snapshot {
             (CheckpointKind::Snapshot, frame_offset)

@@ -37,7 +37,9 @@ use crate::shard::{AppError, Application};
 pub const SHA1_STATE_BYTES: usize = 92;
 const OPEN_ENTRY_BYTES: usize = 8 + 4 + 8 + SHA1_STATE_BYTES;
 
-/// Summer limits.
+/// Summer limits. A snapshot holds 112 B per open stream and 12 B per finished-window entry, and
+/// must fit in one journal frame: the defaults (25,000 and 50,000: 3.4 MB) fit the journal's
+/// default 4 MiB `frame_max_bytes`; raise both together.
 #[derive(Debug, Clone)]
 pub struct SummerConfig {
     pub max_open_streams: usize,
@@ -51,10 +53,10 @@ pub struct SummerConfig {
 impl Default for SummerConfig {
     fn default() -> SummerConfig {
         SummerConfig {
-            max_open_streams: 50_000,
+            max_open_streams: 25_000,
             expire_after_bytes: 256 << 20,
             expire_check_interval_bytes: 4 << 20,
-            finished_window: 100_000,
+            finished_window: 50_000,
         }
     }
 }
@@ -275,6 +277,13 @@ impl Application for Summer {
         out.extend_from_slice(&self.next_expiry_check.to_le_bytes());
     }
 
+    fn delta_bytes_hint(&self) -> usize {
+        self.touched.len() * OPEN_ENTRY_BYTES
+            + self.finished_since_delta * 12
+            + self.expired_since_delta.len() * 8
+            + 64
+    }
+
     fn write_snapshot(&mut self, out: &mut Vec<u8>) {
         for id in self.touched.drain(..) {
             if let Some(s) = self.open.get_mut(&id) {
@@ -320,16 +329,13 @@ impl Summer {
     /// Reads the common delta/snapshot layout and applies it on top of the current state.
     fn read_state(&mut self, c: &mut Cursor<'_>) -> Result<(), DecodeError> {
         let open_count = c.u32()?;
+        let mut opened = Vec::with_capacity((open_count as usize).min(c.bytes.len() / OPEN_ENTRY_BYTES));
         for _ in 0..open_count {
             let id = StreamId(c.u64()?);
             let last_seq = c.u32()?;
             let last_active_offset = c.u64()?;
-            let state = SerializedState::<Sha1>::try_from(c.take(SHA1_STATE_BYTES)?)
-                .map_err(|_| DecodeError::new("summer state", "bad SHA-1 state length"))?;
-            let hasher = Sha1::deserialize(&state).map_err(|_| {
-                DecodeError::new("summer state", format!("invalid SHA-1 state of stream {id}"))
-            })?;
-            self.open.insert(
+            let hasher = read_sha1_state(c.take(SHA1_STATE_BYTES)?, id)?;
+            opened.push((
                 id,
                 OpenStream {
                     hasher,
@@ -337,7 +343,7 @@ impl Summer {
                     last_active_offset,
                     touched: false,
                 },
-            );
+            ));
         }
         let finished_count = c.u32()?;
         for _ in 0..finished_count {
@@ -350,6 +356,9 @@ impl Summer {
         for _ in 0..expired_count {
             self.open.remove(&StreamId(c.u64()?));
         }
+        // Removals first, then the streams open at the end of the transaction: a stream expired
+        // and then started again by a late duplicate of its first chunk ends up open, as live.
+        self.open.extend(opened);
         self.counters = SummerCounters {
             chunks: c.u64()?,
             chunk_bytes: c.u64()?,
@@ -359,6 +368,24 @@ impl Summer {
         };
         Ok(())
     }
+}
+
+/// Restores a running SHA-1, refusing states whose length count would overflow when hashing
+/// continues (the sha1 crate trusts it; a corrupt or crafted checkpoint must not panic).
+fn read_sha1_state(bytes: &[u8], id: StreamId) -> Result<Sha1, DecodeError> {
+    const BLOCK_LEN_AT: usize = 20;
+    const BLOCK_LEN_MAX: u64 = 1 << 50;
+    let block_len = u64::from_le_bytes(bytes[BLOCK_LEN_AT..BLOCK_LEN_AT + 8].try_into().expect("8 bytes"));
+    if block_len > BLOCK_LEN_MAX {
+        return Err(DecodeError::new(
+            "summer state",
+            format!("SHA-1 state of stream {id} claims {block_len} blocks"),
+        ));
+    }
+    let state = SerializedState::<Sha1>::try_from(bytes)
+        .map_err(|_| DecodeError::new("summer state", "bad SHA-1 state length"))?;
+    Sha1::deserialize(&state)
+        .map_err(|_| DecodeError::new("summer state", format!("invalid SHA-1 state of stream {id}")))
 }
 
 fn write_open_entry(out: &mut Vec<u8>, id: StreamId, s: &OpenStream) {

@@ -161,15 +161,15 @@ fn delta_checkpoints_track_streams_touched_not_streams_open() {
         "deltas vary in size"
     );
     assert!(
-        snapshot.checkpoint_bytes >= snapshot_min,
+        snapshot.snapshot_bytes >= snapshot_min,
         "snapshot of {OPEN_STREAMS} open streams is {} bytes",
-        snapshot.checkpoint_bytes
+        snapshot.snapshot_bytes
     );
     eprintln!(
         "checkpoint_size: {OPEN_STREAMS} open streams: delta touching {TOUCHED_PER_TXN} = {delta_bytes} B, \
          snapshot = {} B ({}x), {} deltas before the snapshot",
-        snapshot.checkpoint_bytes,
-        snapshot.checkpoint_bytes / delta_bytes,
+        snapshot.snapshot_bytes,
+        snapshot.snapshot_bytes / delta_bytes,
         deltas.len() - DELTAS_AFTER_SNAPSHOT
     );
 
