@@ -25,8 +25,14 @@
 //! chunks; no Sum names a stream that was never finished. The check runs after one more power
 //! loss at rest, so anything a reader saw but that was not durable shows up as lost.
 //!
-//! `SS_STORAGE_FAULT_SEEDS=N` runs more seeds; `SS_STORAGE_FAULT_SEED=S` runs only seed S.
-//! Run with `--nocapture` for the counts per fault kind.
+//! Under ENOSPC the chunker waits for each batch before submitting the next (`in_flight_max` 0):
+//! a chunker with batches in flight can leave a gap in a stream after a failed append, a known
+//! bug kept as the ignored `no_space_under_a_pipelined_chunker_leaves_no_gap_in_a_stream`.
+//!
+//! `SS_STORAGE_FAULT_SEEDS=N` runs more seeds; `SS_STORAGE_FAULT_SEED=S` runs only seed S (the
+//! fault and sizes follow from the seed; where it lands also depends on thread timing);
+//! `SS_STORAGE_FAULT_TRACE=1` prints each seed's fault and where it took effect. Run with
+//! `--nocapture` for the counts per fault kind.
 
 mod support;
 
@@ -171,6 +177,7 @@ fn workload(seed: u64, rng: &mut StdRng, unsafe_split_commit: bool) -> Workload 
             snapshot_min_delta_bytes: rng.random_range(256..=4096),
             pipelined: rng.random_bool(0.5),
             unsafe_split_commit,
+            ..ShardConfig::default()
         },
     }
 }
