@@ -145,7 +145,7 @@ impl Summer {
             sha1,
         };
         out.push_with(|b| sum.encode(b));
-        self.counters.sums += 1;
+        self.counters.sums = self.counters.sums.saturating_add(1);
         self.remember_finished(id, stream.last_seq);
         self.finished_since_delta += 1;
     }
@@ -175,7 +175,7 @@ impl Application for Summer {
             };
             out.push_with(|b| e.encode(b));
             self.expired_since_delta.push(id);
-            self.counters.expired += 1;
+            self.counters.expired = self.counters.expired.saturating_add(1);
         }
         Ok(())
     }
@@ -183,10 +183,10 @@ impl Application for Summer {
     fn apply(&mut self, message: &[u8], frame_offset: u64, out: &mut Batch) -> Result<(), AppError> {
         let chunk = Chunk::decode(message).map_err(|e| AppError(format!("not a chunk: {e}")))?;
         let id = chunk.stream;
-        self.counters.chunks += 1;
+        self.counters.chunks = self.counters.chunks.saturating_add(1);
         if let Some(s) = self.open.get_mut(&id) {
             if chunk.seq <= s.last_seq {
-                self.counters.duplicates += 1;
+                self.counters.duplicates = self.counters.duplicates.saturating_add(1);
                 return Ok(());
             }
             if chunk.seq != s.last_seq + 1 {
@@ -198,7 +198,7 @@ impl Application for Summer {
             s.hasher.update(chunk.data);
             s.last_seq = chunk.seq;
             s.last_active_offset = frame_offset;
-            self.counters.chunk_bytes += chunk.data.len() as u64;
+            self.counters.chunk_bytes = self.counters.chunk_bytes.saturating_add(chunk.data.len() as u64);
             if chunk.is_final {
                 let s = self.open.remove(&id).expect("open stream");
                 self.finish(id, s, out);
@@ -209,7 +209,7 @@ impl Application for Summer {
         }
         if let Some(&final_seq) = self.finished.get(&id) {
             if chunk.seq <= final_seq {
-                self.counters.duplicates += 1;
+                self.counters.duplicates = self.counters.duplicates.saturating_add(1);
                 return Ok(());
             }
             return Err(AppError(format!(
@@ -231,7 +231,7 @@ impl Application for Summer {
         }
         let mut hasher = Sha1::new();
         hasher.update(chunk.data);
-        self.counters.chunk_bytes += chunk.data.len() as u64;
+        self.counters.chunk_bytes = self.counters.chunk_bytes.saturating_add(chunk.data.len() as u64);
         let s = OpenStream {
             hasher,
             last_seq: 0,
@@ -349,6 +349,12 @@ impl Summer {
         for _ in 0..finished_count {
             let id = StreamId(c.u64()?);
             let final_seq = c.u32()?;
+            if self.finished.contains_key(&id) {
+                return Err(DecodeError::new(
+                    "summer state",
+                    format!("stream {id} finished twice"),
+                ));
+            }
             self.open.remove(&id);
             self.remember_finished(id, final_seq);
         }

@@ -12,28 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Regression inputs that still fail because the library bug they found is not fixed yet; each is
 /// replayed by its own `#[ignore]`d test below instead. Remove an entry once its bug is fixed.
-const KNOWN_FAILING: &[(&str, &str)] = &[
-    (
-        "message_decode",
-        "0001-summer-restores-sha1-state-whose-bit-length-overflows",
-    ),
-    (
-        "message_decode",
-        "0002-summer-restores-counters-that-overflow-on-use",
-    ),
-    (
-        "message_decode",
-        "0003-duplicate-finished-stream-breaks-finished-window",
-    ),
-    (
-        "journal_recovery",
-        "0001-unaligned-fragment-name-loses-acked-append",
-    ),
-    (
-        "journal_recovery",
-        "0002-fragment-name-near-u64-max-overflows-offsets",
-    ),
-];
+const KNOWN_FAILING: &[(&str, &str)] = &[];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -166,7 +145,6 @@ fn replay_one(target: &str, name: &str) {
 /// message bit length overflow 64 bits; finishing that stream then panics in the sha1 crate
 /// (overflow checks on) or sums a wrapped length (off).
 #[test]
-#[ignore = "known failing until Summer::read_state refuses SHA-1 states of 2^55 blocks or more (consumer/src/summer.rs)"]
 fn message_decode_0001_summer_refuses_sha1_state_whose_bit_length_overflows() {
     replay_one(
         "message_decode",
@@ -177,7 +155,6 @@ fn message_decode_0001_summer_refuses_sha1_state_whose_bit_length_overflows() {
 /// Finding 0002 (message_decode): the summer restores counters at u64::MAX; counting the next
 /// chunk or sum then overflows (a panic with overflow checks).
 #[test]
-#[ignore = "known failing until the summer refuses or saturates restored counters (consumer/src/summer.rs)"]
 fn message_decode_0002_summer_counters_restored_near_u64_max_do_not_overflow() {
     replay_one(
         "message_decode",
@@ -189,7 +166,6 @@ fn message_decode_0002_summer_counters_restored_near_u64_max_do_not_overflow() {
 /// window of one, leaves the stream in the window but not in the map; writing the next snapshot
 /// panics ("no entry found for key", consumer/src/summer.rs `write_snapshot`).
 #[test]
-#[ignore = "known failing until the summer refuses or merges duplicate finished streams (consumer/src/summer.rs)"]
 fn message_decode_0003_duplicate_finished_stream_is_refused_or_merged() {
     replay_one(
         "message_decode",
@@ -202,7 +178,6 @@ fn message_decode_0003_duplicate_finished_stream_is_refused_or_merged() {
 /// the append after it is acknowledged at an unaligned offset, which `decode_header` refuses, so
 /// the next open cuts it as a torn tail.
 #[test]
-#[ignore = "known failing until recovery refuses unaligned fragment names (log/src/recovery.rs)"]
 fn journal_recovery_0001_unaligned_fragment_name_is_refused_or_keeps_appends() {
     replay_one(
         "journal_recovery",
@@ -214,7 +189,6 @@ fn journal_recovery_0001_unaligned_fragment_name_is_refused_or_keeps_appends() {
 /// journal overflow `begin + pos` in recovery (a panic with overflow checks, wrapped offsets
 /// without).
 #[test]
-#[ignore = "known failing until recovery refuses fragment begins whose offsets overflow (log/src/recovery.rs)"]
 fn journal_recovery_0002_fragment_name_near_u64_max_is_refused() {
     replay_one(
         "journal_recovery",

@@ -13,21 +13,33 @@ use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::sim::SimStorage;
 use ss_log::{Log, Options};
 
-/// Known bug, not fixed yet (reported to the lead): with the default limits a shard may hold up
-/// to 50,000 open streams, but a snapshot of more than about 37,000 (112 bytes each, plus 12 per
-/// remembered finished stream) exceeds the default 4 MiB `frame_max_bytes`; the shard then stops
-/// with `FrameTooLarge` at its next snapshot, and again after every restart. Checks that a shard
-/// with 40,000 open streams, each touched three times, runs to the end of its input.
+/// Regression: with the default limits a shard could hold up to 50,000 open streams, but a
+/// snapshot of more than about 37,000 exceeded the default 4 MiB `frame_max_bytes`, so the shard
+/// stopped with `FrameTooLarge` at its next snapshot, and again after every restart. Now the
+/// defaults fit: a shard at exactly `max_open_streams`, with a full finished window, runs through
+/// its snapshots (written in frames of their own), and one more stream is a clear error.
 #[test]
-#[ignore = "known bug: a snapshot of 40,000 open streams exceeds the default frame_max_bytes"]
-fn shard_below_max_open_streams_keeps_running_through_snapshots() {
+fn shard_at_max_open_streams_with_a_full_finished_window_keeps_running_through_snapshots() {
+    let config = SummerConfig::default();
+    let open = config.max_open_streams as u64;
     let sim = SimStorage::new(1);
     let log = Log::open(DATA_DIR, Options::with_storage(Arc::new(sim))).unwrap();
     let input = log.journal("chunks-0").unwrap();
+    // Fill the finished window with single-chunk streams.
+    let finished = config.finished_window as u64;
+    for frame in 0..finished.div_ceil(1000) {
+        let chunks = (0..1000u64).map(|i| Chunk {
+            stream: StreamId(1 << 40 | (frame * 1000 + i)),
+            seq: 0,
+            is_final: true,
+            data: b"y",
+        });
+        input.append(&chunk_batch(chunks)).unwrap();
+    }
     for seq in 0..3u32 {
-        for frame in 0..40u64 {
-            let chunks = (0..1000u64).map(|i| Chunk {
-                stream: StreamId(frame * 1000 + i),
+        for frame in 0..open.div_ceil(1000) {
+            let chunks = (frame * 1000..((frame + 1) * 1000).min(open)).map(|i| Chunk {
+                stream: StreamId(i),
                 seq,
                 is_final: false,
                 data: b"x",
@@ -35,10 +47,9 @@ fn shard_below_max_open_streams_keeps_running_through_snapshots() {
             input.append(&chunk_batch(chunks)).unwrap();
         }
     }
-    let summer = Summer::new(SummerConfig::default());
     let mut shard = Shard::recover(
         "shard-0",
-        summer,
+        Summer::new(config.clone()),
         &input,
         log.journal("sums-0").unwrap(),
         ShardConfig::default(),
@@ -46,10 +57,19 @@ fn shard_below_max_open_streams_keeps_running_through_snapshots() {
     .unwrap();
     shard
         .run_until(input.durable_head(), Duration::ZERO)
-        .expect("40,000 open streams are below max_open_streams");
-    assert_eq!(shard.app().open_streams(), 40_000);
+        .expect("max_open_streams open streams are allowed");
+    assert_eq!(shard.app().open_streams() as u64, open);
     assert!(
         shard.stats().snapshots >= 2,
-        "a snapshot of all 40,000 streams was written"
+        "snapshots of all streams were written"
     );
+    let one_more = Chunk {
+        stream: StreamId(open),
+        seq: 0,
+        is_final: false,
+        data: b"z",
+    };
+    input.append(&chunk_batch([one_more])).unwrap();
+    let error = shard.run_until(input.durable_head(), Duration::ZERO).unwrap_err();
+    assert!(error.to_string().contains("too many open streams"), "{error}");
 }

@@ -21,6 +21,9 @@ use crate::fragment::{parse_fragment_name, Fragment};
 use crate::frame::{self, FrameError, FRAME_ALIGN_BYTES, FRAME_MAGIC, HEADER_LEN};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
+/// Highest begin offset a fragment may have (2^62: offsets within it cannot overflow).
+pub const FRAGMENT_BEGIN_MAX: u64 = 1 << 62;
+
 pub(crate) struct Recovered {
     pub fragments: Vec<Arc<Fragment>>,
     /// The last fragment, opened read-write (read-only for read-only opens).
@@ -54,6 +57,20 @@ pub(crate) fn recover(
         .map_err(|e| io_err(journal, "listing", dir, e))?;
     let mut begins: Vec<u64> = names.iter().filter_map(|n| parse_fragment_name(n)).collect();
     begins.sort_unstable();
+    // Fragments begin where a frame begins (8-aligned), far below where offsets could overflow.
+    if let Some(&bad) = begins
+        .iter()
+        .find(|&&b| b % FRAME_ALIGN_BYTES != 0 || b > FRAGMENT_BEGIN_MAX)
+    {
+        return Err(OpenError::Corrupt {
+            journal: journal.to_string(),
+            fragment: dir.join(crate::fragment::fragment_file_name(bad)),
+            offset: bad,
+            detail: format!(
+                "a fragment cannot begin at offset {bad} (must be a multiple of {FRAME_ALIGN_BYTES} and at most {FRAGMENT_BEGIN_MAX})"
+            ),
+        });
+    }
     let Some(&last_begin) = begins.last() else {
         return Err(OpenError::Corrupt {
             journal: journal.to_string(),
