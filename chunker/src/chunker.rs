@@ -76,6 +76,9 @@ struct InFlight {
 
 struct Outbox {
     journal: Journal,
+    /// The journal's failure count when this chunker started: if any batch fails after it,
+    /// later batches are refused, so no chunk lands where a failed one should have been.
+    failures_at_start: u64,
     batch: Batch,
     finals: Vec<StreamId>,
     oldest: Option<Instant>,
@@ -104,6 +107,7 @@ impl Chunker {
         let outboxes = partitions
             .into_iter()
             .map(|journal| Outbox {
+                failures_at_start: journal.failures(),
                 journal,
                 batch: Batch::with_capacity(config.flush_bytes + (64 << 10)),
                 finals: Vec::new(),
@@ -192,7 +196,7 @@ impl Chunker {
                     std::thread::sleep(ahead);
                 }
             }
-            if count % 32 == 0 {
+            if count.is_multiple_of(32) {
                 self.poll(false)?;
             }
         }
@@ -251,7 +255,9 @@ impl Chunker {
         if outbox.batch.is_empty() {
             return Ok(());
         }
-        let pending = outbox.journal.submit(&outbox.batch)?;
+        let pending = outbox
+            .journal
+            .submit_unless_failed(outbox.failures_at_start, &outbox.batch)?;
         let AppendAck { offset, end } = pending.ack();
         outbox.batch.clear();
         outbox.oldest = None;

@@ -479,7 +479,18 @@ impl<A: Application> Shard<A> {
         // earlier one (a journal completes appends in order and fails everything queued behind
         // a failure).
         let mut snapshot_report = TxnReport::default();
-        let snapshot = self.commit_frame(&mut snapshot_report, true)?;
+        let snapshot = match self.commit_frame(&mut snapshot_report, true) {
+            Ok(snapshot) => snapshot,
+            // The transaction frame just placed may have failed and been rolled back, moving the
+            // head: report that failure, not fencing.
+            Err(fenced @ ShardError::Fenced { .. }) => {
+                return Err(match pending.wait() {
+                    Err(e) => ShardError::append(&self.name, e),
+                    Ok(_) => fenced,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         report.snapshot = true;
         report.snapshot_bytes = snapshot_report.checkpoint_bytes;
         report.placed_at = Some(AppendAck {

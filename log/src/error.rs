@@ -51,6 +51,12 @@ pub enum AppendError {
         expected: u64,
         actual: u64,
     },
+    #[error("journal {journal:?}: an earlier append failed and was rolled back ({failures} failures, {since} when this writer started); refusing so that no later append lands in its place")]
+    AfterFailure {
+        journal: String,
+        since: u64,
+        failures: u64,
+    },
     #[error("journal {journal:?}: frame of {len} bytes exceeds frame_max_bytes {max}")]
     FrameTooLarge { journal: String, len: u64, max: u64 },
     #[error("journal {journal:?}: batch of {count} messages exceeds batch_max_messages {max}")]

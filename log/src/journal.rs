@@ -128,6 +128,8 @@ pub(crate) struct AppendState {
     /// Begin of the fragment the next frame goes into.
     frag_begin: u64,
     poisoned: Option<String>,
+    /// Batches failed and rolled back so far (see [`Journal::submit_unless_failed`]).
+    failures: u64,
     closed: bool,
     writer_idle: bool,
 }
@@ -149,6 +151,16 @@ pub(crate) struct JournalShared {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Bytes of torn tail cut by recovery when this journal was opened.
     pub recovery_cut_bytes: u64,
+}
+
+/// What must still hold when an append is placed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Condition {
+    None,
+    /// The head (including accepted appends) is still this.
+    Head(u64),
+    /// No batch has failed since the failure count was this.
+    NoFailureSince(u64),
 }
 
 /// Whether there was room in the filling buffer.
@@ -199,6 +211,7 @@ impl JournalShared {
                 spare: Vec::new(),
                 frag_begin: last_begin,
                 poisoned: None,
+                failures: 0,
                 closed: false,
                 writer_idle: true,
             }),
@@ -258,7 +271,7 @@ impl JournalShared {
     fn try_enqueue(
         &self,
         batch: &Batch,
-        expect_head: Option<u64>,
+        condition: Condition,
         payload_crc: u32,
     ) -> Result<Enqueue, AppendError> {
         let payload = batch.payload();
@@ -275,14 +288,23 @@ impl JournalShared {
                 journal: self.name.clone(),
             });
         }
-        if let Some(expected) = expect_head {
-            if expected != st.pending_end {
+        match condition {
+            Condition::None => {}
+            Condition::Head(expected) if expected != st.pending_end => {
                 return Err(AppendError::Conflict {
                     journal: self.name.clone(),
                     expected,
                     actual: st.pending_end,
                 });
             }
+            Condition::NoFailureSince(since) if since != st.failures => {
+                return Err(AppendError::AfterFailure {
+                    journal: self.name.clone(),
+                    since,
+                    failures: st.failures,
+                });
+            }
+            Condition::Head(_) | Condition::NoFailureSince(_) => {}
         }
         if !st.fill.is_empty() && st.fill.len() as u64 + frame_len > self.opts.pending_max_bytes {
             return Ok(Enqueue::Full);
@@ -343,32 +365,28 @@ impl JournalShared {
         Ok(frame::payload_crc(self.salt, batch.payload()))
     }
 
-    fn submit_blocking(&self, batch: &Batch, expect_head: Option<u64>) -> Result<PendingAppend, AppendError> {
+    fn submit_blocking(&self, batch: &Batch, condition: Condition) -> Result<PendingAppend, AppendError> {
         let crc = self.check_limits(batch)?;
         loop {
-            if let Enqueue::Queued(p) = self.try_enqueue(batch, expect_head, crc)? {
+            if let Enqueue::Queued(p) = self.try_enqueue(batch, condition, crc)? {
                 return Ok(p);
             }
             let listener = self.space.listen();
-            if let Enqueue::Queued(p) = self.try_enqueue(batch, expect_head, crc)? {
+            if let Enqueue::Queued(p) = self.try_enqueue(batch, condition, crc)? {
                 return Ok(p);
             }
             listener.wait();
         }
     }
 
-    async fn submit_async(
-        &self,
-        batch: &Batch,
-        expect_head: Option<u64>,
-    ) -> Result<PendingAppend, AppendError> {
+    async fn submit_async(&self, batch: &Batch, condition: Condition) -> Result<PendingAppend, AppendError> {
         let crc = self.check_limits(batch)?;
         loop {
-            if let Enqueue::Queued(p) = self.try_enqueue(batch, expect_head, crc)? {
+            if let Enqueue::Queued(p) = self.try_enqueue(batch, condition, crc)? {
                 return Ok(p);
             }
             let listener = self.space.listen();
-            if let Enqueue::Queued(p) = self.try_enqueue(batch, expect_head, crc)? {
+            if let Enqueue::Queued(p) = self.try_enqueue(batch, condition, crc)? {
                 return Ok(p);
             }
             listener.await;
@@ -433,6 +451,7 @@ impl JournalShared {
             st.fill_rolls.clear();
             st.fill_last_frame = None;
             st.frag_begin = frag_begin;
+            st.failures += 1;
             std::mem::replace(&mut st.fill_done, Completion::new())
         };
         batch.done.complete(Err(error.clone()));
@@ -511,35 +530,56 @@ impl Journal {
 
     /// Appends `batch` as one frame and returns once it is durable.
     pub fn append(&self, batch: &Batch) -> Result<AppendAck, AppendError> {
-        self.shared.submit_blocking(batch, None)?.wait()
+        self.shared.submit_blocking(batch, Condition::None)?.wait()
     }
 
     /// Appends only if the journal's head (including appends accepted but not yet durable) is
     /// still `expect_head`; otherwise fails with [`AppendError::Conflict`] and writes nothing.
     pub fn append_if(&self, expect_head: u64, batch: &Batch) -> Result<AppendAck, AppendError> {
-        self.shared.submit_blocking(batch, Some(expect_head))?.wait()
+        self.shared
+            .submit_blocking(batch, Condition::Head(expect_head))?
+            .wait()
     }
 
     /// Places `batch` in the journal without waiting for durability; blocks only while the
     /// pending buffer is full. Call [`PendingAppend::wait`] for the acknowledgement.
     pub fn submit(&self, batch: &Batch) -> Result<PendingAppend, AppendError> {
-        self.shared.submit_blocking(batch, None)
+        self.shared.submit_blocking(batch, Condition::None)
     }
 
     /// [`Journal::submit`] with a conditional head.
     pub fn submit_if(&self, expect_head: u64, batch: &Batch) -> Result<PendingAppend, AppendError> {
-        self.shared.submit_blocking(batch, Some(expect_head))
+        self.shared.submit_blocking(batch, Condition::Head(expect_head))
+    }
+
+    /// How many batches have failed (been rolled back, e.g. on ENOSPC) since the journal was
+    /// opened.
+    pub fn failures(&self) -> u64 {
+        self.shared.state.lock().failures
+    }
+
+    /// [`Journal::submit`], unless a batch failed since [`Journal::failures`] returned `since`:
+    /// then [`AppendError::AfterFailure`] and nothing is written. A writer that pipelines
+    /// appends which must land in order (chunks of one stream) uses it, so that when one of its
+    /// appends fails and is rolled back, a later one never lands in its place, leaving a gap.
+    pub fn submit_unless_failed(&self, since: u64, batch: &Batch) -> Result<PendingAppend, AppendError> {
+        self.shared
+            .submit_blocking(batch, Condition::NoFailureSince(since))
     }
 
     /// Async [`Journal::append`].
     pub async fn append_async(&self, batch: &Batch) -> Result<AppendAck, AppendError> {
-        self.shared.submit_async(batch, None).await?.durable().await
+        self.shared
+            .submit_async(batch, Condition::None)
+            .await?
+            .durable()
+            .await
     }
 
     /// Async [`Journal::append_if`].
     pub async fn append_if_async(&self, expect_head: u64, batch: &Batch) -> Result<AppendAck, AppendError> {
         self.shared
-            .submit_async(batch, Some(expect_head))
+            .submit_async(batch, Condition::Head(expect_head))
             .await?
             .durable()
             .await
@@ -547,7 +587,7 @@ impl Journal {
 
     /// Async [`Journal::submit`]: waits only for room in the pending buffer.
     pub async fn submit_async(&self, batch: &Batch) -> Result<PendingAppend, AppendError> {
-        self.shared.submit_async(batch, None).await
+        self.shared.submit_async(batch, Condition::None).await
     }
 
     /// A reader positioned at `offset` (a frame boundary, e.g. 0, a checkpointed offset, or an

@@ -139,7 +139,10 @@ impl ProcessError {
 pub fn is_storage_append_error(e: &AppendError) -> bool {
     matches!(
         e,
-        AppendError::Poisoned { .. } | AppendError::NoSpace { .. } | AppendError::Io { .. }
+        AppendError::Poisoned { .. }
+            | AppendError::NoSpace { .. }
+            | AppendError::Io { .. }
+            | AppendError::AfterFailure { .. }
     )
 }
 
