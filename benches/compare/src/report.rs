@@ -206,3 +206,52 @@ pub fn markdown(rows: &[Row]) -> String {
     out += &config_lines(rows);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(workload: &str, system: &str, role: Role, mb: u64) -> Row {
+        Row::new(
+            workload,
+            system,
+            role,
+            mb,
+            mb * 1_000_000,
+            Duration::from_secs(1),
+            "append",
+            None,
+            String::new(),
+        )
+    }
+
+    /// Each row's ratios use the ours and raw rows of its own workload, never another's.
+    #[test]
+    fn ratios_are_taken_within_each_workload() {
+        let mut rows = vec![
+            row("x", "ours", Role::Ours, 100),
+            row("x", "peer", Role::Peer, 50),
+            row("x", "raw", Role::Raw, 200),
+            row("y", "ours", Role::Ours, 10),
+            row("y", "peer", Role::Peer, 30),
+        ];
+        compute_ratios(&mut rows);
+        assert_eq!(rows[1].ratio_to_ours, Some(0.5));
+        assert_eq!(rows[1].ratio_to_raw, Some(0.25));
+        assert_eq!(rows[0].ratio_to_raw, Some(0.5));
+        assert_eq!(rows[4].ratio_to_ours, Some(3.0));
+        assert_eq!(rows[4].ratio_to_raw, None, "workload y has no raw row");
+    }
+
+    /// Figures print with thousands separators, and tables carry every row.
+    #[test]
+    fn tables_print_every_row_with_separators() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        let rows = vec![row("x", "ours", Role::Ours, 1), row("x", "peer", Role::Peer, 2)];
+        let text = text_table(&rows);
+        assert_eq!(text.lines().count(), 3);
+        let md = markdown(&rows);
+        assert!(md.contains("| **ours** |") && md.contains("| peer |"), "{md}");
+    }
+}

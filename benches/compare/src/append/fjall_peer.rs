@@ -42,3 +42,10 @@ impl DurableAppender for FjallAppender {
         Ok(())
     }
 }
+
+#[cfg(test)]
+impl FjallAppender {
+    pub fn record_count(&self) -> u64 {
+        self.records.len().expect("count fjall records") as u64
+    }
+}

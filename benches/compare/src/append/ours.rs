@@ -31,3 +31,16 @@ impl DurableAppender for OursAppender {
         Ok(())
     }
 }
+
+#[cfg(test)]
+impl OursAppender {
+    /// Frames in the journal (each append is one frame).
+    pub fn frame_count(&self) -> u64 {
+        let mut reader = self.journal.reader(0);
+        let mut n = 0;
+        while reader.try_next().expect("read back").is_some() {
+            n += 1;
+        }
+        n
+    }
+}

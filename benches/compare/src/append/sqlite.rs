@@ -56,3 +56,14 @@ impl DurableAppender for SqliteAppender {
         Ok(())
     }
 }
+
+#[cfg(test)]
+impl SqliteAppender {
+    pub fn row_count(&self) -> u64 {
+        let conn = self.conn.lock().expect("SQLite connection lock");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .expect("count rows");
+        n as u64
+    }
+}
