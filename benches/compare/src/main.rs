@@ -128,7 +128,7 @@ fn main() -> anyhow::Result<()> {
             frame_bytes: 64 << 10,
             seed: 0x5eed,
         },
-        repetitions: if args.quick { 1 } else { 3 },
+        repetitions: if args.quick { 2 } else { 7 },
     };
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let scratch = tempfile::Builder::new()

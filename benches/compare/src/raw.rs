@@ -263,6 +263,8 @@ struct HandoffShared {
     path: PathBuf,
     file: File,
     len_bytes: u64,
+    /// The file grows with each commit (emptied at `len_bytes`) instead of being overwritten.
+    extending: bool,
     state: Mutex<HandoffState>,
     work: Condvar,
     committed: Condvar,
@@ -272,18 +274,37 @@ struct HandoffShared {
 /// queue their record and wait; the writer takes everything queued, writes it with one `pwrite`
 /// and one `fdatasync`, and wakes them. The same raw I/O as [`GroupCommitFile`], but every
 /// commit is handed to another thread (the shape of our journal's writer), so the cost of that
-/// handoff on a busy CPU shows up as the difference between the two.
+/// handoff on a busy CPU shows up as the difference between the two. Over a growing file it
+/// has the whole I/O shape of our journal's appends.
 pub struct HandoffGroupCommitFile {
     shared: std::sync::Arc<HandoffShared>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HandoffGroupCommitFile {
+    /// A zero-filled, synced file of `len_bytes`, overwritten in place.
     pub fn prewritten(path: &Path, len_bytes: u64) -> anyhow::Result<HandoffGroupCommitFile> {
+        Self::new(path, zero_filled(path, len_bytes)?, len_bytes, false)
+    }
+
+    /// An empty file that grows with each commit, emptied when it would pass `max_bytes`.
+    pub fn extending(path: &Path, max_bytes: u64) -> anyhow::Result<HandoffGroupCommitFile> {
+        let file = create_new(path)?;
+        sync_parent(path)?;
+        Self::new(path, file, max_bytes, true)
+    }
+
+    fn new(
+        path: &Path,
+        file: File,
+        len_bytes: u64,
+        extending: bool,
+    ) -> anyhow::Result<HandoffGroupCommitFile> {
         let shared = std::sync::Arc::new(HandoffShared {
             path: path.to_path_buf(),
-            file: zero_filled(path, len_bytes)?,
+            file,
             len_bytes,
+            extending,
             state: Mutex::new(HandoffState {
                 queued: Vec::with_capacity(1 << 20),
                 queued_count: 0,
@@ -345,12 +366,17 @@ impl HandoffShared {
             let batch = std::mem::replace(&mut st.queued, std::mem::take(&mut spare));
             let upto = st.queued_count;
             drop(st);
-            if pos + batch.len() as u64 > self.len_bytes {
+            let wrap = pos + batch.len() as u64 > self.len_bytes;
+            if wrap {
                 pos = 0;
             }
-            let result = self
-                .file
-                .write_all_at(&batch, pos)
+            let empty_first = if wrap && self.extending {
+                self.file.set_len(0)
+            } else {
+                Ok(())
+            };
+            let result = empty_first
+                .and_then(|()| self.file.write_all_at(&batch, pos))
                 .and_then(|()| self.file.sync_data());
             pos += batch.len() as u64;
             st = self.state.lock().expect("handoff lock");
@@ -443,7 +469,8 @@ mod tests {
         assert_every_record_once(&path);
     }
 
-    /// The dedicated-writer group commit does the same through its writer thread.
+    /// The dedicated-writer group commit does the same through its writer thread, over a
+    /// prewritten and over a growing file (which grows by exactly what was written).
     #[test]
     fn writer_thread_group_commit_writes_every_record_once() {
         let dir = scratch();
@@ -451,6 +478,12 @@ mod tests {
         let file = HandoffGroupCommitFile::prewritten(&path, 1 << 20).unwrap();
         append_from_threads(|r| file.append(r));
         drop(file);
+        assert_every_record_once(&path);
+        let path = dir.path().join("raw-extending");
+        let file = HandoffGroupCommitFile::extending(&path, 1 << 20).unwrap();
+        append_from_threads(|r| file.append(r));
+        drop(file);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), THREADS * PER_THREAD * 16);
         assert_every_record_once(&path);
     }
 

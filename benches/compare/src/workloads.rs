@@ -185,6 +185,24 @@ fn peer_systems(concurrent: bool) -> Vec<AppendSystem> {
     ]
 }
 
+/// Raw I/O in the whole shape of our journal's appends: a dedicated writer thread, a growing file.
+fn writer_thread_extending_system() -> AppendSystem {
+    AppendSystem {
+        name: "raw, writer thread + extending",
+        role: Role::RawVariant,
+        config: "a dedicated writer thread (as above) appending to a growing file (emptied at 32 MiB): \
+                 the raw I/O of our journal's design, without its framing, checksums or bookkeeping; \
+                 not the baseline"
+            .to_string(),
+        open: Box::new(|dir| {
+            Ok(Box::new(HandoffGroupCommitFile::extending(
+                &dir.join("raw"),
+                32 << 20,
+            )?))
+        }),
+    }
+}
+
 /// (a) durable 128-byte appends from 8 concurrent writer threads.
 pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyhow::Result<Vec<Row>> {
     const RAW_FILE_BYTES: u64 = 64 << 20;
@@ -208,7 +226,7 @@ pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyho
         }),
     });
     systems.push(AppendSystem {
-        name: "raw group commit, extending file",
+        name: "raw, extending file",
         role: Role::RawVariant,
         config: "the same group commit appending to a growing file (emptied at 32 MiB), as a journal \
                  writing fresh fragments does; not the baseline"
@@ -216,7 +234,7 @@ pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyho
         open: Box::new(|dir| Ok(Box::new(GroupCommitFile::extending(&dir.join("raw"), 32 << 20)?))),
     });
     systems.push(AppendSystem {
-        name: "raw group commit, writer thread",
+        name: "raw, writer thread",
         role: Role::RawVariant,
         config: format!(
             "the same raw I/O into a {} MiB prewritten file, but committed by a dedicated writer \
@@ -230,6 +248,7 @@ pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyho
             )?))
         }),
     });
+    systems.push(writer_thread_extending_system());
     run_append_workload(root, WORKLOAD_A, systems, 8, 128, rounds, only)
 }
 
@@ -271,6 +290,7 @@ pub fn large_single_writer(
             )?))
         }),
     });
+    systems.push(writer_thread_extending_system());
     systems.push(AppendSystem {
         name: "raw, extending file",
         role: Role::RawVariant,
