@@ -164,6 +164,10 @@ pub struct CrashTestArgs {
     /// Concurrent streams per chunker in each child run.
     #[arg(long, default_value = "16", value_parser = parse_count)]
     pub streams: usize,
+    /// Chunk payload rate limit of each child run, in MB/s (keeps the directory's growth, and
+    /// the final verify, bounded over hundreds of cycles).
+    #[arg(long, default_value = "10")]
+    pub max_mb_per_s: f64,
     /// Longest steady-state lifetime of a child before its SIGKILL.
     #[arg(long, default_value = "2500ms", value_parser = parse_duration)]
     pub max_kill_after: Duration,
