@@ -273,18 +273,7 @@ fn pick_name(input: &mut Input<'_>, old: &str) -> String {
             let delta = i64::from(input.u8() as i8) * 8;
             fragment_file_name(begin.saturating_add_signed(delta))
         }
-        2 => {
-            let begin = input.u64();
-            if super::skip_known_findings() {
-                // Findings journal_recovery/0001 (a fragment begin that is not a multiple of
-                // FRAME_ALIGN_BYTES is accepted, and appends into it are lost on reopen) and
-                // 0002 (a begin near u64::MAX overflows offset arithmetic in recovery): keep
-                // arbitrary begins aligned and far from the top of the offset space.
-                fragment_file_name(begin % (1 << 48) / 8 * 8)
-            } else {
-                fragment_file_name(begin)
-            }
-        }
+        2 => fragment_file_name(input.u64()),
         _ => format!("{old}.renamed"),
     }
 }

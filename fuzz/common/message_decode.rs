@@ -10,7 +10,7 @@
 use ss_consumer::checkpoint::Checkpoint;
 use ss_consumer::message::{Chunk, Expired, Message, StreamId, Sum};
 use ss_consumer::shard::Application;
-use ss_consumer::summer::{Summer, SummerConfig, SHA1_STATE_BYTES};
+use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::Batch;
 
 use super::input::Input;
@@ -106,10 +106,6 @@ fn assert_snapshot_restores(snap: &[u8], config: &SummerConfig, what: &str) {
 }
 
 fn check_summer_state(bytes: &[u8], config: &SummerConfig) {
-    if super::skip_known_findings() && lists_a_finished_stream_twice(bytes) {
-        // Finding message_decode/0003: a finished stream listed twice breaks the finished window.
-        return;
-    }
     let mut from_snapshot = Summer::new(config.clone());
     if from_snapshot.restore_snapshot(bytes).is_ok() {
         let snap = snapshot(&mut from_snapshot);
@@ -127,12 +123,6 @@ fn check_summer_state(bytes: &[u8], config: &SummerConfig) {
 /// Uses restored state: finishes the stream named at the start of the state (the first open
 /// entry's id, if any), writes a delta, runs an expiry check, and checks snapshots still restore.
 fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
-    let c = summer.counters();
-    let counters = [c.chunks, c.chunk_bytes, c.duplicates, c.sums, c.expired];
-    if super::skip_known_findings() && counters.iter().any(|&n| n >= 1 << 63) {
-        // Finding message_decode/0002: restored counters near u64::MAX overflow when counting.
-        return;
-    }
     let mut out = Batch::new();
     let id = bytes
         .get(4..12)
@@ -148,11 +138,7 @@ fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
     }
     .encode(&mut chunk);
     let before = summer.counters();
-    let skip_final = super::skip_known_findings() && sha1_bit_length_overflows(bytes, id);
-    if !skip_final
-        && summer.apply(&chunk, 1 << 16, &mut out).is_ok()
-        && summer.counters().duplicates == before.duplicates
-    {
+    if summer.apply(&chunk, 1 << 16, &mut out).is_ok() && summer.counters().duplicates == before.duplicates {
         assert_eq!(
             summer.counters().sums,
             before.sums.saturating_add(1),
@@ -183,54 +169,4 @@ fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
     }
     let snap = snapshot(summer);
     assert_snapshot_restores(&snap, config, "after use");
-}
-
-/// Finding message_decode/0001: the summer restores a SHA-1 state whose block count makes the
-/// message bit length overflow, and finishing that stream panics (overflow checks) or sums a
-/// wrapped length. True if the last open entry for `id` in the state `bytes` has such a state.
-fn sha1_bit_length_overflows(bytes: &[u8], id: StreamId) -> bool {
-    const ENTRY_BYTES: usize = 8 + 4 + 8 + SHA1_STATE_BYTES;
-    const BLOCK_COUNT_AT: usize = 8 + 4 + 8 + 20;
-    let count = bytes
-        .get(..4)
-        .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
-    let mut overflows = false;
-    for entry in bytes
-        .get(4..)
-        .unwrap_or(&[])
-        .chunks_exact(ENTRY_BYTES)
-        .take(count as usize)
-    {
-        if entry[..8] == id.0.to_le_bytes() {
-            let blocks = u64::from_le_bytes(entry[BLOCK_COUNT_AT..BLOCK_COUNT_AT + 8].try_into().expect("8"));
-            overflows = blocks >= 1 << 55;
-        }
-    }
-    overflows
-}
-
-/// Finding message_decode/0003: state that lists one finished stream twice is accepted; once the
-/// older entry leaves the finished window it takes the stream out of the map while the newer one
-/// stays in the window, and the next snapshot or delta panics looking it up. True if the
-/// finished list of the state `bytes` names a stream twice.
-fn lists_a_finished_stream_twice(bytes: &[u8]) -> bool {
-    const OPEN_ENTRY_BYTES: usize = 8 + 4 + 8 + SHA1_STATE_BYTES;
-    const FINISHED_ENTRY_BYTES: usize = 8 + 4;
-    let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-    };
-    let Some(open_count) = u32_at(0) else {
-        return false;
-    };
-    let finished_at = 4 + open_count.saturating_mul(OPEN_ENTRY_BYTES);
-    let Some(finished_count) = u32_at(finished_at) else {
-        return false;
-    };
-    let mut seen = std::collections::HashSet::new();
-    let list = bytes.get(finished_at + 4..).unwrap_or(&[]);
-    list.chunks_exact(FINISHED_ENTRY_BYTES)
-        .take(finished_count)
-        .any(|entry| !seen.insert(&entry[..8]))
 }

@@ -20,15 +20,6 @@ pub mod message_decode;
 pub mod op_sequence;
 pub mod seeds;
 
-/// Whether to step around findings that are reported but not fixed yet (`SS_FUZZ_SKIP_KNOWN=1`),
-/// so that a fuzzing run can look for new ones instead of rediscovering them. Each target says
-/// how it steps around each finding (by emulating the proposed fix, or by not taking the step
-/// that trips it). The corpus-replay test never sets it.
-pub fn skip_known_findings() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("SS_FUZZ_SKIP_KNOWN").is_some())
-}
-
 /// Names of the fuzz targets, as `cargo fuzz list` shows them.
 pub const TARGETS: [&str; 4] = [
     "frame_decode",
