@@ -44,6 +44,9 @@ pub struct Row {
     pub txns: Option<u64>,
     /// How the system was configured, in one line.
     pub config: String,
+    /// Records/s of each interleaved round (append workloads) or repetition (summer), in the
+    /// order run, to show the machine's noise.
+    pub samples_records_per_s: Vec<f64>,
 }
 
 impl Row {
@@ -76,6 +79,7 @@ impl Row {
             ratio_to_raw: None,
             txns: None,
             config,
+            samples_records_per_s: Vec::new(),
         }
     }
 }

@@ -81,9 +81,9 @@ fn run_append_workload(
         let appender = (system.open)(dir.path()).with_context(|| format!("opening {}", system.name))?;
         opened.push((dir, appender));
     }
-    let mut totals: Vec<(u64, Duration, Histogram<u64>)> = systems
+    let mut totals: Vec<(u64, Duration, Histogram<u64>, Vec<f64>)> = systems
         .iter()
-        .map(|_| (0, Duration::ZERO, latency_histogram()))
+        .map(|_| (0, Duration::ZERO, latency_histogram(), Vec::new()))
         .collect();
     for round in 0..rounds.count {
         eprintln!("  {workload}: round {} of {} ...", round + 1, rounds.count);
@@ -92,13 +92,15 @@ fn run_append_workload(
             let appender = &opened[i].1;
             let measured = run_timed(writers, rounds.slice, |w, _call| appender.append(w, &records[w]))
                 .with_context(|| format!("{workload}: {}", systems[i].name))?;
+            let records_per_s = measured.ops as f64 / measured.elapsed.as_secs_f64();
             eprintln!(
                 "    {:<34} {:>9.0} records/s  p50 {:>6} µs",
                 systems[i].name,
-                measured.ops as f64 / measured.elapsed.as_secs_f64(),
+                records_per_s,
                 measured.latency_us.value_at_quantile(0.5)
             );
             let total = &mut totals[i];
+            total.3.push(records_per_s);
             total.0 += measured.ops;
             total.1 += measured.elapsed;
             total
@@ -111,8 +113,8 @@ fn run_append_workload(
     Ok(systems
         .into_iter()
         .zip(totals)
-        .map(|(system, (ops, elapsed, latency_us))| {
-            Row::new(
+        .map(|(system, (ops, elapsed, latency_us, samples))| {
+            let mut row = Row::new(
                 workload,
                 system.name,
                 system.role,
@@ -122,7 +124,9 @@ fn run_append_workload(
                 "append",
                 Some(&latency_us),
                 system.config,
-            )
+            );
+            row.samples_records_per_s = samples;
+            row
         })
         .collect())
 }
@@ -338,6 +342,11 @@ impl SummerSystem {
             has_latency.then_some(&merged),
             config,
         );
+        row.samples_records_per_s = self
+            .runs
+            .iter()
+            .map(|r| chunk_count as f64 / r.elapsed.as_secs_f64())
+            .collect();
         if self.role != Role::Raw {
             row.txns = Some(self.runs.iter().map(|r| r.txns).sum::<u64>() / self.runs.len() as u64);
         }
