@@ -4,7 +4,9 @@
 
 mod cli;
 mod crash_test;
+mod faults;
 mod journal_cmd;
+mod maintenance;
 mod run;
 mod runs;
 mod summary;

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use ss_chunker::chunker::{Chunker, ChunkerConfig, ChunkerStats};
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, split_stream_id, CHUNKERS_MAX};
 use ss_chunker::verifier::{Verifier, VerifierEvent};
@@ -26,73 +24,67 @@ use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::{Journal, Log, OpenError, Options};
 
 use crate::cli::{FaultMode, RunArgs};
+use crate::faults::{FaultInjector, FaultRecord};
+use crate::maintenance::Maintenance;
 use crate::summary::{max_ms, percentile_ms, Progress, Summary};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 
 /// Per-shard counters for the summary.
 #[derive(Default)]
-struct ShardProgress {
-    txns: AtomicU64,
+pub(crate) struct ShardProgress {
+    pub(crate) txns: AtomicU64,
     /// What the shard has durably checkpointed (retention may remove below these).
-    durable_input_offset: AtomicU64,
-    durable_snapshot_offset: AtomicU64,
-    duplicates: AtomicU64,
-    expired: AtomicU64,
+    pub(crate) durable_input_offset: AtomicU64,
+    pub(crate) durable_snapshot_offset: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) expired: AtomicU64,
 }
 
 /// State shared by every thread of the run.
-struct Shared {
-    run_id: u32,
-    stop_chunkers: AtomicBool,
-    stop_shards: AtomicBool,
-    stop_tailers: AtomicBool,
-    stop_reporter: AtomicBool,
-    abort: AtomicBool,
-    violations: Mutex<Vec<String>>,
-    errors: Mutex<Vec<String>>,
-    verifiers: Vec<Arc<Mutex<Verifier>>>,
-    chunker_stats: Vec<Arc<ChunkerStats>>,
-    shard_progress: Vec<ShardProgress>,
-    sums_previous_runs: AtomicU64,
-    chunkers_running: AtomicUsize,
+pub(crate) struct Shared {
+    pub(crate) run_id: u32,
+    pub(crate) stop_chunkers: AtomicBool,
+    pub(crate) stop_shards: AtomicBool,
+    pub(crate) stop_tailers: AtomicBool,
+    pub(crate) stop_reporter: AtomicBool,
+    pub(crate) abort: AtomicBool,
+    pub(crate) violations: Mutex<Vec<String>>,
+    pub(crate) errors: Mutex<Vec<String>>,
+    pub(crate) verifiers: Vec<Arc<Mutex<Verifier>>>,
+    pub(crate) chunker_stats: Vec<Arc<ChunkerStats>>,
+    pub(crate) shard_progress: Vec<ShardProgress>,
+    pub(crate) sums_previous_runs: AtomicU64,
+    pub(crate) chunkers_running: AtomicUsize,
     /// Per shard: set to make the shard drop its state and recover from its log.
-    shard_restart: Vec<AtomicBool>,
+    pub(crate) shard_restart: Vec<AtomicBool>,
     /// Per shard: stall this long before the next transaction (stall-shard fault).
-    shard_stall_ms: Vec<AtomicU64>,
+    pub(crate) shard_stall_ms: Vec<AtomicU64>,
     /// Per chunker slot: set to make that chunker die.
-    chunker_die: Vec<AtomicBool>,
-    chunker_handles: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) chunker_die: Vec<AtomicBool>,
+    pub(crate) chunker_handles: Mutex<Vec<JoinHandle<()>>>,
     /// Chunker slots in use, in order of start.
-    chunker_slots: Mutex<Vec<usize>>,
-    faults: Mutex<Vec<FaultRecord>>,
-    shard_recoveries: AtomicU64,
-    fencings: AtomicU64,
-    summer_config: SummerConfig,
+    pub(crate) chunker_slots: Mutex<Vec<usize>>,
+    pub(crate) faults: Mutex<Vec<FaultRecord>>,
+    pub(crate) shard_recoveries: AtomicU64,
+    pub(crate) fencings: AtomicU64,
+    pub(crate) summer_config: SummerConfig,
     /// Per shard log: offset up to which its Sums were delivered to the verifiers.
-    tail_offset: Vec<AtomicU64>,
-    disk_bytes: AtomicU64,
-    disk_bytes_max: AtomicU64,
-    rss_bytes: AtomicU64,
-    rss_bytes_max: AtomicU64,
-    fragments_removed: AtomicU64,
-}
-
-/// One injected fault, for the summary.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FaultRecord {
-    pub at_s: f64,
-    pub kind: &'static str,
-    pub target: String,
+    pub(crate) tail_offset: Vec<AtomicU64>,
+    pub(crate) disk_bytes: AtomicU64,
+    pub(crate) disk_bytes_max: AtomicU64,
+    pub(crate) rss_bytes: AtomicU64,
+    pub(crate) rss_bytes_max: AtomicU64,
+    pub(crate) fragments_removed: AtomicU64,
 }
 
 /// What a chunker needs to start.
-struct ChunkerCtx {
+pub(crate) struct ChunkerCtx {
     args: RunArgs,
     run_id: u32,
     inputs: Vec<Journal>,
 }
 
-fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize) {
+pub(crate) fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize) {
     let args = &ctx.args;
     let mut config = ChunkerConfig::new(
         slot as u8,
@@ -128,12 +120,12 @@ fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize) {
 }
 
 impl Shared {
-    fn violation(&self, v: String) {
+    pub(crate) fn violation(&self, v: String) {
         self.violations.lock().push(v);
         self.abort.store(true, Ordering::SeqCst);
     }
 
-    fn error(&self, e: String) {
+    pub(crate) fn error(&self, e: String) {
         self.errors.lock().push(e);
         self.abort.store(true, Ordering::SeqCst);
     }
@@ -507,7 +499,14 @@ fn summer_config(args: &RunArgs) -> SummerConfig {
 /// Most open streams per summer shard in a run: 100,000 × 112 B + 50,000 × 12 B < 16 MiB.
 const OPEN_STREAMS_MAX: usize = 100_000;
 
-fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: bool, config: ShardConfig) {
+pub(crate) fn run_shard(
+    p: usize,
+    input: Journal,
+    log_j: Journal,
+    shared: &Shared,
+    faults: bool,
+    config: ShardConfig,
+) {
     let name = format!("shard-{p:03}");
     let progress = &shared.shard_progress[p];
     // Each pass recovers the shard from its log, as a restarted summer process would.
@@ -562,140 +561,6 @@ fn run_shard(p: usize, input: Journal, log_j: Journal, shared: &Shared, faults: 
     }
 }
 
-/// Injects component faults on a seeded schedule (`run --faults`).
-struct FaultInjector {
-    mode: FaultMode,
-    rng: SmallRng,
-    next_at: Option<Instant>,
-    shard_logs: Vec<Journal>,
-    inputs: Vec<Journal>,
-    sla: Duration,
-    zombies: Vec<JoinHandle<()>>,
-    started: Instant,
-}
-
-impl FaultInjector {
-    fn new(args: &RunArgs, shard_logs: Vec<Journal>, inputs: Vec<Journal>) -> FaultInjector {
-        FaultInjector {
-            mode: args.faults,
-            rng: SmallRng::seed_from_u64(args.seed ^ 0xfa17),
-            next_at: None,
-            shard_logs,
-            inputs,
-            sla: args.sla,
-            zombies: Vec::new(),
-            started: Instant::now(),
-        }
-    }
-
-    fn record(&self, shared: &Shared, now: Instant, kind: &'static str, target: String) {
-        let at_s = now.duration_since(self.started).as_secs_f64();
-        eprintln!("\nstream-sum: fault at {at_s:.1} s: {kind} {target}");
-        shared.faults.lock().push(FaultRecord { at_s, kind, target });
-    }
-
-    fn tick(&mut self, ctx: &ChunkerCtx, shared: &Arc<Shared>, now: Instant) {
-        if self.mode == FaultMode::None || shared.stop_chunkers.load(Ordering::SeqCst) {
-            return;
-        }
-        let next_at = *self
-            .next_at
-            .get_or_insert(now + Duration::from_millis(self.rng.random_range(1000..2000)));
-        if now < next_at {
-            return;
-        }
-        self.next_at = Some(now + Duration::from_millis(self.rng.random_range(1000..3000)));
-        let p = self.rng.random_range(0..self.shard_logs.len());
-        if self.mode == FaultMode::StallShard {
-            // Only once: the SLA check must catch it and stop the run.
-            if shared.faults.lock().is_empty() {
-                let stall = self.sla + Duration::from_secs(2);
-                shared.shard_stall_ms[p].store(stall.as_millis() as u64, Ordering::SeqCst);
-                self.record(
-                    shared,
-                    now,
-                    "stall-shard",
-                    format!("shard-{p:03} for {:.1} s", stall.as_secs_f64()),
-                );
-            }
-            return;
-        }
-        match self.rng.random_range(0..3) {
-            0 => {
-                shared.shard_restart[p].store(true, Ordering::SeqCst);
-                self.record(shared, now, "restart-shard", format!("shard-{p:03}"));
-            }
-            1 => {
-                let (input, log_j, shared2) =
-                    (self.inputs[p].clone(), self.shard_logs[p].clone(), shared.clone());
-                self.record(shared, now, "second-owner", format!("shard-{p:03}"));
-                self.zombies
-                    .push(std::thread::spawn(move || run_zombie(p, input, log_j, &shared2)));
-            }
-            _ => {
-                let alive: Vec<usize> = shared
-                    .chunker_slots
-                    .lock()
-                    .iter()
-                    .copied()
-                    .filter(|s| !shared.chunker_die[*s].load(Ordering::SeqCst))
-                    .collect();
-                let free = (0..shared.chunker_die.len()).find(|s| !shared.chunker_slots.lock().contains(s));
-                if let (Some(&victim), Some(slot)) =
-                    (alive.get(self.rng.random_range(0..alive.len().max(1))), free)
-                {
-                    shared.chunker_die[victim].store(true, Ordering::SeqCst);
-                    spawn_chunker(ctx, shared, slot);
-                    self.record(
-                        shared,
-                        now,
-                        "restart-chunker",
-                        format!("chunker {victim} replaced by chunker {slot}"),
-                    );
-                }
-            }
-        }
-    }
-
-    fn join(&mut self) {
-        for z in self.zombies.drain(..) {
-            let _ = z.join();
-        }
-    }
-}
-
-/// A second owner of a shard, as after a lease handed over while the old owner still runs: it
-/// recovers and runs transactions until fenced (or for a while). Whichever owner appends first
-/// at a head wins; the other's conditional append fails and nothing of it lands.
-fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
-    let name = format!("shard-{p:03}-second-owner");
-    let mut shard = match Shard::recover(
-        &name,
-        Summer::new(shared.summer_config.clone()),
-        &input,
-        log_j,
-        ShardConfig::default(),
-    ) {
-        Ok(s) => s,
-        Err(e) => return shared.error(format!("{name}: {e}")),
-    };
-    let until = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < until && !shared.abort.load(Ordering::Relaxed) {
-        match shard.run_transaction(Duration::from_millis(20)) {
-            Ok(_) => {}
-            Err(ShardError::Fenced { .. }) => {
-                shared.fencings.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
-            Err(e) => return shared.error(format!("{name}: {e}")),
-        }
-    }
-    if let Err(ShardError::Fenced { .. }) = shard.settle() {
-        shared.fencings.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
 fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
     let mut reader = journal.reader(start);
@@ -731,65 +596,6 @@ fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
         }
         shared.tail_offset[p].store(frame.end, Ordering::SeqCst);
     }
-}
-
-/// Retention and resource figures, once a second (`--retention`, `soak`).
-struct Maintenance {
-    retention: bool,
-    inputs: Vec<Journal>,
-    shard_logs: Vec<Journal>,
-    next_at: Instant,
-}
-
-impl Maintenance {
-    fn tick(&mut self, shared: &Shared, now: Instant) {
-        if now < self.next_at {
-            return;
-        }
-        self.next_at = now + Duration::from_secs(1);
-        if self.retention {
-            for (p, progress) in shared.shard_progress.iter().enumerate() {
-                // Input below the durable checkpoint is never read again, even after a crash.
-                let input_below = progress.durable_input_offset.load(Ordering::SeqCst);
-                // Recovery starts at the latest durable snapshot; Sums below the tail offset
-                // were delivered to the verifiers.
-                let log_below = progress
-                    .durable_snapshot_offset
-                    .load(Ordering::SeqCst)
-                    .min(shared.tail_offset[p].load(Ordering::SeqCst));
-                for (journal, below) in [(&self.inputs[p], input_below), (&self.shard_logs[p], log_below)] {
-                    match journal.remove_below(below) {
-                        Ok(n) => {
-                            shared.fragments_removed.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => shared.error(format!("retention: {e}")),
-                    }
-                }
-            }
-        }
-        let disk: u64 = self
-            .inputs
-            .iter()
-            .chain(&self.shard_logs)
-            .flat_map(|j| j.fragments())
-            .map(|f| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
-            .sum();
-        shared.disk_bytes.store(disk, Ordering::Relaxed);
-        shared.disk_bytes_max.fetch_max(disk, Ordering::Relaxed);
-        let rss = rss_bytes();
-        shared.rss_bytes.store(rss, Ordering::Relaxed);
-        shared.rss_bytes_max.fetch_max(rss, Ordering::Relaxed);
-    }
-}
-
-/// This process's resident set size, from /proc (0 where unavailable).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {

@@ -40,7 +40,7 @@ pub struct Summary {
     pub shard_recoveries: u64,
     /// Conditional appends refused because another owner appended first.
     pub fencings: u64,
-    pub faults: Vec<crate::run::FaultRecord>,
+    pub faults: Vec<crate::faults::FaultRecord>,
     /// Largest disk use of the journals seen (sampled once a second).
     pub disk_bytes_max: u64,
     /// Largest resident set size seen (sampled once a second).

@@ -1,0 +1,67 @@
+//! Retention and resource figures for `--retention` and `soak`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ss_log::Journal;
+
+use crate::run::Shared;
+
+/// Retention and resource figures, once a second (`--retention`, `soak`).
+pub(crate) struct Maintenance {
+    pub(crate) retention: bool,
+    pub(crate) inputs: Vec<Journal>,
+    pub(crate) shard_logs: Vec<Journal>,
+    pub(crate) next_at: Instant,
+}
+
+impl Maintenance {
+    pub(crate) fn tick(&mut self, shared: &Shared, now: Instant) {
+        if now < self.next_at {
+            return;
+        }
+        self.next_at = now + Duration::from_secs(1);
+        if self.retention {
+            for (p, progress) in shared.shard_progress.iter().enumerate() {
+                // Input below the durable checkpoint is never read again, even after a crash.
+                let input_below = progress.durable_input_offset.load(Ordering::SeqCst);
+                // Recovery starts at the latest durable snapshot; Sums below the tail offset
+                // were delivered to the verifiers.
+                let log_below = progress
+                    .durable_snapshot_offset
+                    .load(Ordering::SeqCst)
+                    .min(shared.tail_offset[p].load(Ordering::SeqCst));
+                for (journal, below) in [(&self.inputs[p], input_below), (&self.shard_logs[p], log_below)] {
+                    match journal.remove_below(below) {
+                        Ok(n) => {
+                            shared.fragments_removed.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => shared.error(format!("retention: {e}")),
+                    }
+                }
+            }
+        }
+        let disk: u64 = self
+            .inputs
+            .iter()
+            .chain(&self.shard_logs)
+            .flat_map(|j| j.fragments())
+            .map(|f| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
+            .sum();
+        shared.disk_bytes.store(disk, Ordering::Relaxed);
+        shared.disk_bytes_max.fetch_max(disk, Ordering::Relaxed);
+        let rss = rss_bytes();
+        shared.rss_bytes.store(rss, Ordering::Relaxed);
+        shared.rss_bytes_max.fetch_max(rss, Ordering::Relaxed);
+    }
+}
+
+/// This process's resident set size, from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
