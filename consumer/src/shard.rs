@@ -377,35 +377,50 @@ impl<A: Application> Shard<A> {
                 .max(2 * self.last_snapshot_bytes)
     }
 
-    /// Runs one transaction: waits up to `idle_wait` for input, applies what is available within
-    /// the bounds, and commits. With nothing to apply, only settles an in-flight append.
-    pub fn run_transaction(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
+    /// Starts a transaction: a fresh shard first places its initial snapshot.
+    fn begin_transaction(&mut self) -> Result<TxnReport, ShardError> {
         let mut report = TxnReport::default();
         if self.next_txn_seq == 0 {
             self.commit_initial_snapshot(&mut report)?;
         }
-        let started = Instant::now();
-        let read_err = |name: &str, error| ShardError::Read {
-            shard: name.to_string(),
+        Ok(report)
+    }
+
+    fn read_error(&self, error: ReadError) -> ShardError {
+        ShardError::Read {
+            shard: self.name.clone(),
             error,
-        };
-        let first = match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
+        }
+    }
+
+    /// Applies `first` and then what input is already durable, within the transaction bounds.
+    fn apply_available(&mut self, first: Frame, report: &mut TxnReport) -> Result<(), ShardError> {
+        let started = Instant::now();
+        self.apply_frame(&first, report)?;
+        while !self.txn_full(report, started) {
+            match self.reader.try_next().map_err(|e| self.read_error(e))? {
+                Some(frame) => self.apply_frame(&frame, report)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one transaction: waits up to `idle_wait` for input, applies what is available within
+    /// the bounds, and commits. With nothing to apply, only settles an in-flight append.
+    pub fn run_transaction(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
+        let mut report = self.begin_transaction()?;
+        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
             Some(f) => Some(f),
             None => {
                 self.settle()?;
                 self.reader
                     .next_timeout(idle_wait)
-                    .map_err(|e| read_err(&self.name, e))?
+                    .map_err(|e| self.read_error(e))?
             }
         };
         let Some(first) = first else { return Ok(report) };
-        self.apply_frame(&first, &mut report)?;
-        while !self.txn_full(&report, started) {
-            match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
-                Some(frame) => self.apply_frame(&frame, &mut report)?,
-                None => break,
-            }
-        }
+        self.apply_available(first, &mut report)?;
         let pending = self.commit(&mut report)?;
         self.finish_commit(pending)?;
         Ok(report)
@@ -413,33 +428,19 @@ impl<A: Application> Shard<A> {
 
     /// Async [`Shard::run_transaction`].
     pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
-        let mut report = TxnReport::default();
-        if self.next_txn_seq == 0 {
-            self.commit_initial_snapshot(&mut report)?;
-        }
-        let started = Instant::now();
-        let read_err = |name: &str, error| ShardError::Read {
-            shard: name.to_string(),
-            error,
-        };
-        let first = match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
+        let mut report = self.begin_transaction()?;
+        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
             Some(f) => Some(f),
             None => {
                 self.settle_async().await?;
                 match tokio::time::timeout(idle_wait, self.reader.next()).await {
-                    Ok(r) => Some(r.map_err(|e| read_err(&self.name, e))?),
+                    Ok(r) => Some(r.map_err(|e| self.read_error(e))?),
                     Err(_elapsed) => None,
                 }
             }
         };
         let Some(first) = first else { return Ok(report) };
-        self.apply_frame(&first, &mut report)?;
-        while !self.txn_full(&report, started) {
-            match self.reader.try_next().map_err(|e| read_err(&self.name, e))? {
-                Some(frame) => self.apply_frame(&frame, &mut report)?,
-                None => break,
-            }
-        }
+        self.apply_available(first, &mut report)?;
         let pending = self.commit(&mut report)?;
         let input_offset = self.reader.offset();
         if let Some(previous) = self.in_flight.take() {
