@@ -364,6 +364,14 @@ impl Summer {
         }
         // Removals first, then the streams open at the end of the transaction: a stream expired
         // and then started again by a late duplicate of its first chunk ends up open, as live.
+        // A live stream is never open while in the finished window (its chunks are duplicates
+        // there), so state that says so is corrupt: finishing it would list it finished twice.
+        if let Some((id, _)) = opened.iter().find(|(id, _)| self.finished.contains_key(id)) {
+            return Err(DecodeError::new(
+                "summer state",
+                format!("stream {id} both open and finished"),
+            ));
+        }
         self.open.extend(opened);
         self.counters = SummerCounters {
             chunks: c.u64()?,
@@ -492,6 +500,25 @@ mod tests {
             assert_eq!(sums(&o)[0].sha1, <[u8; 20]>::from(Sha1::digest(b"bd!")));
         }
         assert_eq!(restored.counters(), live.counters());
+    }
+
+    /// Fuzz finding message_decode/0004: a delta that opens a stream still in the finished
+    /// window (never written live) is refused instead of leaving the stream open and finished.
+    #[test]
+    fn state_with_a_stream_both_open_and_finished_is_refused() {
+        let mut out = Batch::new();
+        let mut finished = Summer::new(SummerConfig::default());
+        finished.apply(&chunk(1, 0, true, b"a"), 0, &mut out).unwrap();
+        let mut snap = Vec::new();
+        finished.write_snapshot(&mut snap);
+        let mut open = Summer::new(SummerConfig::default());
+        open.apply(&chunk(1, 0, false, b"a"), 0, &mut out).unwrap();
+        let mut delta = Vec::new();
+        open.write_delta(&mut delta);
+        let mut restored = Summer::new(SummerConfig::default());
+        restored.restore_snapshot(&snap).unwrap();
+        let e = restored.apply_delta(&delta).unwrap_err();
+        assert!(e.to_string().contains("both open and finished"), "{e}");
     }
 
     #[test]

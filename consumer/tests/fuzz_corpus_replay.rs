@@ -173,6 +173,18 @@ fn message_decode_0003_duplicate_finished_stream_is_refused_or_merged() {
     );
 }
 
+/// Finding 0004 (message_decode): state listing stream 1 as open and as finished used to be
+/// accepted; finishing the stream listed it finished twice, the window evicted it from the map
+/// but not the list, and `write_delta` panicked ("no entry found for key"). Replays the input
+/// through the target, which fails on any panic or a snapshot that does not restore.
+#[test]
+fn message_decode_0004_stream_both_open_and_finished_does_not_break_the_summer() {
+    replay_one(
+        "message_decode",
+        "0004-state-with-a-stream-both-open-and-finished-lists-it-finished-twice",
+    );
+}
+
 /// Finding 0001 (journal_recovery): a last fragment whose name is not a multiple of
 /// FRAME_ALIGN_BYTES (here a copy of a fragment named 00000000000000007429.frag) is accepted;
 /// the append after it is acknowledged at an unaligned offset, which `decode_header` refuses, so
