@@ -1,7 +1,8 @@
 //! The durable-append systems of workloads (a) and (b), behind one trait so the same timed loop
 //! ([`crate::harness::run_timed`]) drives each of them.
 //!
-//! - [`ours::OursAppender`]: `Journal::append` (group commit inside the journal).
+//! - [`ours::OursAppender`]: `Journal::append` (group commit inside the journal); also over
+//!   [`prewritten_storage::PrewritingStorage`], a diagnostic with prewritten fragments.
 //! - [`sqlite::SqliteAppender`]: one row per transaction, WAL, `synchronous=FULL`.
 //! - [`okaywal_peer::OkayWalAppender`]: one okaywal entry per record, `commit()` (group commit).
 //! - [`fjall_peer::FjallAppender`]: `insert` + `Database::persist(SyncData)` per record.
@@ -10,6 +11,7 @@
 pub mod fjall_peer;
 pub mod okaywal_peer;
 pub mod ours;
+pub mod prewritten_storage;
 pub mod raw_peer;
 pub mod sqlite;
 
@@ -58,6 +60,9 @@ mod tests {
             let ours = ours::OursAppender::open(&sub("ours")).unwrap();
             append_from_threads(&ours, record_bytes);
             assert_eq!(ours.frame_count(), expected);
+            let prewritten = ours::OursAppender::open_prewritten(&sub("ours-prewritten")).unwrap();
+            append_from_threads(&prewritten, record_bytes);
+            assert_eq!(prewritten.frame_count(), expected);
             let sqlite = sqlite::SqliteAppender::open(&sub("sqlite").join("db")).unwrap();
             append_from_threads(&sqlite, record_bytes);
             assert_eq!(sqlite.row_count(), expected);

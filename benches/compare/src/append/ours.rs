@@ -2,10 +2,12 @@
 //! frame is durable. Concurrent calls are group-committed by the journal's writer thread.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use ss_log::{Batch, Journal, Log, Options};
 
+use super::prewritten_storage::PrewritingStorage;
 use super::DurableAppender;
 
 pub struct OursAppender {
@@ -16,8 +18,20 @@ pub struct OursAppender {
 impl OursAppender {
     /// Opens a data directory at `dir` (default [`Options`]) with one journal.
     pub fn open(dir: &Path) -> anyhow::Result<OursAppender> {
-        let log = Log::open(dir, Options::default())
-            .with_context(|| format!("opening our log at {}", dir.display()))?;
+        Self::open_with(dir, Options::default())
+    }
+
+    /// The same over [`PrewritingStorage`]: fragments after the first are prewritten (a
+    /// diagnostic of what zero-filled fragments would buy).
+    pub fn open_prewritten(dir: &Path) -> anyhow::Result<OursAppender> {
+        let fragment_bytes = Options::default().fragment_max_bytes;
+        let storage = PrewritingStorage::new(&dir.join("spares"), fragment_bytes)
+            .context("starting the prewriting storage")?;
+        Self::open_with(dir, Options::with_storage(Arc::new(storage)))
+    }
+
+    fn open_with(dir: &Path, opts: Options) -> anyhow::Result<OursAppender> {
+        let log = Log::open(dir, opts).with_context(|| format!("opening our log at {}", dir.display()))?;
         let journal = log.journal("records").context("creating our journal")?;
         Ok(OursAppender { journal, _log: log })
     }

@@ -1,0 +1,237 @@
+//! A diagnostic, not a shipped mode: our journal, unchanged, over a [`Storage`] (the journal's
+//! public storage seam) that hands it *prewritten* fragment files. A background thread keeps one
+//! spare file zero-filled to the fragment size and synced (data, size, directory); when the
+//! journal creates a fragment, the spare is renamed into place and opened. Appends then overwrite
+//! blocks that are already written, as the raw baseline does, instead of growing the file, so the
+//! difference to plain "ours" measures what zero-filled fragments (the design's own hint) would
+//! buy. The zero-filling itself runs during the measurement and competes for the disk.
+//!
+//! Recovery cuts a zeroed tail when a journal is opened, so the first fragment of a new journal is
+//! still an empty, growing file; only fragments created by rolls are prewritten.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use ss_log::storage::{DirLock, OpenMode, Storage, StorageFile};
+use ss_log::RealStorage;
+
+struct Spares {
+    ready: Option<PathBuf>,
+    next_index: u64,
+    stop: bool,
+    failed: Option<String>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    file_bytes: u64,
+    spares: Mutex<Spares>,
+    changed: Condvar,
+}
+
+pub struct PrewritingStorage {
+    real: RealStorage,
+    shared: Arc<Shared>,
+    filler: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PrewritingStorage {
+    /// Keeps spare files of `file_bytes` zeros in `spare_dir` (on the same filesystem as the data
+    /// directory, so a rename moves them into place).
+    pub fn new(spare_dir: &Path, file_bytes: u64) -> io::Result<PrewritingStorage> {
+        std::fs::create_dir_all(spare_dir)?;
+        let shared = Arc::new(Shared {
+            dir: spare_dir.to_path_buf(),
+            file_bytes,
+            spares: Mutex::new(Spares {
+                ready: None,
+                next_index: 0,
+                stop: false,
+                failed: None,
+            }),
+            changed: Condvar::new(),
+        });
+        let filler_shared = shared.clone();
+        let filler = std::thread::Builder::new()
+            .name("prewrite-filler".into())
+            .spawn(move || filler_shared.run_filler())?;
+        Ok(PrewritingStorage {
+            real: RealStorage,
+            shared,
+            filler: Mutex::new(Some(filler)),
+        })
+    }
+
+    /// Waits for the ready spare and takes it.
+    fn take_spare(&self) -> io::Result<PathBuf> {
+        let mut spares = self.shared.spares.lock().expect("spares lock");
+        loop {
+            if let Some(reason) = &spares.failed {
+                return Err(io::Error::other(format!(
+                    "prewriting a spare fragment failed: {reason}"
+                )));
+            }
+            if let Some(path) = spares.ready.take() {
+                self.shared.changed.notify_all();
+                return Ok(path);
+            }
+            spares = self.shared.changed.wait(spares).expect("spares lock");
+        }
+    }
+}
+
+impl Shared {
+    fn run_filler(&self) {
+        let zeros = vec![0u8; 1 << 20];
+        loop {
+            let index = {
+                let mut spares = self.spares.lock().expect("spares lock");
+                while spares.ready.is_some() && !spares.stop {
+                    spares = self.changed.wait(spares).expect("spares lock");
+                }
+                if spares.stop {
+                    return;
+                }
+                spares.next_index += 1;
+                spares.next_index
+            };
+            let path = self.dir.join(format!("spare-{index}"));
+            let filled = self.fill(&path, &zeros);
+            let mut spares = self.spares.lock().expect("spares lock");
+            match filled {
+                Ok(()) => spares.ready = Some(path),
+                Err(e) => {
+                    spares.failed = Some(format!("{}: {e}", path.display()));
+                    self.changed.notify_all();
+                    return;
+                }
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    fn fill(&self, path: &Path, zeros: &[u8]) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mut at = 0;
+        while at < self.file_bytes {
+            let n = zeros.len().min((self.file_bytes - at) as usize);
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        file.sync_all()?;
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+impl Drop for PrewritingStorage {
+    fn drop(&mut self) {
+        self.shared.spares.lock().expect("spares lock").stop = true;
+        self.shared.changed.notify_all();
+        if let Some(filler) = self.filler.lock().expect("filler lock").take() {
+            let _ = filler.join();
+        }
+    }
+}
+
+impl Storage for PrewritingStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.real.create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.real.list_dir(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.real.is_dir(path)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+        if mode != OpenMode::CreateNew || map_len_hint != self.shared.file_bytes {
+            return self.real.open(path, mode, map_len_hint);
+        }
+        if path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
+        }
+        // The journal syncs the fragment's directory after creating it; the spare's data, size
+        // and its own directory entry were synced by the filler.
+        let spare = self.take_spare()?;
+        std::fs::rename(&spare, path)?;
+        self.real.open(path, OpenMode::ReadWrite, map_len_hint)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.real.remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.real.sync_dir(path)
+    }
+
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.real.lock_dir(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ss_log::{Batch, Log, Options};
+
+    /// A journal over prewritten fragments rolls into full-size zero-filled files, reads back
+    /// every frame, and reopens (over the plain filesystem) at the same head: recovery takes the
+    /// zeroed tail of the last fragment as its end, so prewriting keeps the journal's format.
+    #[test]
+    fn journal_over_prewritten_fragments_reads_back_and_reopens() {
+        let dir = tempfile::Builder::new()
+            .prefix("ss-compare-scratch-test-")
+            .tempdir_in(".")
+            .unwrap();
+        let fragment_bytes = 1 << 20;
+        let opts = |storage: Arc<dyn Storage>| Options {
+            fragment_max_bytes: fragment_bytes,
+            frame_max_bytes: 256 << 10,
+            pending_max_bytes: 1 << 20,
+            ..Options::with_storage(storage)
+        };
+        let data = dir.path().join("data");
+        let storage = PrewritingStorage::new(&dir.path().join("spares"), fragment_bytes).unwrap();
+        let log = Log::open(&data, opts(Arc::new(storage))).unwrap();
+        let journal = log.journal("j").unwrap();
+        let mut head = 0;
+        for i in 0..100u32 {
+            head = journal
+                .append(&Batch::single(&vec![i as u8; 50_000]))
+                .unwrap()
+                .end;
+        }
+        let fragments = journal.fragments();
+        assert!(fragments.len() >= 4, "{} fragments", fragments.len());
+        for f in &fragments[1..] {
+            let len = std::fs::metadata(&f.path).unwrap().len();
+            assert_eq!(len, fragment_bytes, "{} is prewritten", f.path.display());
+        }
+        let mut reader = journal.reader(0);
+        for i in 0..100u32 {
+            let frame = reader.try_next().unwrap().expect("a frame");
+            assert_eq!(
+                frame.messages().next().unwrap().unwrap(),
+                &vec![i as u8; 50_000][..]
+            );
+        }
+        assert!(reader.try_next().unwrap().is_none());
+        drop((reader, journal, log));
+        let log = Log::open(&data, opts(Arc::new(RealStorage))).unwrap();
+        let journal = log.journal("j").unwrap();
+        assert_eq!(journal.durable_head(), head);
+        let next = journal.append(&Batch::single(b"after reopen")).unwrap();
+        assert_eq!(next.offset, head);
+    }
+}
