@@ -5,7 +5,7 @@ use std::io::Write;
 use serde_json::json;
 use ss_consumer::checkpoint::{Checkpoint, CheckpointKind};
 use ss_consumer::message::{hex, Message};
-use ss_log::Log;
+use ss_log::{Log, ReadError};
 
 use crate::cli::JournalCommand;
 use crate::runs::RunStart;
@@ -72,9 +72,22 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
 fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
     let log = Log::open_read_only(data, crate::run::log_options())?;
     let journal = log.existing_journal(name)?;
-    let mut reader = journal.reader(from.unwrap_or_else(|| journal.first_offset()));
+    let start = from.unwrap_or_else(|| journal.first_offset());
+    let head = journal.durable_head();
+    if start > head {
+        anyhow::bail!("journal {name:?}: --from {start} is past the journal's end ({head})");
+    }
+    let mut reader = journal.reader(start);
+    // A --from that is not where a frame begins reads as damage; say which it probably is.
+    let first = reader.try_next().map_err(|e| match (from, &e) {
+        (Some(_), ReadError::Corrupt { .. }) => anyhow::anyhow!(
+            "journal {name:?}: no valid frame begins at --from {start} (use an `offset` printed by `journal read`, or a fragment begin from `journal ls`): {e}"
+        ),
+        _ => e.into(),
+    })?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    while let Some(frame) = reader.try_next()? {
+    let mut next = first;
+    while let Some(frame) = next {
         for m in frame.messages() {
             let m = m?;
             let line = match Message::decode(m) {
@@ -113,6 +126,7 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
             };
             writeln!(out, "{line}")?;
         }
+        next = reader.try_next()?;
     }
     out.flush()?;
     Ok(EXIT_OK)
