@@ -64,6 +64,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms)"))
 }
 
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err("must be a positive number of MB/s".into());
+    }
+    Ok(v)
+}
+
 fn parse_count(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{e}"))?;
     if n == 0 {
@@ -120,7 +128,7 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub unsafe_split_commit: bool,
     /// Limit the chunk payload rate of the whole run to this many MB/s (default: unlimited).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     pub max_mb_per_s: Option<f64>,
     /// Retention: remove chunk-journal fragments that the shard has durably checkpointed past,
     /// and shard-log fragments behind its latest durable snapshot whose Sums were delivered, so
@@ -166,7 +174,7 @@ pub struct CrashTestArgs {
     pub streams: usize,
     /// Chunk payload rate limit of each child run, in MB/s (keeps the directory's growth, and
     /// the final verify, bounded over hundreds of cycles).
-    #[arg(long, default_value = "10")]
+    #[arg(long, default_value = "10", value_parser = parse_rate)]
     pub max_mb_per_s: f64,
     /// Longest steady-state lifetime of a child before its SIGKILL.
     #[arg(long, default_value = "2500ms", value_parser = parse_duration)]
