@@ -163,6 +163,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
+    if args.max_chunk_bytes > MAX_CHUNK_BYTES_MAX {
+        eprintln!("stream-sum: error: --max-chunk-bytes must be at most {MAX_CHUNK_BYTES_MAX} (chunks travel in one journal frame)");
+        return Ok(EXIT_USAGE);
+    }
     if args.partitions > 1000 {
         eprintln!("stream-sum: error: --partitions must be at most 1000");
         return Ok(EXIT_USAGE);
@@ -495,6 +499,9 @@ fn summer_config(args: &RunArgs) -> SummerConfig {
         ..default
     }
 }
+
+/// Largest chunk a run may generate (a chunk batch must fit one 16 MiB frame).
+const MAX_CHUNK_BYTES_MAX: usize = 4 << 20;
 
 /// Most open streams per summer shard in a run: 100,000 × 112 B + 50,000 × 12 B < 16 MiB.
 const OPEN_STREAMS_MAX: usize = 100_000;
