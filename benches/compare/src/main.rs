@@ -104,18 +104,18 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let rounds = if args.quick {
         Rounds {
-            count: 3,
+            count: 12,
             slice: Timing {
-                warmup: Duration::from_millis(100),
-                measure: Duration::from_millis(400),
+                warmup: Duration::from_millis(10),
+                measure: Duration::from_millis(100),
             },
         }
     } else {
         Rounds {
-            count: 8,
+            count: 40,
             slice: Timing {
-                warmup: Duration::from_millis(150),
-                measure: Duration::from_secs(1),
+                warmup: Duration::from_millis(20),
+                measure: Duration::from_millis(200),
             },
         }
     };

@@ -86,19 +86,15 @@ fn run_append_workload(
         .map(|_| (0, Duration::ZERO, latency_histogram(), Vec::new()))
         .collect();
     for round in 0..rounds.count {
-        eprintln!("  {workload}: round {} of {} ...", round + 1, rounds.count);
+        if round % 10 == 0 {
+            eprintln!("  {workload}: round {} of {} ...", round + 1, rounds.count);
+        }
         for k in 0..systems.len() {
             let i = (k + round) % systems.len();
             let appender = &opened[i].1;
             let measured = run_timed(writers, rounds.slice, |w, _call| appender.append(w, &records[w]))
                 .with_context(|| format!("{workload}: {}", systems[i].name))?;
             let records_per_s = measured.ops as f64 / measured.elapsed.as_secs_f64();
-            eprintln!(
-                "    {:<34} {:>9.0} records/s  p50 {:>6} µs",
-                systems[i].name,
-                records_per_s,
-                measured.latency_us.value_at_quantile(0.5)
-            );
             let total = &mut totals[i];
             total.3.push(records_per_s);
             total.0 += measured.ops;
@@ -156,9 +152,10 @@ fn ours_prewritten_system() -> AppendSystem {
         name: "ours, prewritten fragments",
         role: Role::OursVariant,
         config: "the same journal code over a Storage wrapper (the journal's public storage seam) \
-                 that hands it fragments zero-filled and synced ahead by a background thread, renamed \
-                 into place (the first fragment is still cut to empty by recovery); the zero-filling \
-                 runs during the measurement; a diagnostic, not a shipped mode"
+                 that renames a full-size spare into place for each new fragment: zero-filled and synced \
+                 by a background thread, or a fragment removed by retention (run every 64 appends) \
+                 recycled (the first fragment is still cut to empty by recovery); a diagnostic of \
+                 prewritten fragments, not a shipped mode"
             .to_string(),
         open: Box::new(|dir| Ok(Box::new(OursAppender::open_prewritten(dir)?))),
     }

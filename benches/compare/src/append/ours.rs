@@ -2,6 +2,7 @@
 //! frame is durable. Concurrent calls are group-committed by the journal's writer thread.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,6 +14,9 @@ use super::DurableAppender;
 pub struct OursAppender {
     journal: Journal,
     _log: Log,
+    /// Remove fragments below the head every this many appends (retention); 0 = never.
+    retention_every: u64,
+    appends: AtomicU64,
 }
 
 impl OursAppender {
@@ -27,13 +31,20 @@ impl OursAppender {
         let fragment_bytes = Options::default().fragment_max_bytes;
         let storage = PrewritingStorage::new(&dir.join("spares"), fragment_bytes)
             .context("starting the prewriting storage")?;
-        Self::open_with(dir, Options::with_storage(Arc::new(storage)))
+        let mut ours = Self::open_with(dir, Options::with_storage(Arc::new(storage)))?;
+        ours.retention_every = 64;
+        Ok(ours)
     }
 
     fn open_with(dir: &Path, opts: Options) -> anyhow::Result<OursAppender> {
         let log = Log::open(dir, opts).with_context(|| format!("opening our log at {}", dir.display()))?;
         let journal = log.journal("records").context("creating our journal")?;
-        Ok(OursAppender { journal, _log: log })
+        Ok(OursAppender {
+            journal,
+            _log: log,
+            retention_every: 0,
+            appends: AtomicU64::new(0),
+        })
     }
 }
 
@@ -42,6 +53,12 @@ impl DurableAppender for OursAppender {
         self.journal
             .append(&Batch::single(record))
             .context("our journal append")?;
+        let n = self.appends.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.retention_every > 0 && n.is_multiple_of(self.retention_every) {
+            self.journal
+                .remove_below(self.journal.durable_head())
+                .context("our journal retention")?;
+        }
         Ok(())
     }
 }

@@ -1,13 +1,19 @@
 //! A diagnostic, not a shipped mode: our journal, unchanged, over a [`Storage`] (the journal's
-//! public storage seam) that hands it *prewritten* fragment files. A background thread keeps one
-//! spare file zero-filled to the fragment size and synced (data, size, directory); when the
-//! journal creates a fragment, the spare is renamed into place and opened. Appends then overwrite
-//! blocks that are already written, as the raw baseline does, instead of growing the file, so the
-//! difference to plain "ours" measures what zero-filled fragments (the design's own hint) would
-//! buy. The zero-filling itself runs during the measurement and competes for the disk.
+//! public storage seam) that hands it *prewritten* fragment files. When the journal creates a
+//! fragment, a spare file of the full fragment size is renamed into place and opened, so appends
+//! overwrite blocks that are already written, as the raw baseline does, instead of growing the
+//! file. The difference to plain "ours" measures what prewritten fragments would buy.
 //!
-//! Recovery cuts a zeroed tail when a journal is opened, so the first fragment of a new journal is
-//! still an empty, growing file; only fragments created by rolls are prewritten.
+//! Spares come from two places: a background thread zero-fills one (data, size and directory
+//! synced) whenever none is ready, and fragments removed by retention are recycled as spares
+//! instead of being deleted (as okaywal recycles its segments). A recycled fragment still holds
+//! old frames; they never validate at the new fragment's offsets (a frame's checksummed header
+//! carries its own offset), so recovery takes them for a torn tail, as it does a zeroed one. (A
+//! real implementation would also have to wait until no reader still maps a recycled fragment.)
+//!
+//! Recovery cuts the zeroed tail when a journal is created, so the first fragment of a new journal
+//! is still an empty, growing file; only fragments created by rolls are prewritten. Zero-filling
+//! runs during the measurement and competes for the disk until recycling takes over.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,9 +25,17 @@ use std::thread::JoinHandle;
 use ss_log::storage::{DirLock, OpenMode, Storage, StorageFile};
 use ss_log::RealStorage;
 
+/// Spares ready to be renamed into place, at most this many kept.
+const POOL_MAX: usize = 2;
+
 struct Spares {
-    ready: Option<PathBuf>,
+    /// Zero-filled by the filler.
+    zeroed: Vec<PathBuf>,
+    /// Fragments removed by retention; used first, so zero-filling stops once they flow.
+    recycled: Vec<PathBuf>,
     next_index: u64,
+    /// Fragments recycled as spares so far.
+    recycled_count: u64,
     stop: bool,
     failed: Option<String>,
 }
@@ -48,8 +62,10 @@ impl PrewritingStorage {
             dir: spare_dir.to_path_buf(),
             file_bytes,
             spares: Mutex::new(Spares {
-                ready: None,
+                zeroed: Vec::new(),
+                recycled: Vec::new(),
                 next_index: 0,
+                recycled_count: 0,
                 stop: false,
                 failed: None,
             }),
@@ -75,7 +91,7 @@ impl PrewritingStorage {
                     "prewriting a spare fragment failed: {reason}"
                 )));
             }
-            if let Some(path) = spares.ready.take() {
+            if let Some(path) = spares.recycled.pop().or_else(|| spares.zeroed.pop()) {
                 self.shared.changed.notify_all();
                 return Ok(path);
             }
@@ -90,7 +106,7 @@ impl Shared {
         loop {
             let index = {
                 let mut spares = self.spares.lock().expect("spares lock");
-                while spares.ready.is_some() && !spares.stop {
+                while !(spares.zeroed.is_empty() && spares.recycled.is_empty()) && !spares.stop {
                     spares = self.changed.wait(spares).expect("spares lock");
                 }
                 if spares.stop {
@@ -103,7 +119,7 @@ impl Shared {
             let filled = self.fill(&path, &zeros);
             let mut spares = self.spares.lock().expect("spares lock");
             match filled {
-                Ok(()) => spares.ready = Some(path),
+                Ok(()) => spares.zeroed.push(path),
                 Err(e) => {
                     spares.failed = Some(format!("{}: {e}", path.display()));
                     self.changed.notify_all();
@@ -167,7 +183,25 @@ impl Storage for PrewritingStorage {
         self.real.open(path, OpenMode::ReadWrite, map_len_hint)
     }
 
+    /// Recycles a removed full-size fragment as a spare while the pool has room.
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let is_fragment = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(ss_log::fragment::parse_fragment_name)
+            .is_some();
+        if is_fragment && std::fs::metadata(path)?.len() == self.shared.file_bytes {
+            let mut spares = self.shared.spares.lock().expect("spares lock");
+            if spares.zeroed.len() + spares.recycled.len() < POOL_MAX {
+                spares.next_index += 1;
+                let spare = self.shared.dir.join(format!("spare-{}", spares.next_index));
+                std::fs::rename(path, &spare)?;
+                spares.recycled.push(spare);
+                spares.recycled_count += 1;
+                self.shared.changed.notify_all();
+                return Ok(());
+            }
+        }
         self.real.remove_file(path)
     }
 
@@ -185,9 +219,14 @@ mod tests {
     use super::*;
     use ss_log::{Batch, Log, Options};
 
-    /// A journal over prewritten fragments rolls into full-size zero-filled files, reads back
-    /// every frame, and reopens (over the plain filesystem) at the same head: recovery takes the
-    /// zeroed tail of the last fragment as its end, so prewriting keeps the journal's format.
+    fn record(i: u32) -> Vec<u8> {
+        vec![i as u8; 50_000]
+    }
+
+    /// A journal over prewritten fragments rolls into full-size spare files, reads back every
+    /// frame, recycles the fragments retention removes (so the last fragment ends in stale frames
+    /// of an older one), and reopens over the plain filesystem at the same head: recovery takes
+    /// a zeroed or stale tail as the end, so prewriting and recycling keep the journal's format.
     #[test]
     fn journal_over_prewritten_fragments_reads_back_and_reopens() {
         let dir = tempfile::Builder::new()
@@ -202,15 +241,12 @@ mod tests {
             ..Options::with_storage(storage)
         };
         let data = dir.path().join("data");
-        let storage = PrewritingStorage::new(&dir.path().join("spares"), fragment_bytes).unwrap();
-        let log = Log::open(&data, opts(Arc::new(storage))).unwrap();
+        let storage = Arc::new(PrewritingStorage::new(&dir.path().join("spares"), fragment_bytes).unwrap());
+        let log = Log::open(&data, opts(storage.clone())).unwrap();
         let journal = log.journal("j").unwrap();
         let mut head = 0;
-        for i in 0..100u32 {
-            head = journal
-                .append(&Batch::single(&vec![i as u8; 50_000]))
-                .unwrap()
-                .end;
+        for i in 0..100 {
+            head = journal.append(&Batch::single(&record(i))).unwrap().end;
         }
         let fragments = journal.fragments();
         assert!(fragments.len() >= 4, "{} fragments", fragments.len());
@@ -219,15 +255,41 @@ mod tests {
             assert_eq!(len, fragment_bytes, "{} is prewritten", f.path.display());
         }
         let mut reader = journal.reader(0);
-        for i in 0..100u32 {
+        for i in 0..100 {
             let frame = reader.try_next().unwrap().expect("a frame");
-            assert_eq!(
-                frame.messages().next().unwrap().unwrap(),
-                &vec![i as u8; 50_000][..]
-            );
+            assert_eq!(frame.messages().next().unwrap().unwrap(), &record(i)[..]);
         }
         assert!(reader.try_next().unwrap().is_none());
-        drop((reader, journal, log));
+        drop(reader);
+        // Retention after every append recycles each sealed fragment; later rolls reuse them.
+        // Stop right after a roll, so the current fragment is mostly an older one's frames.
+        let mut i = 100;
+        loop {
+            let before = journal.fragments().last().unwrap().begin;
+            head = journal.append(&Batch::single(&record(i))).unwrap().end;
+            journal.remove_below(head).unwrap();
+            i += 1;
+            if i > 200 && journal.fragments().last().unwrap().begin != before {
+                break;
+            }
+        }
+        let recycled = storage.shared.spares.lock().unwrap().recycled_count;
+        assert!(recycled >= 5, "{recycled} fragments recycled");
+        let mut reader = journal.reader(journal.first_offset());
+        let mut last = None;
+        while let Some(frame) = reader.try_next().unwrap() {
+            last = Some(frame.messages().next().unwrap().unwrap()[0]);
+        }
+        assert_eq!(last, Some((i - 1) as u8));
+        let current = journal.fragments().last().unwrap().clone();
+        let bytes = std::fs::read(&current.path).unwrap();
+        assert_eq!(bytes.len() as u64, fragment_bytes);
+        let tail = &bytes[(head - current.begin) as usize..];
+        assert!(
+            tail.iter().any(|&b| b != 0),
+            "the last fragment is a recycled one, stale tail and all"
+        );
+        drop((reader, journal, log, storage));
         let log = Log::open(&data, opts(Arc::new(RealStorage))).unwrap();
         let journal = log.journal("j").unwrap();
         assert_eq!(journal.durable_head(), head);
