@@ -106,7 +106,8 @@ impl Shared {
         loop {
             let index = {
                 let mut spares = self.spares.lock().expect("spares lock");
-                while !(spares.zeroed.is_empty() && spares.recycled.is_empty()) && !spares.stop {
+                let has_spare = |s: &Spares| !s.zeroed.is_empty() || !s.recycled.is_empty();
+                while has_spare(&spares) && !spares.stop {
                     spares = self.changed.wait(spares).expect("spares lock");
                 }
                 if spares.stop {
@@ -244,9 +245,8 @@ mod tests {
         let storage = Arc::new(PrewritingStorage::new(&dir.path().join("spares"), fragment_bytes).unwrap());
         let log = Log::open(&data, opts(storage.clone())).unwrap();
         let journal = log.journal("j").unwrap();
-        let mut head = 0;
         for i in 0..100 {
-            head = journal.append(&Batch::single(&record(i))).unwrap().end;
+            journal.append(&Batch::single(&record(i))).unwrap();
         }
         let fragments = journal.fragments();
         assert!(fragments.len() >= 4, "{} fragments", fragments.len());
@@ -264,15 +264,15 @@ mod tests {
         // Retention after every append recycles each sealed fragment; later rolls reuse them.
         // Stop right after a roll, so the current fragment is mostly an older one's frames.
         let mut i = 100;
-        loop {
+        let head = loop {
             let before = journal.fragments().last().unwrap().begin;
-            head = journal.append(&Batch::single(&record(i))).unwrap().end;
+            let head = journal.append(&Batch::single(&record(i))).unwrap().end;
             journal.remove_below(head).unwrap();
             i += 1;
             if i > 200 && journal.fragments().last().unwrap().begin != before {
-                break;
+                break head;
             }
-        }
+        };
         let recycled = storage.shared.spares.lock().unwrap().recycled_count;
         assert!(recycled >= 5, "{recycled} fragments recycled");
         let mut reader = journal.reader(journal.first_offset());
