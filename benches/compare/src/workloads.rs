@@ -154,8 +154,8 @@ fn ours_prewritten_system() -> AppendSystem {
         config: "the same journal code over a Storage wrapper (the journal's public storage seam) \
                  that renames a full-size spare into place for each new fragment: zero-filled and synced \
                  by a background thread, or a fragment removed by retention (run every 64 appends) \
-                 recycled (the first fragment is still cut to empty by recovery); a diagnostic of \
-                 prewritten fragments, not a shipped mode"
+                 recycled (the journal's first, growing fragment is filled and dropped before timing); \
+                 a diagnostic of prewritten fragments, not a shipped mode"
             .to_string(),
         open: Box::new(|dir| Ok(Box::new(OursAppender::open_prewritten(dir)?))),
     }

@@ -33,6 +33,17 @@ impl OursAppender {
             .context("starting the prewriting storage")?;
         let mut ours = Self::open_with(dir, Options::with_storage(Arc::new(storage)))?;
         ours.retention_every = 64;
+        // Recovery leaves a new journal's first fragment empty and growing: fill it with large
+        // frames until the journal rolls into a prewritten one, then drop it (not timed).
+        let filler = Batch::single(&vec![0u8; 1 << 20]);
+        while ours.journal.fragments().len() < 2 {
+            ours.journal
+                .append(&filler)
+                .context("filling our first fragment")?;
+        }
+        ours.journal
+            .remove_below(ours.journal.durable_head())
+            .context("dropping our first fragment")?;
         Ok(ours)
     }
 

@@ -12,8 +12,9 @@
 //! real implementation would also have to wait until no reader still maps a recycled fragment.)
 //!
 //! Recovery cuts the zeroed tail when a journal is created, so the first fragment of a new journal
-//! is still an empty, growing file; only fragments created by rolls are prewritten. Zero-filling
-//! runs during the measurement and competes for the disk until recycling takes over.
+//! is still an empty, growing file; only fragments created by rolls are prewritten (the bench
+//! fills and drops the first fragment before timing). Zero-filling runs during the measurement
+//! and competes for the disk until recycling takes over.
 
 use std::fs::{File, OpenOptions};
 use std::io;
