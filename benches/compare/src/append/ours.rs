@@ -17,6 +17,9 @@ pub struct OursAppender {
     /// Remove fragments below the head every this many appends (retention); 0 = never.
     retention_every: u64,
     appends: AtomicU64,
+    /// The durable head when `open` returned.
+    #[cfg_attr(not(test), allow(dead_code))]
+    opened_head: u64,
 }
 
 impl OursAppender {
@@ -44,6 +47,7 @@ impl OursAppender {
         ours.journal
             .remove_below(ours.journal.durable_head())
             .context("dropping our first fragment")?;
+        ours.opened_head = ours.journal.durable_head();
         Ok(ours)
     }
 
@@ -55,6 +59,7 @@ impl OursAppender {
             _log: log,
             retention_every: 0,
             appends: AtomicU64::new(0),
+            opened_head: 0,
         })
     }
 }
@@ -76,9 +81,9 @@ impl DurableAppender for OursAppender {
 
 #[cfg(test)]
 impl OursAppender {
-    /// Frames in the journal (each append is one frame).
+    /// Frames appended since `open` returned (each append is one frame).
     pub fn frame_count(&self) -> u64 {
-        let mut reader = self.journal.reader(0);
+        let mut reader = self.journal.reader(self.opened_head);
         let mut n = 0;
         while reader.try_next().expect("read back").is_some() {
             n += 1;
