@@ -477,7 +477,9 @@ fn supervise(
     }
 }
 
-/// Journal limits for stream-sum: 16 MiB frames hold a summer snapshot of up to
+/// Journal limits for stream-sum. Fragments are not preallocated: measured here, zero-filling
+/// spares cost this bandwidth-bound workload a quarter of its throughput and doubled its Sum
+/// latency p99 (docs/benchmarks.md). 16 MiB frames hold a summer snapshot of up to
 /// `OPEN_STREAMS_MAX` open streams (112 B each) plus its finished window (12 B per entry).
 pub fn log_options() -> Options {
     Options {

@@ -170,6 +170,8 @@ fn workload(seed: u64, rng: &mut StdRng, unsafe_split_commit: bool) -> Workload 
         flush_bytes: rng.random_range(1 << 10..=6 << 10),
         in_flight_max: rng.random_range(1..=4),
         fragment_max_bytes: rng.random_range(12 << 10..=40 << 10),
+        // Odd seeds zero-fill spare fragments (no draw, so the other sizes stay as they were).
+        preallocate: seed % 2 == 1,
         shard: ShardConfig {
             txn_max_messages: rng.random_range(1..=16),
             txn_max_input_bytes: rng.random_range(2 << 10..=32 << 10),

@@ -44,6 +44,8 @@ struct Params {
     /// Remove input fragments below each shard's durable checkpoint and shard-log fragments
     /// below its durable snapshot as the run goes (as `stream-sum run --retention` does).
     retention: bool,
+    /// `Options::preallocate`: zero-filled spare fragments.
+    preallocate: bool,
 }
 
 impl Params {
@@ -65,6 +67,7 @@ impl Params {
             },
             fragment_max_bytes: rng.random_range(20 << 10..=48 << 10),
             retention: rng.random_bool(0.5),
+            preallocate: rng.random_bool(0.5),
         }
     }
 
@@ -74,6 +77,7 @@ impl Params {
             frame_max_bytes: 20 << 10,
             batch_max_messages: 1024,
             pending_max_bytes: 256 << 10,
+            preallocate: self.preallocate,
             storage: Arc::new(sim.clone()),
         }
     }

@@ -100,6 +100,9 @@ impl Storage for SlowSyncStorage {
             sync_delay_ms: self.sync_delay_ms.clone(),
         }))
     }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path)
     }

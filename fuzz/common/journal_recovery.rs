@@ -45,6 +45,7 @@ pub fn options(storage: &SimStorage) -> Options {
         frame_max_bytes: 192,
         batch_max_messages: 16,
         pending_max_bytes: 1024,
+        preallocate: false,
         storage: Arc::new(storage.clone()),
     }
 }

@@ -120,6 +120,8 @@ pub fn options(storage: &SimStorage, fragment_byte: u8) -> Options {
         frame_max_bytes: 128,
         batch_max_messages: 16,
         pending_max_bytes: 1024,
+        // Bit 2 of the same byte: zero-filled spare fragments.
+        preallocate: fragment_byte & 4 != 0,
         storage: Arc::new(storage.clone()),
     }
 }

@@ -151,6 +151,8 @@ pub(crate) struct JournalShared {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Bytes of torn tail cut by recovery when this journal was opened.
     pub recovery_cut_bytes: u64,
+    /// Zero-filled spare fragments (`Options::preallocate`, writable journals).
+    pub(crate) spares: Option<Arc<crate::spare::Spares>>,
 }
 
 /// What must still hold when an append is placed.
@@ -194,6 +196,8 @@ impl JournalShared {
         recovered: crate::recovery::Recovered,
     ) -> Arc<JournalShared> {
         let salt = frame::journal_salt(&name);
+        let spares = (writable && opts.preallocate)
+            .then(|| crate::spare::Spares::start(&dir, opts.storage.clone(), opts.fragment_max_bytes, &name));
         let last_begin = recovered.fragments.last().expect("at least one fragment").begin;
         let first = recovered.fragments.first().expect("at least one fragment").begin;
         let shared = Arc::new(JournalShared {
@@ -224,6 +228,7 @@ impl JournalShared {
             last_frame: Mutex::new(recovered.last_frame),
             writer: Mutex::new(None),
             recovery_cut_bytes: recovered.cut_bytes,
+            spares,
             opts,
         });
         if writable {
@@ -264,6 +269,9 @@ impl JournalShared {
         self.space.notify(usize::MAX);
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
+        }
+        if let Some(spares) = &self.spares {
+            spares.close();
         }
         self.head_changed.notify(usize::MAX);
     }
@@ -490,15 +498,24 @@ impl JournalShared {
         self.opts.fragment_max_bytes
     }
 
+    /// Creates the fragment beginning at `begin`: the zero-filled spare renamed, if one is
+    /// ready, or else a new empty file.
     pub(crate) fn open_new_fragment(
         &self,
         begin: u64,
     ) -> std::io::Result<(Arc<Fragment>, Arc<dyn StorageFile>)> {
         let fragment = Fragment::new(begin, &self.dir);
-        let file = self
-            .opts
-            .storage
-            .open(&fragment.path, OpenMode::CreateNew, self.map_len_hint())?;
+        let spare = self
+            .spares
+            .as_ref()
+            .and_then(|s| s.take_as(&fragment.path, self.map_len_hint()));
+        let file = match spare {
+            Some(file) => file?,
+            None => self
+                .opts
+                .storage
+                .open(&fragment.path, OpenMode::CreateNew, self.map_len_hint())?,
+        };
         let fragment = Fragment::with_file(begin, &self.dir, file.clone());
         Ok((Arc::new(fragment), file))
     }

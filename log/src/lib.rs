@@ -30,6 +30,7 @@ mod mmap;
 mod reader;
 pub mod recovery;
 pub mod sim;
+pub mod spare;
 pub mod storage;
 mod writer;
 
@@ -63,6 +64,10 @@ pub struct Options {
     /// Most bytes accepted but not yet handed to the writer; appenders wait beyond it. At most
     /// twice this is buffered per journal (one batch filling, one being written).
     pub pending_max_bytes: u64,
+    /// Zero-fill the next fragment ahead of use, so a commit's fdatasync need not also make a
+    /// file size change durable ([`spare`]). Costs a spare file of `fragment_max_bytes` per busy
+    /// journal and the bandwidth to zero it.
+    pub preallocate: bool,
     pub storage: Arc<dyn Storage>,
 }
 
@@ -73,6 +78,7 @@ impl Default for Options {
             frame_max_bytes: 4 << 20,
             batch_max_messages: 1 << 20,
             pending_max_bytes: 8 << 20,
+            preallocate: false,
             storage: Arc::new(RealStorage),
         }
     }
@@ -85,6 +91,7 @@ impl std::fmt::Debug for Options {
             .field("frame_max_bytes", &self.frame_max_bytes)
             .field("batch_max_messages", &self.batch_max_messages)
             .field("pending_max_bytes", &self.pending_max_bytes)
+            .field("preallocate", &self.preallocate)
             .finish_non_exhaustive()
     }
 }
@@ -325,6 +332,7 @@ impl Log {
             salt,
             self.inner.opts.fragment_max_bytes,
             self.inner.writable,
+            self.inner.opts.preallocate,
         )?;
         let shared = JournalShared::new(
             name.to_string(),

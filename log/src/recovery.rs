@@ -51,6 +51,7 @@ pub(crate) fn recover(
     salt: u32,
     map_len_hint: u64,
     writable: bool,
+    preallocate: bool,
 ) -> Result<Recovered, OpenError> {
     let names = storage
         .list_dir(dir)
@@ -103,8 +104,11 @@ pub(crate) fn recover(
     };
 
     let scan = scan_fragment(&bytes, salt, last_begin);
+    // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else up to
+    // the last non-zero byte is what a torn write left.
+    let garbage_end = scan.valid_len + last_nonzero(&bytes[scan.valid_len..]).map_or(0, |i| i + 1);
     if let Some((bad_pos, error)) = &scan.first_error {
-        if let Some(later) = find_later_write(&bytes, salt, last_begin, *bad_pos) {
+        if let Some(later) = find_later_write(&bytes, salt, last_begin, *bad_pos, garbage_end) {
             return Err(OpenError::Corrupt {
                 journal: journal.to_string(),
                 fragment: last_path,
@@ -116,12 +120,24 @@ pub(crate) fn recover(
         }
     }
     let valid_len = scan.valid_len as u64;
-    let cut_bytes = file_len - valid_len;
-    if writable && cut_bytes > 0 {
-        // No reader exists yet, so shrinking the file cannot fault a memory map.
-        file.set_len(valid_len)
-            .map_err(|e| io_err(journal, "truncating torn tail of", &last_path, e))?;
-    }
+    let cut_bytes = if preallocate {
+        // Keep the preallocated length; zero what the torn write left, so that no frame of it
+        // can ever validate behind a later, shorter append.
+        let garbage = (garbage_end - scan.valid_len) as u64;
+        if writable && garbage > 0 {
+            zero_range(&*file, valid_len, garbage)
+                .map_err(|e| io_err(journal, "zeroing torn tail of", &last_path, e))?;
+        }
+        garbage
+    } else {
+        let cut = file_len - valid_len;
+        if writable && cut > 0 {
+            // No reader exists yet, so shrinking the file cannot fault a memory map.
+            file.set_len(valid_len)
+                .map_err(|e| io_err(journal, "truncating torn tail of", &last_path, e))?;
+        }
+        cut
+    };
     // The valid frames may have been written but never synced: the previous process died or its
     // fsync failed between write and fdatasync (or between creating a fragment and syncing the
     // directory), or (read-only opens) the writer is mid-commit. Make them and the fragments'
@@ -183,12 +199,40 @@ pub fn scan_fragment(bytes: &[u8], salt: u32, begin: u64) -> FragmentScan {
     }
 }
 
-/// The offset of a valid frame after `bad_pos` that was written by a later write than the one
-/// that covered `bad_pos`, if any.
-fn find_later_write(bytes: &[u8], salt: u32, begin: u64, bad_pos: usize) -> Option<u64> {
+/// Index of the last non-zero byte of `bytes`, if any (fast over long zero runs).
+fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 4096;
+    let mut end = bytes.len();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let block = &bytes[start..end];
+        // An OR over the block vectorizes; only a non-zero block is searched byte by byte.
+        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+            return block.iter().rposition(|&b| b != 0).map(|i| start + i);
+        }
+        end = start;
+    }
+    None
+}
+
+/// Overwrites `len` bytes at `pos` with zeros and syncs them.
+fn zero_range(file: &dyn crate::storage::StorageFile, pos: u64, len: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(pos + done, &zeros[..n])?;
+        done += n as u64;
+    }
+    file.sync_data()
+}
+
+/// The offset of a valid frame starting after `bad_pos` and before `scan_end` that was written
+/// by a later write than the one that covered `bad_pos`, if any.
+fn find_later_write(bytes: &[u8], salt: u32, begin: u64, bad_pos: usize, scan_end: usize) -> Option<u64> {
     let bad_offset = begin + bad_pos as u64;
     let mut pos = bad_pos + FRAME_ALIGN_BYTES as usize;
-    while pos + HEADER_LEN <= bytes.len() {
+    while pos + HEADER_LEN <= bytes.len() && pos < scan_end {
         let magic = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
         if magic == FRAME_MAGIC {
             if let Ok(h) = frame::decode_frame(&bytes[pos..], salt, begin + pos as u64) {

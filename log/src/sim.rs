@@ -372,6 +372,14 @@ impl Storage for SimStorage {
         s.paths.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.step()?;
+        let id = s.paths.remove(from).ok_or_else(|| not_found(from))?;
+        s.paths.insert(to.to_path_buf(), id);
+        Ok(())
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.step()?;

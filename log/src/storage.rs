@@ -36,6 +36,8 @@ pub trait Storage: Send + Sync + 'static {
     /// (the fragment size), so tailing readers map once.
     fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file within a directory (durable once the directory is synced).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Takes an exclusive lock on a directory; `ErrorKind::WouldBlock` if another holder has it.
@@ -101,6 +103,10 @@ impl Storage for RealStorage {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

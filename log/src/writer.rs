@@ -92,6 +92,13 @@ impl Writer {
             self.write_at(offset, &batch.bytes[start..])?;
         }
         self.sync()?;
+        if let Some(spares) = &self.shared.spares {
+            // Past half of this fragment: have the next one zero-filled in time for the roll.
+            let used = batch.begin + batch.bytes.len() as u64 - self.cur_begin;
+            if used * 2 >= self.shared.opts.fragment_max_bytes {
+                spares.want();
+            }
+        }
         if !self.created.is_empty() {
             self.shared.opts.storage.sync_dir(&self.shared.dir).map_err(|e| {
                 WriteFailure::Sync(format!(

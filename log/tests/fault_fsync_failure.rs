@@ -249,6 +249,9 @@ impl ss_log::Storage for FailingDirSync {
     fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
     }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
     fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
         if self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
             return Err(std::io::Error::from_raw_os_error(5));

@@ -24,6 +24,15 @@ use ss_log::frame::{frame_len_bytes, journal_salt, HEADER_LEN, MESSAGE_LEN_PREFI
 use ss_log::{Batch, Options};
 
 const MIB: u64 = 1 << 20;
+
+/// The journal options benched: the defaults, with zero-filled spare fragments if
+/// `SS_BENCH_PREALLOCATE` is set.
+fn journal_options() -> Options {
+    Options {
+        preallocate: std::env::var_os("SS_BENCH_PREALLOCATE").is_some(),
+        ..Options::default()
+    }
+}
 /// Time each side of a comparison runs per round.
 const SLICE: Duration = Duration::from_millis(700);
 
@@ -106,7 +115,7 @@ fn frame_bytes(payload_bytes: usize) -> usize {
 }
 
 fn large_appends(root: &Path, rounds: usize, label: &str, payload_bytes: usize) -> Value {
-    let fixture = JournalFixture::new(root, Options::default());
+    let fixture = JournalFixture::new(root, journal_options());
     let raw_dir = scratch::temp_dir(root, "raw-");
     let mut prewritten = PrewrittenFile::create(&raw_dir.path().join("prewritten"), 64 * MIB);
     let mut extending = ExtendingFile::create(
@@ -180,7 +189,7 @@ fn small_appends(root: &Path, rounds: usize) -> Value {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let fixture = JournalFixture::new(root, Options::default());
+    let fixture = JournalFixture::new(root, journal_options());
     let raw_dir = scratch::temp_dir(root, "raw-");
     let mut prewritten = PrewrittenFile::create(&raw_dir.path().join("prewritten"), 64 * MIB);
     let batch = Batch::single(&pattern_bytes(RECORD_BYTES, 4));

@@ -47,6 +47,8 @@ pub struct Workload {
     pub flush_bytes: usize,
     pub in_flight_max: usize,
     pub fragment_max_bytes: u64,
+    /// `Options::preallocate`: zero-filled spare fragments.
+    pub preallocate: bool,
     pub shard: ShardConfig,
 }
 
@@ -57,6 +59,7 @@ impl Workload {
             frame_max_bytes: 12 << 10,
             batch_max_messages: 4096,
             pending_max_bytes: 64 << 10,
+            preallocate: self.preallocate,
             storage: Arc::new(storage.clone()),
         }
     }

@@ -24,6 +24,7 @@ pub fn opts(storage: Arc<dyn Storage>, fragment_max_bytes: u64) -> Options {
         frame_max_bytes: 1024,
         batch_max_messages: 64,
         pending_max_bytes: 8 * 1024,
+        preallocate: false,
         storage,
     }
 }
@@ -146,6 +147,9 @@ impl Storage for CountingStorage {
             inner: self.inner.open(path, mode, map_len_hint)?,
             counts: self.counts.clone(),
         }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path)
@@ -277,6 +281,9 @@ impl Storage for GatedStorage {
             gate: self.gate.clone(),
             write_gate: self.write_gate.clone(),
         }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path)

@@ -186,6 +186,9 @@ impl Storage for PrewritingStorage {
     }
 
     /// Recycles a removed full-size fragment as a spare while the pool has room.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.real.rename(from, to)
+    }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let is_fragment = path
             .file_name()
