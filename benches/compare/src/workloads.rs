@@ -161,6 +161,17 @@ fn ours_prewritten_system() -> AppendSystem {
     }
 }
 
+/// Our journal with `Options::preallocate` (the shipped zero-filled spares).
+fn ours_preallocated_system() -> AppendSystem {
+    AppendSystem {
+        name: "ours, Options::preallocate",
+        role: Role::OursVariant,
+        config: "the same journal with Options::preallocate: the journal's background thread                  zero-fills and syncs the next fragment while the current one fills, and the writer                  renames it in at the roll (zeroing runs during timing)"
+            .to_string(),
+        open: Box::new(|dir| Ok(Box::new(OursAppender::open_preallocated(dir)?))),
+    }
+}
+
 fn peer_systems(concurrent: bool) -> Vec<AppendSystem> {
     let sqlite_sharing = if concurrent {
         "; 8 writers share one connection behind a mutex (no group commit in SQLite)"
@@ -265,6 +276,7 @@ pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyho
     });
     systems.push(writer_thread_extending_system());
     systems.push(ours_prewritten_system());
+    systems.push(ours_preallocated_system());
     run_append_workload(root, WORKLOAD_A, systems, 8, 128, rounds, only)
 }
 
@@ -316,6 +328,7 @@ pub fn large_single_writer(
         open: Box::new(|dir| Ok(Box::new(ExtendingFile::create(&dir.join("raw"), 32 << 20)?))),
     });
     systems.push(ours_prewritten_system());
+    systems.push(ours_preallocated_system());
     run_append_workload(root, WORKLOAD_B, systems, 1, 64 << 10, rounds, only)
 }
 
