@@ -54,6 +54,9 @@ fn crash_test_catches_summers_that_split_sums_from_their_checkpoint() {
             "11",
             "--json",
             "--unsafe-split-commit",
+            // Unthrottled children keep the summers busy, so kills land between the two appends.
+            "--max-mb-per-s",
+            "1000",
             "--data",
         ])
         .arg(dir.path().join("data"))
