@@ -56,12 +56,14 @@ impl Maintenance {
     }
 }
 
-/// This process's resident set size, from /proc (0 where unavailable).
+/// This process's anonymous resident memory (heap, stacks), from /proc (0 where unavailable).
+/// Mapped journal pages are left out: they are page cache, reclaimable, and grow with the data a
+/// run has read, not with what it holds.
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }

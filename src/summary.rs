@@ -43,7 +43,8 @@ pub struct Summary {
     pub faults: Vec<crate::faults::FaultRecord>,
     /// Largest disk use of the journals seen (sampled once a second).
     pub disk_bytes_max: u64,
-    /// Largest resident set size seen (sampled once a second).
+    /// Largest anonymous resident memory seen (sampled once a second; mapped journal pages are
+    /// page cache and not counted).
     pub rss_bytes_max: u64,
     /// Fragments removed by retention.
     pub fragments_removed: u64,
@@ -78,7 +79,7 @@ pub struct Progress {
     pub p99_ms: f64,
     pub violations: usize,
     pub stopping: bool,
-    /// (disk bytes, RSS bytes), shown in soak mode.
+    /// (disk bytes, anonymous RSS bytes), shown in soak mode.
     pub resources: Option<(u64, u64)>,
 }
 
@@ -97,7 +98,7 @@ impl Progress {
             self.p99_ms,
             self.violations,
             match self.resources {
-                Some((disk, rss)) => format!(" | disk {:.1} MB | RSS {:.1} MB", disk as f64 / 1e6, rss as f64 / 1e6),
+                Some((disk, rss)) => format!(" | disk {:.1} MB | anon RSS {:.1} MB", disk as f64 / 1e6, rss as f64 / 1e6),
                 None => String::new(),
             },
             if self.stopping { " | stopping: finishing open streams" } else { "" }
@@ -113,7 +114,7 @@ impl Summary {
              chunks: {} ({:.1} MB) at {:.1} MB/s, {:.1}k chunks/s\n\
              Sum latency (final chunk durable -> Sum durable): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
              summers: {} transactions; {} duplicate chunks skipped, {} abandoned streams expired (cumulative)\n\
-             disk (max) {:.1} MB, RSS (max) {:.1} MB, {} fragments removed by retention\n\
+             disk (max) {:.1} MB, anonymous RSS (max) {:.1} MB, {} fragments removed by retention\n\
              violations: {}\n",
             self.run_id,
             self.partitions,
