@@ -211,12 +211,11 @@ impl Chunker {
 
     /// Appends the stream's next chunk to its partition's batch; returns the data length.
     fn publish_chunk(&mut self, stream: &mut GenStream, p: usize) -> usize {
-        let len = self.gen.chunk_len();
-        let seq = stream.next_seq;
-        let is_final = seq + 1 == stream.chunk_count;
+        let (seq, is_final) = stream.next_chunk_seq();
         let outbox = &mut self.outboxes[p];
         outbox.oldest.get_or_insert_with(Instant::now);
         let gen = &mut self.gen;
+        let mut len = 0;
         outbox.batch.push_with(|b| {
             Chunk {
                 stream: stream.id,
@@ -225,13 +224,8 @@ impl Chunker {
                 data: &[],
             }
             .encode(b);
-            let at = b.len();
-            b.resize(at + len, 0);
-            gen.rng().fill(&mut b[at..]);
-            stream.hasher.update(&b[at..]);
+            len = gen.append_next_chunk(stream, b);
         });
-        stream.bytes += len as u64;
-        stream.next_seq += 1;
         len
     }
 

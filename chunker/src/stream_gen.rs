@@ -103,18 +103,25 @@ impl StreamGen {
         }
     }
 
-    /// Fills `buf` with the next chunk's bytes for `stream`, updates its hash and returns
-    /// (seq, is_final).
-    pub fn next_chunk(&mut self, stream: &mut GenStream, buf: &mut Vec<u8>) -> (u32, bool) {
+    /// Appends the next chunk's data for `stream` to `out` (after whatever `out` holds, e.g. the
+    /// chunk's encoded header), hashes it into the stream and advances its sequence number.
+    /// Returns the data length.
+    pub fn append_next_chunk(&mut self, stream: &mut GenStream, out: &mut Vec<u8>) -> usize {
         let len = self.chunk_len();
-        buf.clear();
-        buf.resize(len, 0);
-        self.rng.fill_bytes(buf);
-        stream.hasher.update(&buf[..]);
+        let at = out.len();
+        out.resize(at + len, 0);
+        self.rng.fill_bytes(&mut out[at..]);
+        stream.hasher.update(&out[at..]);
         stream.bytes += len as u64;
-        let seq = stream.next_seq;
         stream.next_seq += 1;
-        (seq, stream.next_seq == stream.chunk_count)
+        len
+    }
+}
+
+impl GenStream {
+    /// (seq, is_final) of the stream's next chunk.
+    pub fn next_chunk_seq(&self) -> (u32, bool) {
+        (self.next_seq, self.next_seq + 1 == self.chunk_count)
     }
 }
 
@@ -158,7 +165,13 @@ mod tests {
         let (mut ba, mut bb) = (Vec::new(), Vec::new());
         assert_eq!(sa.chunk_count, sb.chunk_count);
         for _ in 0..sa.chunk_count {
-            assert_eq!(a.next_chunk(&mut sa, &mut ba), b.next_chunk(&mut sb, &mut bb));
+            assert_eq!(sa.next_chunk_seq(), sb.next_chunk_seq());
+            ba.clear();
+            bb.clear();
+            assert_eq!(
+                a.append_next_chunk(&mut sa, &mut ba),
+                b.append_next_chunk(&mut sb, &mut bb)
+            );
             assert_eq!(ba, bb);
         }
     }

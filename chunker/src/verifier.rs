@@ -138,12 +138,6 @@ impl Verifier {
         }
     }
 
-    /// A counter that was allocated but will never get a Sum (never happens today; kept so the
-    /// watermark logic has one place to be told).
-    pub fn abandon(&mut self, stream: StreamId) {
-        self.verified.skip(split_stream_id(stream).2);
-    }
-
     /// The final chunk of `stream` became durable at `at`, in the frame at `offset` of
     /// `journal`; starts its SLA clock.
     pub fn final_durable(&mut self, stream: StreamId, at: Instant, journal: &str, offset: u64) {
