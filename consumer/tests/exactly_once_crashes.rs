@@ -441,17 +441,26 @@ impl Run<'_> {
         self.world = Some(world);
     }
 
-    /// Reads shard `i`'s new durable frames into `collected`.
-    fn collect(&mut self, i: usize) {
+    /// Reads shard `i`'s new durable frames into `collected`. Fails only if the storage died
+    /// meanwhile (a countdown crash can land in a background thread, e.g. the spare preparer).
+    fn collect(&mut self, i: usize) -> Result<(), ss_log::ReadError> {
         let world = self.world.as_ref().expect("world is open");
         let (contents, offset) = &mut self.collected[i];
-        *offset = read_shard_log_into(world.shards[i].shard_log(), *offset, contents);
+        *offset = read_shard_log_into(world.shards[i].shard_log(), *offset, contents)?;
+        Ok(())
     }
 
     /// Retention behind shard `i`: input below its durable checkpoint, shard log below its
     /// durable snapshot (after reading what is there). Failures are crashes.
     fn retain(&mut self, i: usize) {
-        self.collect(i);
+        if let Err(e) = self.collect(i) {
+            assert!(
+                self.sim.is_dead(),
+                "seed {}: reading shard log {i} failed: {e}",
+                self.seed
+            );
+            return;
+        }
         let world = self.world.as_ref().expect("world is open");
         let shard = &world.shards[i];
         let removed = shard
@@ -566,7 +575,8 @@ impl Run<'_> {
     fn check(&mut self, streams: &[Stream]) {
         let seed = self.seed;
         for i in 0..self.params.partitions {
-            self.collect(i);
+            self.collect(i)
+                .unwrap_or_else(|e| panic!("seed {seed}: reading shard log {i}: {e}"));
         }
         let by_id: HashMap<StreamId, &Stream> = streams.iter().map(|s| (s.id, s)).collect();
         let world = self.world.as_ref().expect("world is open");

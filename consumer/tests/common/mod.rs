@@ -87,19 +87,22 @@ impl ShardLogContents {
 /// (Sums, Expired) followed by exactly one checkpoint whose input offsets never go backwards.
 pub fn read_shard_log(journal: &Journal) -> ShardLogContents {
     let mut out = ShardLogContents::default();
-    read_shard_log_into(journal, journal.first_offset(), &mut out);
+    read_shard_log_into(journal, journal.first_offset(), &mut out)
+        .unwrap_or_else(|e| panic!("reading shard log {}: {e}", journal.name()));
     out
 }
 
 /// Reads the durable frames of a shard log from `offset` (a frame boundary) into `out`, checked
-/// as [`read_shard_log`] does; returns the offset reached (the durable head).
-pub fn read_shard_log_into(journal: &Journal, offset: u64, out: &mut ShardLogContents) -> u64 {
+/// as [`read_shard_log`] does; returns the offset reached (the durable head), or the read error
+/// (e.g. the simulated storage died meanwhile).
+pub fn read_shard_log_into(
+    journal: &Journal,
+    offset: u64,
+    out: &mut ShardLogContents,
+) -> Result<u64, ss_log::ReadError> {
     let mut reader = journal.reader(offset);
     let mut last_input_offset = out.checkpoints.last().map_or(0, |c| c.1);
-    while let Some(frame) = reader
-        .try_next()
-        .unwrap_or_else(|e| panic!("reading shard log {}: {e}", journal.name()))
-    {
+    while let Some(frame) = reader.try_next()? {
         let messages: Vec<&[u8]> = frame
             .messages()
             .collect::<Result<_, _>>()
@@ -129,7 +132,7 @@ pub fn read_shard_log_into(journal: &Journal, offset: u64, out: &mut ShardLogCon
             }
         }
     }
-    reader.offset()
+    Ok(reader.offset())
 }
 
 /// Every chunk in an input journal, in order, with the offset of its frame.
