@@ -323,6 +323,7 @@ fn recovery_fixture() -> RecoveryFixture {
     let opening_config = ShardConfig {
         txn_max_messages: OPEN_STREAMS as usize,
         txn_max_input_bytes: u64::MAX,
+        txn_max_output_bytes: u64::MAX,
         txn_max_duration: Duration::from_secs(600),
         ..ShardConfig::default()
     };
@@ -344,7 +345,8 @@ fn recovery_fixture() -> RecoveryFixture {
             .expect("opening transaction");
         assert!(report.snapshot && shard.input_offset() == opened_end);
         assert_eq!(shard.app().open_streams(), OPEN_STREAMS as usize);
-        snapshot_bytes = report.checkpoint_bytes;
+        // The opening transaction's delta is followed by a snapshot frame of all the streams.
+        snapshot_bytes = report.snapshot_bytes;
         shard.settle().expect("settle");
     }
     // The default policy snapshots again once deltas reach twice the last snapshot: stop just
