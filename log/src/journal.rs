@@ -738,10 +738,4 @@ impl Journal {
         }
         Ok(doomed.len())
     }
-
-    /// Bytes held by this journal's fragment files on disk (approximate for open fragments).
-    pub fn disk_bytes(&self) -> u64 {
-        let frags = self.fragments();
-        frags.iter().map(|f| f.end - f.begin).sum()
-    }
 }
