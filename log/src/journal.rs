@@ -437,6 +437,14 @@ impl JournalShared {
     /// Publishes a durable batch.
     pub(crate) fn batch_durable(&self, batch: &TakenBatch) {
         let end = batch.begin + batch.bytes.len() as u64;
+        let head = self.durable_head();
+        // Invariants: a batch begins at the durable head, and the durable head only grows.
+        assert_eq!(
+            batch.begin, head,
+            "journal {:?}: a batch must begin at the durable head",
+            self.name
+        );
+        assert!(end >= head, "journal {:?}: the durable head only grows", self.name);
         *self.last_frame.lock() = batch.last_frame;
         // Time-stamp before publishing the head, so no reader acts on the batch "before" it
         // was durable.
@@ -714,6 +722,10 @@ impl Journal {
             }
             doomed
         };
+        // Oldest first, syncing the directory after each unlink: a power loss keeps any subset
+        // of the unlinks since the last directory sync, so unlinking several before one sync
+        // could leave an old fragment without its successor (a hole). One at a time, what
+        // survives is always a contiguous run of fragments ending at the head.
         for f in &doomed {
             shared
                 .opts
@@ -724,8 +736,6 @@ impl Journal {
                     path: f.path.clone(),
                     source,
                 })?;
-        }
-        if !doomed.is_empty() {
             shared
                 .opts
                 .storage

@@ -177,9 +177,16 @@ impl Log {
             path: path.to_path_buf(),
             source,
         };
+        let created = !opts.storage.is_dir(&dir);
         opts.storage
             .create_dir_all(&journals_dir)
             .map_err(|e| io("creating", &journals_dir, e))?;
+        if let Some(parent) = dir.parent().filter(|p| created && !p.as_os_str().is_empty()) {
+            // A new data directory's own entry, or a power loss may take the whole directory.
+            opts.storage
+                .sync_dir(parent)
+                .map_err(|e| io("syncing", parent, e))?;
+        }
         // Make the data directory's entries (journals/, LOCK) durable before any journal in it.
         opts.storage.sync_dir(&dir).map_err(|e| io("syncing", &dir, e))?;
         let lock = opts.storage.lock_dir(&dir).map_err(|e| {

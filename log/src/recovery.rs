@@ -143,6 +143,21 @@ pub(crate) fn recover(
     // directory), or (read-only opens) the writer is mid-commit. Make them and the fragments'
     // directory entries durable before readers can see them, or a power loss could take back a
     // frame that a reader already acted on.
+    //
+    // An fdatasync alone is not enough after a failed one (Linux, "fsyncgate"): the pages whose
+    // writeback failed are clean in the page cache, readable, and no later fdatasync writes them.
+    // Only the last group-commit write can be in that state (a failed fsync poisons the journal,
+    // so nothing is written after it), so a writable open writes that write's frames again,
+    // making their pages dirty, before syncing.
+    if writable {
+        if let Some(last_pos) = scan.last_frame_pos {
+            let last = frame::decode_frame(&bytes[last_pos..], salt, last_begin + last_pos as u64)
+                .expect("the scan validated this frame");
+            let from = last.write_begin.saturating_sub(last_begin) as usize;
+            rewrite_range(&*file, &bytes[from..scan.valid_len], from as u64)
+                .map_err(|e| io_err(journal, "rewriting the last write of", &last_path, e))?;
+        }
+    }
     file.sync_data()
         .map_err(|e| io_err(journal, "syncing", &last_path, e))?;
     storage
@@ -213,6 +228,15 @@ fn last_nonzero(bytes: &[u8]) -> Option<usize> {
         end = start;
     }
     None
+}
+
+/// Writes `bytes` (read from the file at `pos`) back in place, from a copy: the read may be a
+/// view of a memory map of the same file.
+fn rewrite_range(file: &dyn crate::storage::StorageFile, bytes: &[u8], pos: u64) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    file.write_all_at(pos, &bytes.to_vec())
 }
 
 /// Overwrites `len` bytes at `pos` with zeros and syncs them.

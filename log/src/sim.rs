@@ -1,20 +1,45 @@
-//! Simulated storage for crash and fault tests, deterministic from a seed.
+//! Simulated storage for crash and fault tests, deterministic from a seed: the fault model of a
+//! Linux page cache over ext4, as harsh as the kernel's (docs/design.md, "Fault model").
 //!
-//! The model: every file has the bytes a process sees (`data`) and the bytes that would survive a
-//! power loss (`durable`); `sync_data` makes them equal. Writes since the last sync are kept as an
-//! ordered list of operations. A directory entry (a created or removed file) becomes durable only
-//! when its directory is synced. A [`SimStorage::crash`] freezes this instance (every later call
-//! fails with EIO, as if the process died) and returns a new instance holding what survived:
+//! Every file has the bytes a process sees (`data`, the page cache) and the bytes that would
+//! survive a power loss (`durable`, the medium). Pages (4 KiB of a file) written since the last
+//! successful `sync_data` are *dirty*; a successful `sync_data` makes the file's dirty pages and
+//! its length durable. Directory entries are durable once their directory is synced; operations
+//! on them since then (create, rename, unlink, mkdir) are kept in order as *pending*.
 //!
-//! - [`CrashMode::LoseUnsynced`]: every unsynced byte is lost;
+//! [`SimStorage::crash`] freezes this instance (every later call fails, as if the process died)
+//! and returns a new instance holding what survived, by [`CrashMode`]:
+//!
+//! - [`CrashMode::Process`]: a process crash (SIGKILL, panic, OOM kill). The page cache outlives
+//!   the process: every byte written and every name created, renamed or unlinked survives,
+//!   synced or not, and stays exactly as (non-)durable as it was, so a later power loss can
+//!   still take it. Pages that a failed fsync left behind may be dropped (see below).
+//! - [`CrashMode::PowerLoss`]: the kernel-grade power loss. Each pending directory operation
+//!   survives or not independently of the others (a directory whose own entry was never synced
+//!   in its parent may vanish with everything in it); each dirty page survives or not
+//!   independently (a page that did not reads as its previous durable contents, or zeros where
+//!   it had none); a length change survives or not.
+//! - [`CrashMode::LoseUnsynced`]: every unsynced byte and pending name is lost.
 //! - [`CrashMode::TearUnsynced`]: a random number of the unsynced writes survive in order, and
-//!   the next one is torn at a random byte;
+//!   the next one is torn at a random byte; pending names are lost.
 //! - [`CrashMode::ZeroUnsynced`]: as `TearUnsynced`, but the surviving unsynced bytes read as
 //!   zeros (the file grew, its data never reached the medium).
 //!
-//! Faults on demand: fail the n-th next `sync_data` with EIO, a byte capacity past which writes
-//! fail with ENOSPC (nothing written), a countdown of mutating operations after which the
-//! storage "crashes" by itself, and bit flips. Directories themselves are durable when created.
+//! Faults on demand:
+//! - **fsync failure, Linux semantics** ([`SimStorage::fail_sync_after`]): the error is reported
+//!   once; each dirty page either reached the medium or did not, and those that did not are now
+//!   *failed*: clean in the page cache, still readable, never written by a later successful
+//!   `sync_data` (on any handle). A process crash may drop each of them (it then reads as its
+//!   durable contents); a power loss loses them.
+//! - **failing calls** ([`SimStorage::fail_op_after`]): the n-th next fallible call (open,
+//!   create, rename, unlink, mkdir, set_len, write, sync_data, sync_dir) fails with a chosen
+//!   errno; a failing write first writes a random prefix of its bytes (a short write).
+//! - **read errors** ([`SimStorage::fail_read_after`]): the n-th next `read_at` returns EIO.
+//! - a byte capacity past which writes fail with ENOSPC (nothing written), a countdown of
+//!   mutating operations after which the storage "crashes" by itself, and bit flips.
+//!
+//! Besides, like ext4, a successful `sync_data` may commit every pending directory operation
+//! early (chosen at random).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -28,21 +53,40 @@ use rand::{Rng, SeedableRng};
 
 use crate::storage::{DirLock, OpenMode, Storage, StorageFile};
 
-/// What survives a simulated power loss; see the module documentation.
+/// Bytes of a page: the unit in which unsynced data survives a power loss or fails to.
+pub const PAGE_BYTES: u64 = 4096;
+
+/// What survives a simulated crash; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashMode {
+    /// A process crash: the page cache and every name survive.
+    Process,
+    /// A power loss: any subset of dirty pages and of pending directory operations survives.
+    PowerLoss,
     LoseUnsynced,
     TearUnsynced,
     ZeroUnsynced,
 }
 
 impl CrashMode {
-    pub const ALL: [CrashMode; 3] = [
+    pub const ALL: [CrashMode; 5] = [
+        CrashMode::Process,
+        CrashMode::PowerLoss,
         CrashMode::LoseUnsynced,
         CrashMode::TearUnsynced,
         CrashMode::ZeroUnsynced,
     ];
+
+    /// Whether the machine lost power (the page cache is gone), as opposed to a process crash.
+    pub fn is_power_loss(self) -> bool {
+        self != CrashMode::Process
+    }
 }
+
+/// Errnos a failing call returns ([`SimStorage::fail_op_after`]).
+pub const EIO: i32 = 5;
+pub const ENOSPC: i32 = 28;
+pub const EMFILE: i32 = 24;
 
 type FileId = u64;
 
@@ -56,7 +100,12 @@ enum Op {
 struct SimFile {
     data: Vec<u8>,
     durable: Vec<u8>,
+    /// Unsynced operations in order (for the tearing modes).
     unsynced: Vec<Op>,
+    /// Pages written since the last sync.
+    dirty: BTreeSet<u64>,
+    /// Pages a failed fsync left clean in the page cache but not on the medium.
+    failed: BTreeSet<u64>,
 }
 
 fn apply(image: &mut Vec<u8>, op: &Op) {
@@ -72,6 +121,122 @@ fn apply(image: &mut Vec<u8>, op: &Op) {
     }
 }
 
+fn page_range(page: u64, len: usize) -> std::ops::Range<usize> {
+    let start = (page * PAGE_BYTES) as usize;
+    start.min(len)..((page + 1) * PAGE_BYTES).min(len as u64) as usize
+}
+
+/// Copies page `page` of `from` into `into` (as far as both reach); where `from` ends, zeros.
+fn copy_page(into: &mut [u8], from: &[u8], page: u64) {
+    let r = page_range(page, into.len());
+    for i in r {
+        into[i] = from.get(i).copied().unwrap_or(0);
+    }
+}
+
+impl SimFile {
+    /// The medium's image after a successful sync: the page cache, but failed pages keep what
+    /// the medium had.
+    fn synced_image(&self) -> Vec<u8> {
+        let mut image = self.data.clone();
+        for &p in &self.failed {
+            copy_page(&mut image, &self.durable, p);
+        }
+        image
+    }
+
+    fn mark_dirty(&mut self, pos: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        for p in pos / PAGE_BYTES..=(pos + len - 1) / PAGE_BYTES {
+            self.dirty.insert(p);
+            self.failed.remove(&p);
+        }
+    }
+
+    /// A clean copy whose page cache and medium both hold `image`.
+    fn settled(image: Vec<u8>) -> SimFile {
+        SimFile {
+            data: image.clone(),
+            durable: image,
+            ..SimFile::default()
+        }
+    }
+}
+
+/// A directory operation not yet made durable by syncing its directory.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create { path: PathBuf, id: FileId },
+    Unlink { path: PathBuf, id: FileId },
+    Rename { from: PathBuf, to: PathBuf, id: FileId },
+    Mkdir { path: PathBuf },
+}
+
+impl DirOp {
+    /// The directory whose sync makes this operation durable.
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            DirOp::Create { path, .. } | DirOp::Unlink { path, .. } | DirOp::Mkdir { path } => path.parent(),
+            DirOp::Rename { to, .. } => to.parent(),
+        }
+    }
+}
+
+/// Names that survive a power loss.
+#[derive(Debug, Clone, Default)]
+struct DurableNames {
+    dirs: BTreeSet<PathBuf>,
+    paths: BTreeMap<PathBuf, FileId>,
+}
+
+impl DurableNames {
+    fn apply(&mut self, op: &DirOp) {
+        match op {
+            DirOp::Create { path, id } => {
+                self.paths.insert(path.clone(), *id);
+            }
+            DirOp::Unlink { path, id } => {
+                if self.paths.get(path) == Some(id) {
+                    self.paths.remove(path);
+                }
+            }
+            DirOp::Rename { from, to, id } => {
+                // A rename of an inode whose own creation never reached the medium is lost too.
+                if self.paths.get(from) == Some(id) {
+                    self.paths.remove(from);
+                    self.paths.insert(to.clone(), *id);
+                }
+            }
+            DirOp::Mkdir { path } => {
+                self.dirs.insert(path.clone());
+            }
+        }
+    }
+
+    /// Drops everything whose parent directory does not exist (a top-level directory, whose
+    /// parent is not simulated, always does).
+    fn prune_orphans(&mut self) {
+        let exists = |dirs: &BTreeSet<PathBuf>, p: &Path| match p.parent() {
+            None => true,
+            Some(parent) if parent.as_os_str().is_empty() || parent.parent().is_none() => true,
+            Some(parent) => dirs.contains(parent),
+        };
+        loop {
+            let orphan = self.dirs.iter().find(|d| !exists(&self.dirs, d)).cloned();
+            match orphan {
+                Some(d) => {
+                    self.dirs.remove(&d);
+                }
+                None => break,
+            }
+        }
+        let dirs = self.dirs.clone();
+        self.paths.retain(|p, _| exists(&dirs, p));
+    }
+}
+
 /// Counters of what the simulated storage was asked to do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimCounters {
@@ -80,6 +245,9 @@ pub struct SimCounters {
     pub dir_syncs: u64,
     pub failed_syncs: u64,
     pub enospc: u64,
+    /// Calls failed by [`SimStorage::fail_op_after`] and [`SimStorage::fail_read_after`].
+    pub failed_ops: u64,
+    pub short_writes: u64,
 }
 
 struct SimState {
@@ -87,12 +255,15 @@ struct SimState {
     dead: bool,
     dirs: BTreeSet<PathBuf>,
     paths: BTreeMap<PathBuf, FileId>,
-    durable_paths: BTreeMap<PathBuf, FileId>,
+    durable: DurableNames,
+    pending: Vec<DirOp>,
     files: HashMap<FileId, SimFile>,
     next_id: FileId,
     locks: BTreeSet<PathBuf>,
     capacity_bytes: Option<u64>,
     fail_sync_countdown: Option<u64>,
+    fail_op: Option<(u64, i32)>,
+    fail_read_countdown: Option<u64>,
     crash_countdown: Option<u64>,
     counters: SimCounters,
 }
@@ -104,12 +275,15 @@ impl SimState {
             dead: false,
             dirs: BTreeSet::new(),
             paths: BTreeMap::new(),
-            durable_paths: BTreeMap::new(),
+            durable: DurableNames::default(),
+            pending: Vec::new(),
             files: HashMap::new(),
             next_id: 1,
             locks: BTreeSet::new(),
             capacity_bytes: None,
             fail_sync_countdown: None,
+            fail_op: None,
+            fail_read_countdown: None,
             crash_countdown: None,
             counters: SimCounters::default(),
         }
@@ -135,11 +309,73 @@ impl SimState {
         Ok(())
     }
 
+    /// Counts one fallible call toward [`SimStorage::fail_op_after`]; the errno if it fails.
+    fn fallible(&mut self) -> Option<i32> {
+        let (n, errno) = self.fail_op.as_mut()?;
+        *n -= 1;
+        if *n > 0 {
+            return None;
+        }
+        let errno = *errno;
+        self.fail_op = None;
+        self.counters.failed_ops += 1;
+        Some(errno)
+    }
+
     fn used_bytes(&self) -> u64 {
         self.paths
             .values()
             .map(|id| self.files[id].data.len() as u64)
             .sum()
+    }
+
+    /// Makes every pending directory operation in `dir` (all of them if `None`) durable.
+    fn commit_names(&mut self, dir: Option<&Path>) {
+        let pending = std::mem::take(&mut self.pending);
+        for op in pending {
+            if dir.is_none() || op.dir() == dir {
+                self.durable.apply(&op);
+            } else {
+                self.pending.push(op);
+            }
+        }
+    }
+
+    /// What a power loss leaves of one file, by mode.
+    fn power_loss_image(&mut self, id: FileId, mode: CrashMode) -> Vec<u8> {
+        let file = self.files[&id].clone();
+        let mut image = file.durable.clone();
+        match mode {
+            CrashMode::LoseUnsynced | CrashMode::Process => {}
+            CrashMode::TearUnsynced | CrashMode::ZeroUnsynced => {
+                if !file.unsynced.is_empty() {
+                    let keep = self.rng.random_range(0..=file.unsynced.len());
+                    for op in &file.unsynced[..keep] {
+                        apply(&mut image, &zeroed_if(op, mode));
+                    }
+                    if let Some(Op::Write { pos, bytes }) = file.unsynced.get(keep) {
+                        let cut = self.rng.random_range(0..=bytes.len());
+                        let torn = Op::Write {
+                            pos: *pos,
+                            bytes: bytes[..cut].to_vec(),
+                        };
+                        apply(&mut image, &zeroed_if(&torn, mode));
+                    }
+                }
+            }
+            CrashMode::PowerLoss => {
+                if file.data.len() != file.durable.len() && self.rng.random_bool(0.5) {
+                    // The length change reached the medium; pages that did not read as zeros.
+                    image.resize(file.data.len(), 0);
+                }
+                for &p in &file.dirty {
+                    if self.rng.random_bool(0.5) {
+                        copy_page(&mut image, &file.data, p);
+                    }
+                }
+            }
+        }
+        image
     }
 }
 
@@ -156,54 +392,88 @@ impl SimStorage {
         }
     }
 
-    /// Simulates a power loss: this instance dies and the returned one holds what survived.
+    /// Simulates a crash: this instance dies and the returned one holds what survived.
     pub fn crash(&self, mode: CrashMode) -> SimStorage {
         let mut old = self.state.lock();
         old.dead = true;
         let seed = old.rng.random();
         let mut new = SimState::new(StdRng::seed_from_u64(seed));
-        new.dirs = old.dirs.clone();
-        let durable_paths = old.durable_paths.clone();
-        for (path, id) in durable_paths {
-            let file = old.files[&id].clone();
-            let mut image = file.durable.clone();
-            if mode != CrashMode::LoseUnsynced && !file.unsynced.is_empty() {
-                let keep = old.rng.random_range(0..=file.unsynced.len());
-                for op in &file.unsynced[..keep] {
-                    let op = zeroed_if(op, mode);
-                    apply(&mut image, &op);
-                }
-                if let Some(Op::Write { pos, bytes }) = file.unsynced.get(keep) {
-                    let cut = old.rng.random_range(0..=bytes.len());
-                    let torn = Op::Write {
-                        pos: *pos,
-                        bytes: bytes[..cut].to_vec(),
-                    };
-                    apply(&mut image, &zeroed_if(&torn, mode));
+        if mode == CrashMode::Process {
+            new.dirs = old.dirs.clone();
+            new.paths = old.paths.clone();
+            new.durable = old.durable.clone();
+            new.pending = old.pending.clone();
+            new.next_id = old.next_id;
+            let mut files = old.files.clone();
+            for file in files.values_mut() {
+                // Pages a failed fsync left clean may have been dropped from the cache.
+                let failed = std::mem::take(&mut file.failed);
+                for p in failed {
+                    if old.rng.random_bool(0.5) {
+                        let durable = file.durable.clone();
+                        copy_page(&mut file.data, &durable, p);
+                    } else {
+                        file.failed.insert(p);
+                    }
                 }
             }
-            let id = new.next_id;
-            new.next_id += 1;
-            new.files.insert(
-                id,
-                SimFile {
-                    data: image.clone(),
-                    durable: image,
-                    unsynced: Vec::new(),
-                },
-            );
-            new.paths.insert(path.clone(), id);
-            new.durable_paths.insert(path, id);
+            new.files = files;
+        } else {
+            let mut names = old.durable.clone();
+            if mode == CrashMode::PowerLoss {
+                let pending = old.pending.clone();
+                for op in &pending {
+                    if old.rng.random_bool(0.5) {
+                        names.apply(op);
+                    }
+                }
+                names.prune_orphans();
+            } else {
+                // The older modes keep every directory (as created) and lose pending names.
+                names.dirs = old.dirs.clone();
+            }
+            let mut ids: HashMap<FileId, FileId> = HashMap::new();
+            for (path, old_id) in names.paths.clone() {
+                let id = match ids.get(&old_id) {
+                    Some(id) => *id,
+                    None => {
+                        let image = old.power_loss_image(old_id, mode);
+                        let id = new.next_id;
+                        new.next_id += 1;
+                        new.files.insert(id, SimFile::settled(image));
+                        ids.insert(old_id, id);
+                        id
+                    }
+                };
+                new.paths.insert(path.clone(), id);
+                names.paths.insert(path, id);
+            }
+            new.dirs = names.dirs.clone();
+            new.durable = names;
         }
         SimStorage {
             state: Arc::new(Mutex::new(new)),
         }
     }
 
-    /// Fails the `n`-th `sync_data` from now (1 = the next one) with EIO.
+    /// Fails the `n`-th `sync_data` from now (1 = the next one) with EIO, with Linux semantics:
+    /// see the module documentation.
     pub fn fail_sync_after(&self, n: u64) {
         assert!(n >= 1);
         self.state.lock().fail_sync_countdown = Some(n);
+    }
+
+    /// Fails the `n`-th fallible call from now (1 = the next one) with `errno`: see the module
+    /// documentation.
+    pub fn fail_op_after(&self, n: u64, errno: i32) {
+        assert!(n >= 1);
+        self.state.lock().fail_op = Some((n, errno));
+    }
+
+    /// Fails the `n`-th `read_at` from now (1 = the next one) with EIO.
+    pub fn fail_read_after(&self, n: u64) {
+        assert!(n >= 1);
+        self.state.lock().fail_read_countdown = Some(n);
     }
 
     /// Writes that would make the files' total size exceed `bytes` fail with ENOSPC.
@@ -211,8 +481,9 @@ impl SimStorage {
         self.state.lock().capacity_bytes = bytes;
     }
 
-    /// After `n` more mutating operations (write, sync, create, remove, set_len, dir sync) the
-    /// storage dies: that operation and all later ones fail. Call [`SimStorage::crash`] to reboot.
+    /// After `n` more mutating operations (write, sync, create, remove, rename, set_len, dir
+    /// sync) the storage dies: that operation and all later ones fail. Call
+    /// [`SimStorage::crash`] to reboot.
     pub fn crash_after_ops(&self, n: u64) {
         self.state.lock().crash_countdown = Some(n);
     }
@@ -241,6 +512,17 @@ impl SimStorage {
         s.paths.get(path).map(|id| s.files[id].data.clone())
     }
 
+    /// Whether every byte and name a process sees would survive a power loss (nothing dirty,
+    /// failed or pending).
+    pub fn is_settled(&self) -> bool {
+        let s = self.state.lock();
+        s.pending.is_empty()
+            && s.paths.values().all(|id| {
+                let f = &s.files[id];
+                f.dirty.is_empty() && f.failed.is_empty() && f.data == f.durable
+            })
+    }
+
     /// Replaces a file's content, durably (models damage done to the medium offline).
     pub fn write_file(&self, path: &Path, bytes: &[u8]) {
         let mut s = self.state.lock();
@@ -251,14 +533,11 @@ impl SimStorage {
                 s.next_id += 1;
                 s.files.insert(id, SimFile::default());
                 s.paths.insert(path.to_path_buf(), id);
-                s.durable_paths.insert(path.to_path_buf(), id);
+                s.durable.paths.insert(path.to_path_buf(), id);
                 id
             }
         };
-        let f = s.files.get_mut(&id).expect("file");
-        f.data = bytes.to_vec();
-        f.durable = bytes.to_vec();
-        f.unsynced.clear();
+        s.files.insert(id, SimFile::settled(bytes.to_vec()));
     }
 
     /// Flips one bit of a file, in what is seen and what is durable.
@@ -301,14 +580,30 @@ fn not_found(path: &Path) -> io::Error {
     )
 }
 
+fn injected(errno: i32, what: &str, path: &Path) -> io::Error {
+    let e = io::Error::from_raw_os_error(errno);
+    io::Error::new(e.kind(), format!("{what} {}: {e} (injected)", path.display()))
+}
+
 impl Storage for SimStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.check_alive()?;
-        for ancestor in path.ancestors() {
-            if !ancestor.as_os_str().is_empty() {
-                s.dirs.insert(ancestor.to_path_buf());
-            }
+        let missing: Vec<PathBuf> = path
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty() && !s.dirs.contains(*a))
+            .map(Path::to_path_buf)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        s.step()?;
+        if let Some(errno) = s.fallible() {
+            return Err(injected(errno, "mkdir", path));
+        }
+        for dir in missing.into_iter().rev() {
+            s.dirs.insert(dir.clone());
+            s.pending.push(DirOp::Mkdir { path: dir });
         }
         Ok(())
     }
@@ -339,6 +634,9 @@ impl Storage for SimStorage {
         let id = match mode {
             OpenMode::CreateNew => {
                 s.step()?;
+                if let Some(errno) = s.fallible() {
+                    return Err(injected(errno, "create", path));
+                }
                 if s.paths.contains_key(path) {
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
@@ -352,16 +650,24 @@ impl Storage for SimStorage {
                 s.next_id += 1;
                 s.files.insert(id, SimFile::default());
                 s.paths.insert(path.to_path_buf(), id);
+                s.pending.push(DirOp::Create {
+                    path: path.to_path_buf(),
+                    id,
+                });
                 id
             }
             OpenMode::ReadWrite | OpenMode::ReadOnly => {
                 s.check_alive()?;
+                if let Some(errno) = s.fallible() {
+                    return Err(injected(errno, "open", path));
+                }
                 *s.paths.get(path).ok_or_else(|| not_found(path))?
             }
         };
         Ok(Arc::new(SimFileHandle {
             state: self.state.clone(),
             id,
+            path: path.to_path_buf(),
             writable: mode != OpenMode::ReadOnly,
         }))
     }
@@ -369,30 +675,41 @@ impl Storage for SimStorage {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.step()?;
-        s.paths.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        if let Some(errno) = s.fallible() {
+            return Err(injected(errno, "unlink", path));
+        }
+        let id = s.paths.remove(path).ok_or_else(|| not_found(path))?;
+        s.pending.push(DirOp::Unlink {
+            path: path.to_path_buf(),
+            id,
+        });
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.step()?;
+        if let Some(errno) = s.fallible() {
+            return Err(injected(errno, "rename", from));
+        }
         let id = s.paths.remove(from).ok_or_else(|| not_found(from))?;
         s.paths.insert(to.to_path_buf(), id);
+        s.pending.push(DirOp::Rename {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            id,
+        });
         Ok(())
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.step()?;
+        if let Some(errno) = s.fallible() {
+            return Err(injected(errno, "fsync of directory", path));
+        }
         s.counters.dir_syncs += 1;
-        let in_dir = |p: &PathBuf| p.parent() == Some(path);
-        s.durable_paths.retain(|p, _| !in_dir(p));
-        let current: Vec<(PathBuf, FileId)> = s
-            .paths
-            .iter()
-            .filter(|(p, _)| in_dir(p))
-            .map(|(p, id)| (p.clone(), *id))
-            .collect();
-        s.durable_paths.extend(current);
+        s.commit_names(Some(path));
         Ok(())
     }
 
@@ -415,6 +732,7 @@ impl Storage for SimStorage {
 struct SimFileHandle {
     state: Arc<Mutex<SimState>>,
     id: FileId,
+    path: PathBuf,
     writable: bool,
 }
 
@@ -430,11 +748,19 @@ impl StorageFile for SimFileHandle {
         let mut s = self.state.lock();
         s.step()?;
         s.counters.writes += 1;
+        let mut buf = buf;
+        let failure = s.fallible();
+        if failure.is_some() {
+            // A short write: a random prefix lands before the error.
+            let n = s.rng.random_range(0..buf.len().max(1));
+            buf = &buf[..n.min(buf.len())];
+            s.counters.short_writes += 1;
+        }
         let grow = (pos + buf.len() as u64).saturating_sub(s.files[&self.id].data.len() as u64);
         if let Some(cap) = s.capacity_bytes {
             if s.used_bytes() + grow > cap {
                 s.counters.enospc += 1;
-                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+                return Err(io::Error::from_raw_os_error(ENOSPC));
             }
         }
         let f = s.files.get_mut(&self.id).expect("file");
@@ -443,13 +769,25 @@ impl StorageFile for SimFileHandle {
             bytes: buf.to_vec(),
         };
         apply(&mut f.data, &op);
+        f.mark_dirty(pos, buf.len() as u64);
         f.unsynced.push(op);
-        Ok(())
+        match failure {
+            Some(errno) => Err(injected(errno, "write", &self.path)),
+            None => Ok(()),
+        }
     }
 
     fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let s = self.state.lock();
+        let mut s = self.state.lock();
         s.check_alive()?;
+        if let Some(n) = s.fail_read_countdown.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                s.fail_read_countdown = None;
+                s.counters.failed_ops += 1;
+                return Err(injected(EIO, "read", &self.path));
+            }
+        }
         let data = &s.files[&self.id].data;
         let end = pos as usize + len;
         if end > data.len() {
@@ -465,26 +803,65 @@ impl StorageFile for SimFileHandle {
         let mut s = self.state.lock();
         s.step()?;
         s.counters.syncs += 1;
-        if let Some(n) = s.fail_sync_countdown.as_mut() {
-            *n -= 1;
-            if *n == 0 {
-                s.fail_sync_countdown = None;
-                s.counters.failed_syncs += 1;
-                return Err(io::Error::from_raw_os_error(5)); // EIO
+        let failed = match s.fail_sync_countdown.as_mut() {
+            Some(n) => {
+                *n -= 1;
+                *n == 0
             }
+            None => false,
+        } || s.fallible().is_some();
+        if failed {
+            s.fail_sync_countdown = None;
+            s.counters.failed_syncs += 1;
+            // Linux: each dirty page reached the medium or not; those that did not are now
+            // clean in the page cache, and no later fsync will write them.
+            let dirty: Vec<u64> = s.files[&self.id].dirty.iter().copied().collect();
+            let reached: Vec<bool> = dirty.iter().map(|_| s.rng.random_bool(0.5)).collect();
+            let f = s.files.get_mut(&self.id).expect("file");
+            let mut medium = f.durable.clone();
+            if medium.len() < f.data.len() {
+                medium.resize(f.data.len(), 0);
+            }
+            for (&p, reached) in dirty.iter().zip(reached) {
+                if reached {
+                    copy_page(&mut medium, &f.data, p);
+                } else {
+                    f.failed.insert(p);
+                }
+            }
+            medium.truncate(f.data.len());
+            f.durable = medium;
+            f.dirty.clear();
+            f.unsynced.clear();
+            return Err(io::Error::from_raw_os_error(EIO));
         }
         let f = s.files.get_mut(&self.id).expect("file");
-        f.durable = f.data.clone();
+        f.durable = f.synced_image();
+        f.dirty.clear();
         f.unsynced.clear();
+        // ext4 commits pending names early whenever a file is fsynced.
+        if s.rng.random_bool(0.25) {
+            s.commit_names(None);
+        }
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.state.lock();
         s.step()?;
+        if let Some(errno) = s.fallible() {
+            return Err(injected(errno, "ftruncate", &self.path));
+        }
         let f = s.files.get_mut(&self.id).expect("file");
         let op = Op::SetLen(len);
         apply(&mut f.data, &op);
+        let first_gone = len.div_ceil(PAGE_BYTES);
+        f.dirty.retain(|&p| p < first_gone);
+        f.failed.retain(|&p| p < first_gone);
+        if len % PAGE_BYTES != 0 {
+            // The page holding the new end changed (its tail is now zeros).
+            f.dirty.insert(len / PAGE_BYTES);
+        }
         f.unsynced.push(op);
         Ok(())
     }

@@ -71,6 +71,9 @@ impl Writer {
                 // fragment but the last being durable.
                 self.sync()?;
             }
+            // Counted as created before it exists: a failure part way (a spare renamed but not
+            // opened, say) must not leave a file there for a roll back to miss.
+            self.created.push(new_begin);
             let (fragment, file) =
                 self.shared
                     .open_new_fragment(new_begin)
@@ -82,9 +85,21 @@ impl Writer {
                             .join(crate::fragment::fragment_file_name(new_begin)),
                     })?;
             self.shared.push_fragment(fragment);
+            // Make the new name durable before writing into it: a power loss keeps any subset of
+            // the directory operations since the last directory sync, so two fragments created
+            // before one sync could leave the later without the earlier (a hole).
+            self.shared
+                .opts
+                .storage
+                .sync_dir(&self.shared.dir)
+                .map_err(|e| {
+                    WriteFailure::Sync(format!(
+                        "fsync of directory {} failed: {e}",
+                        self.shared.dir.display()
+                    ))
+                })?;
             self.cur_file = file;
             self.cur_begin = new_begin;
-            self.created.push(new_begin);
             start = at;
             offset = new_begin;
         }
@@ -99,14 +114,6 @@ impl Writer {
                 spares.want();
             }
         }
-        if !self.created.is_empty() {
-            self.shared.opts.storage.sync_dir(&self.shared.dir).map_err(|e| {
-                WriteFailure::Sync(format!(
-                    "fsync of directory {} failed: {e}",
-                    self.shared.dir.display()
-                ))
-            })?;
-        }
         Ok(())
     }
 
@@ -120,11 +127,17 @@ impl Writer {
         let mut undo = || -> std::io::Result<()> {
             if let Some(&first_created) = created.first() {
                 self.shared.drop_fragments_from(first_created);
-                for &begin in &created {
+                // Newest first, each unlink made durable before the next: a power loss keeps any
+                // subset of unsynced directory operations, and a surviving later fragment without
+                // its predecessor would be a hole.
+                for &begin in created.iter().rev() {
                     let path = self.shared.dir.join(crate::fragment::fragment_file_name(begin));
-                    self.shared.opts.storage.remove_file(&path)?;
+                    match self.shared.opts.storage.remove_file(&path) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        other => other?,
+                    }
+                    self.shared.opts.storage.sync_dir(&self.shared.dir)?;
                 }
-                self.shared.opts.storage.sync_dir(&self.shared.dir)?;
             }
             let last = self
                 .shared
