@@ -306,6 +306,10 @@ struct Stats {
     txns: u64,
     snapshots: u64,
     recovered_deltas: u64,
+    /// Crashes per mode, in `CrashMode::ALL` order (Process, PowerLoss, Lose, Tear, Zero).
+    crashes_by_mode: [u64; 5],
+    failing_calls_armed: u64,
+    restarts_after_failed_call: u64,
 }
 
 struct World {
@@ -341,12 +345,17 @@ fn open_world(sim: &SimStorage, params: &Params) -> Result<World, String> {
 }
 
 fn random_mode(rng: &mut StdRng) -> CrashMode {
-    match rng.random_range(0..5) {
+    match rng.random_range(0..8) {
         0 => CrashMode::LoseUnsynced,
-        1 | 2 => CrashMode::TearUnsynced,
-        _ => CrashMode::ZeroUnsynced,
+        1 => CrashMode::TearUnsynced,
+        2 => CrashMode::ZeroUnsynced,
+        3..=5 => CrashMode::PowerLoss,
+        _ => CrashMode::Process,
     }
 }
+
+/// Errnos the injected failing calls return.
+const ERRNOS: [i32; 3] = [ss_log::sim::EIO, ss_log::sim::ENOSPC, ss_log::sim::EMFILE];
 
 struct Run<'a> {
     seed: u64,
@@ -364,6 +373,12 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Whether the storage died or an injected call failed: either way the process restarts.
+    fn faulted(&self) -> bool {
+        let c = self.sim.counters();
+        self.sim.is_dead() || c.failed_ops + c.failed_syncs > 0
+    }
+
     fn world(&mut self) -> &mut World {
         self.world.as_mut().expect("world is open")
     }
@@ -371,6 +386,7 @@ impl Run<'_> {
     /// Kills the storage (if not dead already), reboots from what survived, reopens and recovers.
     fn crash_and_reboot(&mut self) {
         let mode = random_mode(&mut self.rng);
+        self.stats.crashes_by_mode[CrashMode::ALL.iter().position(|m| *m == mode).expect("a mode")] += 1;
         let survivor = self.sim.crash(mode);
         let world = self.world.take().expect("world is open");
         for (track, shard) in self.tracks.iter_mut().zip(&world.shards) {
@@ -389,7 +405,7 @@ impl Run<'_> {
             match open_world(&self.sim, &self.params) {
                 Ok(world) => break world,
                 Err(e) => {
-                    assert!(self.sim.is_dead(), "seed {}: reopening failed: {e}", self.seed);
+                    assert!(self.faulted(), "seed {}: reopening failed: {e}", self.seed);
                     self.stats.crashes += 1;
                     self.stats.crashes_during_reopen += 1;
                     self.sim = self.sim.crash(random_mode(&mut self.rng));
@@ -455,7 +471,7 @@ impl Run<'_> {
     fn retain(&mut self, i: usize) {
         if let Err(e) = self.collect(i) {
             assert!(
-                self.sim.is_dead(),
+                self.faulted(),
                 "seed {}: reading shard log {i} failed: {e}",
                 self.seed
             );
@@ -469,7 +485,7 @@ impl Run<'_> {
             .and_then(|n| Ok(n + world.inputs[i].remove_below(shard.durable_input_offset())?));
         match removed {
             Ok(n) => self.stats.fragments_removed += n as u64,
-            Err(e) => assert!(self.sim.is_dead(), "seed {}: retention failed: {e}", self.seed),
+            Err(e) => assert!(self.faulted(), "seed {}: retention failed: {e}", self.seed),
         }
     }
 
@@ -480,28 +496,29 @@ impl Run<'_> {
                 let world = self.world.as_mut().expect("world is open");
                 self.tracks[i].placed(&world.shards[i], &report);
                 let unsettled = world.shards[i].durable_input_offset() < world.shards[i].input_offset();
+                let shard_log = world.shards[i].shard_log().clone();
                 if let (Some(ack), true) = (report.placed_at, unsettled) {
-                    if !self.sim.is_dead() && self.rng.random_bool(0.04) {
+                    if !self.faulted() && self.rng.random_bool(0.04) {
                         // Durable, but the shard has not looked yet: crash now.
-                        let log = world.shards[i].shard_log().clone();
-                        while log.durable_head() < ack.end && !self.sim.is_dead() {
+                        let log = shard_log;
+                        while log.durable_head() < ack.end && !self.faulted() {
                             log.wait_beyond(ack.end - 1, Duration::from_millis(100));
                         }
                         drop(log);
-                        if !self.sim.is_dead() {
+                        if !self.faulted() {
                             self.stats.crashes_explicit_after_durable += 1;
                             self.crash_and_reboot();
                         }
                         return;
                     }
                 }
-                if self.params.retention && !self.sim.is_dead() && self.rng.random_bool(0.2) {
+                if self.params.retention && !self.faulted() && self.rng.random_bool(0.2) {
                     self.retain(i);
                 }
             }
             Err(e) => {
                 assert!(
-                    self.sim.is_dead(),
+                    self.faulted(),
                     "seed {}: shard {i} failed while the storage is alive: {e}",
                     self.seed
                 );
@@ -526,7 +543,15 @@ impl Run<'_> {
                 } else {
                     self.rng.random_range(0..40)
                 };
-                self.sim.crash_after_ops(n);
+                if self.rng.random_bool(0.25) {
+                    // A failing call (a short write, a failed fsync with Linux semantics, EMFILE
+                    // on open, ...): the process notices and restarts.
+                    let errno = ERRNOS[self.rng.random_range(0..ERRNOS.len())];
+                    self.sim.fail_op_after(n + 1, errno);
+                    self.stats.failing_calls_armed += 1;
+                } else {
+                    self.sim.crash_after_ops(n);
+                }
                 armed = true;
             }
             if self.rng.random_bool(0.5) {
@@ -543,11 +568,7 @@ impl Run<'_> {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        assert!(
-                            self.sim.is_dead(),
-                            "seed {}: producer append failed: {e}",
-                            self.seed
-                        );
+                        assert!(self.faulted(), "seed {}: producer append failed: {e}", self.seed);
                         self.stats.crashes_in_producer_append += 1;
                     }
                 }
@@ -555,14 +576,19 @@ impl Run<'_> {
                 let i = self.rng.random_range(0..self.params.partitions);
                 self.shard_step(i);
             }
-            if self.sim.is_dead() {
-                self.stats.crashes_by_countdown += 1;
+            if self.faulted() {
+                if self.sim.is_dead() {
+                    self.stats.crashes_by_countdown += 1;
+                } else {
+                    self.stats.restarts_after_failed_call += 1;
+                }
                 self.crash_and_reboot();
                 armed = false;
             }
         }
         // Every stream is published: finish consuming without faults.
         self.sim.crash_after_ops(u64::MAX);
+        self.sim.disarm_failures();
         let world = self.world.as_mut().expect("world is open");
         for (shard, input) in world.shards.iter_mut().zip(&world.inputs) {
             shard
@@ -708,7 +734,9 @@ fn every_finished_stream_has_exactly_one_correct_sum_across_crashes() {
         .map_or(SEEDS_DEFAULT, |s| s.parse().expect("SS_CRASH_SEEDS is a number"));
     let started = Instant::now();
     let mut stats = Stats::default();
-    for seed in 0..seeds {
+    let first: u64 =
+        std::env::var("SS_CRASH_FIRST_SEED").map_or(0, |v| v.parse().expect("SS_CRASH_FIRST_SEED"));
+    for seed in first..first + seeds {
         run_seed(seed, &mut stats, false);
     }
     eprintln!(
@@ -732,6 +760,12 @@ fn every_finished_stream_has_exactly_one_correct_sum_across_crashes() {
     assert!(stats.duplicates_skipped > 0 && stats.recovered_deltas > 0);
     assert!(stats.abandoned_streams > 0 && stats.finished_streams > 0);
     assert!(stats.fragments_removed > 0, "retention never removed a fragment");
+    assert!(
+        stats.crashes_by_mode.iter().all(|&n| n > 0),
+        "every crash mode ran: {:?}",
+        stats.crashes_by_mode
+    );
+    assert!(stats.restarts_after_failed_call > 0, "no injected call failed");
 }
 
 /// The harness must be able to fail: with the shard's deliberately broken commit (checkpoint and

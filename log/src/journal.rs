@@ -444,7 +444,11 @@ impl JournalShared {
             "journal {:?}: a batch must begin at the durable head",
             self.name
         );
-        assert!(end >= head, "journal {:?}: the durable head only grows", self.name);
+        assert!(
+            end >= head,
+            "journal {:?}: the durable head only grows",
+            self.name
+        );
         *self.last_frame.lock() = batch.last_frame;
         // Time-stamp before publishing the head, so no reader acts on the batch "before" it
         // was durable.

@@ -163,14 +163,65 @@ pub(crate) fn recover(
     storage
         .sync_dir(dir)
         .map_err(|e| io_err(journal, "syncing", dir, e))?;
+    // A last fragment with no frame yet (a crash right after a roll made its name durable, or a
+    // zero-filled spare renamed in) does not mean the journal is empty: the last frame is in an
+    // earlier fragment, which must end exactly where the next begins.
+    let last_frame = match scan.last_frame_pos {
+        Some(p) => Some(last_begin + p as u64),
+        None => last_frame_before(storage, &fragments, last_begin, journal, salt, map_len_hint)?,
+    };
     fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
     Ok(Recovered {
         fragments,
         last_file: file,
         head: last_begin + valid_len,
-        last_frame: scan.last_frame_pos.map(|p| last_begin + p as u64),
+        last_frame,
         cut_bytes,
     })
+}
+
+/// The last frame of the sealed fragments (`sealed`, in order), which end at `end`: scans them
+/// backwards until one holds a frame, checking each ends where its successor begins.
+fn last_frame_before(
+    storage: &dyn Storage,
+    sealed: &[Arc<Fragment>],
+    mut end: u64,
+    journal: &str,
+    salt: u32,
+    map_len_hint: u64,
+) -> Result<Option<u64>, OpenError> {
+    for fragment in sealed.iter().rev() {
+        let file = fragment
+            .file(storage, map_len_hint)
+            .map_err(|e| io_err(journal, "opening", &fragment.path, e))?;
+        let len = file
+            .len()
+            .map_err(|e| io_err(journal, "reading length of", &fragment.path, e))?;
+        let bytes = if len == 0 {
+            bytes::Bytes::new()
+        } else {
+            file.read_at(0, len as usize)
+                .map_err(|e| io_err(journal, "reading", &fragment.path, e))?
+        };
+        let scan = scan_fragment(&bytes, salt, fragment.begin);
+        let valid_end = fragment.begin + scan.valid_len as u64;
+        if valid_end != end {
+            return Err(OpenError::Corrupt {
+                journal: journal.to_string(),
+                fragment: fragment.path.clone(),
+                offset: valid_end,
+                detail: format!(
+                    "this sealed fragment's frames end at offset {valid_end} but the next fragment begins at {end}{}; the bytes between are missing. Restore the fragment from a backup, or move the later fragments aside to keep the journal up to offset {valid_end}",
+                    scan.first_error.as_ref().map_or(String::new(), |(_, e)| format!(" ({e})"))
+                ),
+            });
+        }
+        if let Some(p) = scan.last_frame_pos {
+            return Ok(Some(fragment.begin + p as u64));
+        }
+        end = fragment.begin;
+    }
+    Ok(None)
 }
 
 /// Result of validating a fragment's bytes frame by frame from its start.

@@ -350,8 +350,9 @@ impl SimState {
             CrashMode::TearUnsynced | CrashMode::ZeroUnsynced => {
                 if !file.unsynced.is_empty() {
                     let keep = self.rng.random_range(0..=file.unsynced.len());
+                    let durable_len = file.durable.len();
                     for op in &file.unsynced[..keep] {
-                        apply(&mut image, &zeroed_if(op, mode));
+                        apply(&mut image, &zeroed_if(op, mode, durable_len));
                     }
                     if let Some(Op::Write { pos, bytes }) = file.unsynced.get(keep) {
                         let cut = self.rng.random_range(0..=bytes.len());
@@ -359,7 +360,7 @@ impl SimState {
                             pos: *pos,
                             bytes: bytes[..cut].to_vec(),
                         };
-                        apply(&mut image, &zeroed_if(&torn, mode));
+                        apply(&mut image, &zeroed_if(&torn, mode, durable_len));
                     }
                 }
             }
@@ -476,6 +477,15 @@ impl SimStorage {
         self.state.lock().fail_read_countdown = Some(n);
     }
 
+    /// Cancels armed failures (`fail_sync_after`, `fail_op_after`, `fail_read_after`) that have
+    /// not fired yet.
+    pub fn disarm_failures(&self) {
+        let mut s = self.state.lock();
+        s.fail_sync_countdown = None;
+        s.fail_op = None;
+        s.fail_read_countdown = None;
+    }
+
     /// Writes that would make the files' total size exceed `bytes` fail with ENOSPC.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.state.lock().capacity_bytes = bytes;
@@ -552,12 +562,17 @@ impl SimStorage {
     }
 }
 
-fn zeroed_if(op: &Op, mode: CrashMode) -> Op {
+/// In `ZeroUnsynced`, the part of a write past the file's durable length (where it grew) reads
+/// as zeros; where the medium already had bytes, an overwrite that did not reach it leaves them.
+fn zeroed_if(op: &Op, mode: CrashMode, durable_len: usize) -> Op {
     match (op, mode) {
-        (Op::Write { pos, bytes }, CrashMode::ZeroUnsynced) => Op::Write {
-            pos: *pos,
-            bytes: vec![0; bytes.len()],
-        },
+        (Op::Write { pos, bytes }, CrashMode::ZeroUnsynced) => {
+            let keep = durable_len.saturating_sub(*pos as usize).min(bytes.len());
+            Op::Write {
+                pos: *pos + keep as u64,
+                bytes: vec![0; bytes.len() - keep],
+            }
+        }
         _ => op.clone(),
     }
 }

@@ -88,16 +88,12 @@ impl Writer {
             // Make the new name durable before writing into it: a power loss keeps any subset of
             // the directory operations since the last directory sync, so two fragments created
             // before one sync could leave the later without the earlier (a hole).
-            self.shared
-                .opts
-                .storage
-                .sync_dir(&self.shared.dir)
-                .map_err(|e| {
-                    WriteFailure::Sync(format!(
-                        "fsync of directory {} failed: {e}",
-                        self.shared.dir.display()
-                    ))
-                })?;
+            self.shared.opts.storage.sync_dir(&self.shared.dir).map_err(|e| {
+                WriteFailure::Sync(format!(
+                    "fsync of directory {} failed: {e}",
+                    self.shared.dir.display()
+                ))
+            })?;
             self.cur_file = file;
             self.cur_begin = new_begin;
             start = at;

@@ -331,8 +331,10 @@ fn verify(seed: u64, mode: CrashMode, survivor: &SimStorage, registry: &Registry
 #[test]
 fn power_loss_with_concurrent_appenders_keeps_every_acknowledged_append() {
     // `SS_POWER_LOSS_SEEDS` runs the long version (docs/reliability.md); CI runs 900.
-    let seeds: u64 = std::env::var("SS_POWER_LOSS_SEEDS").map_or(900, |v| v.parse().expect("SS_POWER_LOSS_SEEDS"));
-    let first: u64 = std::env::var("SS_POWER_LOSS_FIRST_SEED").map_or(0, |v| v.parse().expect("SS_POWER_LOSS_FIRST_SEED"));
+    let seeds: u64 =
+        std::env::var("SS_POWER_LOSS_SEEDS").map_or(900, |v| v.parse().expect("SS_POWER_LOSS_SEEDS"));
+    let first: u64 =
+        std::env::var("SS_POWER_LOSS_FIRST_SEED").map_or(0, |v| v.parse().expect("SS_POWER_LOSS_FIRST_SEED"));
     let mut totals = Totals::default();
     let started = std::time::Instant::now();
     for seed in first..first + seeds {
