@@ -227,7 +227,20 @@ impl<A: Application> Shard<A> {
         let mut snapshot_offset = 0;
         let mut delta_bytes = 0;
         let mut snapshot_bytes = 0;
-        if let Some(last) = log.last_frame().map_err(read_err)? {
+        let last = log.last_frame().map_err(read_err)?;
+        if last.is_none() && head > log.first_offset() {
+            // Restarting from input offset 0 would repeat every Sum already in the log.
+            return Err(ShardError::Corrupt {
+                shard: name.to_string(),
+                journal: log.name().to_string(),
+                offset: head,
+                detail: format!(
+                    "the shard log holds bytes {}..{head} but no last frame was found; refusing to start over from input offset 0",
+                    log.first_offset()
+                ),
+            });
+        }
+        if let Some(last) = last {
             let ck = last_checkpoint(&last, name, log.name())?;
             snapshot_offset = ck.snapshot_offset;
             let mut reader = log.reader(snapshot_offset);
@@ -277,6 +290,26 @@ impl<A: Application> Shard<A> {
                 next_txn_seq = ck.txn_seq + 1;
             }
         }
+        // Invariant: a shard's checkpoint never points past its input's durable head. If it
+        // does, the input lost bytes the shard already acted on (its medium lost acknowledged
+        // writes, or the input journal was replaced): new input would land at offsets the shard
+        // believes it has consumed, and their Sums would be lost.
+        if input_offset > input.durable_head() {
+            return Err(ShardError::Corrupt {
+                shard: name.to_string(),
+                journal: input.name().to_string(),
+                offset: input.durable_head(),
+                detail: format!(
+                    "the shard log {:?} checkpoints input offset {input_offset}, past the input's durable head {}: the input lost bytes the shard already consumed; restore the input journal from a backup, or remove both journals to start over",
+                    log.name(),
+                    input.durable_head()
+                ),
+            });
+        }
+        let mut config = config;
+        // One transaction is one frame: keep its outputs and delta well inside the shard log's
+        // largest frame (one input frame's outputs may still go past the bound).
+        config.txn_max_output_bytes = config.txn_max_output_bytes.min(log.frame_max_bytes() / 2);
         Ok(Shard {
             name: name.to_string(),
             app,

@@ -548,6 +548,11 @@ impl Journal {
     }
 
     /// Offset just past the last durable frame. Readers see exactly the frames below it.
+    /// The largest frame an append may produce (`Options::frame_max_bytes`).
+    pub fn frame_max_bytes(&self) -> u64 {
+        self.shared.opts.frame_max_bytes
+    }
+
     pub fn durable_head(&self) -> u64 {
         self.shared.durable_head()
     }
