@@ -360,14 +360,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// What to say when an append ran out of space: the cause, where, and what to do.
+/// What to say when an append ran out of space: the cause, where, and what to do. Retention alone
+/// is not always enough: measured on a 512 MB tmpfs, an unthrottled `run --retention` still
+/// filled it (docs/reliability.md, "Full disk").
 fn no_space_advice(cause: &AppendError, data: &std::path::Path) -> String {
     let AppendError::NoSpace { journal, fragment } = cause else {
         return cause.to_string();
     };
     format!(
         "no space left on device: journal {journal:?} could not write {}; the run stopped and the failed appends were rolled back. \
-         Free space on the file system holding {} (or bound disk use with --retention, or use `stream-sum soak`), then run again on the same directory to resume",
+         Free space on the file system holding {}, or bound disk use with --retention (it frees whole fragments once a second: \
+         give it a few hundred MB, or add --max-mb-per-s), then run again on the same directory to resume",
         fragment.display(),
         data.display()
     )
