@@ -137,7 +137,7 @@ fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
         ShardConfig::default(),
     ) {
         Ok(s) => s,
-        Err(e) => return shared.error(format!("{name}: {e}")),
+        Err(e) => return shared.shard_error(format!("{name}: {e}"), &e),
     };
     let until = Instant::now() + Duration::from_millis(300);
     while Instant::now() < until && !shared.abort.load(Ordering::Relaxed) {
@@ -148,7 +148,7 @@ fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
                 return;
             }
             Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
-            Err(e) => return shared.error(format!("{name}: {e}")),
+            Err(e) => return shared.shard_error(format!("{name}: {e}"), &e),
         }
     }
     if let Err(ShardError::Fenced { .. }) = shard.settle() {

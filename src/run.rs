@@ -21,7 +21,7 @@ use ss_chunker::verifier::{Verifier, VerifierEvent};
 use ss_consumer::message::{hex, Message};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
-use ss_log::{Journal, Log, OpenError, Options};
+use ss_log::{AppendError, Journal, Log, OpenError, Options};
 
 use crate::cli::{FaultMode, RunArgs};
 use crate::faults::{FaultInjector, FaultRecord};
@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) abort: AtomicBool,
     pub(crate) violations: Mutex<Vec<String>>,
     pub(crate) errors: Mutex<Vec<String>>,
+    /// The first append that failed for want of space (behind whatever error reported it), so
+    /// the run ends by naming it and saying what to do.
+    pub(crate) no_space: Mutex<Option<AppendError>>,
     pub(crate) verifiers: Vec<Arc<Mutex<Verifier>>>,
     pub(crate) chunker_stats: Vec<Arc<ChunkerStats>>,
     pub(crate) shard_progress: Vec<ShardProgress>,
@@ -111,7 +114,7 @@ pub(crate) fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize)
         .spawn(move || {
             let shared = thread_shared;
             if let Err(e) = chunker.run_or_die(&shared.stop_chunkers, &shared.chunker_die[slot]) {
-                shared.error(format!("chunker {slot}: {e}"));
+                shared.append_error(format!("chunker {slot}: {e}"), &e);
             }
             shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
         })
@@ -128,6 +131,25 @@ impl Shared {
     pub(crate) fn error(&self, e: String) {
         self.errors.lock().push(e);
         self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// [`Shared::error`] for a failed append: also remembers the first one whose root cause is
+    /// a full disk.
+    pub(crate) fn append_error(&self, message: String, error: &AppendError) {
+        let cause = error.root_cause();
+        if matches!(cause, AppendError::NoSpace { .. }) {
+            self.no_space.lock().get_or_insert_with(|| cause.clone());
+        }
+        self.error(message);
+    }
+
+    /// [`Shared::error`] for a shard that stopped, through [`Shared::append_error`] if an append
+    /// failed.
+    pub(crate) fn shard_error(&self, message: String, error: &ShardError) {
+        match error {
+            ShardError::Append { error, .. } => self.append_error(message, error),
+            _ => self.error(message),
+        }
     }
 
     fn verifier_violations(&self) -> Vec<String> {
@@ -179,7 +201,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
     };
-    let run = crate::runs::take_run_id(&log, args.seed)?;
+    let run = match crate::runs::take_run_id(&log, args.seed) {
+        Ok(run) => run,
+        Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
+            Some(cause @ AppendError::NoSpace { .. }) => {
+                eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
+                return Ok(EXIT_ERROR);
+            }
+            _ => return Err(e),
+        },
+    };
     let mut inputs = Vec::new();
     let mut shard_logs = Vec::new();
     for p in 0..args.partitions {
@@ -201,6 +232,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         abort: AtomicBool::new(false),
         violations: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
+        no_space: Mutex::new(None),
         verifiers: (0..slots)
             .map(|c| Arc::new(Mutex::new(Verifier::new(run.run_id, c as u8, args.sla))))
             .collect(),
@@ -316,6 +348,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     } else {
         print!("{}", summary.text());
     }
+    if let Some(cause) = shared.no_space.lock().as_ref() {
+        eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
+    }
     if summary.violations > 0 {
         return Ok(EXIT_VIOLATION);
     }
@@ -323,6 +358,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_ERROR);
     }
     Ok(EXIT_OK)
+}
+
+/// What to say when an append ran out of space: the cause, where, and what to do. Retention alone
+/// is not always enough: measured on a 512 MB tmpfs, an unthrottled `run --retention` still
+/// filled it (docs/reliability.md, "Full disk").
+fn no_space_advice(cause: &AppendError, data: &std::path::Path) -> String {
+    let AppendError::NoSpace { journal, fragment } = cause else {
+        return cause.to_string();
+    };
+    format!(
+        "no space left on device: journal {journal:?} could not write {}; the run stopped and the failed appends were rolled back. \
+         Free space on the file system holding {}, or bound disk use with --retention (it frees whole fragments once a second: \
+         give it a few hundred MB, or add --max-mb-per-s), then run again on the same directory to resume",
+        fragment.display(),
+        data.display()
+    )
 }
 
 /// Prints every verifier event as one line on stdout, flushed at once, for a watching parent.
@@ -523,7 +574,7 @@ pub(crate) fn run_shard(
         let summer = Summer::new(shared.summer_config.clone());
         let mut shard = match Shard::recover(&name, summer, &input, log_j.clone(), config.clone()) {
             Ok(s) => s,
-            Err(e) => return shared.error(format!("recovering {name}: {e}")),
+            Err(e) => return shared.shard_error(format!("recovering {name}: {e}"), &e),
         };
         shared.shard_recoveries.fetch_add(1, Ordering::Relaxed);
         loop {
@@ -539,7 +590,7 @@ pub(crate) fn run_shard(
             }
             if shared.stop_shards.load(Ordering::SeqCst) && shard.input_offset() >= input.durable_head() {
                 if let Err(e) = shard.settle() {
-                    shared.error(e.to_string());
+                    shared.shard_error(e.to_string(), &e);
                 }
                 return;
             }
@@ -564,7 +615,7 @@ pub(crate) fn run_shard(
                     shared.fencings.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
-                Err(e) => return shared.error(e.to_string()),
+                Err(e) => return shared.shard_error(e.to_string(), &e),
             }
         }
     }

@@ -51,11 +51,15 @@ pub enum AppendError {
         expected: u64,
         actual: u64,
     },
-    #[error("journal {journal:?}: an earlier append failed and was rolled back ({failures} failures, {since} when this writer started); refusing so that no later append lands in its place")]
+    /// Refused by [`crate::Journal::submit_unless_failed`]. `first` is the journal's first
+    /// failure since it was opened, so a refusal names the root cause (e.g. [`AppendError::NoSpace`])
+    /// even when the writer never waited for the append that failed.
+    #[error("journal {journal:?}: refusing the append because an earlier one failed and was rolled back ({failures} failures, {since} when this writer started), so that no later append lands in its place; the first failure: {first}")]
     AfterFailure {
         journal: String,
         since: u64,
         failures: u64,
+        first: Box<AppendError>,
     },
     #[error("journal {journal:?}: frame of {len} bytes exceeds frame_max_bytes {max}")]
     FrameTooLarge { journal: String, len: u64, max: u64 },
@@ -75,6 +79,17 @@ pub enum AppendError {
     Closed { journal: String },
     #[error("journal {journal:?} is opened read-only")]
     ReadOnly { journal: String },
+}
+
+impl AppendError {
+    /// The failure behind this error: for [`AppendError::AfterFailure`] the first failure it
+    /// carries, otherwise the error itself.
+    pub fn root_cause(&self) -> &AppendError {
+        match self {
+            AppendError::AfterFailure { first, .. } => first.root_cause(),
+            other => other,
+        }
+    }
 }
 
 /// A read failed.

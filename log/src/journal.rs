@@ -130,6 +130,8 @@ pub(crate) struct AppendState {
     poisoned: Option<String>,
     /// Batches failed and rolled back so far (see [`Journal::submit_unless_failed`]).
     failures: u64,
+    /// The error of the first of them: the cause that refusals after a failure report.
+    first_failure: Option<AppendError>,
     closed: bool,
     writer_idle: bool,
 }
@@ -216,6 +218,7 @@ impl JournalShared {
                 frag_begin: last_begin,
                 poisoned: None,
                 failures: 0,
+                first_failure: None,
                 closed: false,
                 writer_idle: true,
             }),
@@ -306,10 +309,20 @@ impl JournalShared {
                 });
             }
             Condition::NoFailureSince(since) if since != st.failures => {
+                assert!(
+                    since < st.failures,
+                    "failure count {since} is ahead of the journal's {}",
+                    st.failures
+                );
+                let first = st
+                    .first_failure
+                    .clone()
+                    .expect("a failure is recorded with its count");
                 return Err(AppendError::AfterFailure {
                     journal: self.name.clone(),
                     since,
                     failures: st.failures,
+                    first: Box::new(first),
                 });
             }
             Condition::Head(_) | Condition::NoFailureSince(_) => {}
@@ -472,6 +485,7 @@ impl JournalShared {
             st.fill_last_frame = None;
             st.frag_begin = frag_begin;
             st.failures += 1;
+            st.first_failure.get_or_insert_with(|| error.clone());
             std::mem::replace(&mut st.fill_done, Completion::new())
         };
         batch.done.complete(Err(error.clone()));

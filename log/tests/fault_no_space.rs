@@ -187,3 +187,33 @@ fn no_space_mid_batch_while_rolling_rolls_back_the_whole_batch() {
         );
     }
 }
+
+/// A pipelining writer that had not yet waited for its failed append used to be refused with
+/// only "an earlier append failed and was rolled back", the ENOSPC behind it never reported.
+/// Checks that the refusal from `submit_unless_failed` carries the journal's first failure, the
+/// `NoSpace` naming the fragment, both in its message and as its root cause.
+#[test]
+fn refusal_after_no_space_names_the_no_space_behind_it() {
+    let storage = SimStorage::new(32);
+    let path = fragment_path(JOURNAL, 0);
+    let log = open_sim(&storage, 1 << 20);
+    let j = log.journal(JOURNAL).unwrap();
+    let since = j.failures();
+    j.append(&Batch::single(&payload("ok", 60))).unwrap();
+    storage.set_capacity(Some(storage.used_bytes() + 100));
+    let failed = j
+        .submit_unless_failed(since, &Batch::single(&payload("big", 300)))
+        .unwrap();
+    assert_no_space(failed.wait(), &path);
+    storage.set_capacity(None);
+    match j.submit_unless_failed(since, &Batch::single(&payload("later", 20))) {
+        Err(e @ AppendError::AfterFailure { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("no space"), "{message}");
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert_no_space(Err::<(), _>(e.root_cause().clone()), &path);
+        }
+        Err(other) => panic!("expected AfterFailure, got {other:?}"),
+        Ok(_) => panic!("expected AfterFailure, but the append was accepted"),
+    }
+}
