@@ -185,3 +185,91 @@ fn shard_recovered_right_after_a_pipelined_owner_is_dropped_is_not_fenced() {
         .expect("the new owner carries on");
     assert_eq!(read_shard_log(second.shard_log()).sums.len(), 1);
 }
+
+/// Found by the kernel fault model (issue 11): a shard's checkpoint pointing past its input's
+/// durable head means the input lost bytes the shard had consumed; new input would land at
+/// offsets the shard believes it has read, and their Sums would be lost. Recovery refuses,
+/// naming the input journal and offset, instead of skipping ahead.
+#[test]
+fn shard_refuses_a_checkpoint_past_its_inputs_head() {
+    let sim = SimStorage::new(5);
+    let opts = || Options::with_storage(Arc::new(sim.clone()));
+    {
+        let log = Log::open(DATA_DIR, opts()).unwrap();
+        let input = log.journal("chunks").unwrap();
+        let mut shard = Shard::recover(
+            "shard",
+            Summer::new(SummerConfig::default()),
+            &input,
+            log.journal("sums").unwrap(),
+            ShardConfig::default(),
+        )
+        .unwrap();
+        for seq in 0..4 {
+            input
+                .append(&chunk_batch([chunk(1, seq, seq == 3, b"data")]))
+                .unwrap();
+        }
+        shard.run_until(input.durable_head(), Duration::ZERO).unwrap();
+    }
+    // The input's medium loses its last frames (as if acknowledged writes were lost).
+    let path = Path::new(DATA_DIR)
+        .join("journals/chunks")
+        .join(ss_log::fragment::fragment_file_name(0));
+    let bytes = sim.read_file(&path).unwrap();
+    sim.write_file(&path, &bytes[..bytes.len() / 2]);
+    let log = Log::open(DATA_DIR, opts()).unwrap();
+    let input = log.journal("chunks").unwrap();
+    let err = Shard::recover(
+        "shard",
+        Summer::new(SummerConfig::default()),
+        &input,
+        log.journal("sums").unwrap(),
+        ShardConfig::default(),
+    )
+    .err()
+    .expect("recovery refuses");
+    let text = err.to_string();
+    assert!(
+        text.contains("chunks") && text.contains("past the input's durable head"),
+        "{text}"
+    );
+}
+
+/// Found by the storage-fault suite with seven fault kinds: after a long ENOSPC outage a shard's
+/// transaction touched so many streams that its frame (outputs plus delta) exceeded the shard
+/// log's `frame_max_bytes`, and the shard stopped for good. The output bound is now capped at
+/// half the largest frame.
+#[test]
+fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
+    let sim = SimStorage::new(6);
+    let log = Log::open(
+        DATA_DIR,
+        Options {
+            frame_max_bytes: 8 << 10,
+            ..Options::with_storage(Arc::new(sim.clone()))
+        },
+    )
+    .unwrap();
+    let input = log.journal("chunks").unwrap();
+    for stream in 0..400u64 {
+        input
+            .append(&chunk_batch([chunk(stream, 0, false, b"opening chunk")]))
+            .unwrap();
+    }
+    let mut shard = Shard::recover(
+        "shard",
+        Summer::new(SummerConfig::default()),
+        &input,
+        log.journal("sums").unwrap(),
+        ShardConfig {
+            txn_max_duration: Duration::from_secs(60),
+            pipelined: false,
+            ..ShardConfig::default()
+        },
+    )
+    .unwrap();
+    shard
+        .run_until(input.durable_head(), Duration::ZERO)
+        .expect("every transaction fits in a frame");
+}
