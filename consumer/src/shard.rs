@@ -542,6 +542,14 @@ impl<A: Application> Shard<A> {
             "a snapshot frame carries no outputs"
         );
         let input_offset = self.reader.offset();
+        // Invariant: a checkpoint never points past what its input has made durable (readers
+        // only return durable frames, and the durable head only grows).
+        assert!(
+            input_offset <= self.reader.journal().durable_head(),
+            "shard {}: checkpoint input offset {input_offset} past the input's durable head {}",
+            self.name,
+            self.reader.journal().durable_head()
+        );
         let frame_offset = self.expect_head;
         let (kind, snapshot_offset) = if snapshot {
             (CheckpointKind::Snapshot, frame_offset)

@@ -306,7 +306,7 @@ struct Stats {
     txns: u64,
     snapshots: u64,
     recovered_deltas: u64,
-    /// Crashes per mode, in `CrashMode::ALL` order (Process, PowerLoss, Lose, Tear, Zero).
+    /// Crashes per mode, in `CrashMode::ALL` order (Lose, Tear, Zero, Process, PowerLoss).
     crashes_by_mode: [u64; 5],
     failing_calls_armed: u64,
     restarts_after_failed_call: u64,

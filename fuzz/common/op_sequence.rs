@@ -2,10 +2,13 @@
 //! an in-memory model of what was acknowledged.
 //!
 //! Operations (decoded from the input, one byte of kind then its arguments): append, conditional
-//! append with the right or a wrong head, a group of appends submitted together, power loss
-//! (`SimStorage::crash` with lost, torn or zeroed unsynced bytes), storage death after n more
-//! operations, process restart (reopen), read everything, retention (`remove_below`), a failing
-//! fsync, and a disk capacity (ENOSPC).
+//! append with the right or a wrong head, a group of appends submitted together, a crash
+//! (`SimStorage::crash` in any mode of the fault model: process crash, kernel power loss, lost,
+//! torn or zeroed unsynced bytes), storage death after n more operations, process restart
+//! (reopen, a process crash), read everything, retention (`remove_below`), a failing fsync with
+//! Linux semantics or a failing call (open, create, rename, unlink, ftruncate, a short write,
+//! directory fsync; EIO, ENOSPC or EMFILE; the `nth` byte's top bit), a failing read, and a disk
+//! capacity (ENOSPC).
 //!
 //! The model records every acknowledged frame (offset, end, payload) and every frame whose
 //! append failed with an indeterminate outcome (the journal was poisoned by that very append).
@@ -16,7 +19,8 @@
 //!   append that failed with "not written" never appear;
 //! - a frame a reader has returned is treated as acknowledged from then on (readers see only
 //!   durable frames, so nothing read may vanish in a later power loss);
-//! - opening after a power loss always succeeds, and reads never fail while the storage lives.
+//! - opening after a power loss always succeeds, and reads never fail while the storage lives
+//!   unless a read or call failure was injected.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -39,17 +43,41 @@ const GROUP_MAX: usize = 4;
 /// One operation, as decoded from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    Append { len: u8 },
-    AppendIfRightHead { len: u8 },
-    AppendIfWrongHead { len: u8, delta: u16 },
-    AppendGroup { count: u8, len: u8 },
-    Crash { mode: CrashMode },
-    CrashAfterOps { ops: u8 },
-    Reopen { mode: CrashMode },
+    Append {
+        len: u8,
+    },
+    AppendIfRightHead {
+        len: u8,
+    },
+    AppendIfWrongHead {
+        len: u8,
+        delta: u16,
+    },
+    AppendGroup {
+        count: u8,
+        len: u8,
+    },
+    Crash {
+        mode: CrashMode,
+    },
+    CrashAfterOps {
+        ops: u8,
+    },
+    Reopen {
+        mode: CrashMode,
+    },
     ReadAll,
-    RemoveBelow { pick: u8 },
-    FailSync { nth: u8 },
-    Capacity { extra_bytes: u16 },
+    RemoveBelow {
+        pick: u8,
+    },
+    /// Bit 7 clear: the n-th fsync fails. Set: the n-th fallible call fails (bits 4-5 pick the
+    /// errno), or with bit 6 also set, the n-th read.
+    FailSync {
+        nth: u8,
+    },
+    Capacity {
+        extra_bytes: u16,
+    },
     UnlimitedCapacity,
 }
 
@@ -108,6 +136,8 @@ impl Op {
         }
     }
 }
+
+const ERRNOS: [i32; 3] = [ss_log::sim::EIO, ss_log::sim::ENOSPC, ss_log::sim::EMFILE];
 
 fn crash_mode(byte: u8) -> CrashMode {
     CrashMode::ALL[byte as usize % CrashMode::ALL.len()]
@@ -170,7 +200,10 @@ pub fn run(data: &[u8]) {
         world.apply(op);
         world.step += 1;
     }
-    // Whatever happened, everything acknowledged survives a final power loss.
+    // Whatever happened, everything acknowledged (or read) survives a final power loss of each
+    // kind.
+    world.storage.disarm_failures();
+    world.power_loss(CrashMode::PowerLoss);
     world.power_loss(CrashMode::LoseUnsynced);
 }
 
@@ -214,13 +247,19 @@ impl World {
                 Err(_) if self.storage.is_dead() => {
                     self.storage = self.storage.crash(CrashMode::LoseUnsynced)
                 }
-                Err(e) if attempts < 3 && self.storage.counters().failed_syncs > 0 => {
+                Err(e) if attempts < 3 && self.injected_failures() > 0 => {
                     let _ = e;
                 }
                 Err(e) => panic!("step {}: {why}: opening the journal failed: {e}", self.step),
             }
         }
         self.read_all(why);
+    }
+
+    /// Failed fsyncs, calls and reads injected so far on this storage instance.
+    fn injected_failures(&self) -> u64 {
+        let c = self.storage.counters();
+        c.failed_syncs + c.failed_ops
     }
 
     fn close(&mut self) {
@@ -317,12 +356,20 @@ impl World {
                     // The storage died with the process: reboot it.
                     self.power_loss(mode);
                 } else {
-                    self.close();
-                    self.open_journal("reopen (process restart)");
+                    // A process restart: the page cache (and what a failed fsync left in it)
+                    // survives.
+                    self.power_loss(CrashMode::Process);
                 }
             }
             Op::ReadAll => self.read_all("read"),
             Op::RemoveBelow { pick } => self.remove_below(pick),
+            Op::FailSync { nth } if nth & 0xc0 == 0xc0 => {
+                self.storage.fail_read_after(1 + u64::from(nth % 4))
+            }
+            Op::FailSync { nth } if nth & 0x80 != 0 => {
+                let errno = ERRNOS[usize::from(nth >> 4) % ERRNOS.len()];
+                self.storage.fail_op_after(1 + u64::from(nth % 16), errno);
+            }
             Op::FailSync { nth } => self.storage.fail_sync_after(1 + u64::from(nth % 3)),
             Op::Capacity { extra_bytes } => {
                 let used = self.storage.used_bytes();
@@ -422,7 +469,7 @@ impl World {
         );
         if result.is_err() {
             assert!(
-                self.storage.is_dead(),
+                self.storage.is_dead() || self.injected_failures() > 0,
                 "step {}: retention failed: {result:?}",
                 self.step
             );
@@ -440,12 +487,22 @@ impl World {
         let head = journal.durable_head();
         let first = journal.first_offset();
         let mut reader = journal.reader(first);
+        let failures_before = self.injected_failures();
         let mut read = BTreeSet::new();
         let mut expected_offset = first;
         loop {
             let f = match reader.try_next() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
+                Err(e) if self.injected_failures() > failures_before => {
+                    // An injected read or open failure: an error, and nothing to reconcile.
+                    let text = e.to_string();
+                    assert!(
+                        text.contains(JOURNAL),
+                        "step {step} ({why}): read error names no journal: {text}"
+                    );
+                    return;
+                }
                 Err(e) => panic!("step {step} ({why}): read failed at {}: {e}", reader.offset()),
             };
             assert_eq!(

@@ -248,4 +248,39 @@ fn op_sequence(seeds: &mut Vec<Seed>) {
     v.extend(appends(5));
     v.extend([RemoveBelow { pick: 3 }, Crash { mode: ZeroUnsynced }, ReadAll]);
     seed(seeds, t, "seed-fencing-group-retention", ops(0, &v));
+    // The kernel fault model: a failed fsync then a process restart then a kernel power loss; a
+    // crash right after a roll (process crash) with preallocated spares; failing calls (a short
+    // write with EIO, an EMFILE) and a failing read.
+    let mut v = appends(3);
+    v.extend([
+        FailSync { nth: 0 },
+        Append { len: 60 },
+        Reopen { mode: Process },
+        ReadAll,
+        Crash { mode: PowerLoss },
+        ReadAll,
+    ]);
+    seed(seeds, t, "seed-fsyncgate-restart-power-loss", ops(1, &v));
+    let mut v = appends(5);
+    v.extend([
+        CrashAfterOps { ops: 2 },
+        Append { len: 79 },
+        Crash { mode: Process },
+        ReadAll,
+    ]);
+    v.extend(appends(3));
+    v.push(Crash { mode: PowerLoss });
+    seed(seeds, t, "seed-process-crash-in-a-roll", ops(4, &v));
+    let mut v = appends(4);
+    v.extend([
+        FailSync { nth: 0x80 | 0x10 | 2 },
+        AppendGroup { count: 2, len: 70 },
+        Append { len: 70 },
+        Reopen { mode: LoseUnsynced },
+        FailSync { nth: 0xc0 },
+        ReadAll,
+        RemoveBelow { pick: 1 },
+        Crash { mode: PowerLoss },
+    ]);
+    seed(seeds, t, "seed-failing-calls-and-read", ops(5, &v));
 }

@@ -69,12 +69,13 @@ pub enum CrashMode {
 }
 
 impl CrashMode {
+    /// Every mode; the three older ones first, so inputs that name a mode by index keep meaning.
     pub const ALL: [CrashMode; 5] = [
-        CrashMode::Process,
-        CrashMode::PowerLoss,
         CrashMode::LoseUnsynced,
         CrashMode::TearUnsynced,
         CrashMode::ZeroUnsynced,
+        CrashMode::Process,
+        CrashMode::PowerLoss,
     ];
 
     /// Whether the machine lost power (the page cache is gone), as opposed to a process crash.
