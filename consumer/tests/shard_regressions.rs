@@ -220,15 +220,15 @@ fn shard_refuses_a_checkpoint_past_its_inputs_head() {
     sim.write_file(&path, &bytes[..bytes.len() / 2]);
     let log = Log::open(DATA_DIR, opts()).unwrap();
     let input = log.journal("chunks").unwrap();
-    let err = Shard::recover(
+    let Err(err) = Shard::recover(
         "shard",
         Summer::new(SummerConfig::default()),
         &input,
         log.journal("sums").unwrap(),
         ShardConfig::default(),
-    )
-    .err()
-    .expect("recovery refuses");
+    ) else {
+        panic!("recovery refuses");
+    };
     let text = err.to_string();
     assert!(
         text.contains("chunks") && text.contains("past the input's durable head"),

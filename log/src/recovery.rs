@@ -287,7 +287,8 @@ fn rewrite_range(file: &dyn crate::storage::StorageFile, bytes: &[u8], pos: u64)
     if bytes.is_empty() {
         return Ok(());
     }
-    file.write_all_at(pos, &bytes.to_vec())
+    let copy = Vec::from(bytes);
+    file.write_all_at(pos, &copy)
 }
 
 /// Overwrites `len` bytes at `pos` with zeros and syncs them.

@@ -874,7 +874,7 @@ impl StorageFile for SimFileHandle {
         let first_gone = len.div_ceil(PAGE_BYTES);
         f.dirty.retain(|&p| p < first_gone);
         f.failed.retain(|&p| p < first_gone);
-        if len % PAGE_BYTES != 0 {
+        if !len.is_multiple_of(PAGE_BYTES) {
             // The page holding the new end changed (its tail is now zeros).
             f.dirty.insert(len / PAGE_BYTES);
         }

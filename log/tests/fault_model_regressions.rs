@@ -86,11 +86,12 @@ fn sealed_fragment_ending_short_of_the_next_is_refused_by_name() {
     sim.write_file(last, b"");
     let bytes = sim.read_file(before).unwrap();
     sim.write_file(before, &bytes[..bytes.len() - 8]);
-    let err = Log::open(DATA_DIR, sim_opts(&sim, FRAGMENT_MAX_BYTES))
+    let Err(err) = Log::open(DATA_DIR, sim_opts(&sim, FRAGMENT_MAX_BYTES))
         .unwrap()
         .journal(JOURNAL)
-        .err()
-        .expect("recovery refuses");
+    else {
+        panic!("recovery refuses");
+    };
     let text = err.to_string();
     assert!(
         text.contains(&before.file_name().unwrap().to_string_lossy().to_string()) && text.contains("missing"),
