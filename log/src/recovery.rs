@@ -211,7 +211,7 @@ fn last_frame_before(
                 fragment: fragment.path.clone(),
                 offset: valid_end,
                 detail: format!(
-                    "this sealed fragment's frames end at offset {valid_end} but the next fragment begins at {end}{}; the bytes between are missing. Restore the fragment from a backup, or move the later fragments aside to keep the journal up to offset {valid_end}",
+                    "this sealed fragment's frames end at offset {valid_end} but the next fragment begins at {end}{}; the bytes between are missing",
                     scan.first_error.as_ref().map_or(String::new(), |(_, e)| format!(" ({e})"))
                 ),
             });
