@@ -446,6 +446,10 @@ impl World {
             let f = match reader.try_next() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
+                // The storage can also die during the read: the journal's spare preparer thread
+                // (`preallocate`) makes its mutating calls whenever it runs, and one of them can
+                // be the last of a `CrashAfterOps` countdown. Reads fail then, as after a crash.
+                Err(_) if self.storage.is_dead() => return,
                 Err(e) => panic!("step {step} ({why}): read failed at {}: {e}", reader.offset()),
             };
             assert_eq!(
