@@ -121,6 +121,11 @@ impl Summer {
         self.open.get(&stream).map(|s| s.last_seq)
     }
 
+    /// Whether a stream is in the finished window, and its final sequence number.
+    pub fn finished_stream_final_seq(&self, stream: StreamId) -> Option<u32> {
+        self.finished.get(&stream).copied()
+    }
+
     fn touch(touched: &mut Vec<StreamId>, id: StreamId, s: &mut OpenStream) {
         if !s.touched {
             s.touched = true;

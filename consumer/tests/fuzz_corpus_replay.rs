@@ -185,6 +185,38 @@ fn message_decode_0004_stream_both_open_and_finished_does_not_break_the_summer()
     );
 }
 
+/// Finding 0005 (message_decode): a target bug, not a summer bug. Restored state holds stream 1
+/// open at seq u32::MAX with the duplicates counter at u64::MAX; the target's final chunk (seq
+/// u32::MAX again, as no next seq exists) is a duplicate, which the saturated counter does not
+/// show, so the target took "no Sum and no new duplicate" for a lost Sum. The target now decides
+/// from the summer's stream state whether the chunk finishes the stream or repeats one, and
+/// checks what the summer emits.
+#[test]
+fn message_decode_0005_duplicate_final_chunk_with_saturated_counter_is_not_a_lost_sum() {
+    replay_one(
+        "message_decode",
+        "0005-duplicate-final-chunk-uncounted-when-restored-duplicates-counter-saturated",
+    );
+}
+
+/// Finding 0003 (op_sequence): a target bug, timing-dependent. With `preallocate` on, the journal's
+/// spare preparer thread makes mutating storage calls whenever it is scheduled; after
+/// `CrashAfterOps { ops: 0 }` one of them killed the storage in the middle of a `ReadAll`, whose
+/// liveness check had passed before the read began, and the target reported the read's "process
+/// is dead" error as a violation. The input is the finding's first ten operations followed by 54
+/// reads. One replay loses the race only now and then (2-8% of runs as separate processes on the
+/// loaded development VM), so this test replays it 1,000 times (under a second): with the old
+/// target it failed 6 runs out of 6, with 100 replays 4 out of 6.
+#[test]
+fn op_sequence_0003_storage_killed_by_a_background_thread_during_a_read_is_no_violation() {
+    for _ in 0..1000 {
+        replay_one(
+            "op_sequence",
+            "0003-storage-killed-during-a-read-by-the-spare-preparer-thread",
+        );
+    }
+}
+
 /// Finding 0001 (journal_recovery): a last fragment whose name is not a multiple of
 /// FRAME_ALIGN_BYTES (here a copy of a fragment named 00000000000000007429.frag) is accepted;
 /// the append after it is acknowledged at an unaligned offset, which `decode_header` refuses, so

@@ -120,15 +120,38 @@ fn check_summer_state(bytes: &[u8], config: &SummerConfig) {
     }
 }
 
-/// Uses restored state: finishes the stream named at the start of the state (the first open
-/// entry's id, if any), writes a delta, runs an expiry check, and checks snapshots still restore.
-fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
-    let mut out = Batch::new();
-    let id = bytes
-        .get(4..12)
-        .map(|b| StreamId(u64::from_le_bytes(b.try_into().expect("8 bytes"))))
-        .unwrap_or(StreamId(0));
-    let seq = summer.open_stream_last_seq(id).map_or(0, |s| s.saturating_add(1));
+/// What the summer must do with the final chunk [`finish_stream`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FinalChunk {
+    /// The chunk carries the stream's next sequence number (an open stream) or is the first
+    /// and only chunk of a stream the summer does not know: it finishes the stream.
+    Finishes,
+    /// The chunk repeats a sequence number the summer has seen: skipped and counted.
+    Duplicate,
+}
+
+/// Picks the final chunk's sequence number for stream `id`, and what it must do, from the
+/// summer's own view of the stream. An open stream whose last chunk was seq `u32::MAX` has no
+/// next number, so the chunk repeats `u32::MAX`; a stream in the finished window gets seq 0.
+fn final_chunk_for(summer: &Summer, id: StreamId) -> (u32, FinalChunk) {
+    match (
+        summer.open_stream_last_seq(id),
+        summer.finished_stream_final_seq(id),
+    ) {
+        (Some(u32::MAX), _) => (u32::MAX, FinalChunk::Duplicate),
+        (Some(last), _) => (last + 1, FinalChunk::Finishes),
+        (None, Some(_)) => (0, FinalChunk::Duplicate),
+        (None, None) => (0, FinalChunk::Finishes),
+    }
+}
+
+/// Sends stream `id` a final chunk and checks the outcome against [`final_chunk_for`]: a chunk
+/// that finishes the stream emits exactly one Sum (for `id`, at its seq) and closes it; a
+/// duplicate emits nothing, counts a duplicate and leaves the stream as it was. The outcome is
+/// read from what the summer emits and holds, not from its counters alone: restored counters
+/// may sit at `u64::MAX`, where they saturate and no longer move (finding message_decode/0005).
+fn finish_stream(summer: &mut Summer, id: StreamId, config: &SummerConfig) {
+    let (seq, expected) = final_chunk_for(summer, id);
     let mut chunk = Vec::new();
     Chunk {
         stream: id,
@@ -138,18 +161,74 @@ fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
     }
     .encode(&mut chunk);
     let before = summer.counters();
-    if summer.apply(&chunk, 1 << 16, &mut out).is_ok() && summer.counters().duplicates == before.duplicates {
-        assert_eq!(
-            summer.counters().sums,
-            before.sums.saturating_add(1),
-            "a final chunk yields one sum"
-        );
-        assert_eq!(
-            summer.open_stream_last_seq(id),
-            None,
-            "a finished stream is closed"
-        );
+    let open_before = summer.open_stream_last_seq(id);
+    let open_count_before = summer.open_streams();
+    let mut out = Batch::new();
+    let result = summer.apply(&chunk, 1 << 16, &mut out);
+    let emitted: Vec<Message<'_>> = ss_log::frame::messages(out.payload())
+        .map(|m| Message::decode(m.expect("the summer writes valid message lists")).expect("valid message"))
+        .collect();
+    let after = summer.counters();
+    match expected {
+        FinalChunk::Duplicate => {
+            result.expect("a duplicate final chunk is not a violation");
+            assert!(
+                emitted.is_empty(),
+                "a duplicate final chunk emits nothing: {emitted:?}"
+            );
+            assert_eq!(
+                after.duplicates,
+                before.duplicates.saturating_add(1),
+                "a duplicate is counted"
+            );
+            assert_eq!(after.sums, before.sums, "a duplicate counts no sum");
+            assert_eq!(
+                summer.open_stream_last_seq(id),
+                open_before,
+                "a duplicate changes no stream"
+            );
+        }
+        FinalChunk::Finishes => {
+            if let Err(e) = result {
+                // Only a stream the summer does not know can be refused, by the open-stream limit.
+                assert!(
+                    open_before.is_none() && open_count_before >= config.max_open_streams,
+                    "a final chunk with the next seq is refused: {e}"
+                );
+                return;
+            }
+            assert!(
+                matches!(emitted.as_slice(), [Message::Sum(s)] if s.stream == id && s.last_seq == seq),
+                "a final chunk yields one sum, for its stream at its seq: {emitted:?}"
+            );
+            assert_eq!(after.sums, before.sums.saturating_add(1), "a sum is counted");
+            assert_eq!(
+                after.duplicates, before.duplicates,
+                "a finishing chunk is no duplicate"
+            );
+            assert_eq!(
+                summer.open_stream_last_seq(id),
+                None,
+                "a finished stream is closed"
+            );
+            assert_eq!(
+                summer.finished_stream_final_seq(id),
+                Some(seq),
+                "a finished stream is in the finished window"
+            );
+        }
     }
+}
+
+/// Uses restored state: finishes the stream named at the start of the state (the first open
+/// entry's id, if any), writes a delta, runs an expiry check, and checks snapshots still restore.
+fn exercise(summer: &mut Summer, bytes: &[u8], config: &SummerConfig) {
+    let id = bytes
+        .get(4..12)
+        .map(|b| StreamId(u64::from_le_bytes(b.try_into().expect("8 bytes"))))
+        .unwrap_or(StreamId(0));
+    finish_stream(summer, id, config);
+    let mut out = Batch::new();
     let mut delta = Vec::new();
     summer.write_delta(&mut delta);
     let open_before = summer.open_streams();

@@ -494,6 +494,10 @@ impl World {
             let f = match reader.try_next() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
+                // The storage can also die during the read: the journal's spare preparer thread
+                // (`preallocate`) makes its mutating calls whenever it runs, and one of them can
+                // be the last of a `CrashAfterOps` countdown. Reads fail then, as after a crash.
+                Err(_) if self.storage.is_dead() => return,
                 Err(e) if self.injected_failures() > failures_before => {
                     // An injected read or open failure: an error, and nothing to reconcile.
                     let text = e.to_string();
