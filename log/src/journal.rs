@@ -749,25 +749,35 @@ impl Journal {
         // of the unlinks since the last directory sync, so unlinking several before one sync
         // could leave an old fragment without its successor (a hole). One at a time, what
         // survives is always a contiguous run of fragments ending at the head.
-        for f in &doomed {
-            shared
-                .opts
-                .storage
-                .remove_file(&f.path)
-                .map_err(|source| RetentionError::Io {
+        let storage = &shared.opts.storage;
+        for (i, f) in doomed.iter().enumerate() {
+            let unlinked = match storage.remove_file(&f.path) {
+                // Gone already (an earlier attempt unlinked it, then its directory sync failed).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
+            let failure = match unlinked {
+                Err(source) => Some((i, f.path.clone(), source)),
+                Ok(()) => storage
+                    .sync_dir(&shared.dir)
+                    .err()
+                    .map(|source| (i + 1, shared.dir.clone(), source)),
+            };
+            if let Some((kept_from, path, source)) = failure {
+                // The fragments not unlinked are still on disk: put them back, or a later
+                // retention would unlink their successors and leave them behind, a hole.
+                let mut frags = shared.fragments.write();
+                let kept: Vec<_> = doomed[kept_from..].to_vec();
+                frags.splice(0..0, kept);
+                if let Some(first) = frags.first() {
+                    shared.first_offset.store(first.begin, Ordering::Release);
+                }
+                return Err(RetentionError::Io {
                     journal: shared.name.clone(),
-                    path: f.path.clone(),
+                    path,
                     source,
-                })?;
-            shared
-                .opts
-                .storage
-                .sync_dir(&shared.dir)
-                .map_err(|source| RetentionError::Io {
-                    journal: shared.name.clone(),
-                    path: shared.dir.clone(),
-                    source,
-                })?;
+                });
+            }
         }
         Ok(doomed.len())
     }

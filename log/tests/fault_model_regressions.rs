@@ -266,3 +266,38 @@ fn read_error_names_journal_and_fragment() {
     let text = err.to_string();
     assert!(text.contains(JOURNAL) && text.contains(".frag"), "{text}");
 }
+
+/// Found by the op_sequence fuzz target: retention dropped the doomed fragments from the
+/// journal's list before unlinking them; when an unlink failed (EIO), the fragments left on disk
+/// were forgotten, a later retention unlinked their successors, and a restart found the old
+/// fragment followed by a hole. Fragments whose unlink failed now go back on the list.
+#[test]
+fn retention_failing_an_unlink_then_retention_again_leaves_no_hole() {
+    for errno in [ss_log::sim::EIO, ss_log::sim::EMFILE] {
+        let sim = SimStorage::new(7);
+        let acked = fill(&open_sim(&sim, FRAGMENT_MAX_BYTES), "a", 24);
+        let log = open_sim(&sim, FRAGMENT_MAX_BYTES);
+        let j = log.journal(JOURNAL).unwrap();
+        sim.fail_op_after(1, errno);
+        assert!(j.remove_below(acked[10]).is_err(), "the first unlink fails");
+        assert_eq!(
+            j.first_offset(),
+            0,
+            "the fragment that was not unlinked is still first"
+        );
+        j.remove_below(acked[20]).unwrap();
+        drop((j, log));
+        let survivor = sim.crash(CrashMode::PowerLoss);
+        let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);
+        let j = log.journal(JOURNAL).unwrap();
+        let frames = read_from(&j, j.first_offset());
+        assert_eq!(
+            frames.last().map(|f| f.end),
+            Some(j.durable_head()),
+            "errno {errno}"
+        );
+        for pair in frames.windows(2) {
+            assert_eq!(pair[0].end, pair[1].offset, "errno {errno}: contiguous");
+        }
+    }
+}
