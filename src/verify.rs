@@ -224,8 +224,10 @@ struct VerifyReport {
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let log = Log::open_read_only(&args.data, crate::run::log_options())?;
-    let live = writer_holds_lock(&args.data);
     let names = log.journal_names()?;
+    // After listing: a `run` takes the lock before it creates journals, so if any are listed and
+    // it is still running, this sees its lock.
+    let live = writer_holds_lock(&args.data);
     let chunk_names: Vec<&String> = names.iter().filter(|n| n.starts_with("chunks-")).collect();
     let sum_names: Vec<&String> = names.iter().filter(|n| n.starts_with("sums-")).collect();
     let open = |n: &String| log.existing_journal(n);
