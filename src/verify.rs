@@ -6,6 +6,10 @@
 //! Sum, equal to the recomputed SHA-1, unless its final chunk lies past its shard's checkpoint
 //! (still pending: the summer has not reached it yet); no unfinished stream has a Sum; no Sum
 //! names a stream the chunk journals do not hold (unless retention removed its chunks).
+//!
+//! On a directory a `run` is writing, it checks a consistent cut: every shard log is opened (its
+//! head captured) before any chunk journal, so every Sum seen has its chunks; see "Reading a live
+//! directory" in docs/design.md.
 
 use std::collections::HashMap;
 
