@@ -28,8 +28,9 @@ pub enum Command {
     /// Run chunkers and summer shards in this process over a data directory (created if
     /// missing; resumed if it holds an earlier run).
     Run(RunArgs),
-    /// Offline exactly-once check: recompute every finished stream's SHA-1 from the chunk
-    /// journals and check it has exactly one equal Sum; unfinished streams must have none.
+    /// Exactly-once check: recompute every finished stream's SHA-1 from the chunk journals and
+    /// check it has exactly one equal Sum; unfinished streams must have none. Safe on a directory
+    /// a `run` is writing: it checks a consistent cut and never takes the lock.
     Verify(VerifyArgs),
     /// Soak: `run` with retention (bounded disk) and resource figures (disk used, RSS) in the
     /// progress lines; runs until interrupted unless --duration is given.

@@ -78,8 +78,24 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
         anyhow::bail!("journal {name:?}: --from {start} is past the journal's end ({head})");
     }
     let mut reader = journal.reader(start);
+    // A live `run --retention` may remove fragments this open listed: step over them, saying so.
+    let mut gaps = 0;
+    let mut next_frame = |reader: &mut ss_log::Reader| {
+        let at = reader.offset();
+        let gaps_before = gaps;
+        let frame = crate::verify::next_retained(reader, &mut gaps);
+        if gaps > gaps_before {
+            let resumed = frame
+                .as_ref()
+                .ok()
+                .and_then(|f| f.as_ref())
+                .map_or(head, |f| f.offset);
+            eprintln!("stream-sum: journal {name:?}: offsets {at}..{resumed} were removed by retention while reading");
+        }
+        frame
+    };
     // A --from that is not where a frame begins reads as damage; say which it probably is.
-    let first = reader.try_next().map_err(|e| match (from, &e) {
+    let first = next_frame(&mut reader).map_err(|e| match (from, &e) {
         (Some(_), ReadError::Corrupt { .. }) => anyhow::anyhow!(
             "journal {name:?}: no valid frame begins at --from {start} (use an `offset` printed by `journal read`, or a fragment begin from `journal ls`): {e}"
         ),
@@ -126,7 +142,7 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
             };
             writeln!(out, "{line}")?;
         }
-        next = reader.try_next()?;
+        next = next_frame(&mut reader)?;
     }
     out.flush()?;
     Ok(EXIT_OK)

@@ -6,6 +6,10 @@
 //! Sum, equal to the recomputed SHA-1, unless its final chunk lies past its shard's checkpoint
 //! (still pending: the summer has not reached it yet); no unfinished stream has a Sum; no Sum
 //! names a stream the chunk journals do not hold (unless retention removed its chunks).
+//!
+//! On a directory a `run` is writing, it checks a consistent cut: every shard log is opened (its
+//! head captured) before any chunk journal, so every Sum seen has its chunks; see "Reading a live
+//! directory" in docs/design.md.
 
 use std::collections::HashMap;
 
@@ -14,7 +18,7 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 use ss_consumer::checkpoint::Checkpoint;
 use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
-use ss_log::{Journal, Log};
+use ss_log::{Frame, Journal, Log, ReadError, Reader};
 
 use crate::cli::VerifyArgs;
 use crate::{EXIT_OK, EXIT_VIOLATION};
@@ -41,15 +45,41 @@ struct ChunkScan {
     duplicate_chunks: u64,
     /// Streams whose first chunks were removed by retention.
     partial_streams: std::collections::HashSet<StreamId>,
+    /// Ranges retention removed while this scan read the journal (a live `run --retention`).
+    gaps: u64,
     violations: Vec<String>,
+}
+
+/// The next frame of `reader`, stepping over ranges that retention removed (before or while the
+/// journal was read: a live `run --retention` removes fragments a read-only open listed); each
+/// range stepped over is counted in `gaps`.
+pub(crate) fn next_retained(reader: &mut Reader, gaps: &mut u64) -> Result<Option<Frame>, ReadError> {
+    loop {
+        match reader.try_next() {
+            Err(ReadError::Removed { first, .. }) if first > reader.offset() => {
+                reader.seek(first);
+                *gaps += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn scan_chunks(journal: &Journal) -> anyhow::Result<ChunkScan> {
     let mut scan = ChunkScan::default();
     let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
-    let retained = journal.first_offset() > 0;
     let mut reader = journal.reader(journal.first_offset());
-    while let Some(frame) = reader.try_next()? {
+    let mut retained = journal.first_offset() > 0;
+    loop {
+        let gaps_before = scan.gaps;
+        let Some(frame) = next_retained(&mut reader, &mut scan.gaps)? else {
+            break;
+        };
+        if scan.gaps > gaps_before {
+            // Chunks were removed under the scan: streams open across the hole cannot be checked.
+            retained = true;
+            scan.partial_streams.extend(open.drain().map(|(id, _)| id));
+        }
         for m in frame.messages() {
             let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
             let chunk =
@@ -123,6 +153,9 @@ struct SumScan {
     expired: u64,
     /// Input offset of the shard's last checkpoint.
     checkpoint_input_offset: u64,
+    /// Retention removed the front of the shard log (or a range while it was read): a finished
+    /// stream whose final chunk lies below this input offset may have had its Sum there.
+    sums_removed_below: u64,
 }
 
 fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
@@ -130,9 +163,18 @@ fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
         sums: Vec::new(),
         expired: 0,
         checkpoint_input_offset: 0,
+        sums_removed_below: 0,
     };
     let mut reader = journal.reader(journal.first_offset());
-    while let Some(frame) = reader.try_next()? {
+    let mut gaps = 0;
+    // After removed Sums, the first checkpoint read bounds the input they could have covered.
+    let mut removed_unbounded = journal.first_offset() > 0;
+    loop {
+        let gaps_before = gaps;
+        let Some(frame) = next_retained(&mut reader, &mut gaps)? else {
+            break;
+        };
+        removed_unbounded |= gaps > gaps_before;
         for m in frame.messages() {
             let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
             match Message::decode(m).with_context(|| format!("{} offset {}", journal.name(), frame.offset))? {
@@ -141,7 +183,11 @@ fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
                 Message::Checkpoint(c) => {
                     scan.checkpoint_input_offset = Checkpoint::decode(c)
                         .with_context(|| format!("{} offset {}", journal.name(), frame.offset))?
-                        .input_offset
+                        .input_offset;
+                    if removed_unbounded {
+                        scan.sums_removed_below = scan.checkpoint_input_offset;
+                        removed_unbounded = false;
+                    }
                 }
                 Message::Chunk(_) => anyhow::bail!(
                     "{} offset {}: a chunk in a shard log",
@@ -150,6 +196,9 @@ fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
                 ),
             }
         }
+    }
+    if removed_unbounded {
+        scan.sums_removed_below = scan.checkpoint_input_offset;
     }
     Ok(scan)
 }
@@ -165,6 +214,9 @@ struct VerifyReport {
     streams_unfinished: usize,
     sums: usize,
     sums_verified: usize,
+    /// A `run` held the directory's lock when verify began: the counts are a consistent cut of
+    /// a directory being written, and pending and unfinished streams are in flight.
+    live: bool,
     /// Finished streams whose final chunk lies past their shard's checkpoint.
     pending: usize,
     streams_expired: u64,
@@ -177,12 +229,17 @@ struct VerifyReport {
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let log = Log::open_read_only(&args.data, crate::run::log_options())?;
     let names = log.journal_names()?;
+    // After listing: a `run` takes the lock before it creates journals, so if any are listed and
+    // it is still running, this sees its lock.
+    let live = writer_holds_lock(&args.data);
     let chunk_names: Vec<&String> = names.iter().filter(|n| n.starts_with("chunks-")).collect();
     let sum_names: Vec<&String> = names.iter().filter(|n| n.starts_with("sums-")).collect();
     let open = |n: &String| log.existing_journal(n);
-    // Shard logs first: a journal's head is fixed when it is opened, and a Sum or checkpoint is
-    // durable only after the chunks it covers, so chunk journals opened later hold every chunk
-    // the shard logs' Sums cover, even while a `run` is still writing.
+    // The consistent cut. Shard logs first: a journal's head is fixed when it is opened, and a
+    // Sum or checkpoint is durable only after the chunks it covers, so chunk journals opened
+    // later hold every chunk the shard logs' Sums cover, even while a `run` is still writing.
+    // (Opened the other way round, a Sum made durable in between would be judged against
+    // chunks read before its final chunk was: "Sum for an unfinished stream".)
     let sum_journals: Vec<Journal> = sum_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
     let chunk_journals: Vec<Journal> = chunk_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
     // One thread per journal: verifying is SHA-1 bound.
@@ -209,6 +266,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         streams_unfinished: 0,
         sums: 0,
         sums_verified: 0,
+        live,
         pending: 0,
         streams_expired: 0,
         unverifiable: 0,
@@ -218,9 +276,10 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let mut finished = HashMap::new();
     let mut unfinished = HashMap::new();
     let mut partial = std::collections::HashSet::new();
-    let retention = chunk_journals.iter().any(|j| j.first_offset() > 0);
+    let mut retention = chunk_journals.iter().any(|j| j.first_offset() > 0);
     for scan in chunk_scans {
         let scan = scan?;
+        retention |= scan.gaps > 0;
         report.chunks += scan.chunks;
         report.chunk_bytes += scan.chunk_bytes;
         report.duplicate_chunks += scan.duplicate_chunks;
@@ -230,14 +289,19 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         finished.extend(scan.finished);
         unfinished.extend(scan.unfinished);
     }
-    let mut checkpoints: HashMap<String, u64> = HashMap::new();
+    // Per chunk journal: its shard's last checkpointed input offset, and the input offset below
+    // which the shard's Sums may have been removed by retention.
+    let mut checkpoints: HashMap<String, (u64, u64)> = HashMap::new();
     let mut sums: HashMap<StreamId, Vec<(Sum, String, u64)>> = HashMap::new();
     for (name, scan) in sum_names.iter().zip(sum_scans) {
         let scan = scan?;
         report.streams_expired += scan.expired;
         report.sums += scan.sums.len();
         let partition = name.trim_start_matches("sums-");
-        checkpoints.insert(format!("chunks-{partition}"), scan.checkpoint_input_offset);
+        checkpoints.insert(
+            format!("chunks-{partition}"),
+            (scan.checkpoint_input_offset, scan.sums_removed_below),
+        );
         for s in scan.sums {
             sums.entry(s.0.stream).or_default().push(s);
         }
@@ -250,8 +314,12 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         let f = &finished[id];
         match sums.get(id).map(Vec::as_slice) {
             None | Some([]) => {
-                if f.final_offset >= checkpoints.get(&f.journal).copied().unwrap_or(0) {
+                let (checkpoint, sums_removed_below) = checkpoints.get(&f.journal).copied().unwrap_or((0, 0));
+                if f.final_offset >= checkpoint {
                     report.pending += 1;
+                } else if f.final_offset < sums_removed_below {
+                    // Its Sum may have been in the shard-log fragments retention removed.
+                    report.unverifiable += 1;
                 } else {
                     report.violation_messages.push(format!(
                         "stream {id}: finished (final chunk in {} at offset {}) but has no Sum, though its shard checkpointed past it",
@@ -312,7 +380,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
              chunks: {} ({:.1} MB), {} duplicates skipped\n\
              streams: {} finished, {} unfinished, {} expired by summers\n\
              Sums: {} found, {} verified exactly once and correct, {} pending (past the shard's checkpoint), {} unverifiable (retention)\n\
-             violations: {}",
+             {}violations: {}",
             args.data.display(),
             report.chunk_journals,
             report.shard_logs,
@@ -326,6 +394,11 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
             report.sums_verified,
             report.pending,
             report.unverifiable,
+            if live {
+                "live: a `run` holds the directory; this is a consistent cut as of verify's start, pending and unfinished streams are in flight\n"
+            } else {
+                ""
+            },
             report.violations
         );
         for v in report.violation_messages.iter().take(50) {
@@ -339,5 +412,28 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         EXIT_VIOLATION
     } else {
         EXIT_OK
+    })
+}
+
+/// Whether a process holds the data directory's lock (a `run` is writing it), read from
+/// /proc/locks so that verify never takes the lock itself: even a brief probe could make a `run`
+/// starting at that moment fail as "in use". False where /proc/locks is unavailable. Matches the
+/// lock file's inode number only (the device numbers /proc/locks prints differ from `st_dev` on
+/// some overlay filesystems); this only labels the report, and never changes a verdict.
+fn writer_holds_lock(data: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(lock) = std::fs::metadata(data.join("LOCK")) else {
+        return false;
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return false;
+    };
+    let ino = lock.ino().to_string();
+    // "1: FLOCK  ADVISORY  WRITE 28361 fe:00:10011736 0 EOF"
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"FLOCK")
+            && fields.get(3) == Some(&"WRITE")
+            && fields.get(5).and_then(|f| f.rsplit(':').next()) == Some(ino.as_str())
     })
 }

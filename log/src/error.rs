@@ -95,6 +95,8 @@ impl AppendError {
 /// A read failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReadError {
+    /// Retention removed the fragment holding `offset`; stored data resumes at `first` (for a
+    /// fragment removed after the journal was opened, the begin of the next one it listed).
     #[error("journal {journal:?}: offset {offset} was removed by retention (first offset is {first})")]
     Removed {
         journal: String,

@@ -332,15 +332,26 @@ impl Log {
             storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
         }
         let salt = frame::journal_salt(name);
-        let recovered = recovery::recover(
-            storage,
-            &dir,
-            name,
-            salt,
-            self.inner.opts.fragment_max_bytes,
-            self.inner.writable,
-            self.inner.opts.preallocate,
-        )?;
+        let recover = || {
+            recovery::recover(
+                storage,
+                &dir,
+                name,
+                salt,
+                self.inner.opts.fragment_max_bytes,
+                self.inner.writable,
+                self.inner.opts.preallocate,
+            )
+        };
+        let recovered = if self.inner.writable {
+            recover()?
+        } else if !has_fragment {
+            // A writer is creating the journal (its directory exists, its first fragment not
+            // yet), or one crashed right then: a writable open would start it empty, so it is.
+            empty_journal(&dir)
+        } else {
+            recover_read_only(recover)?
+        };
         let shared = JournalShared::new(
             name.to_string(),
             dir,
@@ -353,5 +364,67 @@ impl Log {
             shared,
             _log: self.inner.clone(),
         })
+    }
+}
+
+/// How often a read-only open lists a journal again when the fragment it found last vanished.
+const READ_ONLY_OPEN_ATTEMPTS: usize = 3;
+
+/// Recovers a journal read-only. A live writer may roll twice and retention remove the fragment
+/// that was last when it was listed before it is opened; list again instead of failing.
+fn recover_read_only(
+    recover: impl Fn() -> Result<recovery::Recovered, OpenError>,
+) -> Result<recovery::Recovered, OpenError> {
+    let mut attempt = 1;
+    loop {
+        match recover() {
+            Err(OpenError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < READ_ONLY_OPEN_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A read-only view of a journal directory that holds no fragment file yet: empty, head 0.
+fn empty_journal(dir: &Path) -> recovery::Recovered {
+    let file: Arc<dyn StorageFile> = Arc::new(NoFile);
+    recovery::Recovered {
+        fragments: vec![Arc::new(fragment::Fragment::with_file(0, dir, file.clone()))],
+        last_file: file,
+        head: 0,
+        last_frame: None,
+        cut_bytes: 0,
+    }
+}
+
+/// The file of an empty read-only journal's only fragment, which does not exist on disk. It is
+/// never read (the head is 0) nor written (the journal is read-only).
+struct NoFile;
+
+impl StorageFile for NoFile {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(0)
+    }
+
+    fn write_all_at(&self, _pos: u64, _buf: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("an empty read-only journal has no file"))
+    }
+
+    fn read_at(&self, pos: u64, len: usize) -> std::io::Result<bytes::Bytes> {
+        if pos == 0 && len == 0 {
+            return Ok(bytes::Bytes::new());
+        }
+        Err(std::io::Error::other("an empty read-only journal has no file"))
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn set_len(&self, _len: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("an empty read-only journal has no file"))
     }
 }

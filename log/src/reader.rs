@@ -10,6 +10,7 @@ use crate::error::ReadError;
 use crate::fragment::Fragment;
 use crate::frame::{self, Messages, HEADER_LEN};
 use crate::journal::Journal;
+use crate::storage::Storage;
 
 /// One validated frame.
 #[derive(Debug, Clone)]
@@ -85,7 +86,7 @@ impl Reader {
                 first,
             });
         }
-        let (fragment, fragment_end) = {
+        let (fragment, fragment_end, previous) = {
             let frags = shared.fragments.read();
             let i = frags.partition_point(|f| f.begin <= self.offset);
             if i == 0 {
@@ -98,6 +99,7 @@ impl Reader {
             (
                 frags[i - 1].clone(),
                 frags.get(i).map_or(head, |n| n.begin.min(head)),
+                i.checked_sub(2).map(|p| frags[p].clone()),
             )
         };
         let io_error = |e: std::io::Error| ReadError::Io {
@@ -105,9 +107,20 @@ impl Reader {
             fragment: fragment.path.clone(),
             reason: e.to_string(),
         };
-        let file = fragment
-            .file(&*shared.opts.storage, shared.map_len_hint())
-            .map_err(io_error)?;
+        let file = match fragment.file(&*shared.opts.storage, shared.map_len_hint()) {
+            Ok(file) => file,
+            Err(e) if is_removed_by_retention(&e, previous.as_deref(), &*shared.opts.storage) => {
+                // Sealed fragments are opened lazily, so retention (in this process, or in the
+                // writer while a read-only open reads) can remove one between the listing and
+                // the first read of it. Report the range as removed, and where data resumes.
+                return Err(ReadError::Removed {
+                    journal: shared.name.clone(),
+                    offset: self.offset,
+                    first: fragment_end,
+                });
+            }
+            Err(e) => return Err(io_error(e)),
+        };
         let mut limit = fragment_end - fragment.begin;
         if let Some(len) = fragment.len_at_open() {
             limit = limit.min(len);
@@ -193,4 +206,26 @@ impl Reader {
             self.journal.wait_beyond_async(self.offset).await;
         }
     }
+}
+
+/// Whether a failure to open a sealed fragment means retention removed it: the file is gone, and
+/// so is the fragment before it. Retention removes a prefix of the fragments, oldest first, so a
+/// fragment missing behind one that is still there is damage, and stays an I/O error.
+fn is_removed_by_retention(
+    error: &std::io::Error,
+    previous: Option<&Fragment>,
+    storage: &dyn Storage,
+) -> bool {
+    if error.kind() != std::io::ErrorKind::NotFound {
+        return false;
+    }
+    let Some(previous) = previous else {
+        return true;
+    };
+    let (Some(dir), Some(name)) = (previous.path.parent(), previous.path.file_name()) else {
+        return false;
+    };
+    storage
+        .list_dir(dir)
+        .is_ok_and(|names| !names.iter().any(|n| std::ffi::OsStr::new(n) == name))
 }
