@@ -186,7 +186,8 @@ fn madvise_populate(bytes: &[u8], range: Range<usize>) -> Result<(), i32> {
 
 static POPULATE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
-fn page_bytes() -> usize {
+/// The size of a memory page.
+pub(crate) fn page_bytes() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
     // SAFETY: sysconf has no preconditions.
     *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize)

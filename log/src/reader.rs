@@ -151,10 +151,11 @@ impl Reader {
                 .flatten()
         });
         if let Some(addr) = fault {
-            let at = addr.wrapping_sub(view.as_ptr() as usize) as u64;
+            let page = mmap::page_bytes() as u64;
+            let at = addr.wrapping_sub(view.as_ptr() as usize) as u64 / page * page;
             let error = io_error(std::io::Error::other(format!(
-                "fragment byte {at} (journal offset {}) could not be read: an I/O error, or the fragment \
-                 was truncated under the reader",
+                "the page at fragment byte {at} (journal offset {}) could not be read: an I/O error, \
+                 or the fragment was truncated under the reader",
                 fragment.begin + at
             )));
             // The faulted page reads as zeros in this map; the next try maps the file afresh.
