@@ -5,17 +5,21 @@
 //!
 //! The EIO tests mount a small FUSE file system (the `fuser` crate, mounting through `/dev/fuse`
 //! directly, so no libfuse or fusermount is needed) that passes a data directory through but fails
-//! reads of a chosen range of one fragment with EIO. They need root and `/dev/fuse`; without them
-//! they say so and pass, except under CI (`CI` set), where they fail.
+//! reads of a chosen range of one fragment with EIO, and read the journal through it in a child
+//! process (see [`run_reader_child`]). They need root and `/dev/fuse`; without them they say so and
+//! pass, except under CI (`CI` set), where they fail.
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, MountOption, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, Request};
 use ss_log::{AppendAck, Batch, FragmentInfo, Log, Options, ReadError};
@@ -50,7 +54,10 @@ fn write_journal(dir: &Path) -> (Vec<AppendAck>, Vec<FragmentInfo>) {
 
 /// The position of "byte N" in an error's text: the fragment byte that could not be read.
 fn failed_byte(reason: &str) -> u64 {
-    let at = reason.find("byte ").unwrap_or_else(|| panic!("no byte named in {reason:?}")) + 5;
+    let at = reason
+        .find("byte ")
+        .unwrap_or_else(|| panic!("no byte named in {reason:?}"))
+        + 5;
     let digits: String = reason[at..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().unwrap()
 }
@@ -74,7 +81,11 @@ fn fragment_truncated_under_reader_is_an_error_not_sigbus() {
     assert!(victim.end <= first.end && cut % 4096 != 0);
 
     let mut reader = journal.reader(0);
-    assert_eq!(reader.try_next().unwrap().unwrap().offset, 0, "the fragment is mapped and read");
+    assert_eq!(
+        reader.try_next().unwrap().unwrap().offset,
+        0,
+        "the fragment is mapped and read"
+    );
     let status = std::process::Command::new("truncate")
         .arg("-s")
         .arg(cut.to_string())
@@ -140,7 +151,11 @@ fn fragment_truncated_on_a_page_boundary_under_reader_is_an_error_not_sigbus() {
             reason,
             ..
         }) => {
-            assert_eq!((fragment, offset), (first.path.clone(), victim.offset), "{reason}");
+            assert_eq!(
+                (fragment, offset),
+                (first.path.clone(), victim.offset),
+                "{reason}"
+            );
             assert!(failed_byte(&reason) >= cut, "{reason}");
         }
         other => panic!("expected an I/O error, got {other:?}"),
@@ -331,125 +346,228 @@ fn relative_to(fragment: &FragmentInfo, dir: &Path) -> PathBuf {
     fragment.path.strip_prefix(dir).unwrap().to_path_buf()
 }
 
+// ---- The reader runs in a child process ----
+
+/// Set in a child process that runs one of the tests below as the reader.
+const CHILD_ENV: &str = "SS_LOG_READ_ERRORS_CHILD";
+/// Printed by the child when it wants the parent to act; it then waits for a line on stdin.
+const READY: &str = "ss-log-read-errors-child: ready";
+
+/// The mount directory, in the child process that reads through it.
+fn child_mount_dir() -> Option<PathBuf> {
+    std::env::var_os(CHILD_ENV).map(PathBuf::from)
+}
+
+fn env_u64(name: &str) -> u64 {
+    std::env::var(name).unwrap().parse().unwrap()
+}
+
+/// In the child: tells the parent it is ready for its next step and waits until it is done.
+fn handshake() {
+    println!("{READY}");
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+}
+
+/// Runs this binary's test `name` in a child process whose environment says it reads through
+/// `mount` (plus `env`), and fails unless it passes. The FUSE server stays in this process: a
+/// process killed (by SIGBUS, say) while one of its own threads serves the mount it is reading
+/// can hang in the kernel forever, waiting for an answer from the thread that was killed. So a
+/// regression shows as "killed by SIGBUS" here, not as a hung test run. Each time the child
+/// prints [`READY`], `on_ready` runs with the count of earlier ones and the child is resumed.
+fn run_reader_child(name: &str, mount: &Path, env: &[(&str, u64)], mut on_ready: impl FnMut(usize)) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, mount)
+        .envs(env.iter().map(|(k, v)| (k, v.to_string())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            if line.ends_with(READY) {
+                let _ = ready_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut readies = 0;
+    let status = loop {
+        if ready_rx.try_recv().is_ok() {
+            on_ready(readies);
+            readies += 1;
+            writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the reader process hung");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let output = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGBUS),
+        "the reader process was killed by SIGBUS:\n{output}"
+    );
+    assert!(
+        status.success(),
+        "the reader process failed ({status}):\n{output}"
+    );
+}
+
+/// In the child: checks that `error` is the I/O error for a page in `bad` (bytes of the fragment
+/// `fragment`), reported while reading a frame that begins no later than the bad page. The
+/// kernel may fail a little more than the bad range (it reads a whole folio, or a read-around
+/// window), so the failed page may come up to 256 KiB before it.
+fn check_io_error(error: ReadError, fragment: &FragmentInfo, bad: &Range<u64>) -> u64 {
+    let text = error.to_string();
+    let ReadError::Io {
+        journal,
+        fragment: path,
+        offset,
+        reason,
+    } = error
+    else {
+        panic!("expected an I/O error, got {text}");
+    };
+    assert_eq!(journal, JOURNAL);
+    assert_eq!(path, fragment.path);
+    assert!(text.contains(&fragment.path.display().to_string()), "{text}");
+    assert!(
+        (fragment.begin..=fragment.begin + bad.start).contains(&offset),
+        "the frame being read: {text}"
+    );
+    let byte = failed_byte(&reason);
+    assert!(
+        byte < bad.end && bad.start - byte.min(bad.start) < 256 << 10,
+        "{text}"
+    );
+    offset
+}
+
 /// Regression: a page of a fragment that the device cannot read (EIO) killed a reader with SIGBUS
 /// when it touched the mapped page. Now the reader gets a `ReadError::Io` naming the journal, the
-/// fragment file (under the mount), the offset of the frame it was reading and the failing byte;
-/// frames before that fragment read as usual; and the process lives on.
+/// fragment file (under the mount), the offset of the frame it was reading and the failed page;
+/// frames before it read as usual; and the reader's process lives on.
 #[test]
 fn read_eio_through_fuse_is_an_error_naming_fragment_and_offset() {
+    const BAD_START: &str = "SS_LOG_TEST_BAD_START";
+    const BAD_END: &str = "SS_LOG_TEST_BAD_END";
+    if let Some(mount) = child_mount_dir() {
+        let bad = env_u64(BAD_START)..env_u64(BAD_END);
+        let log = Log::open_read_only(&mount, options()).unwrap();
+        let journal = log.existing_journal(JOURNAL).unwrap();
+        let second = journal.fragments()[1].clone();
+        let mut reader = journal.reader(0);
+        let error = loop {
+            match reader.try_next() {
+                Ok(Some(frame)) => assert!(frame.end <= second.begin + bad.start, "read over the bad page"),
+                Ok(None) => panic!("read to the head over the bad page"),
+                Err(error) => break error,
+            }
+        };
+        check_io_error(error, &second, &bad);
+        return;
+    }
     let source = tempfile::tempdir().unwrap();
-    let (acks, fragments) = write_journal(source.path());
+    let (_, fragments) = write_journal(source.path());
     let Some(mount) = EioMount::mount(source.path()) else {
         return;
     };
-    let second = &fragments[1];
     // Three pages in the middle of the second fragment.
     let bad = 40 * 4096..43 * 4096;
-    mount.fail_reads(&relative_to(second, source.path()), bad.clone());
-
-    let log = Log::open_read_only(&mount.dir, options()).unwrap();
-    let journal = log.existing_journal(JOURNAL).unwrap();
-    let mut reader = journal.reader(0);
-    for ack in acks.iter().take_while(|a| a.end <= second.begin) {
-        assert_eq!(reader.try_next().unwrap().unwrap().offset, ack.offset);
-    }
-    let fragment_on_mount = mount.dir.join(relative_to(second, source.path()));
-    match reader.try_next() {
-        Err(error @ ReadError::Io { .. }) => {
-            let text = error.to_string();
-            let ReadError::Io {
-                journal,
-                fragment,
-                offset,
-                reason,
-            } = error
-            else {
-                unreachable!()
-            };
-            assert_eq!(journal, JOURNAL);
-            assert_eq!(fragment, fragment_on_mount);
-            assert_eq!(offset, second.begin, "the frame being read: {text}");
-            let byte = failed_byte(&reason);
-            assert!(byte <= bad.start && bad.start - byte < 256 << 10, "{text}");
-            assert!(text.contains(&fragment_on_mount.display().to_string()));
-        }
-        other => panic!("expected an I/O error, got {other:?}"),
-    }
-    assert!(mount.eio_replies.load(Ordering::Relaxed) > 0, "the file system failed reads");
-    drop(reader);
-    drop(journal);
-    drop(log);
+    mount.fail_reads(&relative_to(&fragments[1], source.path()), bad.clone());
+    run_reader_child(
+        "read_eio_through_fuse_is_an_error_naming_fragment_and_offset",
+        &mount.dir,
+        &[(BAD_START, bad.start), (BAD_END, bad.end)],
+        |_| {},
+    );
+    assert!(
+        mount.eio_replies.load(Ordering::Relaxed) > 0,
+        "the file system failed reads"
+    );
 }
 
 /// The page goes bad after the reader mapped and checked it: the kernel drops the cached pages
 /// (here: the FUSE server invalidates them, as eviction would) and reading them back fails. The
 /// reader, touching a page again while checking a frame, must get a `ReadError::Io` for that
-/// frame rather than a SIGBUS or a checksum "corruption" over the zeros it was given.
+/// frame rather than a SIGBUS or a checksum "corruption" over the zeros it was given; once the
+/// device reads again, a retry returns the frame.
 #[test]
 fn read_eio_after_the_page_was_read_is_an_error_not_corruption() {
+    const BAD_START: &str = "SS_LOG_TEST_BAD_START";
+    if let Some(mount) = child_mount_dir() {
+        let bad_start = env_u64(BAD_START);
+        let bad = bad_start..bad_start + 4096;
+        let log = Log::open_read_only(&mount, options()).unwrap();
+        let journal = log.existing_journal(JOURNAL).unwrap();
+        let second = journal.fragments()[1].clone();
+        let mut reader = journal.reader(second.begin);
+        // Maps the fragment and faults in all of it.
+        reader.try_next().unwrap().unwrap();
+        handshake(); // The parent fails the page and drops the cached pages.
+        let error = loop {
+            match reader.try_next() {
+                Ok(Some(frame)) => assert!(frame.end <= second.begin + bad.start, "read over the bad page"),
+                Ok(None) => panic!("read to the head over the bad page"),
+                Err(error) => break error,
+            }
+        };
+        let failed_at = check_io_error(error, &second, &bad);
+        handshake(); // The parent lets reads succeed again.
+        assert_eq!(reader.try_next().unwrap().unwrap().offset, failed_at);
+        return;
+    }
     let source = tempfile::tempdir().unwrap();
     let (acks, fragments) = write_journal(source.path());
     let Some(mount) = EioMount::mount(source.path()) else {
         return;
     };
     let second = &fragments[1];
-    let log = Log::open_read_only(&mount.dir, options()).unwrap();
-    let journal = log.existing_journal(JOURNAL).unwrap();
-    let mut reader = journal.reader(second.begin);
-    let in_second: Vec<&AppendAck> = acks
-        .iter()
-        .filter(|a| a.offset >= second.begin && a.end <= second.end)
-        .collect();
-    assert_eq!(reader.try_next().unwrap().unwrap().offset, in_second[0].offset);
-
-    let victim = in_second.iter().find(|a| a.offset - second.begin > 500_000).unwrap();
-    let bad_start = (victim.offset - second.begin + 4095) / 4096 * 4096;
-    let bad = bad_start..bad_start + 4096;
-    assert!(bad.end <= victim.end - second.begin, "the bad page lies inside the victim frame");
-    mount.fail_reads(&relative_to(second, source.path()), bad.clone());
-    let ino = std::fs::metadata(mount.dir.join(relative_to(second, source.path())))
-        .unwrap()
-        .ino();
-    mount.invalidate(ino);
-
-    // Frames before the bad page read (the kernel may fail a little more than the page, a whole
-    // folio, so the error may come a frame early); the first error names the frame holding the
-    // failed page.
-    let mut failed = None;
-    for ack in in_second.iter().skip(1).take_while(|a| a.offset <= victim.offset) {
-        match reader.try_next() {
-            Ok(frame) => assert_eq!(frame.unwrap().offset, ack.offset),
-            Err(error) => {
-                failed = Some((ack, error));
-                break;
+    let victim = acks.iter().find(|a| a.offset > second.begin + 500_000).unwrap();
+    let bad_start = (victim.offset - second.begin).div_ceil(4096) * 4096;
+    assert!(
+        second.begin + bad_start + 4096 <= victim.end,
+        "the bad page lies inside a frame"
+    );
+    let relative = relative_to(second, source.path());
+    let ino = std::fs::metadata(mount.dir.join(&relative)).unwrap().ino();
+    run_reader_child(
+        "read_eio_after_the_page_was_read_is_an_error_not_corruption",
+        &mount.dir,
+        &[(BAD_START, bad_start)],
+        |step| match step {
+            0 => {
+                mount.fail_reads(&relative, bad_start..bad_start + 4096);
+                mount.invalidate(ino);
             }
-        }
-    }
-    let Some((failed_frame, error)) = failed else {
-        panic!("no error reading past the bad page");
-    };
-    match error {
-        ReadError::Io {
-            fragment,
-            offset,
-            reason,
-            ..
-        } => {
-            assert_eq!(fragment, mount.dir.join(relative_to(second, source.path())));
-            assert_eq!(offset, failed_frame.offset, "{reason}");
-            let byte = failed_byte(&reason);
-            assert!(bad.start - byte < 64 << 10 && byte < bad.end, "{reason}");
-            let page = second.begin + byte..second.begin + byte + 4096;
-            assert!(
-                page.start < failed_frame.end && failed_frame.offset < page.end,
-                "the failed page overlaps the failed frame: {reason}"
-            );
-        }
-        other => panic!("expected an I/O error, got {other:?}"),
-    }
-    assert!(mount.eio_replies.load(Ordering::Relaxed) > 0, "the file system failed reads");
-
-    // Once the device reads again, a retry succeeds: the faulted map is not kept.
-    *mount.failing.lock().unwrap() = None;
-    assert_eq!(reader.try_next().unwrap().unwrap().offset, failed_frame.offset);
+            _ => *mount.failing.lock().unwrap() = None,
+        },
+    );
+    assert!(
+        mount.eio_replies.load(Ordering::Relaxed) > 0,
+        "the file system failed reads"
+    );
 }
