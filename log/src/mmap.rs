@@ -213,13 +213,15 @@ struct Slot {
 }
 
 impl Slot {
-    const FREE: Slot = Slot {
-        seq: AtomicUsize::new(0),
-        start: AtomicUsize::new(0),
-        len: AtomicUsize::new(0),
-        faults: AtomicUsize::new(0),
-        first_fault: AtomicUsize::new(usize::MAX),
-    };
+    const fn free() -> Slot {
+        Slot {
+            seq: AtomicUsize::new(0),
+            start: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            faults: AtomicUsize::new(0),
+            first_fault: AtomicUsize::new(usize::MAX),
+        }
+    }
 
     /// `(start, len)` if the slot holds a map; async-signal-safe.
     fn range(&self) -> Option<(usize, usize)> {
@@ -228,7 +230,7 @@ impl Slot {
             let start = self.start.load(Ordering::Relaxed);
             let len = self.len.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
-            if before % 2 == 0 && self.seq.load(Ordering::Relaxed) == before {
+            if before.is_multiple_of(2) && self.seq.load(Ordering::Relaxed) == before {
                 return (start != 0).then_some((start, len));
             }
             std::hint::spin_loop();
@@ -271,7 +273,7 @@ fn register(start: usize, len: usize) -> Option<&'static Slot> {
         Some(slot) => slot,
         None => {
             let next = CHUNKS.iter().find(|c| c.load(Ordering::Relaxed).is_null())?;
-            let chunk: &'static Chunk = Box::leak(Box::new([const { Slot::FREE }; SLOTS_PER_CHUNK]));
+            let chunk: &'static Chunk = Box::leak(Box::new([const { Slot::free() }; SLOTS_PER_CHUNK]));
             next.store(ptr::from_ref(chunk).cast_mut(), Ordering::Release);
             &chunk[0]
         }

@@ -164,13 +164,16 @@ fn fragment_truncated_on_a_page_boundary_under_reader_is_an_error_not_sigbus() {
 
 // ---- EIO through FUSE ----
 
+/// The file (relative to the source directory) and byte range whose reads fail, if any.
+type FailingReads = Arc<Mutex<Option<(PathBuf, Range<u64>)>>>;
+
 /// A pass-through FUSE file system over `source` whose reads of `failing.0` in the byte range
 /// `failing.1` fail with EIO.
 struct EioFs {
     source: PathBuf,
     /// Index `ino - 1`: the path relative to `source` (inode 1 is the root).
     inodes: Vec<PathBuf>,
-    failing: Arc<Mutex<Option<(PathBuf, Range<u64>)>>>,
+    failing: FailingReads,
     eio_replies: Arc<AtomicU64>,
 }
 
@@ -294,7 +297,7 @@ impl fuser::Filesystem for EioFs {
 /// A mounted [`EioFs`]; unmounted on drop.
 struct EioMount {
     dir: PathBuf,
-    failing: Arc<Mutex<Option<(PathBuf, Range<u64>)>>>,
+    failing: FailingReads,
     eio_replies: Arc<AtomicU64>,
     session: fuser::BackgroundSession,
     _mountpoint: tempfile::TempDir,
