@@ -53,7 +53,9 @@ pub trait StorageFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()>;
     /// Reads `len` bytes at `pos`. The real implementation returns a zero-copy view of a memory
-    /// map; callers must only ask for bytes that were written (and are durable, for readers).
+    /// map, its pages faulted in first, so a page that cannot be read is an error here rather
+    /// than a SIGBUS later (`mmap.rs` says what can still fault, and who catches it); callers
+    /// must only ask for bytes that were written (and are durable, for readers).
     fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     /// `fdatasync`.
     fn sync_data(&self) -> io::Result<()>;
