@@ -116,10 +116,19 @@ pub(crate) fn map_read_only(file: &File, len: u64) -> io::Result<FragmentMap> {
 /// faults, the page reads as zeros instead of killing the process, and this returns the address
 /// of the first faulting byte beside `f`'s result.
 pub(crate) fn catch_faults<T>(f: impl FnOnce() -> T) -> (T, Option<usize>) {
+    /// Leaves the guarded section even if `f` panics, so that later faults outside it are not
+    /// absorbed.
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            GUARD_DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
     let outer_fault = THREAD_FIRST_FAULT.with(|c| c.replace(0));
     GUARD_DEPTH.with(|d| d.set(d.get() + 1));
+    let depth = Depth;
     let result = f();
-    GUARD_DEPTH.with(|d| d.set(d.get() - 1));
+    drop(depth);
     let fault = THREAD_FIRST_FAULT.with(|c| c.replace(outer_fault));
     if fault != 0 && outer_fault == 0 {
         THREAD_FIRST_FAULT.with(|c| c.set(fault));
@@ -388,18 +397,21 @@ fn absorb_fault(addr: usize) -> bool {
     true
 }
 
-/// Hands a SIGBUS we do not absorb to the previous action; for the default action, restores it so
-/// that the faulting access, retried on return, kills the process as it would have without us.
+/// Hands a SIGBUS we do not absorb to the previous action; for the default action, restores it and
+/// raises the signal again, so that it kills the process on return as it would have without us
+/// (SIGBUS is blocked while this handler runs, so the raised one is delivered when it returns).
 fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let previous = PREVIOUS.get().map(|p| p.0);
     let handler = previous.map_or(libc::SIG_DFL, |p| p.sa_sigaction);
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // SAFETY: resetting SIGBUS to its default action; sigaction is async-signal-safe. A
-        // fault's SIGBUS cannot be ignored usefully (the access would fault forever).
+        // SAFETY: resetting SIGBUS to its default action and raising it; sigaction and raise are
+        // async-signal-safe. A fault's SIGBUS cannot be ignored usefully (the access would fault
+        // forever), so SIG_IGN is treated as the default too.
         unsafe {
             let mut default: libc::sigaction = std::mem::zeroed();
             default.sa_sigaction = libc::SIG_DFL;
             libc::sigaction(libc::SIGBUS, &default, ptr::null_mut());
+            libc::raise(libc::SIGBUS);
         }
         return;
     }

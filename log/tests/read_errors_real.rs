@@ -574,3 +574,55 @@ fn read_eio_after_the_page_was_read_is_an_error_not_corruption() {
         "the file system failed reads"
     );
 }
+
+/// The negative control for the rule that zeros never reach code that cannot tell: a payload
+/// handed out (validated) before its pages were truncated away, then touched outside the reader's
+/// check, still raises SIGBUS; the handler absorbs faults only inside the reader's check. The
+/// child process that touches it must die of SIGBUS, not sum zeros.
+#[test]
+fn payload_touched_after_truncation_outside_the_reader_still_raises_sigbus() {
+    const TOUCH_ENV: &str = "SS_LOG_READ_ERRORS_TOUCH_CHILD";
+    if let Some(dir) = std::env::var_os(TOUCH_ENV) {
+        let log = Log::open_read_only(PathBuf::from(dir), options()).unwrap();
+        let journal = log.existing_journal(JOURNAL).unwrap();
+        let first = journal.fragments()[0].clone();
+        let mut reader = journal.reader(0);
+        let mut frames = Vec::new();
+        while reader.offset() < first.end {
+            frames.push(reader.try_next().unwrap().unwrap());
+        }
+        File::options()
+            .write(true)
+            .open(&first.path)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        let sum: u64 = frames
+            .iter()
+            .map(|f| f.payload().iter().map(|&b| u64::from(b)).sum::<u64>())
+            .sum();
+        panic!("summed {sum} over truncated pages without a signal");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path());
+    // In a scratch directory, so that a core dump (where enabled) lands nowhere that matters.
+    let scratch = tempfile::tempdir().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "payload_touched_after_truncation_outside_the_reader_still_raises_sigbus",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TOUCH_ENV, dir.path())
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGBUS),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
