@@ -112,10 +112,13 @@ pub enum ReadError {
         offset: u64,
         error: FrameError,
     },
-    #[error("journal {journal:?}: reading {fragment}: {reason}")]
+    /// The bytes could not be read (EIO, a fragment truncated by another process, a file that
+    /// would not open). `offset` is the journal offset of the frame being read.
+    #[error("journal {journal:?}: reading {fragment} at journal offset {offset}: {reason}")]
     Io {
         journal: String,
         fragment: PathBuf,
+        offset: u64,
         reason: String,
     },
     #[error("journal {journal:?} is closed")]

@@ -1,27 +1,460 @@
-//! The one module with `unsafe`: read-only memory maps of fragment files.
+//! The one module with `unsafe`: read-only memory maps of fragment files, and the SIGBUS handler
+//! that keeps a failed page fault in one of them from killing the process.
+//!
+//! Touching a mapped file page that cannot be read (the device returned EIO) or that lies wholly
+//! past the file's end (another process truncated the file) raises SIGBUS, which by default kills
+//! the process. Two things stop that here:
+//!
+//! - [`FragmentMap::populate`] faults pages in with `madvise(MADV_POPULATE_READ)`, which reports
+//!   such a page as an error code instead of a signal. The storage populates every range before
+//!   handing it out, so a bad page that is bad when it is first read surfaces as an `io::Error`
+//!   from `read_at`, for every caller (readers and recovery alike).
+//! - A page can still go bad after it was populated: evicted and then failing to read back, or
+//!   cut off by a truncation. Readers therefore validate each frame inside [`catch_faults`]. While
+//!   a thread is inside it, the process-wide handler installed here maps an anonymous zero page
+//!   over the faulting page of one of our maps, records the fault, and returns, so the read
+//!   completes (over zeros, which fail the frame's checksum) and the reader turns the recorded
+//!   fault into a `ReadError::Io` naming the fragment and offset.
+//!
+//! A SIGBUS anywhere else goes to the handler that was installed before ours (by default: the
+//! process dies, as it always did). That includes a fault in one of our maps outside
+//! [`catch_faults`], e.g. a consumer touching a payload it was handed earlier whose page was
+//! truncated away since: zeros must never reach code that cannot learn they are not the file's
+//! bytes, and dying is the honest outcome there.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
+use std::ptr;
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
 
 use bytes::Bytes;
 
-/// Maps `len` bytes of `file` read-only and returns them as shared [`Bytes`] that keep the map
-/// alive. `len` may exceed the file's current length, so a tailing reader can map a fragment once
-/// and read what is appended later.
+/// A read-only map of a fragment file, registered with the SIGBUS handler for as long as any
+/// [`Bytes`] view of it lives.
+pub(crate) struct FragmentMap {
+    bytes: Bytes,
+    slot: Option<&'static Slot>,
+}
+
+impl FragmentMap {
+    /// The whole map, as shared bytes that keep it alive.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// True if a page of this map faulted (and now reads as zeros).
+    pub fn has_faulted(&self) -> bool {
+        self.slot.is_some_and(|s| s.faults.load(Ordering::Acquire) > 0)
+    }
+
+    /// Faults in the pages holding `range` (byte positions in the map), so that reading them
+    /// cannot raise SIGBUS as long as they stay resident. On failure returns the position of the
+    /// first page that could not be read (it is unreadable or past the end of the file).
+    pub fn populate(&self, range: Range<usize>) -> Result<(), usize> {
+        assert!(range.start <= range.end && range.end <= self.bytes.len());
+        if range.is_empty() || POPULATE_UNSUPPORTED.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let page = page_bytes();
+        let first = range.start / page * page;
+        match madvise_populate(&self.bytes, first..range.end) {
+            Ok(()) => Ok(()),
+            Err(libc::EINVAL | libc::ENOSYS) => {
+                // A kernel before 5.14: no MADV_POPULATE_READ. The SIGBUS handler still covers
+                // readers.
+                POPULATE_UNSUPPORTED.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(_) => {
+                // Find the first failing page, one page at a time (error path only).
+                let mut at = first;
+                while at < range.end {
+                    let end = (at + page).min(range.end);
+                    if madvise_populate(&self.bytes, at..end).is_err() {
+                        return Err(at.max(range.start));
+                    }
+                    at = end;
+                }
+                // Every page reads now (a transient error): report the start of the range.
+                Err(range.start)
+            }
+        }
+    }
+}
+
+/// Maps `len` bytes of `file` read-only. `len` may exceed the file's current length, so a tailing
+/// reader can map a fragment once and read what is appended later.
 ///
-/// Callers must only read bytes below the file's length as of when they read them: touching a
-/// page wholly beyond end-of-file raises SIGBUS. The journal guarantees this because readers only
-/// look below the durable head, which is always inside the file, and the journal never truncates a
-/// fragment below its durable head (recovery truncates only torn bytes, before any reader exists).
-pub(crate) fn map_read_only(file: &File, len: u64) -> io::Result<Bytes> {
+/// Callers should only read bytes below the file's length: touching a page wholly beyond
+/// end-of-file raises SIGBUS, as does touching a page the device cannot read. The journal only
+/// hands out bytes below the durable head, which it never truncates while open, and populates
+/// them first ([`FragmentMap::populate`]); what can still happen (another process truncating the
+/// file, a page evicted and failing to read back) is caught by readers in [`catch_faults`].
+pub(crate) fn map_read_only(file: &File, len: u64) -> io::Result<FragmentMap> {
     let len = usize::try_from(len).map_err(|_| io::Error::other("map length overflows usize"))?;
+    install_sigbus_handler();
     // SAFETY: the map is read-only. Its bytes may be changed by later appends to the same file,
     // but only bytes at or past the durable head change, and readers never look there (see the
     // contract above), so no reader observes a byte changing under it. The journal never
-    // shrinks a fragment below its durable head while it is open, so reads below the durable
-    // head cannot fault with SIGBUS. A file removed by retention stays mapped (unlinking does
-    // not invalidate a map on Unix).
+    // shrinks a fragment below its durable head while it is open; if another process does, or a
+    // page cannot be read, touching it raises SIGBUS, which the handler below turns into zeros
+    // plus a recorded fault inside `catch_faults` and passes on (by default: process exit)
+    // elsewhere. A file removed by retention stays mapped (unlinking does not invalidate a map).
     let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
-    Ok(Bytes::from_owner(map))
+    let slot = register(map.as_ptr() as usize, map.len());
+    Ok(FragmentMap {
+        bytes: Bytes::from_owner(Mapping { map, slot }),
+        slot,
+    })
+}
+
+/// Runs `f`, which reads bytes of memory maps made by [`map_read_only`]. If a page it touches
+/// faults, the page reads as zeros instead of killing the process, and this returns the address
+/// of the first faulting byte beside `f`'s result.
+pub(crate) fn catch_faults<T>(f: impl FnOnce() -> T) -> (T, Option<usize>) {
+    /// Leaves the guarded section even if `f` panics, so that later faults outside it are not
+    /// absorbed.
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            GUARD_DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
+    let outer_fault = THREAD_FIRST_FAULT.with(|c| c.replace(0));
+    GUARD_DEPTH.with(|d| d.set(d.get() + 1));
+    let depth = Depth;
+    let result = f();
+    drop(depth);
+    let fault = THREAD_FIRST_FAULT.with(|c| c.replace(outer_fault));
+    if fault != 0 && outer_fault == 0 {
+        THREAD_FIRST_FAULT.with(|c| c.set(fault));
+    }
+    (result, (fault != 0).then_some(fault))
+}
+
+/// The address of the first recorded fault in the map holding `bytes`, if that map has faulted
+/// (e.g. in another reader: its zero page is now what this one reads too). Scans the registry:
+/// for error paths only.
+pub(crate) fn first_fault_in_map_of(bytes: &[u8]) -> Option<usize> {
+    let slot = find_slot(bytes.as_ptr() as usize)?;
+    let (start, _) = slot.range()?;
+    let first = slot.first_fault.load(Ordering::Acquire);
+    (first != usize::MAX).then(|| start + first)
+}
+
+/// The owner behind a map's [`Bytes`]: unregisters the map before it is unmapped.
+struct Mapping {
+    map: memmap2::Mmap,
+    slot: Option<&'static Slot>,
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Runs before `map` is unmapped (fields drop after this), so the handler never sees a
+        // registered range that is no longer ours. Unmapping the whole range also removes any
+        // zero page the handler put inside it.
+        if let Some(slot) = self.slot {
+            unregister(slot);
+        }
+    }
+}
+
+fn madvise_populate(bytes: &[u8], range: Range<usize>) -> Result<(), i32> {
+    loop {
+        // SAFETY: `range` lies inside `bytes`, a live mapping (the caller holds it), and
+        // `range.start` is page-aligned relative to it, which is page-aligned itself (mmap returns
+        // page-aligned addresses). MADV_POPULATE_READ only faults pages in, as reading them
+        // would, but reports a failed fault as an error code instead of raising SIGBUS; it
+        // changes no bytes and no mapping.
+        let rc = unsafe {
+            libc::madvise(
+                bytes.as_ptr().add(range.start) as *mut libc::c_void,
+                range.end - range.start,
+                libc::MADV_POPULATE_READ,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if errno != libc::EINTR && errno != libc::EAGAIN {
+            return Err(errno);
+        }
+    }
+}
+
+static POPULATE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// The size of a memory page.
+pub(crate) fn page_bytes() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize)
+}
+
+// ---- The registry of our maps, read by the signal handler without locks or allocation. ----
+
+const SLOTS_PER_CHUNK: usize = 256;
+/// At most this many chunks, i.e. 65,536 live maps: more than Linux's default `vm.max_map_count`
+/// allows a process. A map that finds no slot still works; faults in it are passed on.
+const CHUNKS_MAX: usize = 256;
+
+/// One registered map. `start` and `len` are written under a sequence lock (`seq` odd while
+/// changing) so that the handler never pairs the start of one map with the length of another.
+struct Slot {
+    seq: AtomicUsize,
+    /// Address of the map, 0 when the slot is free.
+    start: AtomicUsize,
+    len: AtomicUsize,
+    faults: AtomicUsize,
+    /// Offset in the map of the first fault, `usize::MAX` if none.
+    first_fault: AtomicUsize,
+}
+
+impl Slot {
+    const fn free() -> Slot {
+        Slot {
+            seq: AtomicUsize::new(0),
+            start: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            faults: AtomicUsize::new(0),
+            first_fault: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// `(start, len)` if the slot holds a map; async-signal-safe.
+    fn range(&self) -> Option<(usize, usize)> {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            let start = self.start.load(Ordering::Relaxed);
+            let len = self.len.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if before.is_multiple_of(2) && self.seq.load(Ordering::Relaxed) == before {
+                return (start != 0).then_some((start, len));
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Called with `REGISTRY_LOCK` held.
+    fn set(&self, start: usize, len: usize) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.start.store(start, Ordering::Relaxed);
+        self.len.store(len, Ordering::Relaxed);
+        self.faults.store(0, Ordering::Relaxed);
+        self.first_fault.store(usize::MAX, Ordering::Relaxed);
+        self.seq.store(seq + 2, Ordering::Release);
+    }
+}
+
+type Chunk = [Slot; SLOTS_PER_CHUNK];
+
+static CHUNKS: [AtomicPtr<Chunk>; CHUNKS_MAX] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS_MAX];
+static REGISTRY_LOCK: Mutex<()> = Mutex::new(());
+
+fn chunks() -> impl Iterator<Item = &'static Chunk> {
+    CHUNKS.iter().map_while(|c| {
+        let chunk = c.load(Ordering::Acquire);
+        // SAFETY: a non-null chunk pointer comes from `Box::leak` in `register` and is never
+        // freed or changed afterwards, so it is valid for 'static.
+        (!chunk.is_null()).then(|| unsafe { &*chunk })
+    })
+}
+
+fn register(start: usize, len: usize) -> Option<&'static Slot> {
+    let _lock = REGISTRY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let free = chunks()
+        .flat_map(|c| c.iter())
+        .find(|s| s.start.load(Ordering::Relaxed) == 0);
+    let slot = match free {
+        Some(slot) => slot,
+        None => {
+            let next = CHUNKS.iter().find(|c| c.load(Ordering::Relaxed).is_null())?;
+            let chunk: &'static Chunk = Box::leak(Box::new([const { Slot::free() }; SLOTS_PER_CHUNK]));
+            next.store(ptr::from_ref(chunk).cast_mut(), Ordering::Release);
+            &chunk[0]
+        }
+    };
+    slot.set(start, len);
+    Some(slot)
+}
+
+fn unregister(slot: &Slot) {
+    let _lock = REGISTRY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    slot.set(0, 0);
+}
+
+/// The slot whose map holds `addr`; async-signal-safe.
+fn find_slot(addr: usize) -> Option<&'static Slot> {
+    chunks().flat_map(|c| c.iter()).find(|s| {
+        s.range()
+            .is_some_and(|(start, len)| addr >= start && addr - start < len)
+    })
+}
+
+// ---- The SIGBUS handler. ----
+
+thread_local! {
+    /// How deep this thread is in `catch_faults`; the handler only acts when it is above 0.
+    static GUARD_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Address of the first fault the handler absorbed for this thread, 0 if none.
+    static THREAD_FIRST_FAULT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The SIGBUS action in place before ours, to pass on faults that are not ours to absorb.
+struct PreviousAction(libc::sigaction);
+// SAFETY: a plain C struct of integers and a function address, written once before our handler is
+// installed and only read afterwards.
+unsafe impl Sync for PreviousAction {}
+unsafe impl Send for PreviousAction {}
+
+static PREVIOUS: OnceLock<PreviousAction> = OnceLock::new();
+
+fn install_sigbus_handler() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        page_bytes();
+        // SAFETY: sigaction with a zeroed (empty mask, no flags) struct that we fill in; the
+        // handler only calls async-signal-safe functions (mmap, sigaction, atomics, and
+        // thread-locals with constant initializers and no destructors, which are plain TLS
+        // accesses). Reading the old action first and storing it before installing ours means
+        // the handler always finds it.
+        unsafe {
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGBUS, ptr::null(), &mut previous) != 0 {
+                return;
+            }
+            let _ = PREVIOUS.set(PreviousAction(previous));
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGBUS, &action, ptr::null_mut());
+        }
+    });
+}
+
+extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for a handler installed with SA_SIGINFO.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // si_code > 0: raised by the kernel for a fault at si_addr, not sent by kill(2).
+    if code > 0 && GUARD_DEPTH.with(Cell::get) > 0 && absorb_fault(addr) {
+        return;
+    }
+    pass_on(signal, info, context);
+}
+
+/// Maps a zero page over the page holding `addr` if it lies in one of our maps, and records the
+/// fault. Returns false if the fault is not ours or could not be absorbed.
+fn absorb_fault(addr: usize) -> bool {
+    let Some(slot) = find_slot(addr) else {
+        return false;
+    };
+    let Some((start, _)) = slot.range() else {
+        return false;
+    };
+    let page = page_bytes();
+    // SAFETY: errno is thread-local; reading it is async-signal-safe.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the page lies inside one of our live read-only file maps (the faulting thread is
+    // reading it, so its `Bytes` keep it mapped), so MAP_FIXED replaces only a page of that map,
+    // never memory anything else owns. The new page is private, anonymous (zero-filled) and
+    // read-only like the page it replaces; it is unmapped with the rest of the map.
+    let mapped = unsafe {
+        libc::mmap(
+            (addr / page * page) as *mut libc::c_void,
+            page,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+    if mapped == libc::MAP_FAILED {
+        return false;
+    }
+    slot.first_fault.fetch_min(addr - start, Ordering::AcqRel);
+    slot.faults.fetch_add(1, Ordering::AcqRel);
+    THREAD_FIRST_FAULT.with(|c| {
+        if c.get() == 0 {
+            c.set(addr);
+        }
+    });
+    true
+}
+
+/// Hands a SIGBUS we do not absorb to the previous action; for the default action, restores it and
+/// raises the signal again, so that it kills the process on return as it would have without us
+/// (SIGBUS is blocked while this handler runs, so the raised one is delivered when it returns).
+fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    let previous = PREVIOUS.get().map(|p| p.0);
+    let handler = previous.map_or(libc::SIG_DFL, |p| p.sa_sigaction);
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // SAFETY: resetting SIGBUS to its default action and raising it; sigaction and raise are
+        // async-signal-safe. A fault's SIGBUS cannot be ignored usefully (the access would fault
+        // forever), so SIG_IGN is treated as the default too.
+        unsafe {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGBUS, &default, ptr::null_mut());
+            libc::raise(libc::SIGBUS);
+        }
+        return;
+    }
+    let flags = previous.map_or(0, |p| p.sa_flags);
+    if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous action was installed with SA_SIGINFO, so its handler has this
+        // signature; we call it with the arguments the kernel gave us.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(signal, info, context);
+    } else {
+        // SAFETY: without SA_SIGINFO the previous handler takes only the signal number.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        f(signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_past_the_end_of_a_truncated_file_reads_as_zeros_and_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 3 * page_bytes()]).unwrap();
+        let file = File::open(&path).unwrap();
+        let map = map_read_only(&file, 3 * page_bytes() as u64).unwrap();
+        map.populate(0..3 * page_bytes()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(page_bytes() as u64)
+            .unwrap();
+        let bytes = map.bytes().clone();
+        let (sum, fault) = catch_faults(|| bytes.iter().map(|&b| u64::from(b)).sum::<u64>());
+        assert_eq!(sum, 7 * page_bytes() as u64, "pages past the end read as zeros");
+        assert_eq!(fault, Some(bytes.as_ptr() as usize + page_bytes()));
+        assert!(map.has_faulted());
+        assert_eq!(first_fault_in_map_of(&bytes[10..]), fault);
+        let fresh = map_read_only(&file, 3 * page_bytes() as u64).unwrap();
+        assert_eq!(fresh.populate(10..3 * page_bytes()), Err(page_bytes()));
+        assert!(!fresh.has_faulted(), "populating reports, it does not fault");
+    }
 }

@@ -10,7 +10,8 @@ use crate::error::ReadError;
 use crate::fragment::Fragment;
 use crate::frame::{self, Messages, HEADER_LEN};
 use crate::journal::Journal;
-use crate::storage::Storage;
+use crate::mmap;
+use crate::storage::{Storage, StorageFile};
 
 /// One validated frame.
 #[derive(Debug, Clone)]
@@ -105,6 +106,7 @@ impl Reader {
         let io_error = |e: std::io::Error| ReadError::Io {
             journal: shared.name.clone(),
             fragment: fragment.path.clone(),
+            offset: self.offset,
             reason: e.to_string(),
         };
         let file = match fragment.file(&*shared.opts.storage, shared.map_len_hint()) {
@@ -148,7 +150,34 @@ impl Reader {
                 available: limit,
             }));
         }
-        let header = frame::decode_frame(&available[pos..], shared.salt, self.offset).map_err(corrupt)?;
+        // A page that faults while the frame is checked (EIO, or truncated away by another
+        // process) reads as zeros instead of killing the process; the fault, not the zeros, is
+        // the error. See `crate::mmap`.
+        let (decoded, fault) =
+            mmap::catch_faults(|| frame::decode_frame(&available[pos..], shared.salt, self.offset));
+        // A fault by another reader of the same map left a zero page here too (error path only).
+        let fault = fault.or_else(|| {
+            decoded
+                .is_err()
+                .then(|| mmap::first_fault_in_map_of(view))
+                .flatten()
+        });
+        if let Some(addr) = fault {
+            let page = mmap::page_bytes() as u64;
+            let at = addr.wrapping_sub(view.as_ptr() as usize) as u64 / page * page;
+            let error = io_error(std::io::Error::other(format!(
+                "the page at fragment byte {at} (journal offset {}) could not be read: an I/O error, \
+                 or the fragment was truncated under the reader",
+                fragment.begin + at
+            )));
+            // The faulted page reads as zeros in this map; the next try maps the file afresh.
+            self.cache = None;
+            return Err(error);
+        }
+        let header = match decoded {
+            Ok(header) => header,
+            Err(e) => return Err(truncated_under_reader(&**file, limit).map_or_else(|| corrupt(e), io_error)),
+        };
         let payload_at = pos + HEADER_LEN;
         let payload = view.slice(payload_at..payload_at + header.payload_len as usize);
         let frame = Frame {
@@ -228,4 +257,16 @@ fn is_removed_by_retention(
     storage
         .list_dir(dir)
         .is_ok_and(|names| !names.iter().any(|n| std::ffi::OsStr::new(n) == name))
+}
+
+/// An error if `file` is now shorter than the `expected_len` bytes the journal knows are in it:
+/// another process truncated it, so a bad frame near the cut is not corruption.
+fn truncated_under_reader(file: &dyn StorageFile, expected_len: u64) -> Option<std::io::Error> {
+    let len = file.len().ok()?;
+    (len < expected_len).then(|| {
+        std::io::Error::other(format!(
+            "the fragment is {len} bytes long, shorter than the {expected_len} bytes written to it: \
+             it was truncated under the reader"
+        ))
+    })
 }
