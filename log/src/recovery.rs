@@ -103,12 +103,25 @@ pub(crate) fn recover(
             .map_err(|e| io_err(journal, "reading", &last_path, e))?
     };
 
-    let scan = scan_fragment(&bytes, salt, last_begin);
-    // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else up to
-    // the last non-zero byte is what a torn write left.
-    let garbage_end = scan.valid_len + last_nonzero(&bytes[scan.valid_len..]).map_or(0, |i| i + 1);
+    // A page of the map that cannot be read (EIO after eviction, or truncated by another
+    // process) is an I/O error naming the byte, not a SIGBUS and not "corruption".
+    let (analysis, fault) = crate::mmap::catch_faults(|| {
+        let scan = scan_fragment(&bytes, salt, last_begin);
+        // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else
+        // up to the last non-zero byte is what a torn write left.
+        let garbage_end = scan.valid_len + last_nonzero(&bytes[scan.valid_len..]).map_or(0, |i| i + 1);
+        let later = scan
+            .first_error
+            .as_ref()
+            .and_then(|(bad_pos, _)| find_later_write(&bytes, salt, last_begin, *bad_pos, garbage_end));
+        (scan, garbage_end, later)
+    });
+    if let Some(addr) = fault {
+        return Err(unreadable(journal, &last_path, &bytes, addr));
+    }
+    let (scan, garbage_end, later) = analysis;
     if let Some((bad_pos, error)) = &scan.first_error {
-        if let Some(later) = find_later_write(&bytes, salt, last_begin, *bad_pos, garbage_end) {
+        if let Some(later) = later {
             return Err(OpenError::Corrupt {
                 journal: journal.to_string(),
                 fragment: last_path,
@@ -154,7 +167,11 @@ pub(crate) fn recover(
             let last = frame::decode_frame(&bytes[last_pos..], salt, last_begin + last_pos as u64)
                 .expect("the scan validated this frame");
             let from = last.write_begin.saturating_sub(last_begin) as usize;
-            rewrite_range(&*file, &bytes[from..scan.valid_len], from as u64)
+            let (copy, fault) = crate::mmap::catch_faults(|| Vec::from(&bytes[from..scan.valid_len]));
+            if let Some(addr) = fault {
+                return Err(unreadable(journal, &last_path, &bytes, addr));
+            }
+            rewrite_range(&*file, &copy, from as u64)
                 .map_err(|e| io_err(journal, "rewriting the last write of", &last_path, e))?;
         }
     }
@@ -203,7 +220,10 @@ fn last_frame_before(
             file.read_at(0, len as usize)
                 .map_err(|e| io_err(journal, "reading", &fragment.path, e))?
         };
-        let scan = scan_fragment(&bytes, salt, fragment.begin);
+        let (scan, fault) = crate::mmap::catch_faults(|| scan_fragment(&bytes, salt, fragment.begin));
+        if let Some(addr) = fault {
+            return Err(unreadable(journal, &fragment.path, &bytes, addr));
+        }
         let valid_end = fragment.begin + scan.valid_len as u64;
         if valid_end != end {
             return Err(OpenError::Corrupt {
@@ -222,6 +242,19 @@ fn last_frame_before(
         end = fragment.begin;
     }
     Ok(None)
+}
+
+/// The error for a page of `bytes` (a map of `path`) that faulted at address `addr`.
+fn unreadable(journal: &str, path: &Path, bytes: &[u8], addr: usize) -> OpenError {
+    let at = addr.wrapping_sub(bytes.as_ptr() as usize);
+    io_err(
+        journal,
+        "reading",
+        path,
+        std::io::Error::other(format!(
+            "fragment byte {at} could not be read: an I/O error, or the file was truncated by another process"
+        )),
+    )
 }
 
 /// Result of validating a fragment's bytes frame by frame from its start.
@@ -281,14 +314,12 @@ fn last_nonzero(bytes: &[u8]) -> Option<usize> {
     None
 }
 
-/// Writes `bytes` (read from the file at `pos`) back in place, from a copy: the read may be a
-/// view of a memory map of the same file.
+/// Writes `bytes` (a copy of what the file holds at `pos`) back in place.
 fn rewrite_range(file: &dyn crate::storage::StorageFile, bytes: &[u8], pos: u64) -> std::io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
-    let copy = Vec::from(bytes);
-    file.write_all_at(pos, &copy)
+    file.write_all_at(pos, bytes)
 }
 
 /// Overwrites `len` bytes at `pos` with zeros and syncs them.
