@@ -73,6 +73,17 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Smallest fragment size `--fragment-max-bytes` accepts.
+pub const FRAGMENT_MAX_BYTES_MIN: u64 = 1 << 20;
+
+fn parse_fragment_bytes(s: &str) -> Result<u64, String> {
+    let n: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < FRAGMENT_MAX_BYTES_MIN {
+        return Err(format!("must be at least {FRAGMENT_MAX_BYTES_MIN} bytes"));
+    }
+    Ok(n)
+}
+
 fn parse_count(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{e}"))?;
     if n == 0 {
@@ -137,6 +148,11 @@ pub struct RunArgs {
     /// were removed as unverifiable.
     #[arg(long)]
     pub retention: bool,
+    /// Roll journal fragments at this size, in bytes (at least 1 MiB; frames are capped at it).
+    /// Small fragments exercise rolls and retention far more often: the crash suite uses them to
+    /// land kills inside rolls.
+    #[arg(long, default_value = "33554432", value_parser = parse_fragment_bytes)]
+    pub fragment_max_bytes: u64,
     /// Report to a watching parent (crash-test): print one line on stdout per final chunk
     /// acknowledged durable (`F stream journal offset sha1`) and per Sum seen
     /// (`S stream journal offset sha1`); the summary then goes to stderr.
@@ -180,6 +196,10 @@ pub struct CrashTestArgs {
     /// Longest steady-state lifetime of a child before its SIGKILL.
     #[arg(long, default_value = "2500ms", value_parser = parse_duration)]
     pub max_kill_after: Duration,
+    /// Journal fragment size of each child run, in bytes (small sizes land kills inside
+    /// fragment rolls).
+    #[arg(long, default_value = "33554432", value_parser = parse_fragment_bytes)]
+    pub fragment_max_bytes: u64,
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

@@ -132,6 +132,7 @@ fn run_child(
         .args(["--streams", &args.streams.to_string()])
         .args(["--max-chunk-bytes", "8192", "--max-chunks-per-stream", "32"])
         .args(["--max-mb-per-s", &args.max_mb_per_s.to_string()])
+        .args(["--fragment-max-bytes", &args.fragment_max_bytes.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -193,7 +193,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("stream-sum: error: --partitions must be at most 1000");
         return Ok(EXIT_USAGE);
     }
-    let log = match Log::open(&args.data, log_options()) {
+    let options = log_options_for(args.fragment_max_bytes);
+    // A frame must hold a chunk batch (flushed past 256 KiB, plus one chunk) and a summer
+    // snapshot of every open stream (112 B each; room for four times the live ones, for the
+    // finished window and abandoned streams awaiting expiry).
+    let batch_bytes_max = (256 << 10) + args.max_chunk_bytes as u64 + (64 << 10);
+    let snapshot_bytes_max = 4 * 112 * (args.streams * args.chunkers) as u64;
+    let frame_needed = batch_bytes_max.max(snapshot_bytes_max);
+    if options.frame_max_bytes < frame_needed {
+        eprintln!(
+            "stream-sum: error: --fragment-max-bytes {} is too small for this run: a frame (at most one fragment) must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); use at least {frame_needed}",
+            args.fragment_max_bytes, args.max_chunk_bytes, args.streams, args.chunkers
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let log = match Log::open(&args.data, options) {
         Ok(log) => log,
         Err(e @ OpenError::Locked { .. }) => {
             eprintln!("stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work");
@@ -537,6 +551,17 @@ pub fn log_options() -> Options {
         frame_max_bytes: 16 << 20,
         pending_max_bytes: 16 << 20,
         ..Options::default()
+    }
+}
+
+/// [`log_options`] with fragments rolled at `fragment_max_bytes` (`run --fragment-max-bytes`);
+/// frames are capped at the fragment size.
+fn log_options_for(fragment_max_bytes: u64) -> Options {
+    let options = log_options();
+    Options {
+        fragment_max_bytes,
+        frame_max_bytes: options.frame_max_bytes.min(fragment_max_bytes),
+        ..options
     }
 }
 

@@ -29,6 +29,22 @@ fn usage_errors_exit_2_and_name_the_flag() {
         (&["run", "--data", data, "--chunkers", "0"], &["--chunkers", "0"]),
         (&["run", "--data", data, "--streams=-1"], &["--streams", "-1"]),
         (&["run", "--data", data, "--sla", "soon"], &["--sla", "soon"]),
+        (
+            &["run", "--data", data, "--fragment-max-bytes", "4096"],
+            &["--fragment-max-bytes", "4096"],
+        ),
+        (
+            &[
+                "run",
+                "--data",
+                data,
+                "--fragment-max-bytes",
+                "1048576",
+                "--max-chunk-bytes",
+                "4000000",
+            ],
+            &["--fragment-max-bytes", "1048576", "4327680"],
+        ),
         (&["verify", "--data", data, "--bogus"], &["--bogus"]),
         (
             &["journal", "read", "--data", data, "runs", "--from", "x"],

@@ -19,12 +19,13 @@ fn json_of(out: &std::process::Output) -> serde_json::Value {
 }
 
 /// 20 SIGKILL cycles of a child `run`, then a graceful run and verify: nothing acknowledged is
-/// lost, nothing duplicated or mismatched.
+/// lost, nothing duplicated or mismatched. Fragments of 1 MiB, so kills land inside rolls.
 #[test]
 fn crash_test_sigkill_20_cycles_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = stream_sum()
-        .args(["crash-test", "--cycles", "20", "--seed", "7", "--json", "--data"])
+        .args(["crash-test", "--cycles", "20", "--seed", "7", "--json"])
+        .args(["--fragment-max-bytes", "1048576", "--data"])
         .arg(dir.path().join("data"))
         .output()
         .unwrap();
