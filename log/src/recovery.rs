@@ -93,19 +93,10 @@ pub(crate) fn recover(
     let file = storage
         .open(&last_path, mode, map_len_hint)
         .map_err(|e| io_err(journal, "opening", &last_path, e))?;
-    let file_len = file
-        .len()
-        .map_err(|e| io_err(journal, "reading length of", &last_path, e))?;
-    let bytes = if file_len == 0 {
-        bytes::Bytes::new()
-    } else {
-        file.read_at(0, file_len as usize)
-            .map_err(|e| io_err(journal, "reading", &last_path, e))?
-    };
+    let bytes = read_whole(&*file, journal, &last_path)?;
+    let file_len = bytes.len() as u64;
 
-    // A page of the map that cannot be read (EIO after eviction, or truncated by another
-    // process) is an I/O error naming the byte, not a SIGBUS and not "corruption".
-    let (analysis, fault) = crate::mmap::catch_faults(|| {
+    let (scan, garbage_end, later) = guarded(journal, &last_path, &bytes, || {
         let scan = scan_fragment(&bytes, salt, last_begin);
         // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else
         // up to the last non-zero byte is what a torn write left.
@@ -115,11 +106,7 @@ pub(crate) fn recover(
             .as_ref()
             .and_then(|(bad_pos, _)| find_later_write(&bytes, salt, last_begin, *bad_pos, garbage_end));
         (scan, garbage_end, later)
-    });
-    if let Some(addr) = fault {
-        return Err(unreadable(journal, &last_path, &bytes, addr));
-    }
-    let (scan, garbage_end, later) = analysis;
+    })?;
     if let Some((bad_pos, error)) = &scan.first_error {
         if let Some(later) = later {
             return Err(OpenError::Corrupt {
@@ -167,11 +154,11 @@ pub(crate) fn recover(
             let last = frame::decode_frame(&bytes[last_pos..], salt, last_begin + last_pos as u64)
                 .expect("the scan validated this frame");
             let from = last.write_begin.saturating_sub(last_begin) as usize;
-            let (copy, fault) = crate::mmap::catch_faults(|| Vec::from(&bytes[from..scan.valid_len]));
-            if let Some(addr) = fault {
-                return Err(unreadable(journal, &last_path, &bytes, addr));
-            }
-            rewrite_range(&*file, &copy, from as u64)
+            // From a copy: `bytes` may be a map of this very file.
+            let copy = guarded(journal, &last_path, &bytes, || {
+                Vec::from(&bytes[from..scan.valid_len])
+            })?;
+            file.write_all_at(from as u64, &copy)
                 .map_err(|e| io_err(journal, "rewriting the last write of", &last_path, e))?;
         }
     }
@@ -211,19 +198,10 @@ fn last_frame_before(
         let file = fragment
             .file(storage, map_len_hint)
             .map_err(|e| io_err(journal, "opening", &fragment.path, e))?;
-        let len = file
-            .len()
-            .map_err(|e| io_err(journal, "reading length of", &fragment.path, e))?;
-        let bytes = if len == 0 {
-            bytes::Bytes::new()
-        } else {
-            file.read_at(0, len as usize)
-                .map_err(|e| io_err(journal, "reading", &fragment.path, e))?
-        };
-        let (scan, fault) = crate::mmap::catch_faults(|| scan_fragment(&bytes, salt, fragment.begin));
-        if let Some(addr) = fault {
-            return Err(unreadable(journal, &fragment.path, &bytes, addr));
-        }
+        let bytes = read_whole(&**file, journal, &fragment.path)?;
+        let scan = guarded(journal, &fragment.path, &bytes, || {
+            scan_fragment(&bytes, salt, fragment.begin)
+        })?;
         let valid_end = fragment.begin + scan.valid_len as u64;
         if valid_end != end {
             return Err(OpenError::Corrupt {
@@ -244,17 +222,36 @@ fn last_frame_before(
     Ok(None)
 }
 
-/// The error for a page of `bytes` (a map of `path`) that faulted at address `addr`.
-fn unreadable(journal: &str, path: &Path, bytes: &[u8], addr: usize) -> OpenError {
-    let at = addr.wrapping_sub(bytes.as_ptr() as usize);
-    io_err(
-        journal,
-        "reading",
-        path,
-        std::io::Error::other(format!(
-            "fragment byte {at} could not be read: an I/O error, or the file was truncated by another process"
-        )),
-    )
+/// The whole content of a fragment file (a view of its memory map, for real files).
+fn read_whole(file: &dyn StorageFile, journal: &str, path: &Path) -> Result<bytes::Bytes, OpenError> {
+    let len = file
+        .len()
+        .map_err(|e| io_err(journal, "reading length of", path, e))?;
+    if len == 0 {
+        return Ok(bytes::Bytes::new());
+    }
+    file.read_at(0, len as usize)
+        .map_err(|e| io_err(journal, "reading", path, e))
+}
+
+/// Runs `f`, which reads `bytes` (a map of `path`), inside [`crate::mmap::catch_faults`]: a page
+/// that faults (EIO after eviction, or truncated by another process) is an I/O error naming the
+/// byte, not a SIGBUS and not "corruption".
+fn guarded<T>(journal: &str, path: &Path, bytes: &[u8], f: impl FnOnce() -> T) -> Result<T, OpenError> {
+    match crate::mmap::catch_faults(f) {
+        (result, None) => Ok(result),
+        (_, Some(addr)) => {
+            let at = addr.wrapping_sub(bytes.as_ptr() as usize);
+            Err(io_err(
+                journal,
+                "reading",
+                path,
+                std::io::Error::other(format!(
+                    "fragment byte {at} could not be read: an I/O error, or the file was truncated by another process"
+                )),
+            ))
+        }
+    }
 }
 
 /// Result of validating a fragment's bytes frame by frame from its start.
@@ -312,14 +309,6 @@ fn last_nonzero(bytes: &[u8]) -> Option<usize> {
         end = start;
     }
     None
-}
-
-/// Writes `bytes` (a copy of what the file holds at `pos`) back in place.
-fn rewrite_range(file: &dyn crate::storage::StorageFile, bytes: &[u8], pos: u64) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    file.write_all_at(pos, bytes)
 }
 
 /// Overwrites `len` bytes at `pos` with zeros and syncs them.
