@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use ss_chunker::chunker::{Chunker, ChunkerConfig, ChunkerStats};
+use ss_chunker::chunker::{Chunker, ChunkerConfig, ChunkerStats, FLUSH_BYTES_DEFAULT};
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, split_stream_id, CHUNKERS_MAX};
 use ss_chunker::verifier::{Verifier, VerifierEvent};
 use ss_consumer::message::{hex, Message};
@@ -194,11 +194,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_USAGE);
     }
     let options = log_options_for(args.fragment_max_bytes);
-    // A frame must hold a chunk batch (flushed past 256 KiB, plus one chunk) and a summer
-    // snapshot of every open stream (112 B each; room for four times the live ones, for the
-    // finished window and abandoned streams awaiting expiry).
-    let batch_bytes_max = (256 << 10) + args.max_chunk_bytes as u64 + (64 << 10);
-    let snapshot_bytes_max = 4 * 112 * (args.streams * args.chunkers) as u64;
+    // A frame must hold a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one chunk and
+    // message headers) and a summer snapshot: its finished window and room for four times the
+    // live streams (abandoned streams awaiting expiry stay open too).
+    let batch_bytes_max = (FLUSH_BYTES_DEFAULT + args.max_chunk_bytes + (64 << 10)) as u64;
+    let snapshot_bytes_max = summer_config(&args).snapshot_bytes_max(4 * args.streams * args.chunkers);
     let frame_needed = batch_bytes_max.max(snapshot_bytes_max);
     if options.frame_max_bytes < frame_needed {
         eprintln!(

@@ -20,6 +20,9 @@ use ss_log::{AppendAck, AppendError, Batch, Journal, PendingAppend};
 use crate::stream_gen::{partition_of, GenStream, StreamGen, StreamShape};
 use crate::verifier::Verifier;
 
+/// Payload bytes past which a partition's batch is sent, by default.
+pub const FLUSH_BYTES_DEFAULT: usize = 256 << 10;
+
 /// How a chunker behaves.
 #[derive(Debug, Clone)]
 pub struct ChunkerConfig {
@@ -47,7 +50,7 @@ impl ChunkerConfig {
             seed,
             streams,
             shape: StreamShape::default(),
-            flush_bytes: 256 << 10,
+            flush_bytes: FLUSH_BYTES_DEFAULT,
             flush_interval: Duration::from_millis(2),
             in_flight_max: 4,
             max_bytes_per_s: None,

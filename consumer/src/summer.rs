@@ -36,6 +36,8 @@ use crate::shard::{AppError, Application};
 /// Bytes of a serialized running SHA-1 (sha1 crate `SerializableState`).
 pub const SHA1_STATE_BYTES: usize = 92;
 const OPEN_ENTRY_BYTES: usize = 8 + 4 + 8 + SHA1_STATE_BYTES;
+/// Bytes of one finished-window entry in a snapshot.
+const FINISHED_ENTRY_BYTES: usize = 12;
 
 /// Summer limits. A snapshot holds 112 B per open stream and 12 B per finished-window entry, and
 /// must fit in one journal frame: the defaults (25,000 and 50,000: 3.4 MB) fit the journal's
@@ -48,6 +50,14 @@ pub struct SummerConfig {
     pub expire_check_interval_bytes: u64,
     /// How many finished streams are remembered to recognise duplicates of their chunks.
     pub finished_window: usize,
+}
+
+impl SummerConfig {
+    /// Bytes of a snapshot holding `open_streams` open streams and a full finished window (at
+    /// most: the reserve `write_snapshot` makes).
+    pub fn snapshot_bytes_max(&self, open_streams: usize) -> u64 {
+        (12 + open_streams * OPEN_ENTRY_BYTES + self.finished_window * FINISHED_ENTRY_BYTES + 48) as u64
+    }
 }
 
 impl Default for SummerConfig {
@@ -297,7 +307,9 @@ impl Application for Summer {
         }
         self.finished_since_delta = 0;
         self.expired_since_delta.clear();
-        out.reserve(12 + self.open.len() * OPEN_ENTRY_BYTES + self.finished_order.len() * 12 + 48);
+        out.reserve(
+            12 + self.open.len() * OPEN_ENTRY_BYTES + self.finished_order.len() * FINISHED_ENTRY_BYTES + 48,
+        );
         out.extend_from_slice(&(self.open.len() as u32).to_le_bytes());
         let mut ids: Vec<&StreamId> = self.open.keys().collect();
         ids.sort_unstable();
