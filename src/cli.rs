@@ -158,6 +158,11 @@ pub struct RunArgs {
     /// (`S stream journal offset sha1`); the summary then goes to stderr.
     #[arg(long, hide = true)]
     pub report: bool,
+    /// Append the run's figures to FILE once a second, one JSON object per line (throughput,
+    /// Sum latency p50/p99 of the interval, disk, RSS, violations), and a last line with the
+    /// summary; `stream-sum plot FILE` draws them. The file is created if missing.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// Which faults `run --faults` injects.

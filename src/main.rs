@@ -7,6 +7,7 @@ mod crash_test;
 mod faults;
 mod journal_cmd;
 mod maintenance;
+mod record;
 mod run;
 mod runs;
 mod summary;

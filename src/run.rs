@@ -26,6 +26,7 @@ use ss_log::{AppendError, Journal, Log, OpenError, Options};
 use crate::cli::{FaultMode, RunArgs};
 use crate::faults::{FaultInjector, FaultRecord};
 use crate::maintenance::Maintenance;
+use crate::record::{Recorder, Sampler, SummaryLine};
 use crate::summary::{max_ms, percentile_ms, Progress, Summary};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 
@@ -165,7 +166,7 @@ impl Shared {
             .collect()
     }
 
-    fn latency(&self) -> Histogram<u64> {
+    pub(crate) fn latency(&self) -> Histogram<u64> {
         let mut all = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds");
         for v in &self.verifiers {
             all.add(v.lock().latency_us()).expect("same bounds");
@@ -207,6 +208,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
+    // The record file is opened first: a path that cannot be written stops the run before the
+    // data directory is touched.
+    let mut recorder = match args.record.as_deref().map(Recorder::open).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            let path = args.record.as_deref().unwrap_or(std::path::Path::new(""));
+            eprintln!(
+                "stream-sum: error: cannot open record file {}: {e}",
+                path.display()
+            );
+            return Ok(EXIT_ERROR);
+        }
+    };
     let log = match Log::open(&args.data, options) {
         Ok(log) => log,
         Err(e @ OpenError::Locked { .. }) => {
@@ -330,9 +344,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         next_at: Instant::now(),
     };
 
+    let mut sampler = Sampler::new(started);
     let completed = supervise(&args, &shared, started, &mut |shared, now| {
         injector.tick(&ctx, shared, now);
         maintenance.tick(shared, now);
+        if let Some(sample) = sampler.tick(shared, now, false) {
+            record(&mut recorder, &sample);
+        }
     });
     let elapsed = started.elapsed();
     if completed {
@@ -351,6 +369,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let summary = summarize(&args, &shared, elapsed, completed);
+    record(
+        &mut recorder,
+        &sampler
+            .tick(&shared, Instant::now(), true)
+            .expect("forced sample"),
+    );
+    record(
+        &mut recorder,
+        &SummaryLine {
+            kind: "summary",
+            summary: &summary,
+        },
+    );
     shared.stop_reporter.store(true, Ordering::SeqCst);
     if let Some(reporter) = reporter {
         let _ = reporter.join();
@@ -372,6 +403,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_ERROR);
     }
     Ok(EXIT_OK)
+}
+
+/// Appends one line to the record file, if any. A record that cannot be written is reported
+/// once and closed; the run itself goes on.
+fn record<T: serde::Serialize>(recorder: &mut Option<Recorder>, line: &T) {
+    if let Some(r) = recorder {
+        if let Err(e) = r.write(line) {
+            eprintln!(
+                "stream-sum: warning: writing record file {}: {e}; recording stopped",
+                r.path().display()
+            );
+            *recorder = None;
+        }
+    }
 }
 
 /// What to say when an append ran out of space: the cause, where, and what to do. Retention alone
