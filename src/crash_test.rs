@@ -311,14 +311,14 @@ fn check_history(
     let mut sums: HashMap<StreamId, Vec<(String, u64, [u8; 20])>> = HashMap::new();
     for name in log.journal_names()? {
         let j = log.existing_journal(&name)?;
-        let mut reader = j.reader(j.first_offset());
         let is_chunks = name.starts_with("chunks-");
         let is_sums = name.starts_with("sums-");
         if !is_chunks && !is_sums {
             continue;
         }
-        while let Some(frame) = reader.try_next()? {
-            for m in frame.messages() {
+        let mut frames = j.frames(j.first_offset());
+        while let Some(frame) = frames.next().transpose()? {
+            for m in frames.messages(&frame) {
                 let m = m?;
                 if is_chunks {
                     let c = Chunk::decode(m)?;

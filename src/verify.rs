@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 use ss_consumer::checkpoint::Checkpoint;
 use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
-use ss_log::{Frame, Journal, Log, ReadError, Reader};
+use ss_log::{Journal, Log};
 
 use crate::cli::VerifyArgs;
 use crate::{EXIT_OK, EXIT_VIOLATION};
@@ -50,38 +50,24 @@ struct ChunkScan {
     violations: Vec<String>,
 }
 
-/// The next frame of `reader`, stepping over ranges that retention removed (before or while the
-/// journal was read: a live `run --retention` removes fragments a read-only open listed); each
-/// range stepped over is counted in `gaps`.
-pub(crate) fn next_retained(reader: &mut Reader, gaps: &mut u64) -> Result<Option<Frame>, ReadError> {
-    loop {
-        match reader.try_next() {
-            Err(ReadError::Removed { first, .. }) if first > reader.offset() => {
-                reader.seek(first);
-                *gaps += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
 fn scan_chunks(journal: &Journal) -> anyhow::Result<ChunkScan> {
     let mut scan = ChunkScan::default();
     let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
-    let mut reader = journal.reader(journal.first_offset());
+    // A live `run --retention` may remove fragments this open listed: step over them.
+    let mut frames = journal.frames(journal.first_offset()).step_over_removed();
     let mut retained = journal.first_offset() > 0;
     loop {
-        let gaps_before = scan.gaps;
-        let Some(frame) = next_retained(&mut reader, &mut scan.gaps)? else {
+        let gaps_before = frames.gaps().len();
+        let Some(frame) = frames.next().transpose()? else {
             break;
         };
-        if scan.gaps > gaps_before {
+        if frames.gaps().len() > gaps_before {
             // Chunks were removed under the scan: streams open across the hole cannot be checked.
             retained = true;
             scan.partial_streams.extend(open.drain().map(|(id, _)| id));
         }
-        for m in frame.messages() {
-            let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
+        for m in frames.messages(&frame) {
+            let m = m?;
             let chunk =
                 Chunk::decode(m).with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
             scan.chunks += 1;
@@ -144,6 +130,7 @@ fn scan_chunks(journal: &Journal) -> anyhow::Result<ChunkScan> {
             }
         }
     }
+    scan.gaps = frames.gaps().len() as u64;
     scan.unfinished = open.into_iter().map(|(id, s)| (id, s.last_seq)).collect();
     Ok(scan)
 }
@@ -165,18 +152,17 @@ fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
         checkpoint_input_offset: 0,
         sums_removed_below: 0,
     };
-    let mut reader = journal.reader(journal.first_offset());
-    let mut gaps = 0;
+    let mut frames = journal.frames(journal.first_offset()).step_over_removed();
     // After removed Sums, the first checkpoint read bounds the input they could have covered.
     let mut removed_unbounded = journal.first_offset() > 0;
     loop {
-        let gaps_before = gaps;
-        let Some(frame) = next_retained(&mut reader, &mut gaps)? else {
+        let gaps_before = frames.gaps().len();
+        let Some(frame) = frames.next().transpose()? else {
             break;
         };
-        removed_unbounded |= gaps > gaps_before;
-        for m in frame.messages() {
-            let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
+        removed_unbounded |= frames.gaps().len() > gaps_before;
+        for m in frames.messages(&frame) {
+            let m = m?;
             match Message::decode(m).with_context(|| format!("{} offset {}", journal.name(), frame.offset))? {
                 Message::Sum(s) => scan.sums.push((s, journal.name().to_string(), frame.offset)),
                 Message::Expired(_) => scan.expired += 1,

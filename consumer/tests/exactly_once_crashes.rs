@@ -828,9 +828,13 @@ fn expiring_summer() -> Summer {
 fn outputs(journal: &Journal) -> Vec<String> {
     let contents = read_shard_log(journal);
     let mut out = Vec::new();
-    let mut reader = journal.reader(0);
-    while let Some(frame) = reader.try_next().expect("read shard log") {
-        let messages: Vec<&[u8]> = frame.messages().collect::<Result<_, _>>().expect("messages");
+    let mut frames = journal.frames(0);
+    while let Some(frame) = frames.next() {
+        let frame = frame.expect("read shard log");
+        let messages: Vec<&[u8]> = frames
+            .messages(&frame)
+            .collect::<Result<_, _>>()
+            .expect("messages");
         for m in &messages[..messages.len() - 1] {
             out.push(format!(
                 "{:?}",

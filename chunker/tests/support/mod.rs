@@ -25,7 +25,7 @@ use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::sim::SimStorage;
-use ss_log::{AppendError, Journal, Log, Options, ReadError, Reader};
+use ss_log::{AppendError, Frames, Journal, Log, Options, ReadError};
 
 /// Data directory on the simulated storage.
 pub const DATA_DIR: &str = "/data";
@@ -155,7 +155,7 @@ pub struct Process {
     pub inputs: Vec<Journal>,
     pub shard_logs: Vec<Journal>,
     shards: Vec<Shard<Summer>>,
-    tailers: Vec<Reader>,
+    tailers: Vec<Frames>,
     run_id: u32,
     pub verifier: Arc<Mutex<Verifier>>,
     pub stats: Arc<ChunkerStats>,
@@ -202,7 +202,7 @@ impl Process {
             );
         }
         // Every Sum of this run lands after the shard logs' current heads.
-        let tailers = shard_logs.iter().map(|j| j.reader(j.durable_head())).collect();
+        let tailers = shard_logs.iter().map(|j| j.frames(j.durable_head())).collect();
         let mut verifier = Verifier::new(run_id, 0, Duration::from_secs(3600));
         verifier.set_events(events);
         let verifier = Arc::new(Mutex::new(verifier));
@@ -281,13 +281,11 @@ impl Process {
 
     /// Hands every Sum of this run that is durable in the shard logs to the verifier.
     pub fn tail(&mut self) -> Result<(), ProcessError> {
-        for (p, reader) in self.tailers.iter_mut().enumerate() {
-            while let Some(frame) = reader.try_next().map_err(ProcessError::Read)? {
+        for (p, frames) in self.tailers.iter_mut().enumerate() {
+            while let Some(frame) = frames.next().transpose().map_err(ProcessError::Read)? {
                 let journal = shard_log_name(p);
-                for m in frame.messages() {
-                    let m = m.map_err(|e| {
-                        ProcessError::Decode(format!("{journal} offset {}: {e}", frame.offset))
-                    })?;
+                for m in frames.messages(&frame) {
+                    let m = m.map_err(ProcessError::Read)?;
                     let message = Message::decode(m).map_err(|e| {
                         ProcessError::Decode(format!("{journal} offset {}: {e}", frame.offset))
                     })?;
@@ -390,21 +388,21 @@ struct StoredStream {
 
 fn read_frames(journal: &Journal, mut each: impl FnMut(u64, &[u8])) -> Result<(), String> {
     let head = journal.durable_head();
-    let mut reader = journal.reader(journal.first_offset());
-    while reader.offset() < head {
-        let frame = reader
-            .try_next()
-            .map_err(|e| format!("reading {}: {e}", journal.name()))?
+    let mut frames = journal.frames(journal.first_offset());
+    while frames.offset() < head {
+        let frame = frames
+            .next()
+            .transpose()
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| {
                 format!(
                     "{} ends at {} before its head {head}",
                     journal.name(),
-                    reader.offset()
+                    frames.offset()
                 )
             })?;
-        for m in frame.messages() {
-            let m = m.map_err(|e| format!("{} offset {}: {e}", journal.name(), frame.offset))?;
-            each(frame.offset, m);
+        for m in frames.messages(&frame) {
+            each(frame.offset, m.map_err(|e| e.to_string())?);
         }
     }
     Ok(())
