@@ -31,6 +31,7 @@ mod reader;
 pub mod recovery;
 pub mod sim;
 pub mod spare;
+pub mod stats;
 pub mod storage;
 mod writer;
 
@@ -44,6 +45,7 @@ pub use error::{AppendError, OpenError, ReadError, RetentionError};
 pub use frame::Batch;
 pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};
 pub use reader::{Frame, Reader};
+pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use storage::{RealStorage, Storage, StorageFile};
 
 use journal::JournalShared;
