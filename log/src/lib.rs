@@ -33,6 +33,7 @@ pub mod recovery;
 mod scan;
 pub mod sim;
 pub mod spare;
+pub mod stats;
 pub mod storage;
 mod writer;
 
@@ -47,6 +48,7 @@ pub use frame::Batch;
 pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};
 pub use reader::{Frame, Reader};
 pub use scan::{Frames, OnRemoved};
+pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use storage::{RealStorage, Storage, StorageFile};
 
 use journal::JournalShared;

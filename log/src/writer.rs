@@ -55,7 +55,10 @@ impl Writer {
     }
 
     fn sync(&self) -> Result<(), WriteFailure> {
-        self.cur_file.sync_data().map_err(|e| {
+        let started = std::time::Instant::now();
+        let synced = self.cur_file.sync_data();
+        self.shared.stats.fsynced(started.elapsed());
+        synced.map_err(|e| {
             WriteFailure::Sync(format!("fdatasync of {} failed: {e}", self.cur_path().display()))
         })
     }
