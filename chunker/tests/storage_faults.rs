@@ -46,7 +46,7 @@ use ss_chunker::verifier::VerifierEvent;
 use ss_consumer::shard::{ShardConfig, ShardError};
 use ss_log::sim::{CrashMode, SimStorage};
 use ss_log::{AppendError, Log};
-use support::{check, CheckReport, History, Process, ProcessError, Workload};
+use support::{check, CheckReport, DrainEvents, History, Process, ProcessError, Workload};
 
 /// Seeds run by default (the acceptance asks for at least 200 in CI).
 const SEEDS_DEFAULT: u64 = 700;

@@ -65,7 +65,13 @@ fn frames_fail_at_removed_ranges_unless_told_to_step_over_them() {
     }
     let rest: Vec<u64> = stepping.by_ref().map(|f| f.unwrap().offset).collect();
     assert_eq!(rest, acks[8..].iter().map(|a| a.offset).collect::<Vec<_>>());
-    assert_eq!(stepping.gaps(), [acks[1].offset..first]);
+    assert_eq!(
+        stepping.gaps(),
+        &[std::ops::Range {
+            start: acks[1].offset,
+            end: first
+        }]
+    );
 }
 
 /// `message_error` names the journal, the fragment holding the frame and the frame's offset.

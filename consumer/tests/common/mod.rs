@@ -67,6 +67,8 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct ShardLogContents {
     pub sums: Vec<Sum>,
+    /// The offset of the frame holding each of `sums`.
+    pub sum_offsets: Vec<u64>,
     pub expired: Vec<Expired>,
     /// (frame offset, input offset, kind, checkpoint bytes) per transaction frame.
     pub checkpoints: Vec<(u64, u64, CheckpointKind, usize)>,
@@ -122,7 +124,10 @@ pub fn read_shard_log_into(
             .push((frame.offset, ck.input_offset, ck.kind, last.len()));
         for m in outputs {
             match Message::decode(m).expect("outputs decode") {
-                Message::Sum(s) => out.sums.push(s),
+                Message::Sum(s) => {
+                    out.sums.push(s);
+                    out.sum_offsets.push(frame.offset);
+                }
                 Message::Expired(e) => out.expired.push(e),
                 other => panic!(
                     "shard log {} frame {}: unexpected output {other:?}",
