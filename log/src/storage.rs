@@ -6,13 +6,12 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
-use crate::mmap::FragmentMap;
+use crate::mmap::MappedFile;
 
 /// How [`Storage::open`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +51,8 @@ pub trait Storage: Send + Sync + 'static {
 pub trait StorageFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()>;
-    /// Reads `len` bytes at `pos`. The real implementation returns a zero-copy view of a memory
+    /// Reads `len` bytes at `pos`; bytes past the end of the file are an `UnexpectedEof` error
+    /// in every implementation. The real implementation returns a zero-copy view of a memory
     /// map, its pages faulted in first, so a page that cannot be read is an error here rather
     /// than a SIGBUS later (`mmap.rs` says what can still fault, and who catches it); callers
     /// must only ask for bytes that were written (and are durable, for readers).
@@ -99,9 +99,7 @@ impl Storage for RealStorage {
         let file = options.open(path)?;
         Ok(Arc::new(RealFile {
             file,
-            path: path.to_path_buf(),
-            map_len_hint,
-            map: Mutex::new(None),
+            reads: MappedFile::new(path.to_path_buf(), map_len_hint),
         }))
     }
 
@@ -137,40 +135,7 @@ impl Storage for RealStorage {
 
 struct RealFile {
     file: File,
-    path: PathBuf,
-    map_len_hint: u64,
-    /// A read-only map of the file, at least `map_len_hint` long, made on first read.
-    map: Mutex<Option<PopulatedMap>>,
-}
-
-/// A map and how much of it, from its start, has been faulted in without error.
-struct PopulatedMap {
-    map: FragmentMap,
-    populated_bytes: usize,
-}
-
-impl RealFile {
-    /// The map to read `..end` from: the current one, unless it is too short or a page of it
-    /// faulted (it reads as zeros now; a fresh map gives the I/O another chance).
-    fn map_covering<'a>(
-        &self,
-        state: &'a mut Option<PopulatedMap>,
-        end: u64,
-    ) -> io::Result<&'a mut PopulatedMap> {
-        let usable = state
-            .as_ref()
-            .is_some_and(|s| s.map.bytes().len() as u64 >= end && !s.map.has_faulted());
-        if !usable {
-            let map_len = end.max(self.map_len_hint).max(1);
-            let map = crate::mmap::map_read_only(&self.file, map_len)
-                .map_err(|e| io::Error::new(e.kind(), format!("mmap {}: {e}", self.path.display())))?;
-            *state = Some(PopulatedMap {
-                map,
-                populated_bytes: 0,
-            });
-        }
-        Ok(state.as_mut().expect("mapped above"))
-    }
+    reads: MappedFile,
 }
 
 impl StorageFile for RealFile {
@@ -182,31 +147,10 @@ impl StorageFile for RealFile {
         self.file.write_all_at(buf, pos)
     }
 
-    /// A zero-copy view of the map, whose pages are faulted in first: a page that cannot be read
-    /// (EIO) or lies past the end of the file is an error here, naming the file and the byte,
-    /// instead of a SIGBUS when the caller touches it ([`crate::mmap`]).
+    /// A zero-copy view of a memory map, whose pages are faulted in first; bounds-checked
+    /// against the file's length ([`MappedFile::read_at`]).
     fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let end = pos + len as u64;
-        let mut state = self.map.lock();
-        let current = self.map_covering(&mut state, end)?;
-        let (pos, end) = (pos as usize, end as usize);
-        // Populate only what no earlier read did (tailing readers ask for a growing prefix).
-        let from = if pos <= current.populated_bytes {
-            current.populated_bytes.min(end)
-        } else {
-            pos
-        };
-        current.map.populate(from..end).map_err(|at| {
-            io::Error::other(format!(
-                "reading {}: byte {at} could not be read (an I/O error, or it is past the end of \
-                 the file if the file was truncated)",
-                self.path.display()
-            ))
-        })?;
-        if pos <= current.populated_bytes {
-            current.populated_bytes = current.populated_bytes.max(end);
-        }
-        Ok(current.map.bytes().slice(pos..end))
+        self.reads.read_at(&self.file, pos, len)
     }
 
     fn sync_data(&self) -> io::Result<()> {
