@@ -115,7 +115,10 @@ pub(crate) fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize)
         .spawn(move || {
             let shared = thread_shared;
             if let Err(e) = chunker.run_or_die(&shared.stop_chunkers, &shared.chunker_die[slot]) {
-                shared.append_error(format!("chunker {slot}: {e}"), &e);
+                match e.append_error() {
+                    Some(append) => shared.append_error(format!("chunker {slot}: {e}"), append),
+                    None => shared.error(format!("chunker {slot}: {e}")),
+                }
             }
             shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
         })

@@ -39,10 +39,18 @@ pub trait Application {
     fn apply_delta(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
 }
 
-/// An application refused its input: a violation of the stream's rules, or a limit.
+/// An application refused its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct AppError(pub String);
+pub enum AppError {
+    /// The input breaks the application's rules (a gap in a stream, a chunk after the final
+    /// one, a message that is not a chunk): an exactly-once violation.
+    #[error("{0}")]
+    Violation(String),
+    /// A resource limit of the application was reached (e.g. too many open streams): an
+    /// operational error, not a violation of the input's rules.
+    #[error("{0}")]
+    Limit(String),
+}
 
 /// Why a shard stopped.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,8 +61,16 @@ pub enum ShardError {
         expected: u64,
         actual: u64,
     },
+    /// The application found its input breaking its rules ([`AppError::Violation`]).
     #[error("shard {shard}: input offset {offset}: {error}")]
     Violation {
+        shard: String,
+        offset: u64,
+        error: AppError,
+    },
+    /// The application reached one of its limits ([`AppError::Limit`]).
+    #[error("shard {shard}: input offset {offset}: limit reached: {error}")]
+    Limit {
         shard: String,
         offset: u64,
         error: AppError,
@@ -83,6 +99,15 @@ pub enum ShardError {
 }
 
 impl ShardError {
+    /// [`ShardError::Violation`] or [`ShardError::Limit`], as the application's error says.
+    fn app(shard: &str, offset: u64, error: AppError) -> ShardError {
+        let shard = shard.to_string();
+        match error {
+            AppError::Limit(_) => ShardError::Limit { shard, offset, error },
+            AppError::Violation(_) => ShardError::Violation { shard, offset, error },
+        }
+    }
+
     fn append(shard: &str, error: AppendError) -> ShardError {
         match error {
             AppendError::Conflict { expected, actual, .. } => ShardError::Fenced {
@@ -365,17 +390,16 @@ impl<A: Application> Shard<A> {
     }
 
     fn apply_frame(&mut self, frame: &Frame, report: &mut TxnReport) -> Result<(), ShardError> {
-        let violation = |error| ShardError::Violation {
-            shard: self.name.clone(),
-            offset: frame.offset,
-            error,
-        };
+        let violation = |error| ShardError::app(&self.name, frame.offset, error);
         self.app
             .before_frame(frame.offset, &mut self.frame)
             .map_err(violation)?;
         for message in frame.messages() {
-            let message = message
-                .map_err(|e| violation(AppError(format!("malformed message list in input frame: {e}"))))?;
+            let message = message.map_err(|e| {
+                violation(AppError::Violation(format!(
+                    "malformed message list in input frame: {e}"
+                )))
+            })?;
             self.app
                 .apply(message, frame.offset, &mut self.frame)
                 .map_err(violation)?;
