@@ -168,6 +168,13 @@ fn run_child(
 }
 
 pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
+    // The children get the switch; a build without fault injection refuses it up front.
+    if let Err(e) =
+        ss_consumer::shard::ShardConfig::default().with_unsafe_split_commit(args.unsafe_split_commit)
+    {
+        eprintln!("stream-sum: error: {e}");
+        return Ok(crate::EXIT_USAGE);
+    }
     let started = Instant::now();
     let history = Arc::new(Mutex::new(History::default()));
     let mut rng = SmallRng::seed_from_u64(args.seed);

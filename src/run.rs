@@ -178,7 +178,23 @@ impl Shared {
     }
 }
 
+/// The hidden test switches (`--faults`, `--unsafe-split-commit`) need a build with fault
+/// injection (as `cargo test` builds the binary); a normal build refuses them as usage errors.
+fn fault_switches_available(args: &RunArgs) -> Result<(), String> {
+    if args.faults != FaultMode::None && !ss_consumer::FAULT_INJECTION {
+        return Err(ss_consumer::shard::FaultInjectionDisabled { what: "--faults" }.to_string());
+    }
+    ShardConfig::default()
+        .with_unsafe_split_commit(args.unsafe_split_commit)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if let Err(e) = fault_switches_available(&args) {
+        eprintln!("stream-sum: error: {e}");
+        return Ok(EXIT_USAGE);
+    }
     if args.chunkers > CHUNKERS_MAX {
         eprintln!("stream-sum: error: --chunkers must be at most {CHUNKERS_MAX}");
         return Ok(EXIT_USAGE);
@@ -320,10 +336,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let shards: Vec<JoinHandle<()>> = (0..args.partitions)
         .map(|p| {
             let (input, log_j, shared) = (inputs[p].clone(), shard_logs[p].clone(), shared.clone());
-            let shard_config = ShardConfig {
-                unsafe_split_commit: args.unsafe_split_commit,
-                ..ShardConfig::default()
-            };
+            // Checked before the run began (`fault_switches_available`).
+            let shard_config = ShardConfig::default()
+                .with_unsafe_split_commit(args.unsafe_split_commit)
+                .expect("checked at start");
             std::thread::Builder::new()
                 .name(format!("shard-{p:03}"))
                 .spawn(move || run_shard(p, input, log_j, &shared, faults, shard_config))
@@ -654,12 +670,15 @@ pub(crate) fn run_shard(
             if shared.abort.load(Ordering::Relaxed) {
                 return;
             }
-            if shared.shard_restart[p].swap(false, Ordering::SeqCst) {
-                break; // Drop the shard's memory; recover afresh from its log.
-            }
-            let stall_ms = shared.shard_stall_ms[p].swap(0, Ordering::SeqCst);
-            if stall_ms > 0 {
-                std::thread::sleep(Duration::from_millis(stall_ms));
+            // The fault hooks (`--faults`): compiled out of a build without fault injection.
+            if ss_consumer::FAULT_INJECTION && faults {
+                if shared.shard_restart[p].swap(false, Ordering::SeqCst) {
+                    break; // Drop the shard's memory; recover afresh from its log.
+                }
+                let stall_ms = shared.shard_stall_ms[p].swap(0, Ordering::SeqCst);
+                if stall_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(stall_ms));
+                }
             }
             if shared.stop_shards.load(Ordering::SeqCst) && shard.input_offset() >= input.durable_head() {
                 if let Err(e) = shard.settle() {
