@@ -7,6 +7,8 @@ mod crash_test;
 mod faults;
 mod journal_cmd;
 mod maintenance;
+mod metrics;
+mod metrics_server;
 mod record;
 mod run;
 mod runs;
