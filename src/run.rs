@@ -711,15 +711,15 @@ pub(crate) fn run_shard(
 
 /// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
 fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
-    let mut reader = journal.reader(start);
+    let mut frames = journal.frames(start);
     while !shared.stop_tailers.load(Ordering::SeqCst) {
-        let frame = match reader.next_timeout(Duration::from_millis(50)) {
+        let frame = match frames.next_timeout(Duration::from_millis(50)) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(e) => return shared.error(format!("tailing {}: {e}", journal.name())),
         };
         let seen_at = Instant::now();
-        for m in frame.messages() {
+        for m in frames.messages(&frame) {
             let sum = match m
                 .map_err(|e| e.to_string())
                 .and_then(|m| Message::decode(m).map_err(|e| e.to_string()))

@@ -56,27 +56,23 @@ pub struct ReadFrame {
 /// Reads every durable frame from `offset` to the durable head, panicking on any read error
 /// (readers verify checksums, so a returned frame is a valid one).
 pub fn read_from(journal: &Journal, offset: u64) -> Vec<ReadFrame> {
-    let mut reader = journal.reader(offset);
+    let mut frames = journal.frames(offset);
     let mut out = Vec::new();
-    loop {
-        match reader.try_next() {
-            Ok(Some(frame)) => {
-                let messages = frame
-                    .messages()
-                    .map(|m| m.map(<[u8]>::to_vec))
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("messages of a valid frame decode");
-                assert_eq!(messages.len(), frame.message_count as usize);
-                out.push(ReadFrame {
-                    offset: frame.offset,
-                    end: frame.end,
-                    messages,
-                });
-            }
-            Ok(None) => return out,
-            Err(e) => panic!("reading journal {} at {}: {e}", journal.name(), reader.offset()),
-        }
+    while let Some(frame) = frames.next() {
+        let frame = frame.unwrap_or_else(|e| panic!("reading journal {}: {e}", journal.name()));
+        let messages = frames
+            .messages(&frame)
+            .map(|m| m.map(<[u8]>::to_vec))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("messages of a valid frame decode");
+        assert_eq!(messages.len(), frame.message_count as usize);
+        out.push(ReadFrame {
+            offset: frame.offset,
+            end: frame.end,
+            messages,
+        });
     }
+    out
 }
 
 pub fn read_all(journal: &Journal) -> Vec<ReadFrame> {
