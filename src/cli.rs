@@ -41,6 +41,10 @@ pub enum Command {
     /// graceful run and `verify`, and a check of the parent's own history of acknowledged final
     /// chunks and Sums against the journals (lost, duplicated, mismatched).
     CrashTest(CrashTestArgs),
+    /// Draw a record (`run`/`soak --record FILE`) as an SVG or PNG figure: chunk throughput, Sum
+    /// latency p50/p99, disk and RSS over time, violations marked.
+    #[command(after_help = PLOT_AFTER_HELP)]
+    Plot(PlotArgs),
     /// Inspect journals.
     Journal {
         #[command(subcommand)]
@@ -241,6 +245,36 @@ impl RunArgs {
     pub fn limit(&self) -> Option<Duration> {
         self.duration.map_or(Some(Duration::from_secs(30)), |l| l.0)
     }
+}
+
+const PLOT_AFTER_HELP: &str = "\
+Four panels share a time axis (seconds, minutes or hours since the record's first sample): chunk
+throughput (MB/s), Sum latency p50 and p99 of each second (ms; seconds that verified no Sum are
+left out), disk used by the journals (MB) and anonymous RSS (MB). A red vertical line marks each
+second in which a run's violation count rose; the title says \"violations: N\" (over every run).
+
+A file holding several runs (each `run --record FILE` appends) is drawn on wall-clock time, a
+grey line and the run id marking each run's start. A last line cut short (the recording process
+was killed inside its write) is skipped with a warning; any other line that is not a record line
+is an error naming the file and line number.
+
+The format follows the output's extension: .svg (text drawn by the viewer) or .png (text drawn
+with the bundled DejaVu Sans Mono font). The figure is written to a temporary file beside OUT and
+renamed over it, so a failure leaves no partial file.
+
+Exit status: 0 written; 2 bad command line (e.g. another extension); 3 the record cannot be read,
+holds a bad line or no sample, or OUT cannot be written.
+
+Example: stream-sum soak --duration 2h --record soak.jsonl && stream-sum plot soak.jsonl -o soak.svg";
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// The record: JSON lines written by `run`/`soak --record FILE`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where to write the figure: a path ending in .svg or .png.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
