@@ -26,6 +26,7 @@ use ss_log::{AppendError, Journal, Log, OpenError, Options};
 use crate::cli::{FaultMode, RunArgs};
 use crate::faults::{FaultInjector, FaultRecord};
 use crate::maintenance::Maintenance;
+use crate::metrics_server::MetricsServer;
 use crate::record::{Recorder, Sampler, SummaryLine};
 use crate::summary::{max_ms, percentile_ms, Progress, Summary};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
@@ -227,8 +228,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
-    // The record file is opened first: a path that cannot be written stops the run before the
-    // data directory is touched.
+    // The metrics address is bound first, then the record file is opened: a port in use or a
+    // path that cannot be written stops the run before anything else is touched.
+    let metrics = match args.metrics_addr.map(MetricsServer::bind).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            let addr = args.metrics_addr.expect("bound only when given");
+            eprintln!("stream-sum: error: cannot serve metrics on {addr}: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
     let mut recorder = match args.record.as_deref().map(Recorder::open).transpose() {
         Ok(r) => r,
         Err(e) => {
@@ -318,6 +327,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
     );
+    let journals = inputs.iter().chain(&shard_logs).cloned().collect();
+    let watch = metrics
+        .map(|m| m.start(journals))
+        .transpose()
+        .context("starting the metrics server")?;
 
     // Tailers start at the shard logs' current heads: every Sum of this run lands after them.
     let tailers: Vec<JoinHandle<()>> = shard_logs
@@ -368,6 +382,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         injector.tick(&ctx, shared, now);
         maintenance.tick(shared, now);
         if let Some(sample) = sampler.tick(shared, now, false) {
+            if let Some(watch) = &watch {
+                watch.publish(&sample, sampler.latency_us(), shared);
+            }
             record(&mut recorder, &sample);
         }
     });
@@ -388,12 +405,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let summary = summarize(&args, &shared, elapsed, completed);
-    record(
-        &mut recorder,
-        &sampler
-            .tick(&shared, Instant::now(), true)
-            .expect("forced sample"),
-    );
+    let last = sampler
+        .tick(&shared, Instant::now(), true)
+        .expect("forced sample");
+    if let Some(watch) = &watch {
+        watch.publish(&last, sampler.latency_us(), &shared);
+    }
+    record(&mut recorder, &last);
     record(
         &mut recorder,
         &SummaryLine {
