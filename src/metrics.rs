@@ -25,7 +25,7 @@ use serde::Serialize;
 use ss_log::{HistogramSnapshot, Journal, StatsSnapshot};
 
 use crate::record::Sample;
-use crate::run::Shared;
+use crate::state::Shared;
 
 /// Samples kept for the live page: half an hour at one a second (about 0.5 MB).
 pub const SAMPLES_KEPT: usize = 1800;
@@ -79,7 +79,7 @@ impl Watch {
             let mut latest = self.latest.lock();
             latest.sample = Some(sample.clone());
             latest.sum_latency = sum_latency;
-            latest.sums_previous_runs_total = shared.sums_previous_runs.load(Ordering::Relaxed);
+            latest.sums_previous_runs_total = shared.sums.previous_runs.load(Ordering::Relaxed);
         }
         let mut samples = self.samples.lock();
         let seq = samples.back().map_or(1, |s| s.seq + 1);
