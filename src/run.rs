@@ -18,7 +18,7 @@ use ss_chunker::chunker::{ChunkerStats, FLUSH_BYTES_DEFAULT};
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, CHUNKERS_MAX};
 use ss_chunker::verifier::Verifier;
 use ss_consumer::shard::ShardConfig;
-use ss_log::{AppendError, Log, OpenError};
+use ss_log::{AppendError, Journal, Log, OpenError};
 
 use crate::chunkers::{spawn_chunker, ChunkerCtx};
 use crate::cli::{FaultMode, RunArgs};
@@ -28,6 +28,7 @@ use crate::faults::FaultInjector;
 use crate::maintenance::Maintenance;
 use crate::metrics_server::MetricsServer;
 use crate::record::{Recorder, Sampler, SummaryLine};
+use crate::runs::RunStart;
 use crate::shards::run_shard;
 use crate::state::{ChunkerSupervision, Resources, RunState, ShardSupervision, Shared, SumTailing};
 use crate::summary::{max_ms, percentile_ms, Progress, Summary};
@@ -46,80 +47,17 @@ fn fault_switches_available(args: &RunArgs) -> Result<(), String> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    if let Err(e) = fault_switches_available(&args) {
+    if let Err(e) = check_args(&args) {
         eprintln!("stream-sum: error: {e}");
-        return Ok(EXIT_USAGE);
-    }
-    if args.chunkers > CHUNKERS_MAX {
-        eprintln!("stream-sum: error: --chunkers must be at most {CHUNKERS_MAX}");
-        return Ok(EXIT_USAGE);
-    }
-    if args.streams * args.chunkers > OPEN_STREAMS_MAX {
-        eprintln!(
-            "stream-sum: error: --streams x --chunkers must be at most {OPEN_STREAMS_MAX} (the open streams one summer shard may hold)"
-        );
-        return Ok(EXIT_USAGE);
-    }
-    if args.max_chunk_bytes > MAX_CHUNK_BYTES_MAX {
-        eprintln!("stream-sum: error: --max-chunk-bytes must be at most {MAX_CHUNK_BYTES_MAX} (chunks travel in one journal frame)");
-        return Ok(EXIT_USAGE);
-    }
-    if args.partitions > 1000 {
-        eprintln!("stream-sum: error: --partitions must be at most 1000");
-        return Ok(EXIT_USAGE);
-    }
-    let options = log_options_for(args.fragment_max_bytes);
-    // A frame must hold a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one chunk and
-    // message headers) and a summer snapshot: its finished window and room for four times the
-    // live streams (abandoned streams awaiting expiry stay open too).
-    let batch_bytes_max = (FLUSH_BYTES_DEFAULT + args.max_chunk_bytes + (64 << 10)) as u64;
-    let snapshot_bytes_max = summer_config(&args).snapshot_bytes_max(4 * args.streams * args.chunkers);
-    let frame_needed = batch_bytes_max.max(snapshot_bytes_max);
-    if options.frame_max_bytes < frame_needed {
-        eprintln!(
-            "stream-sum: error: --fragment-max-bytes {} is too small for this run: a frame (at most one fragment) must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); use at least {frame_needed}",
-            args.fragment_max_bytes, args.max_chunk_bytes, args.streams, args.chunkers
-        );
         return Ok(EXIT_USAGE);
     }
     // The metrics address is bound first, then the record file is opened: a port in use or a
     // path that cannot be written stops the run before anything else is touched.
-    let metrics = match args.metrics_addr.map(MetricsServer::bind).transpose() {
-        Ok(m) => m,
-        Err(e) => {
-            let addr = args.metrics_addr.expect("bound only when given");
-            eprintln!("stream-sum: error: cannot serve metrics on {addr}: {e}");
-            return Ok(EXIT_ERROR);
-        }
+    let Some((metrics, mut recorder)) = open_outputs(&args) else {
+        return Ok(EXIT_ERROR);
     };
-    let mut recorder = match args.record.as_deref().map(Recorder::open).transpose() {
-        Ok(r) => r,
-        Err(e) => {
-            let path = args.record.as_deref().unwrap_or(std::path::Path::new(""));
-            eprintln!(
-                "stream-sum: error: cannot open record file {}: {e}",
-                path.display()
-            );
-            return Ok(EXIT_ERROR);
-        }
-    };
-    let log = match Log::open(&args.data, options) {
-        Ok(log) => log,
-        Err(e @ OpenError::Locked { .. }) => {
-            eprintln!("stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work");
-            return Ok(EXIT_ERROR);
-        }
-        Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
-    };
-    let run = match crate::runs::take_run_id(&log, args.seed) {
-        Ok(run) => run,
-        Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
-            Some(cause @ AppendError::NoSpace { .. }) => {
-                eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
-                return Ok(EXIT_ERROR);
-            }
-            _ => return Err(e),
-        },
+    let Some((log, run)) = open_data(&args)? else {
+        return Ok(EXIT_ERROR);
     };
     let mut inputs = Vec::new();
     let mut shard_logs = Vec::new();
@@ -127,29 +65,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         inputs.push(log.journal(&chunk_journal_name(p))?);
         shard_logs.push(log.journal(&shard_log_name(p))?);
     }
-    // Chunkers killed by faults are replaced in fresh slots, so stream ids are never reused.
-    let slots = if args.faults == FaultMode::None {
-        args.chunkers
-    } else {
-        (args.chunkers + 64).min(CHUNKERS_MAX)
-    };
-    let shared = Arc::new(Shared {
-        run: RunState::new(run.run_id),
-        shards: ShardSupervision::new(args.partitions, summer_config(&args)),
-        sums: SumTailing {
-            verifiers: (0..slots)
-                .map(|c| Arc::new(Mutex::new(Verifier::new(run.run_id, c as u8, args.sla))))
-                .collect(),
-            previous_runs: AtomicU64::new(0),
-            tail_offset: shard_logs
-                .iter()
-                .map(|j| AtomicU64::new(j.durable_head()))
-                .collect(),
-        },
-        chunkers: ChunkerSupervision::new(slots),
-        resources: Resources::default(),
-        faults: Mutex::new(Vec::new()),
-    });
+    let shared = new_shared(&args, run.run_id, &shard_logs);
     install_ctrl_c(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
     eprintln!(
@@ -168,33 +84,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .transpose()
         .context("starting the metrics server")?;
 
-    // Tailers start at the shard logs' current heads: every Sum of this run lands after them.
-    let tailers: Vec<JoinHandle<()>> = shard_logs
-        .iter()
-        .enumerate()
-        .map(|(p, j)| {
-            let (j, shared) = (j.clone(), shared.clone());
-            let start = j.durable_head();
-            std::thread::Builder::new()
-                .name(format!("tail-{}", j.name()))
-                .spawn(move || tail_sums(p, j, start, &shared))
-                .expect("spawn tailer")
-        })
-        .collect();
-    let faults = args.faults != FaultMode::None;
-    let shards: Vec<JoinHandle<()>> = (0..args.partitions)
-        .map(|p| {
-            let (input, log_j, shared) = (inputs[p].clone(), shard_logs[p].clone(), shared.clone());
-            // Checked before the run began (`fault_switches_available`).
-            let shard_config = ShardConfig::default()
-                .with_unsafe_split_commit(args.unsafe_split_commit)
-                .expect("checked at start");
-            std::thread::Builder::new()
-                .name(format!("shard-{p:03}"))
-                .spawn(move || run_shard(p, input, log_j, &shared, faults, shard_config))
-                .expect("spawn shard")
-        })
-        .collect();
+    let tailers = start_tailers(&shard_logs, &shared);
+    let shards = start_shards(&args, &inputs, &shard_logs, &shared);
     let started = Instant::now();
     let ctx = ChunkerCtx {
         args: args.clone(),
@@ -225,19 +116,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     });
     let elapsed = started.elapsed();
     if completed {
-        let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
-        for h in handles {
-            let _ = h.join();
-        }
-        injector.join();
-        shared.run.stop_shards.store(true, Ordering::SeqCst);
-        for h in shards {
-            let _ = h.join();
-        }
-        shared.run.stop_tailers.store(true, Ordering::SeqCst);
-        for h in tailers {
-            let _ = h.join();
-        }
+        stop_and_join(&shared, &mut injector, shards, tailers);
     }
     let summary = summarize(&args, &shared, elapsed, completed);
     let last = sampler
@@ -258,10 +137,186 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(reporter) = reporter {
         let _ = reporter.join();
     }
+    report(&args, &summary, &shared)
+}
+
+/// The usage errors of a run's arguments (exit 2), checked before anything is opened.
+fn check_args(args: &RunArgs) -> Result<(), String> {
+    fault_switches_available(args)?;
+    if args.chunkers > CHUNKERS_MAX {
+        return Err(format!("--chunkers must be at most {CHUNKERS_MAX}"));
+    }
+    if args.streams * args.chunkers > OPEN_STREAMS_MAX {
+        return Err(format!(
+            "--streams x --chunkers must be at most {OPEN_STREAMS_MAX} (the open streams one summer shard may hold)"
+        ));
+    }
+    if args.max_chunk_bytes > MAX_CHUNK_BYTES_MAX {
+        return Err(format!(
+            "--max-chunk-bytes must be at most {MAX_CHUNK_BYTES_MAX} (chunks travel in one journal frame)"
+        ));
+    }
+    if args.partitions > 1000 {
+        return Err("--partitions must be at most 1000".into());
+    }
+    // A frame must hold a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one chunk and
+    // message headers) and a summer snapshot: its finished window and room for four times the
+    // live streams (abandoned streams awaiting expiry stay open too).
+    let batch_bytes_max = (FLUSH_BYTES_DEFAULT + args.max_chunk_bytes + (64 << 10)) as u64;
+    let snapshot_bytes_max = summer_config(args).snapshot_bytes_max(4 * args.streams * args.chunkers);
+    let frame_needed = batch_bytes_max.max(snapshot_bytes_max);
+    if log_options_for(args.fragment_max_bytes).frame_max_bytes < frame_needed {
+        return Err(format!(
+            "--fragment-max-bytes {} is too small for this run: a frame (at most one fragment) must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); use at least {frame_needed}",
+            args.fragment_max_bytes, args.max_chunk_bytes, args.streams, args.chunkers
+        ));
+    }
+    Ok(())
+}
+
+/// Binds the metrics address and opens the record file, if asked for; `None` (the reason
+/// printed) if either fails.
+fn open_outputs(args: &RunArgs) -> Option<(Option<MetricsServer>, Option<Recorder>)> {
+    let metrics = match args.metrics_addr.map(MetricsServer::bind).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            let addr = args.metrics_addr.expect("bound only when given");
+            eprintln!("stream-sum: error: cannot serve metrics on {addr}: {e}");
+            return None;
+        }
+    };
+    let recorder = match args.record.as_deref().map(Recorder::open).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            let path = args.record.as_deref().unwrap_or(std::path::Path::new(""));
+            eprintln!(
+                "stream-sum: error: cannot open record file {}: {e}",
+                path.display()
+            );
+            return None;
+        }
+    };
+    Some((metrics, recorder))
+}
+
+/// Opens the data directory and takes a run id; `Ok(None)` (the reason printed) if it is in
+/// use or the disk is full.
+fn open_data(args: &RunArgs) -> anyhow::Result<Option<(Log, RunStart)>> {
+    let log = match Log::open(&args.data, log_options_for(args.fragment_max_bytes)) {
+        Ok(log) => log,
+        Err(e @ OpenError::Locked { .. }) => {
+            eprintln!("stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work");
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
+    };
+    match crate::runs::take_run_id(&log, args.seed) {
+        Ok(run) => Ok(Some((log, run))),
+        Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
+            Some(cause @ AppendError::NoSpace { .. }) => {
+                eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
+                Ok(None)
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// The state the run's threads share.
+fn new_shared(args: &RunArgs, run_id: u32, shard_logs: &[Journal]) -> Arc<Shared> {
+    // Chunkers killed by faults are replaced in fresh slots, so stream ids are never reused.
+    let slots = if args.faults == FaultMode::None {
+        args.chunkers
+    } else {
+        (args.chunkers + 64).min(CHUNKERS_MAX)
+    };
+    Arc::new(Shared {
+        run: RunState::new(run_id),
+        shards: ShardSupervision::new(args.partitions, summer_config(args)),
+        sums: SumTailing {
+            verifiers: (0..slots)
+                .map(|c| Arc::new(Mutex::new(Verifier::new(run_id, c as u8, args.sla))))
+                .collect(),
+            previous_runs: AtomicU64::new(0),
+            tail_offset: shard_logs
+                .iter()
+                .map(|j| AtomicU64::new(j.durable_head()))
+                .collect(),
+        },
+        chunkers: ChunkerSupervision::new(slots),
+        resources: Resources::default(),
+        faults: Mutex::new(Vec::new()),
+    })
+}
+
+/// A Sum tailer per shard log, from its current head: every Sum of this run lands after it.
+fn start_tailers(shard_logs: &[Journal], shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    shard_logs
+        .iter()
+        .enumerate()
+        .map(|(p, j)| {
+            let (j, shared) = (j.clone(), shared.clone());
+            let start = j.durable_head();
+            std::thread::Builder::new()
+                .name(format!("tail-{}", j.name()))
+                .spawn(move || tail_sums(p, j, start, &shared))
+                .expect("spawn tailer")
+        })
+        .collect()
+}
+
+/// A summer shard thread per partition.
+fn start_shards(
+    args: &RunArgs,
+    inputs: &[Journal],
+    shard_logs: &[Journal],
+    shared: &Arc<Shared>,
+) -> Vec<JoinHandle<()>> {
+    let faults = args.faults != FaultMode::None;
+    (0..args.partitions)
+        .map(|p| {
+            let (input, log_j, shared) = (inputs[p].clone(), shard_logs[p].clone(), shared.clone());
+            // Checked before the run began (`check_args`).
+            let shard_config = ShardConfig::default()
+                .with_unsafe_split_commit(args.unsafe_split_commit)
+                .expect("checked at start");
+            std::thread::Builder::new()
+                .name(format!("shard-{p:03}"))
+                .spawn(move || run_shard(p, input, log_j, &shared, faults, shard_config))
+                .expect("spawn shard")
+        })
+        .collect()
+}
+
+/// After a graceful stop: waits for the chunkers (their streams finished), then stops the shards
+/// and the tailers once everything is applied and delivered.
+fn stop_and_join(
+    shared: &Shared,
+    injector: &mut FaultInjector,
+    shards: Vec<JoinHandle<()>>,
+    tailers: Vec<JoinHandle<()>>,
+) {
+    let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
+    for h in handles {
+        let _ = h.join();
+    }
+    injector.join();
+    shared.run.stop_shards.store(true, Ordering::SeqCst);
+    for h in shards {
+        let _ = h.join();
+    }
+    shared.run.stop_tailers.store(true, Ordering::SeqCst);
+    for h in tailers {
+        let _ = h.join();
+    }
+}
+
+/// Prints the summary and returns the exit status: 1 for a violation, 3 for an error.
+fn report(args: &RunArgs, summary: &Summary, shared: &Shared) -> anyhow::Result<u8> {
     if args.report {
         eprint!("{}", summary.text());
     } else if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        println!("{}", serde_json::to_string(summary)?);
     } else {
         print!("{}", summary.text());
     }
