@@ -80,9 +80,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
     );
-    let journals = inputs.iter().chain(&shard_logs).cloned().collect();
     let watch = metrics
-        .map(|m| m.start(journals))
+        .map(|m| m.start(inputs.iter().chain(&shard_logs).cloned().collect()))
         .transpose()
         .context("starting the metrics server")?;
 
@@ -111,7 +110,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         maintenance.tick(shared, now);
         if let Some(sample) = sampler.tick(shared, now, false) {
             if let Some(watch) = &watch {
-                watch.publish(&sample, sampler.latency_us(), shared);
+                let earlier = shared.sums.previous_runs.load(Ordering::Relaxed);
+                watch.publish(&sample, sampler.latency_us(), earlier);
             }
             record(&mut recorder, &sample);
         }
@@ -125,7 +125,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .tick(&shared, Instant::now(), true)
         .expect("forced sample");
     if let Some(watch) = &watch {
-        watch.publish(&last, sampler.latency_us(), &shared);
+        let earlier = shared.sums.previous_runs.load(Ordering::Relaxed);
+        watch.publish(&last, sampler.latency_us(), earlier);
     }
     record(&mut recorder, &last);
     record(
