@@ -57,7 +57,36 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     // chunks read before its final chunk was: "Sum for an unfinished stream".)
     let sum_journals: Vec<Journal> = sum_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
     let chunk_journals: Vec<Journal> = chunk_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
-    // One thread per journal: verifying is SHA-1 bound.
+    let (chunks, sums) = scan_all(&chunk_journals, &sum_journals)?;
+    let findings = audit::check_journals(&chunks, &sums, Settled::No);
+    let mut report = VerifyReport {
+        chunk_journals: chunk_journals.len(),
+        shard_logs: sum_journals.len(),
+        chunks: chunks.chunks,
+        chunk_bytes: chunks.chunk_bytes,
+        duplicate_chunks: chunks.duplicate_chunks,
+        streams_finished: chunks.finished.len(),
+        streams_unfinished: chunks.unfinished.len(),
+        sums: sums.count,
+        sums_verified: findings.verified,
+        live,
+        pending: findings.pending,
+        streams_expired: sums.expired,
+        unverifiable: findings.unverifiable,
+        violations: 0,
+        violation_messages: findings.violations().cloned().collect(),
+    };
+    report.violations = report.violation_messages.len();
+    print_report(&args, &report)?;
+    Ok(if report.violations > 0 {
+        EXIT_VIOLATION
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Scans every chunk journal and shard log, one thread per journal (verifying is SHA-1 bound).
+fn scan_all(chunk_journals: &[Journal], sum_journals: &[Journal]) -> anyhow::Result<(ChunkIndex, SumIndex)> {
     let (chunk_scans, sum_scans) = std::thread::scope(|s| {
         let c: Vec<_> = chunk_journals
             .iter()
@@ -79,27 +108,12 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     for scan in sum_scans {
         sums.merge(scan?);
     }
-    let findings = audit::check_journals(&chunks, &sums, Settled::No);
-    let mut report = VerifyReport {
-        chunk_journals: chunk_journals.len(),
-        shard_logs: sum_journals.len(),
-        chunks: chunks.chunks,
-        chunk_bytes: chunks.chunk_bytes,
-        duplicate_chunks: chunks.duplicate_chunks,
-        streams_finished: chunks.finished.len(),
-        streams_unfinished: chunks.unfinished.len(),
-        sums: sums.count,
-        sums_verified: findings.verified,
-        live,
-        pending: findings.pending,
-        streams_expired: sums.expired,
-        unverifiable: findings.unverifiable,
-        violations: 0,
-        violation_messages: findings.violations().cloned().collect(),
-    };
-    report.violations = report.violation_messages.len();
+    Ok((chunks, sums))
+}
+
+fn print_report(args: &VerifyArgs, report: &VerifyReport) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
             "verify {}: {} chunk journals, {} shard logs\n\
@@ -120,7 +134,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
             report.sums_verified,
             report.pending,
             report.unverifiable,
-            if live {
+            if report.live {
                 "live: a `run` holds the directory; this is a consistent cut as of verify's start, pending and unfinished streams are in flight\n"
             } else {
                 ""
@@ -134,11 +148,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
             println!("  ... and {} more", report.violations - 50);
         }
     }
-    Ok(if report.violations > 0 {
-        EXIT_VIOLATION
-    } else {
-        EXIT_OK
-    })
+    Ok(())
 }
 
 /// The chunk journal that the shard writing shard log `name` reads: `sums-P` reads `chunks-P`.

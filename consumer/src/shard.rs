@@ -264,29 +264,28 @@ fn last_checkpoint<'a>(frame: &'a Frame, shard: &str, journal: &str) -> Result<C
     Checkpoint::decode(last).map_err(|e| corrupt(format!("last message is not a checkpoint: {e}")))
 }
 
-impl<A: Application> Shard<A> {
-    /// Restores `app` from the shard log (latest snapshot plus later deltas) and positions the
-    /// input reader at the checkpointed offset. `app` must be in its initial state.
-    pub fn recover(
-        name: &str,
-        mut app: A,
-        input: &Journal,
-        log: Journal,
-        config: ShardConfig,
-    ) -> Result<Shard<A>, ShardError> {
-        let read_err = |error| ShardError::Read {
-            shard: name.to_string(),
-            error,
-        };
-        let head = log.durable_head();
-        let mut stats = ShardStats::default();
-        let mut input_offset = 0;
-        let mut next_txn_seq = 0;
-        let mut snapshot_offset = 0;
-        let mut delta_bytes = 0;
-        let mut snapshot_bytes = 0;
-        let last = log.last_frame().map_err(read_err)?;
-        if last.is_none() && head > log.first_offset() {
+/// What replaying a shard log from its latest snapshot restored, for [`Shard::recover`].
+#[derive(Default)]
+struct Replayed {
+    input_offset: u64,
+    next_txn_seq: u64,
+    snapshot_offset: u64,
+    delta_bytes: u64,
+    snapshot_bytes: u64,
+    recovered_deltas: u64,
+}
+
+/// Restores `app` from `log` up to `head`: the snapshot its last frame's checkpoint names, then
+/// every later delta, in order (txn_seq checked).
+fn replay<A: Application>(name: &str, app: &mut A, log: &Journal, head: u64) -> Result<Replayed, ShardError> {
+    let read_err = |error| ShardError::Read {
+        shard: name.to_string(),
+        error,
+    };
+    let mut r = Replayed::default();
+    let last = log.last_frame().map_err(read_err)?;
+    let Some(last) = last else {
+        if head > log.first_offset() {
             // Restarting from input offset 0 would repeat every Sum already in the log.
             return Err(ShardError::Corrupt {
                 shard: name.to_string(),
@@ -298,58 +297,96 @@ impl<A: Application> Shard<A> {
                 ),
             });
         }
-        if let Some(last) = last {
-            let ck = last_checkpoint(&last, name, log.name())?;
-            snapshot_offset = ck.snapshot_offset;
-            let mut frames = log.frames(snapshot_offset);
-            while frames.offset() < head {
-                let frame =
-                    frames
-                        .next()
-                        .transpose()
-                        .map_err(read_err)?
-                        .ok_or_else(|| ShardError::Corrupt {
-                            shard: name.to_string(),
-                            journal: log.name().to_string(),
-                            offset: frames.offset(),
-                            detail: format!("shard log ends before its head {head}"),
-                        })?;
-                let ck = last_checkpoint(&frame, name, log.name())?;
-                let corrupt = |detail: String| ShardError::Corrupt {
-                    shard: name.to_string(),
-                    journal: log.name().to_string(),
-                    offset: frame.offset,
-                    detail,
-                };
-                let first = frame.offset == snapshot_offset;
-                match (ck.kind, first) {
-                    (CheckpointKind::Snapshot, true) => {
-                        app.restore_snapshot(ck.app_state)
-                            .map_err(|e| corrupt(e.to_string()))?;
-                        snapshot_bytes = ck.app_state.len() as u64;
-                    }
-                    (CheckpointKind::Delta, false) => {
-                        app.apply_delta(ck.app_state)
-                            .map_err(|e| corrupt(e.to_string()))?;
-                        delta_bytes += ck.app_state.len() as u64;
-                        stats.recovered_deltas += 1;
-                    }
-                    (kind, _) => {
-                        return Err(corrupt(format!(
-                            "unexpected {kind:?} checkpoint (latest snapshot is at {snapshot_offset})"
-                        )))
-                    }
-                }
-                if ck.txn_seq != next_txn_seq && !first {
-                    return Err(corrupt(format!(
-                        "txn_seq {} where {} was expected",
-                        ck.txn_seq, next_txn_seq
-                    )));
-                }
-                input_offset = ck.input_offset;
-                next_txn_seq = ck.txn_seq + 1;
-            }
+        return Ok(r);
+    };
+    r.snapshot_offset = last_checkpoint(&last, name, log.name())?.snapshot_offset;
+    let mut frames = log.frames(r.snapshot_offset);
+    while frames.offset() < head {
+        let frame = frames
+            .next()
+            .transpose()
+            .map_err(read_err)?
+            .ok_or_else(|| ShardError::Corrupt {
+                shard: name.to_string(),
+                journal: log.name().to_string(),
+                offset: frames.offset(),
+                detail: format!("shard log ends before its head {head}"),
+            })?;
+        replay_frame(name, app, log, &frame, &mut r)?;
+    }
+    Ok(r)
+}
+
+/// Applies one transaction frame's checkpoint: the snapshot (the first frame), or a delta.
+fn replay_frame<A: Application>(
+    name: &str,
+    app: &mut A,
+    log: &Journal,
+    frame: &Frame,
+    r: &mut Replayed,
+) -> Result<(), ShardError> {
+    let ck = last_checkpoint(frame, name, log.name())?;
+    let corrupt = |detail: String| ShardError::Corrupt {
+        shard: name.to_string(),
+        journal: log.name().to_string(),
+        offset: frame.offset,
+        detail,
+    };
+    let first = frame.offset == r.snapshot_offset;
+    match (ck.kind, first) {
+        (CheckpointKind::Snapshot, true) => {
+            app.restore_snapshot(ck.app_state)
+                .map_err(|e| corrupt(e.to_string()))?;
+            r.snapshot_bytes = ck.app_state.len() as u64;
         }
+        (CheckpointKind::Delta, false) => {
+            app.apply_delta(ck.app_state)
+                .map_err(|e| corrupt(e.to_string()))?;
+            r.delta_bytes += ck.app_state.len() as u64;
+            r.recovered_deltas += 1;
+        }
+        (kind, _) => {
+            return Err(corrupt(format!(
+                "unexpected {kind:?} checkpoint (latest snapshot is at {})",
+                r.snapshot_offset
+            )))
+        }
+    }
+    if ck.txn_seq != r.next_txn_seq && !first {
+        return Err(corrupt(format!(
+            "txn_seq {} where {} was expected",
+            ck.txn_seq, r.next_txn_seq
+        )));
+    }
+    r.input_offset = ck.input_offset;
+    r.next_txn_seq = ck.txn_seq + 1;
+    Ok(())
+}
+
+impl<A: Application> Shard<A> {
+    /// Restores `app` from the shard log (latest snapshot plus later deltas) and positions the
+    /// input reader at the checkpointed offset. `app` must be in its initial state.
+    pub fn recover(
+        name: &str,
+        mut app: A,
+        input: &Journal,
+        log: Journal,
+        config: ShardConfig,
+    ) -> Result<Shard<A>, ShardError> {
+        let head = log.durable_head();
+        let replayed = replay(name, &mut app, &log, head)?;
+        let stats = ShardStats {
+            recovered_deltas: replayed.recovered_deltas,
+            ..ShardStats::default()
+        };
+        let Replayed {
+            input_offset,
+            next_txn_seq,
+            snapshot_offset,
+            delta_bytes,
+            snapshot_bytes,
+            ..
+        } = replayed;
         // Invariant: a shard's checkpoint never points past its input's durable head. If it
         // does, the input lost bytes the shard already acted on (its medium lost acknowledged
         // writes, or the input journal was replaced): new input would land at offsets the shard

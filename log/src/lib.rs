@@ -305,6 +305,46 @@ impl Log {
                 _log: self.inner.clone(),
             });
         }
+        let (dir, has_fragment) = self.prepare_dir(name, create)?;
+        let storage = &*self.inner.opts.storage;
+        let salt = frame::journal_salt(name);
+        let recover = || {
+            recovery::recover(
+                storage,
+                &dir,
+                name,
+                salt,
+                self.inner.opts.fragment_max_bytes,
+                self.inner.writable,
+                self.inner.opts.preallocate,
+            )
+        };
+        let recovered = if self.inner.writable {
+            recover()?
+        } else if !has_fragment {
+            // A writer is creating the journal (its directory exists, its first fragment not
+            // yet), or one crashed right then: a writable open would start it empty, so it is.
+            empty_journal(&dir)
+        } else {
+            recover_read_only(recover)?
+        };
+        let shared = JournalShared::new(
+            name.to_string(),
+            dir,
+            self.inner.opts.clone(),
+            self.inner.writable,
+            recovered,
+        );
+        journals.insert(name.to_string(), shared.clone());
+        Ok(Journal {
+            shared,
+            _log: self.inner.clone(),
+        })
+    }
+
+    /// The journal's directory, created (with its first fragment, durably) if the log is
+    /// writable and `create`; and whether it holds a fragment file.
+    fn prepare_dir(&self, name: &str, create: bool) -> Result<(PathBuf, bool), OpenError> {
         let storage = &*self.inner.opts.storage;
         let parent = self.inner.dir.join(JOURNALS_DIR);
         let dir = parent.join(name);
@@ -343,39 +383,7 @@ impl Log {
             // after creating it).
             storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
         }
-        let salt = frame::journal_salt(name);
-        let recover = || {
-            recovery::recover(
-                storage,
-                &dir,
-                name,
-                salt,
-                self.inner.opts.fragment_max_bytes,
-                self.inner.writable,
-                self.inner.opts.preallocate,
-            )
-        };
-        let recovered = if self.inner.writable {
-            recover()?
-        } else if !has_fragment {
-            // A writer is creating the journal (its directory exists, its first fragment not
-            // yet), or one crashed right then: a writable open would start it empty, so it is.
-            empty_journal(&dir)
-        } else {
-            recover_read_only(recover)?
-        };
-        let shared = JournalShared::new(
-            name.to_string(),
-            dir,
-            self.inner.opts.clone(),
-            self.inner.writable,
-            recovered,
-        );
-        journals.insert(name.to_string(), shared.clone());
-        Ok(Journal {
-            shared,
-            _log: self.inner.clone(),
-        })
+        Ok((dir, has_fragment))
     }
 }
 

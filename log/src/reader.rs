@@ -73,6 +73,10 @@ impl Reader {
     }
 
     /// The next durable frame, or `None` if the reader is at the durable head.
+    // Over 70 lines, kept whole for now: one read locates the fragment, maps it, checks the frame
+    // inside `catch_faults` and classifies a failure (removed, I/O, truncated, corrupt), all over
+    // the same fragment and view. Issue 12 is reshaping the locate step (a fragment set of the
+    // commit path); split it into named steps once that lands.
     pub fn try_next(&mut self) -> Result<Option<Frame>, ReadError> {
         let shared = &self.journal.shared;
         let head = shared.durable_head();
