@@ -66,8 +66,10 @@ run_set() {
       kill -0 "${pids[$i]}" 2>/dev/null || continue
       alive=1
       if [ "${arms[$i]}" = on ]; then
-        if [ -z "${addr[$i]}" ]; then
+        [ -n "${addr[$i]}" ] ||
           addr[i]=$(sed -n 's|^stream-sum: metrics at http://\([^/]*\)/metrics.*|\1|p' "$work/err$i")
+        if [ -z "${task[$i]}" ]; then
+          # The thread names itself once it runs, which may be after the address is printed.
           for d in /proc/"${pids[$i]}"/task/*; do
             [ "$(cat "$d/comm" 2>/dev/null)" = metrics-http ] && task[i]=$d
           done

@@ -153,12 +153,12 @@ impl EncodeMetric for ConstHistogram<'_> {
             .buckets
             .iter()
             .map(|&(bound, cumulative)| {
-                let count = cumulative - previous;
+                let count = cumulative.saturating_sub(previous);
                 previous = cumulative;
                 (bound, count)
             })
             .collect();
-        buckets.push((f64::INFINITY, self.0.count - previous));
+        buckets.push((f64::INFINITY, self.0.count.saturating_sub(previous)));
         encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             self.0.sum,
             self.0.count,
