@@ -163,6 +163,26 @@ pub struct RunArgs {
     /// summary; `stream-sum plot FILE` draws them. The file is created if missing.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: NatsArgs,
+}
+
+/// The NATS JetStream backend (instead of `--data`).
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// Run on a NATS JetStream cluster instead of a data directory: comma-separated server URLs
+    /// (e.g. nats://127.0.0.1:4222). Several `run --nats` processes share the summer shards
+    /// through leases; each runs its own chunkers. `cargo run -p ss-nats --bin nats-cluster`
+    /// starts a 3-node cluster on loopback.
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub nats: Option<String>,
+    /// With --nats: replicas of every stream (the cluster needs at least this many servers).
+    #[arg(long, default_value = "3", value_parser = parse_count)]
+    pub replicas: usize,
+    /// With --nats: how long a shard lease lasts unless renewed (renewed every third of it; a
+    /// process that cannot renew for two thirds of it stops the shard).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
 }
 
 /// Which faults `run --faults` injects.

@@ -7,6 +7,7 @@ mod crash_test;
 mod faults;
 mod journal_cmd;
 mod maintenance;
+mod nats_run;
 mod record;
 mod run;
 mod runs;
@@ -29,6 +30,7 @@ pub const EXIT_ERROR: u8 = 3;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
+        cli::Command::Run(args) if args.cluster.nats.is_some() => nats_run::run(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Soak(mut args) => {
             args.retention = true;

@@ -21,7 +21,7 @@ use ss_chunker::verifier::{Verifier, VerifierEvent};
 use ss_consumer::message::{hex, Message};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
-use ss_log::{AppendError, Journal, Log, OpenError, Options};
+use ss_log::{AppendError, FrameJournal, FrameReader, Journal, Log, OpenError, Options};
 
 use crate::cli::{FaultMode, RunArgs};
 use crate::faults::{FaultInjector, FaultRecord};
@@ -124,6 +124,44 @@ pub(crate) fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize)
 }
 
 impl Shared {
+    /// The state of a run with `slots` chunker slots whose Sum tailers start at `tail_heads`
+    /// (one per partition).
+    pub(crate) fn new(run_id: u32, slots: usize, args: &RunArgs, tail_heads: Vec<u64>) -> Shared {
+        Shared {
+            run_id,
+            stop_chunkers: AtomicBool::new(false),
+            stop_shards: AtomicBool::new(false),
+            stop_tailers: AtomicBool::new(false),
+            stop_reporter: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            violations: Mutex::new(Vec::new()),
+            errors: Mutex::new(Vec::new()),
+            no_space: Mutex::new(None),
+            verifiers: (0..slots)
+                .map(|c| Arc::new(Mutex::new(Verifier::new(run_id, c as u8, args.sla))))
+                .collect(),
+            chunker_stats: (0..slots).map(|_| Arc::new(ChunkerStats::default())).collect(),
+            shard_progress: (0..args.partitions).map(|_| ShardProgress::default()).collect(),
+            sums_previous_runs: AtomicU64::new(0),
+            chunkers_running: AtomicUsize::new(0),
+            shard_restart: (0..args.partitions).map(|_| AtomicBool::new(false)).collect(),
+            shard_stall_ms: (0..args.partitions).map(|_| AtomicU64::new(0)).collect(),
+            chunker_die: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+            chunker_handles: Mutex::new(Vec::new()),
+            chunker_slots: Mutex::new(Vec::new()),
+            faults: Mutex::new(Vec::new()),
+            shard_recoveries: AtomicU64::new(0),
+            fencings: AtomicU64::new(0),
+            summer_config: summer_config(args),
+            tail_offset: tail_heads.into_iter().map(AtomicU64::new).collect(),
+            disk_bytes: AtomicU64::new(0),
+            disk_bytes_max: AtomicU64::new(0),
+            rss_bytes: AtomicU64::new(0),
+            rss_bytes_max: AtomicU64::new(0),
+            fragments_removed: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn violation(&self, v: String) {
         self.violations.lock().push(v);
         self.abort.store(true, Ordering::SeqCst);
@@ -176,31 +214,12 @@ impl Shared {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    if args.chunkers > CHUNKERS_MAX {
-        eprintln!("stream-sum: error: --chunkers must be at most {CHUNKERS_MAX}");
-        return Ok(EXIT_USAGE);
-    }
-    if args.streams * args.chunkers > OPEN_STREAMS_MAX {
-        eprintln!(
-            "stream-sum: error: --streams x --chunkers must be at most {OPEN_STREAMS_MAX} (the open streams one summer shard may hold)"
-        );
-        return Ok(EXIT_USAGE);
-    }
-    if args.max_chunk_bytes > MAX_CHUNK_BYTES_MAX {
-        eprintln!("stream-sum: error: --max-chunk-bytes must be at most {MAX_CHUNK_BYTES_MAX} (chunks travel in one journal frame)");
-        return Ok(EXIT_USAGE);
-    }
-    if args.partitions > 1000 {
-        eprintln!("stream-sum: error: --partitions must be at most 1000");
+    if let Some(usage) = usage_error(&args) {
+        eprintln!("stream-sum: error: {usage}");
         return Ok(EXIT_USAGE);
     }
     let options = log_options_for(args.fragment_max_bytes);
-    // A frame must hold a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one chunk and
-    // message headers) and a summer snapshot: its finished window and room for four times the
-    // live streams (abandoned streams awaiting expiry stay open too).
-    let batch_bytes_max = (FLUSH_BYTES_DEFAULT + args.max_chunk_bytes + (64 << 10)) as u64;
-    let snapshot_bytes_max = summer_config(&args).snapshot_bytes_max(4 * args.streams * args.chunkers);
-    let frame_needed = batch_bytes_max.max(snapshot_bytes_max);
+    let frame_needed = frame_needed_bytes(&args);
     if options.frame_max_bytes < frame_needed {
         eprintln!(
             "stream-sum: error: --fragment-max-bytes {} is too small for this run: a frame (at most one fragment) must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); use at least {frame_needed}",
@@ -251,42 +270,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     } else {
         (args.chunkers + 64).min(CHUNKERS_MAX)
     };
-    let shared = Arc::new(Shared {
-        run_id: run.run_id,
-        stop_chunkers: AtomicBool::new(false),
-        stop_shards: AtomicBool::new(false),
-        stop_tailers: AtomicBool::new(false),
-        stop_reporter: AtomicBool::new(false),
-        abort: AtomicBool::new(false),
-        violations: Mutex::new(Vec::new()),
-        errors: Mutex::new(Vec::new()),
-        no_space: Mutex::new(None),
-        verifiers: (0..slots)
-            .map(|c| Arc::new(Mutex::new(Verifier::new(run.run_id, c as u8, args.sla))))
-            .collect(),
-        chunker_stats: (0..slots).map(|_| Arc::new(ChunkerStats::default())).collect(),
-        shard_progress: (0..args.partitions).map(|_| ShardProgress::default()).collect(),
-        sums_previous_runs: AtomicU64::new(0),
-        chunkers_running: AtomicUsize::new(0),
-        shard_restart: (0..args.partitions).map(|_| AtomicBool::new(false)).collect(),
-        shard_stall_ms: (0..args.partitions).map(|_| AtomicU64::new(0)).collect(),
-        chunker_die: (0..slots).map(|_| AtomicBool::new(false)).collect(),
-        chunker_handles: Mutex::new(Vec::new()),
-        chunker_slots: Mutex::new(Vec::new()),
-        faults: Mutex::new(Vec::new()),
-        shard_recoveries: AtomicU64::new(0),
-        fencings: AtomicU64::new(0),
-        summer_config: summer_config(&args),
-        tail_offset: shard_logs
-            .iter()
-            .map(|j| AtomicU64::new(j.durable_head()))
-            .collect(),
-        disk_bytes: AtomicU64::new(0),
-        disk_bytes_max: AtomicU64::new(0),
-        rss_bytes: AtomicU64::new(0),
-        rss_bytes_max: AtomicU64::new(0),
-        fragments_removed: AtomicU64::new(0),
-    });
+    let tail_heads = shard_logs.iter().map(Journal::durable_head).collect();
+    let shared = Arc::new(Shared::new(run.run_id, slots, &args, tail_heads));
     install_ctrl_c(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
     eprintln!(
@@ -405,6 +390,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// The limits every run checks before touching storage.
+pub(crate) fn usage_error(args: &RunArgs) -> Option<String> {
+    if args.chunkers > CHUNKERS_MAX {
+        return Some(format!("--chunkers must be at most {CHUNKERS_MAX}"));
+    }
+    if args.streams * args.chunkers > OPEN_STREAMS_MAX {
+        return Some(format!(
+            "--streams x --chunkers must be at most {OPEN_STREAMS_MAX} (the open streams one summer shard may hold)"
+        ));
+    }
+    if args.max_chunk_bytes > MAX_CHUNK_BYTES_MAX {
+        return Some(format!(
+            "--max-chunk-bytes must be at most {MAX_CHUNK_BYTES_MAX} (chunks travel in one journal frame)"
+        ));
+    }
+    if args.partitions > 1000 {
+        return Some("--partitions must be at most 1000".into());
+    }
+    None
+}
+
+/// The largest frame a run writes: a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one
+/// chunk and message headers) or a summer snapshot (its finished window and room for four times
+/// the live streams: abandoned streams awaiting expiry stay open too).
+pub(crate) fn frame_needed_bytes(args: &RunArgs) -> u64 {
+    let batch_bytes_max = (FLUSH_BYTES_DEFAULT + args.max_chunk_bytes + (64 << 10)) as u64;
+    let snapshot_bytes_max = summer_config(args).snapshot_bytes_max(4 * args.streams * args.chunkers);
+    batch_bytes_max.max(snapshot_bytes_max)
+}
+
 /// Appends one line to the record file, if any. A record that cannot be written is reported
 /// once and closed; the run itself goes on.
 fn record<T: serde::Serialize>(recorder: &mut Option<Recorder>, line: &T) {
@@ -487,7 +502,7 @@ fn start_reporter(shared: &Arc<Shared>) -> JoinHandle<()> {
         .expect("spawn reporter")
 }
 
-fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
+pub(crate) fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
     let presses = AtomicUsize::new(0);
     ctrlc::set_handler(move || {
         if presses.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -502,7 +517,7 @@ fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
 }
 
 /// Progress, SLA checks and the graceful stop. Returns true if the run completed gracefully.
-fn supervise(
+pub(crate) fn supervise(
     args: &RunArgs,
     shared: &Arc<Shared>,
     started: Instant,
@@ -692,8 +707,11 @@ pub(crate) fn run_shard(
 }
 
 /// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
-fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
-    let mut reader = journal.reader(start);
+pub(crate) fn tail_sums<J: FrameJournal>(p: usize, journal: J, start: u64, shared: &Shared) {
+    let mut reader = match journal.reader(start) {
+        Ok(r) => r,
+        Err(e) => return shared.error(format!("tailing {}: {e}", journal.name())),
+    };
     while !shared.stop_tailers.load(Ordering::SeqCst) {
         let frame = match reader.next_timeout(Duration::from_millis(50)) {
             Ok(Some(f)) => f,
@@ -728,7 +746,7 @@ fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
     }
 }
 
-fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {
+pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {
     let load = |f: fn(&ChunkerStats) -> &AtomicU64| -> u64 {
         shared
             .chunker_stats

@@ -184,6 +184,34 @@ impl Nats {
         }
     }
 
+    /// Checks that the journal `name`, if its stream exists, has the settings `spec` needs
+    /// (naming every difference). Creates nothing.
+    pub async fn check_existing(&self, name: &str, spec: StreamSpec) -> Result<(), NatsError> {
+        check_name(name)?;
+        let wanted = stream_config(name, spec);
+        let started = Instant::now();
+        loop {
+            let detail = match self.js.get_stream(name).await {
+                Ok(mut stream) => match stream.info().await {
+                    Ok(info) => {
+                        let differences = differences(&info.config, &wanted);
+                        if differences.is_empty() {
+                            return Ok(());
+                        }
+                        return Err(NatsError::StreamMismatch {
+                            stream: name.to_string(),
+                            differences,
+                        });
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Err(e) if e.to_string().contains("10059") => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            retry_or_fail(name, "checking the stream", started, detail).await?;
+        }
+    }
+
     /// Opens the journal `name`, which must exist (for readers: creates nothing).
     pub async fn existing_journal(&self, name: &str) -> Result<NatsJournal, NatsError> {
         check_name(name)?;
@@ -445,6 +473,21 @@ impl NatsJournal {
             match stream.info().await {
                 Ok(info) => return Ok(info.state.last_sequence),
                 Err(e) => retry_or_fail(&self.name, "reading the head", started, e.to_string()).await?,
+            }
+        }
+    }
+
+    /// The first sequence still stored (1 for a stream nothing was removed from; for an empty
+    /// stream, the next sequence).
+    pub async fn first_sequence(&self) -> Result<u64, NatsError> {
+        let started = Instant::now();
+        let mut stream = self.stream.clone();
+        loop {
+            match stream.info().await {
+                Ok(info) => return Ok(info.state.first_sequence.max(1)),
+                Err(e) => {
+                    retry_or_fail(&self.name, "reading the first sequence", started, e.to_string()).await?
+                }
             }
         }
     }

@@ -1,0 +1,437 @@
+//! `stream-sum run --nats URL[,URL...]`: the same chunkers, summer shards and Sum tailers as
+//! `run`, over JetStream streams instead of a data directory, with shard ownership shared
+//! between processes through leases.
+//!
+//! Only the choice of backend and ownership differ from [`crate::run`]: the chunker is
+//! `Chunker<NatsFrames>`, the shard `Shard<Summer, NatsFrames>`, the tailer the same generic
+//! `tail_sums`. Every process runs its own chunkers (with its own run id, from the `runs`
+//! stream) and tails every shard log (Sums of other processes' streams are counted, not
+//! verified). For each partition a thread tries to take the shard's lease; while it holds it, it
+//! recovers the shard from its stream and runs transactions, renewing the lease every third of
+//! its TTL. It gives the shard up when renewal fails for two thirds of the TTL, when the lease
+//! was taken, or when an append is fenced (another owner moved the shard log's head); then it
+//! goes back to trying for the lease. A process that stops releases its leases.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ss_chunker::chunker::{Chunker, ChunkerConfig};
+use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, RUN_ID_MAX};
+use ss_consumer::shard::{Shard, ShardConfig, ShardError};
+use ss_consumer::summer::Summer;
+use ss_log::{AppendError, Batch, FrameJournal, PendingFrame};
+use ss_nats::{Lease, Leases, Nats, NatsError, NatsFrames, StreamSpec};
+use tokio::runtime::{Handle, Runtime};
+
+use crate::cli::{FaultMode, RunArgs};
+use crate::run::{frame_needed_bytes, install_ctrl_c, summarize, supervise, tail_sums, usage_error, Shared};
+use crate::runs::{RunStart, RUNS_JOURNAL};
+use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
+
+/// Connects to the cluster and opens every stream a command needs, checking first that none
+/// exists with other settings (so a mismatch writes nothing). Errors are printed; `Err(code)`
+/// is the exit status.
+pub(crate) fn connect(rt: &Runtime, urls: &str) -> Result<Nats, u8> {
+    rt.block_on(Nats::connect(urls)).map_err(|e| {
+        eprintln!("stream-sum: error: {e}");
+        EXIT_ERROR
+    })
+}
+
+/// A runtime for the NATS client; the chunker, shard and tailer threads block on it.
+pub(crate) fn runtime() -> anyhow::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the NATS client runtime")
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let urls = args.cluster.nats.clone().expect("--nats");
+    if let Some(usage) = usage_error(&args).or_else(|| unsupported(&args)) {
+        eprintln!("stream-sum: error: {usage}");
+        return Ok(EXIT_USAGE);
+    }
+    let rt = runtime()?;
+    let nats = match connect(&rt, &urls) {
+        Ok(n) => n,
+        Err(code) => return Ok(code),
+    };
+    let spec = StreamSpec {
+        replicas: args.cluster.replicas,
+    };
+    let frame_max = nats
+        .max_payload_bytes()
+        .saturating_sub(ss_nats::journal::HEADER_ROOM_BYTES) as u64;
+    let frame_needed = frame_needed_bytes(&args);
+    if frame_max < frame_needed {
+        eprintln!(
+            "stream-sum: error: the server's max_payload ({} bytes) is too small for this run: a frame must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); raise max_payload or lower those",
+            nats.max_payload_bytes(),
+            args.max_chunk_bytes,
+            args.streams,
+            args.chunkers
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let mut names = vec![RUNS_JOURNAL.to_string()];
+    for p in 0..args.partitions {
+        names.push(chunk_journal_name(p));
+        names.push(shard_log_name(p));
+    }
+    let journals = match rt.block_on(open_all(&nats, &names, spec)) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("stream-sum: error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let leases = match rt.block_on(Leases::open(
+        nats.jetstream(),
+        spec.replicas,
+        args.cluster.lease_ttl,
+    )) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("stream-sum: error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let frames = |name: &str| NatsFrames::new(journals[name].clone(), rt.handle().clone());
+    let run = take_run_id(&frames(RUNS_JOURNAL), args.seed)?;
+    let inputs: Vec<NatsFrames> = (0..args.partitions)
+        .map(|p| frames(&chunk_journal_name(p)))
+        .collect();
+    let shard_logs: Vec<NatsFrames> = (0..args.partitions).map(|p| frames(&shard_log_name(p))).collect();
+    let mut tail_heads = Vec::new();
+    for j in &shard_logs {
+        tail_heads.push(j.durable_head()?);
+    }
+    let shared = Arc::new(Shared::new(run.run_id, args.chunkers, &args, tail_heads));
+    install_ctrl_c(shared.clone())?;
+    let owner = format!("pid{}-run{}", std::process::id(), run.run_id);
+    eprintln!(
+        "stream-sum: run {} on NATS {urls} as {owner} ({} partitions shared by lease, {} chunkers x {} streams, replicas {}, duration {}, SLA {:?})",
+        run.run_id,
+        args.partitions,
+        args.chunkers,
+        args.streams,
+        spec.replicas,
+        args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
+        args.sla
+    );
+
+    let tailers: Vec<JoinHandle<()>> = shard_logs
+        .iter()
+        .enumerate()
+        .map(|(p, j)| {
+            let (j, shared) = (j.clone(), shared.clone());
+            let start = shared.tail_offset[p].load(Ordering::SeqCst);
+            std::thread::Builder::new()
+                .name(format!("tail-{}", j.name()))
+                .spawn(move || tail_sums(p, j, start, &shared))
+                .expect("spawn tailer")
+        })
+        .collect();
+    let shards: Vec<JoinHandle<()>> = (0..args.partitions)
+        .map(|p| {
+            let owned = OwnedShard {
+                p,
+                input: inputs[p].clone(),
+                log: shard_logs[p].clone(),
+                leases: leases.clone(),
+                owner: owner.clone(),
+                rt: rt.handle().clone(),
+                shared: shared.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("shard-{p:03}"))
+                .spawn(move || owned.run())
+                .expect("spawn shard")
+        })
+        .collect();
+    let started = Instant::now();
+    for slot in 0..args.chunkers {
+        spawn_chunker(&args, run.run_id, &inputs, &shared, slot);
+    }
+    let completed = supervise(&args, &shared, started, &mut |_, _| {});
+    let elapsed = started.elapsed();
+    if completed {
+        let handles: Vec<_> = std::mem::take(&mut *shared.chunker_handles.lock());
+        for h in handles {
+            let _ = h.join();
+        }
+        shared.stop_shards.store(true, Ordering::SeqCst);
+        for h in shards {
+            let _ = h.join();
+        }
+        shared.stop_tailers.store(true, Ordering::SeqCst);
+        for h in tailers {
+            let _ = h.join();
+        }
+    } else {
+        // Stop the shards (releasing their leases) without waiting for input to drain.
+        shared.abort.store(true, Ordering::SeqCst);
+        shared.stop_shards.store(true, Ordering::SeqCst);
+        for h in shards {
+            let _ = h.join();
+        }
+    }
+    let summary = summarize(&args, &shared, elapsed, completed);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.text());
+    }
+    drop(rt);
+    if summary.violations > 0 {
+        return Ok(EXIT_VIOLATION);
+    }
+    if !summary.errors.is_empty() {
+        return Ok(EXIT_ERROR);
+    }
+    Ok(EXIT_OK)
+}
+
+/// Flags of `run` that the NATS backend does not implement.
+fn unsupported(args: &RunArgs) -> Option<String> {
+    let what = if args.faults != FaultMode::None {
+        "--faults"
+    } else if args.retention {
+        "--retention (soak)"
+    } else if args.report {
+        "--report"
+    } else if args.record.is_some() {
+        "--record"
+    } else if args.unsafe_split_commit {
+        "--unsafe-split-commit"
+    } else {
+        return None;
+    };
+    Some(format!("{what} is not supported with --nats"))
+}
+
+/// Opens the journals `names`: first checks every existing one (so a mismatch anywhere creates
+/// nothing), then creates the missing ones.
+pub(crate) async fn open_all(
+    nats: &Nats,
+    names: &[String],
+    spec: StreamSpec,
+) -> Result<std::collections::HashMap<String, ss_nats::NatsJournal>, NatsError> {
+    let mut mismatches = Vec::new();
+    for name in names {
+        if let Err(e) = nats.check_existing(name, spec).await {
+            mismatches.push(e);
+        }
+    }
+    if let Some(first) = mismatches.into_iter().next() {
+        return Err(first);
+    }
+    let mut journals = std::collections::HashMap::new();
+    for name in names {
+        journals.insert(name.clone(), nats.journal(name, spec).await?);
+    }
+    Ok(journals)
+}
+
+/// Takes the next run id: one more than the last run record, appended conditionally on the
+/// head it read (two processes starting at once get different ids).
+fn take_run_id(runs: &NatsFrames, seed: u64) -> anyhow::Result<RunStart> {
+    loop {
+        let head = runs.durable_head()?;
+        let last = match runs.last_frame()? {
+            None => 0,
+            Some(frame) => {
+                let msg = frame.messages().next().context("empty run record")??;
+                RunStart::decode(msg)
+                    .with_context(|| {
+                        format!("stream {RUNS_JOURNAL:?} sequence {}: not a run record", frame.end)
+                    })?
+                    .run_id
+            }
+        };
+        let run_id = last + 1;
+        anyhow::ensure!(
+            run_id <= RUN_ID_MAX,
+            "run ids exhausted ({last} runs on this cluster)"
+        );
+        let record = RunStart {
+            run_id,
+            seed,
+            started_unix_ms: ss_nats::lease::now_unix_ms(),
+        };
+        match runs.submit_if(head, &Batch::single(&record.encode())) {
+            Ok(pending) => {
+                pending.wait()?;
+                return Ok(record);
+            }
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn spawn_chunker(args: &RunArgs, run_id: u32, inputs: &[NatsFrames], shared: &Arc<Shared>, slot: usize) {
+    let mut config = ChunkerConfig::new(
+        slot as u8,
+        run_id,
+        args.seed.wrapping_add(slot as u64 * 7919),
+        args.streams,
+    );
+    config.shape.max_chunk_bytes = args.max_chunk_bytes;
+    config.shape.max_chunks_per_stream = args.max_chunks_per_stream as u32;
+    config.max_bytes_per_s = args
+        .max_mb_per_s
+        .map(|mb| (mb * 1e6 / args.chunkers as f64) as u64);
+    let mut chunker = Chunker::new(
+        config,
+        inputs.to_vec(),
+        shared.verifiers[slot].clone(),
+        shared.chunker_stats[slot].clone(),
+    );
+    shared.chunkers_running.fetch_add(1, Ordering::SeqCst);
+    shared.chunker_slots.lock().push(slot);
+    let thread_shared = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("chunker-{slot}"))
+        .spawn(move || {
+            let shared = thread_shared;
+            if let Err(e) = chunker.run(&shared.stop_chunkers) {
+                shared.append_error(format!("chunker {slot}: {e}"), &e);
+            }
+            shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
+        })
+        .expect("spawn chunker");
+    shared.chunker_handles.lock().push(handle);
+}
+
+/// One partition's shard as this process competes for it.
+struct OwnedShard {
+    p: usize,
+    input: NatsFrames,
+    log: NatsFrames,
+    leases: Leases,
+    owner: String,
+    rt: Handle,
+    shared: Arc<Shared>,
+}
+
+/// Why an owner gave a shard up.
+enum GaveUp {
+    /// The run is ending (the lease is released).
+    Stop,
+    /// The lease was lost or could not be renewed in time, or another owner fenced us.
+    Lost(String),
+}
+
+impl OwnedShard {
+    fn key(&self) -> String {
+        format!("shard-{:03}", self.p)
+    }
+
+    fn run(self) {
+        let retry = (self.leases.ttl() / 4).min(Duration::from_millis(500));
+        loop {
+            if self.shared.abort.load(Ordering::SeqCst) || self.shared.stop_shards.load(Ordering::SeqCst) {
+                return;
+            }
+            let lease = match self
+                .rt
+                .block_on(self.leases.try_acquire(&self.key(), &self.owner))
+            {
+                Ok(Some(lease)) => lease,
+                Ok(None) | Err(_) => {
+                    // Held by a live owner, or the cluster is unreachable: try again later.
+                    std::thread::sleep(retry);
+                    continue;
+                }
+            };
+            let (lease, outcome) = self.own(lease);
+            match outcome {
+                GaveUp::Stop => {
+                    let _ = self.rt.block_on(self.leases.release(&lease));
+                    return;
+                }
+                GaveUp::Lost(why) => {
+                    self.shared.fencings.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
+                    std::thread::sleep(retry);
+                }
+            }
+        }
+    }
+
+    /// Recovers the shard and runs transactions while the lease holds.
+    fn own(&self, mut lease: Lease) -> (Lease, GaveUp) {
+        let name = format!("shard-{:03}", self.p);
+        let shared = &self.shared;
+        let progress = &shared.shard_progress[self.p];
+        let ttl = self.leases.ttl();
+        let mut renewed_at = Instant::now();
+        let summer = Summer::new(shared.summer_config.clone());
+        let mut shard = match Shard::recover(
+            &name,
+            summer,
+            &self.input,
+            self.log.clone(),
+            ShardConfig::default(),
+        ) {
+            Ok(s) => s,
+            Err(e) => return (lease, GaveUp::Lost(format!("recovering: {e}"))),
+        };
+        shared.shard_recoveries.fetch_add(1, Ordering::Relaxed);
+        loop {
+            if shared.abort.load(Ordering::Relaxed) {
+                return (lease, GaveUp::Stop);
+            }
+            if renewed_at.elapsed() >= ttl / 3 {
+                match self.rt.block_on(self.leases.renew(&mut lease)) {
+                    Ok(true) => renewed_at = Instant::now(),
+                    Ok(false) => return (lease, GaveUp::Lost("the lease was taken".into())),
+                    Err(_) => {} // Try again before the next transaction.
+                }
+            }
+            if renewed_at.elapsed() >= ttl * 2 / 3 {
+                return (
+                    lease,
+                    GaveUp::Lost(format!(
+                        "could not renew the lease for {:?}",
+                        renewed_at.elapsed()
+                    )),
+                );
+            }
+            if shared.stop_shards.load(Ordering::SeqCst) {
+                match self.input.durable_head() {
+                    Ok(head) if shard.input_offset() >= head => {
+                        if let Err(e) = shard.settle() {
+                            shared.shard_error(e.to_string(), &e);
+                        }
+                        return (lease, GaveUp::Stop);
+                    }
+                    _ => {}
+                }
+            }
+            match shard.run_transaction(Duration::from_millis(20)) {
+                Ok(report) => {
+                    let c = shard.app().counters();
+                    if report.placed_at.is_some() {
+                        progress.txns.fetch_add(1, Ordering::Relaxed);
+                    }
+                    progress.duplicates.store(c.duplicates, Ordering::Relaxed);
+                    progress.expired.store(c.expired, Ordering::Relaxed);
+                }
+                Err(e @ ShardError::Violation { .. }) => {
+                    shared.violation(e.to_string());
+                    return (lease, GaveUp::Stop);
+                }
+                // Fenced by another owner, or the cluster unreachable past the retry bound: give
+                // the shard up; whoever holds the lease next recovers it from its log.
+                Err(e) => return (lease, GaveUp::Lost(e.to_string())),
+            }
+        }
+    }
+}
