@@ -174,10 +174,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             let _ = h.join();
         }
     } else {
-        // Stop the shards (releasing their leases) without waiting for input to drain.
+        // Stop everything (shards release their leases) without waiting for input to drain:
+        // every thread must be done with the runtime before it is dropped.
         shared.abort.store(true, Ordering::SeqCst);
+        shared.stop_chunkers.store(true, Ordering::SeqCst);
+        shared
+            .chunker_die
+            .iter()
+            .for_each(|d| d.store(true, Ordering::SeqCst));
         shared.stop_shards.store(true, Ordering::SeqCst);
-        for h in shards {
+        shared.stop_tailers.store(true, Ordering::SeqCst);
+        let handles: Vec<_> = std::mem::take(&mut *shared.chunker_handles.lock());
+        for h in handles.into_iter().chain(shards).chain(tailers) {
             let _ = h.join();
         }
     }
@@ -300,7 +308,7 @@ fn spawn_chunker(args: &RunArgs, run_id: u32, inputs: &[NatsFrames], shared: &Ar
         .name(format!("chunker-{slot}"))
         .spawn(move || {
             let shared = thread_shared;
-            if let Err(e) = chunker.run(&shared.stop_chunkers) {
+            if let Err(e) = chunker.run_or_die(&shared.stop_chunkers, &shared.chunker_die[slot]) {
                 shared.append_error(format!("chunker {slot}: {e}"), &e);
             }
             shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);

@@ -26,7 +26,7 @@ use ss_log::{AppendAck, AppendError, Batch, Frame, FrameJournal, FrameReader, Pe
 use tokio::runtime::Handle;
 
 use crate::error::NatsError;
-use crate::journal::{NatsFrame, NatsJournal, NatsReader};
+use crate::journal::{NatsFrame, NatsJournal, NatsReader, RETRY_FOR};
 
 static WRITERS: AtomicU64 = AtomicU64::new(0);
 
@@ -208,8 +208,20 @@ impl FrameReader for NatsFrameReader {
     fn offset(&self) -> u64 {
         self.inner.position()
     }
+    /// Frames up to the head the reader knows of exist, so they are waited for (bounded); past
+    /// it, only what the client already holds is returned.
     fn try_next(&mut self) -> Result<Option<Frame>, ReadError> {
-        self.next_timeout(Duration::ZERO)
+        if self.inner.position() >= self.inner.known_head() {
+            return self.next_timeout(Duration::ZERO);
+        }
+        let wanted = self.inner.position() + 1;
+        match self.next_timeout(RETRY_FOR)? {
+            Some(frame) => Ok(Some(frame)),
+            None => Err(ReadError::Backend {
+                journal: self.name.clone(),
+                detail: format!("message {wanted} exists but did not arrive within {RETRY_FOR:?}"),
+            }),
+        }
     }
     fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Frame>, ReadError> {
         let next = self
@@ -219,7 +231,7 @@ impl FrameReader for NatsFrameReader {
         next.map(|f| to_frame(&self.name, f)).transpose()
     }
     fn known_durable_head(&self) -> u64 {
-        // Every frame returned was acknowledged by the cluster before it could be delivered.
-        self.inner.position()
+        // Every frame delivered or counted as pending was acknowledged by the cluster.
+        self.inner.known_head()
     }
 }

@@ -334,13 +334,15 @@ fn differences(have: &Config, need: &Config) -> Vec<String> {
         format!("{:?}", need.retention),
     );
     // Limits would drop messages a shard has not read, or its own checkpoints.
-    check("max_msgs", have.max_messages.to_string(), "-1 (unlimited)".into());
-    check("max_bytes", have.max_bytes.to_string(), "-1 (unlimited)".into());
-    check(
-        "max_age",
-        format!("{:?}", have.max_age),
-        format!("{:?}", Duration::ZERO),
-    );
+    if have.max_messages >= 0 {
+        check("max_msgs", have.max_messages.to_string(), "-1 (unlimited)".into());
+    }
+    if have.max_bytes >= 0 {
+        check("max_bytes", have.max_bytes.to_string(), "-1 (unlimited)".into());
+    }
+    if !have.max_age.is_zero() {
+        check("max_age", format!("{:?}", have.max_age), "0 (unlimited)".into());
+    }
     // A lower per-message limit than the server's would refuse frames sized to max payload.
     if have.max_message_size >= 0 {
         check(
@@ -516,6 +518,7 @@ impl NatsJournal {
 
     /// A reader of the frames after position `after` (sequence > `after`), tailing.
     pub async fn reader(&self, after: u64) -> Result<NatsReader, NatsError> {
+        let known_head = self.head().await?;
         let started = Instant::now();
         loop {
             let config = pull::OrderedConfig {
@@ -535,6 +538,7 @@ impl NatsJournal {
                         name: self.name.clone(),
                         messages,
                         position: after,
+                        known_head,
                     })
                 }
                 Err(detail) => retry_or_fail(&self.name, "creating a reader", started, detail).await?,
@@ -555,12 +559,20 @@ pub struct NatsReader {
     name: String,
     messages: pull::Ordered,
     position: u64,
+    /// A head the stream is known to have reached: its last sequence when the reader was made,
+    /// then each delivered message's sequence plus the messages still pending after it.
+    known_head: u64,
 }
 
 impl NatsReader {
     /// The position after the last frame returned.
     pub fn position(&self) -> u64 {
         self.position
+    }
+
+    /// A head the stream is known to have reached (frames up to it exist and will arrive).
+    pub fn known_head(&self) -> u64 {
+        self.known_head.max(self.position)
     }
 
     /// The next frame, waiting up to `wait` for one (`None` if none came).
@@ -577,14 +589,15 @@ impl NatsReader {
         loop {
             match self.messages.next().await {
                 Some(Ok(m)) => {
-                    let sequence = m
-                        .info()
-                        .map(|i| i.stream_sequence)
-                        .map_err(|e| NatsError::Request {
-                            stream: self.name.clone(),
-                            what: "reading",
-                            detail: e.to_string(),
-                        })?;
+                    let (sequence, pending) =
+                        m.info()
+                            .map(|i| (i.stream_sequence, i.pending))
+                            .map_err(|e| NatsError::Request {
+                                stream: self.name.clone(),
+                                what: "reading",
+                                detail: e.to_string(),
+                            })?;
+                    self.known_head = self.known_head.max(sequence + pending);
                     if sequence <= self.position {
                         continue; // a redelivery across a consumer reset: already returned
                     }

@@ -22,6 +22,12 @@ async fn journal_appends_fences_and_reads() {
     };
     let nats = Nats::connect(&cluster.urls()).await.unwrap();
     let j = nats.journal("t-000", R3).await.unwrap();
+    // Regression: an existing stream made by `journal` itself must validate (the unlimited
+    // limits were once compared as "-1" against "-1 (unlimited)").
+    nats.journal("t-000", R3)
+        .await
+        .expect("a stream stream-sum made is accepted");
+    nats.check_existing("t-000", R3).await.unwrap();
     assert_eq!(j.head().await.unwrap(), 0);
     assert!(j.last().await.unwrap().is_none());
 
