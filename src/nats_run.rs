@@ -11,8 +11,14 @@
 //! its TTL. It gives the shard up when renewal fails for two thirds of the TTL, when the lease
 //! was taken, or when an append is fenced (another owner moved the shard log's head); then it
 //! goes back to trying for the lease. A process that stops releases its leases.
+//!
+//! Shards are split between processes: each process holds a `member-<owner>` lease while it
+//! runs, counts the live members every third of the TTL, and takes at most its share of the
+//! shards (partitions / members, rounded up); one holding more than its share gives the extras
+//! up at a transaction boundary, so a process that joins gets shards and one that leaves (or
+//! dies: its leases expire) has its shards taken over.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -125,6 +131,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.sla
     );
 
+    let balance = Arc::new(Balance {
+        target: AtomicUsize::new(0),
+        held: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let membership = {
+        let (leases, owner, rt, balance) = (
+            leases.clone(),
+            owner.clone(),
+            rt.handle().clone(),
+            balance.clone(),
+        );
+        let partitions = args.partitions;
+        std::thread::Builder::new()
+            .name("membership".into())
+            .spawn(move || membership(&leases, &owner, &rt, &balance, partitions))
+            .expect("spawn membership")
+    };
     let tailers: Vec<JoinHandle<()>> = shard_logs
         .iter()
         .enumerate()
@@ -147,6 +171,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 owner: owner.clone(),
                 rt: rt.handle().clone(),
                 shared: shared.clone(),
+                balance: balance.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("shard-{p:03}"))
@@ -189,6 +214,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             let _ = h.join();
         }
     }
+    balance.stop.store(true, Ordering::SeqCst);
+    let _ = membership.join();
     let summary = summarize(&args, &shared, elapsed, completed);
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -317,6 +344,59 @@ fn spawn_chunker(args: &RunArgs, run_id: u32, inputs: &[NatsFrames], shared: &Ar
     shared.chunker_handles.lock().push(handle);
 }
 
+/// This process's share of the shards.
+struct Balance {
+    /// Shards this process should hold at most (0 until the members were first counted).
+    target: AtomicUsize,
+    /// Shards it holds.
+    held: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Balance {
+    /// Takes one more shard's place if under the share.
+    fn try_take(&self) -> bool {
+        let target = self.target.load(Ordering::SeqCst);
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                (h < target).then_some(h + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives one shard's place up if over the share (one shard at a time decides to).
+    fn over_share(&self) -> bool {
+        let target = self.target.load(Ordering::SeqCst);
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                (h > target).then(|| h - 1)
+            })
+            .is_ok()
+    }
+}
+
+/// Keeps this process's `member-<owner>` lease and its share of the shards up to date.
+fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, partitions: usize) {
+    let key = format!("member-{owner}");
+    let mut held: Option<Lease> = None;
+    while !balance.stop.load(Ordering::SeqCst) {
+        if let Ok(Some(lease)) = rt.block_on(leases.try_acquire(&key, owner)) {
+            held = Some(lease);
+        }
+        if let Ok(members) = rt.block_on(leases.live_owners("member-")) {
+            let n = members.len().max(1);
+            balance.target.store(partitions.div_ceil(n), Ordering::SeqCst);
+        }
+        let next = Instant::now() + leases.ttl() / 3;
+        while Instant::now() < next && !balance.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if let Some(lease) = held {
+        let _ = rt.block_on(leases.release(&lease));
+    }
+}
+
 /// One partition's shard as this process competes for it.
 struct OwnedShard {
     p: usize,
@@ -326,12 +406,16 @@ struct OwnedShard {
     owner: String,
     rt: Handle,
     shared: Arc<Shared>,
+    balance: Arc<Balance>,
 }
 
 /// Why an owner gave a shard up.
 enum GaveUp {
     /// The run is ending (the lease is released).
     Stop,
+    /// More shards than this process's share (the lease is released; its place was already
+    /// given back).
+    Rebalance,
     /// The lease was lost or could not be renewed in time, or another owner fenced us.
     Lost(String),
 }
@@ -347,6 +431,10 @@ impl OwnedShard {
             if self.shared.abort.load(Ordering::SeqCst) || self.shared.stop_shards.load(Ordering::SeqCst) {
                 return;
             }
+            if !self.balance.try_take() {
+                std::thread::sleep(retry);
+                continue;
+            }
             let lease = match self
                 .rt
                 .block_on(self.leases.try_acquire(&self.key(), &self.owner))
@@ -354,6 +442,7 @@ impl OwnedShard {
                 Ok(Some(lease)) => lease,
                 Ok(None) | Err(_) => {
                     // Held by a live owner, or the cluster is unreachable: try again later.
+                    self.balance.held.fetch_sub(1, Ordering::SeqCst);
                     std::thread::sleep(retry);
                     continue;
                 }
@@ -361,10 +450,17 @@ impl OwnedShard {
             let (lease, outcome) = self.own(lease);
             match outcome {
                 GaveUp::Stop => {
+                    self.balance.held.fetch_sub(1, Ordering::SeqCst);
                     let _ = self.rt.block_on(self.leases.release(&lease));
                     return;
                 }
+                GaveUp::Rebalance => {
+                    let _ = self.rt.block_on(self.leases.release(&lease));
+                    // Let another process take it before competing again.
+                    std::thread::sleep(self.leases.ttl() / 2);
+                }
                 GaveUp::Lost(why) => {
+                    self.balance.held.fetch_sub(1, Ordering::SeqCst);
                     self.shared.fencings.fetch_add(1, Ordering::Relaxed);
                     eprintln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
                     std::thread::sleep(retry);
@@ -411,6 +507,12 @@ impl OwnedShard {
                         renewed_at.elapsed()
                     )),
                 );
+            }
+            if !shared.stop_shards.load(Ordering::SeqCst) && self.balance.over_share() {
+                if let Err(e) = shard.settle() {
+                    shared.shard_error(e.to_string(), &e);
+                }
+                return (lease, GaveUp::Rebalance);
             }
             if shared.stop_shards.load(Ordering::SeqCst) {
                 match self.input.durable_head() {

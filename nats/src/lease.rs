@@ -255,6 +255,31 @@ impl Leases {
         ))
     }
 
+    /// The owners of the unexpired leases whose key starts with `prefix` (e.g. the members of a
+    /// group that each hold a `member-<owner>` lease).
+    pub async fn live_owners(&self, prefix: &str) -> Result<Vec<String>, NatsError> {
+        use futures_util::StreamExt;
+        let mut keys = self.kv.keys().await.map_err(|e| err("listing leases", e))?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| err("listing leases", e))?;
+            if key.starts_with(prefix) {
+                names.push(key);
+            }
+        }
+        let now = now_unix_ms();
+        let mut owners = Vec::new();
+        for key in names {
+            if let Some(h) = self.holder(&key).await? {
+                if h.expires_unix_ms > now {
+                    owners.push(h.owner);
+                }
+            }
+        }
+        owners.sort();
+        Ok(owners)
+    }
+
     fn value(&self, owner: &str) -> LeaseValue {
         LeaseValue {
             owner: owner.to_string(),
