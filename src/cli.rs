@@ -260,6 +260,10 @@ pub enum JournalCommand {
         /// Print `{"journals":[{"name","begin","end","fragments":[...]}]}`.
         #[arg(long)]
         json: bool,
+        /// List the journals (streams) of a NATS JetStream cluster instead: `begin`/`end` are
+        /// stream sequences (a message with sequence s is the frame s-1..s), no fragments.
+        #[arg(long, value_name = "URL[,URL...]")]
+        nats: Option<String>,
     },
     /// Print a journal's messages, one JSON object per line: chunks as
     /// {"journal","offset","kind":"chunk","stream","seq","final","data_hex"}, sums as
@@ -273,5 +277,9 @@ pub enum JournalCommand {
         /// Start at this frame offset (default: the first retained offset).
         #[arg(long)]
         from: Option<u64>,
+        /// Read a journal (stream) of a NATS JetStream cluster instead; `offset` is then the
+        /// frame's position, its stream sequence minus one.
+        #[arg(long, value_name = "URL[,URL...]")]
+        nats: Option<String>,
     },
 }
