@@ -249,6 +249,10 @@ pub struct VerifyArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Check the journals (streams) of a NATS JetStream cluster instead of a data directory
+    /// (`live` is then always false: whether a `run --nats` is writing is not known).
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub nats: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

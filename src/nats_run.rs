@@ -383,9 +383,15 @@ fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, part
         if let Ok(Some(lease)) = rt.block_on(leases.try_acquire(&key, owner)) {
             held = Some(lease);
         }
-        if let Ok(members) = rt.block_on(leases.live_owners("member-")) {
-            let n = members.len().max(1);
-            balance.target.store(partitions.div_ceil(n), Ordering::SeqCst);
+        match rt.block_on(leases.live_owners("member-")) {
+            Ok(members) => {
+                let n = members.len().max(1);
+                let target = partitions.div_ceil(n);
+                if balance.target.swap(target, Ordering::SeqCst) != target {
+                    eprintln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
+                }
+            }
+            Err(e) => eprintln!("stream-sum: {owner}: counting live processes: {e}"),
         }
         let next = Instant::now() + leases.ttl() / 3;
         while Instant::now() < next && !balance.stop.load(Ordering::SeqCst) {
@@ -619,4 +625,37 @@ pub fn journal_read(urls: &str, name: &str, from: Option<u64>) -> anyhow::Result
     }
     out.flush()?;
     Ok(EXIT_OK)
+}
+
+/// `verify --nats`: the same exactly-once check as for a data directory, over the cluster's
+/// streams (shard logs' heads captured before the chunk journals', for a consistent cut).
+pub fn verify(urls: &str, json: bool) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    let nats = match connect(&rt, urls) {
+        Ok(n) => n,
+        Err(code) => return Ok(code),
+    };
+    let names = rt.block_on(nats.journal_names())?;
+    let open = |prefix: &str| -> anyhow::Result<Vec<NatsFrames>> {
+        let mut v = Vec::new();
+        for n in names.iter().filter(|n| n.starts_with(prefix)) {
+            v.push(NatsFrames::new(
+                rt.block_on(nats.existing_journal(n))?,
+                rt.handle().clone(),
+            ));
+        }
+        Ok(v)
+    };
+    let sum_journals = open("sums-")?;
+    let chunk_journals = open("chunks-")?;
+    let code = crate::verify::check_journals(
+        &format!("NATS {urls}"),
+        &sum_journals,
+        &chunk_journals,
+        false,
+        json,
+    )?;
+    drop((sum_journals, chunk_journals));
+    drop(rt);
+    Ok(code)
 }

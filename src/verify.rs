@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 use ss_consumer::checkpoint::Checkpoint;
 use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
-use ss_log::{Frame, Journal, Log, ReadError, Reader};
+use ss_log::{Frame, FrameJournal, FrameReader, Journal, Log, ReadError, Reader};
 
 use crate::cli::VerifyArgs;
 use crate::{EXIT_OK, EXIT_VIOLATION};
@@ -65,14 +65,44 @@ pub(crate) fn next_retained(reader: &mut Reader, gaps: &mut u64) -> Result<Optio
     }
 }
 
-fn scan_chunks(journal: &Journal) -> anyhow::Result<ChunkScan> {
+/// The readers verify scans with: the embedded log's steps over retention gaps; other backends
+/// (JetStream) remove nothing.
+pub(crate) trait ScanReader: FrameReader {
+    fn next_retained(&mut self, gaps: &mut u64) -> Result<Option<Frame>, ReadError>;
+}
+
+impl ScanReader for Reader {
+    fn next_retained(&mut self, gaps: &mut u64) -> Result<Option<Frame>, ReadError> {
+        next_retained(self, gaps)
+    }
+}
+
+impl ScanReader for ss_nats::frames::NatsFrameReader {
+    fn next_retained(&mut self, _gaps: &mut u64) -> Result<Option<Frame>, ReadError> {
+        self.try_next()
+    }
+}
+
+/// The next frame below `end` (the head captured for the consistent cut).
+fn next_below<R: ScanReader>(reader: &mut R, end: u64, gaps: &mut u64) -> Result<Option<Frame>, ReadError> {
+    if reader.offset() >= end {
+        return Ok(None);
+    }
+    reader.next_retained(gaps)
+}
+
+fn scan_chunks<J: FrameJournal>(journal: &J, end: u64) -> anyhow::Result<ChunkScan>
+where
+    J::Reader: ScanReader,
+{
     let mut scan = ChunkScan::default();
     let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
-    let mut reader = journal.reader(journal.first_offset());
-    let mut retained = journal.first_offset() > 0;
+    let first_offset = journal.first_offset()?;
+    let mut reader = journal.reader(first_offset)?;
+    let mut retained = first_offset > 0;
     loop {
         let gaps_before = scan.gaps;
-        let Some(frame) = next_retained(&mut reader, &mut scan.gaps)? else {
+        let Some(frame) = next_below(&mut reader, end, &mut scan.gaps)? else {
             break;
         };
         if scan.gaps > gaps_before {
@@ -158,20 +188,24 @@ struct SumScan {
     sums_removed_below: u64,
 }
 
-fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
+fn scan_sums<J: FrameJournal>(journal: &J, end: u64) -> anyhow::Result<SumScan>
+where
+    J::Reader: ScanReader,
+{
     let mut scan = SumScan {
         sums: Vec::new(),
         expired: 0,
         checkpoint_input_offset: 0,
         sums_removed_below: 0,
     };
-    let mut reader = journal.reader(journal.first_offset());
+    let first_offset = journal.first_offset()?;
+    let mut reader = journal.reader(first_offset)?;
     let mut gaps = 0;
     // After removed Sums, the first checkpoint read bounds the input they could have covered.
-    let mut removed_unbounded = journal.first_offset() > 0;
+    let mut removed_unbounded = first_offset > 0;
     loop {
         let gaps_before = gaps;
-        let Some(frame) = next_retained(&mut reader, &mut gaps)? else {
+        let Some(frame) = next_below(&mut reader, end, &mut gaps)? else {
             break;
         };
         removed_unbounded |= gaps > gaps_before;
@@ -227,6 +261,9 @@ struct VerifyReport {
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
+    if let Some(urls) = &args.nats {
+        return crate::nats_run::verify(urls, args.json);
+    }
     let log = Log::open_read_only(&args.data, crate::run::log_options())?;
     let names = log.journal_names()?;
     // After listing: a `run` takes the lock before it creates journals, so if any are listed and
@@ -242,15 +279,47 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     // chunks read before its final chunk was: "Sum for an unfinished stream".)
     let sum_journals: Vec<Journal> = sum_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
     let chunk_journals: Vec<Journal> = chunk_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
+    check_journals(
+        &args.data.display().to_string(),
+        &sum_journals,
+        &chunk_journals,
+        live,
+        args.json,
+    )
+}
+
+/// The exactly-once check over shard logs and chunk journals of any backend; `where` names them
+/// in the report. The shard logs must have been opened (their heads captured) before the chunk
+/// journals: the heads are captured here in that order, and nothing past them is read.
+pub(crate) fn check_journals<J: FrameJournal>(
+    where_: &str,
+    sum_journals: &[J],
+    chunk_journals: &[J],
+    live: bool,
+    json: bool,
+) -> anyhow::Result<u8>
+where
+    J::Reader: ScanReader,
+{
+    let sum_ends: Vec<u64> = sum_journals
+        .iter()
+        .map(|j| j.durable_head())
+        .collect::<Result<_, _>>()?;
+    let chunk_ends: Vec<u64> = chunk_journals
+        .iter()
+        .map(|j| j.durable_head())
+        .collect::<Result<_, _>>()?;
     // One thread per journal: verifying is SHA-1 bound.
     let (chunk_scans, sum_scans) = std::thread::scope(|s| {
         let c: Vec<_> = chunk_journals
             .iter()
-            .map(|j| s.spawn(move || scan_chunks(j)))
+            .zip(&chunk_ends)
+            .map(|(j, end)| s.spawn(move || scan_chunks(j, *end)))
             .collect();
         let m: Vec<_> = sum_journals
             .iter()
-            .map(|j| s.spawn(move || scan_sums(j)))
+            .zip(&sum_ends)
+            .map(|(j, end)| s.spawn(move || scan_sums(j, *end)))
             .collect();
         let c: Vec<_> = c.into_iter().map(|h| h.join().expect("scan thread")).collect();
         let m: Vec<_> = m.into_iter().map(|h| h.join().expect("scan thread")).collect();
@@ -276,7 +345,10 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let mut finished = HashMap::new();
     let mut unfinished = HashMap::new();
     let mut partial = std::collections::HashSet::new();
-    let mut retention = chunk_journals.iter().any(|j| j.first_offset() > 0);
+    let mut retention = false;
+    for j in chunk_journals {
+        retention |= j.first_offset()? > 0;
+    }
     for scan in chunk_scans {
         let scan = scan?;
         retention |= scan.gaps > 0;
@@ -293,7 +365,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     // which the shard's Sums may have been removed by retention.
     let mut checkpoints: HashMap<String, (u64, u64)> = HashMap::new();
     let mut sums: HashMap<StreamId, Vec<(Sum, String, u64)>> = HashMap::new();
-    for (name, scan) in sum_names.iter().zip(sum_scans) {
+    for (journal, scan) in sum_journals.iter().zip(sum_scans) {
+        let name = journal.name();
         let scan = scan?;
         report.streams_expired += scan.expired;
         report.sums += scan.sums.len();
@@ -372,7 +445,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         }
     }
     report.violations = report.violation_messages.len();
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
@@ -381,7 +454,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
              streams: {} finished, {} unfinished, {} expired by summers\n\
              Sums: {} found, {} verified exactly once and correct, {} pending (past the shard's checkpoint), {} unverifiable (retention)\n\
              {}violations: {}",
-            args.data.display(),
+            where_,
             report.chunk_journals,
             report.shard_logs,
             report.chunks,

@@ -1,5 +1,6 @@
 //! `run --nats` against a real 3-node JetStream cluster (started by the ss-nats harness): two
-//! processes share the shards and every Sum lands exactly once; a stale shard owner is fenced;
+//! processes share the shards, every Sum lands exactly once and `verify --nats` agrees (and
+//! catches a duplicated Sum); a stale shard owner is fenced;
 //! bad input exits 3 having written nothing. Skips (saying so) without nats-server unless `CI`
 //! is set.
 
@@ -30,7 +31,7 @@ fn run_args(urls: &str, seed: &str) -> Vec<String> {
         "--nats",
         urls,
         "--duration",
-        "6s",
+        "10s",
         "--partitions",
         "4",
         "--chunkers",
@@ -128,6 +129,7 @@ fn nats_two_processes_share_shards() {
     let sums = rt.block_on(sums_by_stream(&nats, 4));
     let duplicated: Vec<_> = sums.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicated.is_empty(), "duplicate Sums: {duplicated:?}");
+    let mut total = 0;
     for (run, finished) in finished_by_run {
         let landed = sums
             .keys()
@@ -137,7 +139,51 @@ fn nats_two_processes_share_shards() {
             landed, finished,
             "run {run}: Sums in the shard logs vs streams finished"
         );
+        total += finished;
     }
+
+    // verify --nats recomputes every stream's SHA-1 from the chunk streams: all verified.
+    let verify = || {
+        stream_sum()
+            .args(["verify", "--nats", &urls, "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify JSON");
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["violations"], 0, "{report}");
+    assert_eq!(report["sums_verified"].as_u64().unwrap(), total, "{report}");
+    assert_eq!(report["shard_logs"], 4);
+
+    // Negative control: a second copy of one Sum in a shard log is a violation verify reports.
+    let log = NatsFrames::new(
+        rt.block_on(nats.existing_journal("sums-000")).unwrap(),
+        rt.handle().clone(),
+    );
+    let mut r = log.reader(0).unwrap();
+    let sum = loop {
+        let f = r.try_next().unwrap().expect("sums-000 holds a Sum");
+        let found = f
+            .messages()
+            .map(|m| m.unwrap().to_vec())
+            .find(|m| matches!(Message::decode(m), Ok(Message::Sum(_))));
+        if let Some(m) = found {
+            break m;
+        }
+    };
+    log.submit(&Batch::single(&sum)).unwrap();
+    let out = verify();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify JSON");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["violations"], 1, "{report}");
+    assert!(
+        report["violation_messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("2 Sums"),
+        "{report}"
+    );
 }
 
 /// Two owners of one shard on the cluster: the one that recovered first but commits second is
