@@ -12,7 +12,7 @@
 //! was taken, or when an append is fenced (another owner moved the shard log's head); then it
 //! goes back to trying for the lease. A process that stops releases its leases.
 //!
-//! Shards are split between processes: each process holds a `member-<owner>` lease while it
+//! Shards are split between processes: each process holds a `member-NN` lease while it
 //! runs, counts the live members every third of the TTL, and takes at most its share of the
 //! shards (partitions / members, rounded up); one holding more than its share gives the extras
 //! up at a transaction boundary, so a process that joins gets shards and one that leaves (or
@@ -33,9 +33,11 @@ use ss_nats::{Lease, Leases, Nats, NatsError, NatsFrames, StreamSpec};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::cli::{FaultMode, RunArgs};
-use crate::run::{frame_needed_bytes, install_ctrl_c, summarize, supervise, tail_sums, usage_error, Shared};
+use crate::exit::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
+use crate::run::{check_limits, frame_needed_bytes, install_ctrl_c, new_shared, summarize, supervise};
 use crate::runs::{RunStart, RUNS_JOURNAL};
-use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
+use crate::state::Shared;
+use crate::tailing::tail_sums;
 
 /// Connects to the cluster and opens every stream a command needs, checking first that none
 /// exists with other settings (so a mismatch writes nothing). Errors are printed; `Err(code)`
@@ -58,7 +60,7 @@ pub(crate) fn runtime() -> anyhow::Result<Runtime> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let urls = args.cluster.nats.clone().expect("--nats");
-    if let Some(usage) = usage_error(&args).or_else(|| unsupported(&args)) {
+    if let Some(usage) = check_limits(&args).err().or_else(|| unsupported(&args)) {
         eprintln!("stream-sum: error: {usage}");
         return Ok(EXIT_USAGE);
     }
@@ -117,7 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     for j in &shard_logs {
         tail_heads.push(j.durable_head()?);
     }
-    let shared = Arc::new(Shared::new(run.run_id, args.chunkers, &args, tail_heads));
+    let shared = new_shared(&args, run.run_id, tail_heads);
     install_ctrl_c(shared.clone())?;
     let owner = format!("pid{}-run{}", std::process::id(), run.run_id);
     eprintln!(
@@ -154,7 +156,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .enumerate()
         .map(|(p, j)| {
             let (j, shared) = (j.clone(), shared.clone());
-            let start = shared.tail_offset[p].load(Ordering::SeqCst);
+            let start = shared.sums.tail_offset[p].load(Ordering::SeqCst);
             std::thread::Builder::new()
                 .name(format!("tail-{}", j.name()))
                 .spawn(move || tail_sums(p, j, start, &shared))
@@ -186,30 +188,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let completed = supervise(&args, &shared, started, &mut |_, _| {});
     let elapsed = started.elapsed();
     if completed {
-        let handles: Vec<_> = std::mem::take(&mut *shared.chunker_handles.lock());
+        let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
         for h in handles {
             let _ = h.join();
         }
-        shared.stop_shards.store(true, Ordering::SeqCst);
+        shared.run.stop_shards.store(true, Ordering::SeqCst);
         for h in shards {
             let _ = h.join();
         }
-        shared.stop_tailers.store(true, Ordering::SeqCst);
+        shared.run.stop_tailers.store(true, Ordering::SeqCst);
         for h in tailers {
             let _ = h.join();
         }
     } else {
         // Stop everything (shards release their leases) without waiting for input to drain:
         // every thread must be done with the runtime before it is dropped.
-        shared.abort.store(true, Ordering::SeqCst);
-        shared.stop_chunkers.store(true, Ordering::SeqCst);
+        shared.run.abort.store(true, Ordering::SeqCst);
+        shared.run.stop_chunkers.store(true, Ordering::SeqCst);
         shared
-            .chunker_die
+            .chunkers
+            .die
             .iter()
             .for_each(|d| d.store(true, Ordering::SeqCst));
-        shared.stop_shards.store(true, Ordering::SeqCst);
-        shared.stop_tailers.store(true, Ordering::SeqCst);
-        let handles: Vec<_> = std::mem::take(&mut *shared.chunker_handles.lock());
+        shared.run.stop_shards.store(true, Ordering::SeqCst);
+        shared.run.stop_tailers.store(true, Ordering::SeqCst);
+        let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
         for h in handles.into_iter().chain(shards).chain(tailers) {
             let _ = h.join();
         }
@@ -325,23 +328,26 @@ fn spawn_chunker(args: &RunArgs, run_id: u32, inputs: &[NatsFrames], shared: &Ar
     let mut chunker = Chunker::new(
         config,
         inputs.to_vec(),
-        shared.verifiers[slot].clone(),
-        shared.chunker_stats[slot].clone(),
+        shared.sums.verifiers[slot].clone(),
+        shared.chunkers.stats[slot].clone(),
     );
-    shared.chunkers_running.fetch_add(1, Ordering::SeqCst);
-    shared.chunker_slots.lock().push(slot);
+    shared.chunkers.running.fetch_add(1, Ordering::SeqCst);
+    shared.chunkers.slots.lock().push(slot);
     let thread_shared = shared.clone();
     let handle = std::thread::Builder::new()
         .name(format!("chunker-{slot}"))
         .spawn(move || {
             let shared = thread_shared;
-            if let Err(e) = chunker.run_or_die(&shared.stop_chunkers, &shared.chunker_die[slot]) {
-                shared.append_error(format!("chunker {slot}: {e}"), &e);
+            if let Err(e) = chunker.run_or_die(&shared.run.stop_chunkers, &shared.chunkers.die[slot]) {
+                match e.append_error() {
+                    Some(append) => shared.run.append_error(format!("chunker {slot}: {e}"), append),
+                    None => shared.run.error(format!("chunker {slot}: {e}")),
+                }
             }
-            shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
+            shared.chunkers.running.fetch_sub(1, Ordering::SeqCst);
         })
         .expect("spawn chunker");
-    shared.chunker_handles.lock().push(handle);
+    shared.chunkers.handles.lock().push(handle);
 }
 
 /// This process's share of the shards.
@@ -375,31 +381,64 @@ impl Balance {
     }
 }
 
-/// Keeps this process's `member-<owner>` lease and its share of the shards up to date.
+/// Runs `f` on `rt`, giving up after `bound`.
+fn bounded<F: std::future::Future>(
+    rt: &Handle,
+    bound: Duration,
+    f: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    rt.block_on(async { tokio::time::timeout(bound, f).await })
+}
+
+/// Most processes that can share one cluster's shards (member slots in the lease bucket).
+const MEMBER_SLOTS: usize = 16;
+
+/// Keeps one `member-NN` lease for this process and its share of the shards up to date: the
+/// live members are the unexpired `member-NN` leases.
 fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, partitions: usize) {
-    let key = format!("member-{owner}");
-    let mut held: Option<Lease> = None;
+    // Every request is bounded, so a hung request cannot freeze the share.
+    let bound = leases.ttl();
+    let mut mine: Option<Lease> = None;
     while !balance.stop.load(Ordering::SeqCst) {
-        if let Ok(Some(lease)) = rt.block_on(leases.try_acquire(&key, owner)) {
-            held = Some(lease);
+        if let Some(lease) = mine.as_mut() {
+            if !matches!(bounded(rt, bound, leases.renew(lease)), Ok(Ok(true))) {
+                mine = None;
+            }
         }
-        match rt.block_on(leases.live_owners("member-")) {
-            Ok(members) => {
-                let n = members.len().max(1);
-                let target = partitions.div_ceil(n);
-                if balance.target.swap(target, Ordering::SeqCst) != target {
-                    eprintln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
+        if mine.is_none() {
+            for i in 0..MEMBER_SLOTS {
+                if let Ok(Ok(Some(lease))) =
+                    bounded(rt, bound, leases.try_acquire(&format!("member-{i:02}"), owner))
+                {
+                    mine = Some(lease);
+                    break;
                 }
             }
-            Err(e) => eprintln!("stream-sum: {owner}: counting live processes: {e}"),
+        }
+        let now = ss_nats::lease::now_unix_ms();
+        let mut live = 0;
+        let mut counted = true;
+        for i in 0..MEMBER_SLOTS {
+            match bounded(rt, bound, leases.holder(&format!("member-{i:02}"))) {
+                Ok(Ok(Some(h))) if h.expires_unix_ms > now => live += 1,
+                Ok(Ok(_)) => {}
+                _ => counted = false,
+            }
+        }
+        if counted {
+            let n = live.max(1);
+            let target = partitions.div_ceil(n);
+            if balance.target.swap(target, Ordering::SeqCst) != target {
+                eprintln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
+            }
         }
         let next = Instant::now() + leases.ttl() / 3;
         while Instant::now() < next && !balance.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    if let Some(lease) = held {
-        let _ = rt.block_on(leases.release(&lease));
+    if let Some(lease) = mine {
+        let _ = bounded(rt, bound, leases.release(&lease));
     }
 }
 
@@ -434,7 +473,9 @@ impl OwnedShard {
     fn run(self) {
         let retry = (self.leases.ttl() / 4).min(Duration::from_millis(500));
         loop {
-            if self.shared.abort.load(Ordering::SeqCst) || self.shared.stop_shards.load(Ordering::SeqCst) {
+            if self.shared.run.abort.load(Ordering::SeqCst)
+                || self.shared.run.stop_shards.load(Ordering::SeqCst)
+            {
                 return;
             }
             if !self.balance.try_take() {
@@ -467,7 +508,7 @@ impl OwnedShard {
                 }
                 GaveUp::Lost(why) => {
                     self.balance.held.fetch_sub(1, Ordering::SeqCst);
-                    self.shared.fencings.fetch_add(1, Ordering::Relaxed);
+                    self.shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
                     eprintln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
                     std::thread::sleep(retry);
                 }
@@ -479,10 +520,10 @@ impl OwnedShard {
     fn own(&self, mut lease: Lease) -> (Lease, GaveUp) {
         let name = format!("shard-{:03}", self.p);
         let shared = &self.shared;
-        let progress = &shared.shard_progress[self.p];
+        let progress = &shared.shards.progress[self.p];
         let ttl = self.leases.ttl();
         let mut renewed_at = Instant::now();
-        let summer = Summer::new(shared.summer_config.clone());
+        let summer = Summer::new(shared.shards.summer_config.clone());
         let mut shard = match Shard::recover(
             &name,
             summer,
@@ -493,9 +534,9 @@ impl OwnedShard {
             Ok(s) => s,
             Err(e) => return (lease, GaveUp::Lost(format!("recovering: {e}"))),
         };
-        shared.shard_recoveries.fetch_add(1, Ordering::Relaxed);
+        shared.shards.recoveries.fetch_add(1, Ordering::Relaxed);
         loop {
-            if shared.abort.load(Ordering::Relaxed) {
+            if shared.run.abort.load(Ordering::Relaxed) {
                 return (lease, GaveUp::Stop);
             }
             if renewed_at.elapsed() >= ttl / 3 {
@@ -514,17 +555,17 @@ impl OwnedShard {
                     )),
                 );
             }
-            if !shared.stop_shards.load(Ordering::SeqCst) && self.balance.over_share() {
+            if !shared.run.stop_shards.load(Ordering::SeqCst) && self.balance.over_share() {
                 if let Err(e) = shard.settle() {
-                    shared.shard_error(e.to_string(), &e);
+                    shared.run.shard_error(e.to_string(), &e);
                 }
                 return (lease, GaveUp::Rebalance);
             }
-            if shared.stop_shards.load(Ordering::SeqCst) {
+            if shared.run.stop_shards.load(Ordering::SeqCst) {
                 match self.input.durable_head() {
                     Ok(head) if shard.input_offset() >= head => {
                         if let Err(e) = shard.settle() {
-                            shared.shard_error(e.to_string(), &e);
+                            shared.run.shard_error(e.to_string(), &e);
                         }
                         return (lease, GaveUp::Stop);
                     }
@@ -541,7 +582,7 @@ impl OwnedShard {
                     progress.expired.store(c.expired, Ordering::Relaxed);
                 }
                 Err(e @ ShardError::Violation { .. }) => {
-                    shared.violation(e.to_string());
+                    shared.run.violation(e.to_string());
                     return (lease, GaveUp::Stop);
                 }
                 // Fenced by another owner, or the cluster unreachable past the retry bound: give
@@ -648,13 +689,7 @@ pub fn verify(urls: &str, json: bool) -> anyhow::Result<u8> {
     };
     let sum_journals = open("sums-")?;
     let chunk_journals = open("chunks-")?;
-    let code = crate::verify::check_journals(
-        &format!("NATS {urls}"),
-        &sum_journals,
-        &chunk_journals,
-        false,
-        json,
-    )?;
+    let code = crate::verify::check_boundary(&format!("NATS {urls}"), &sum_journals, &chunk_journals, json)?;
     drop((sum_journals, chunk_journals));
     drop(rt);
     Ok(code)

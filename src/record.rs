@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::run::Shared;
+use crate::state::Shared;
 use crate::summary::{max_ms, percentile_ms};
 
 /// How often a sample is taken.
@@ -88,15 +88,21 @@ impl Sampler {
         Some(self.sample(shared, now))
     }
 
+    /// Every verifier's Sum latency histogram (microseconds) merged at the latest sample.
+    pub fn latency_us(&self) -> &Histogram<u64> {
+        &self.last_latency
+    }
+
     fn sample(&mut self, shared: &Shared, now: Instant) -> Sample {
         let stat = |f: fn(&ss_chunker::chunker::ChunkerStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             shared
-                .chunker_stats
+                .chunkers
+                .stats
                 .iter()
                 .map(|s| f(s).load(Ordering::Relaxed))
                 .sum()
         };
-        let latency = shared.latency();
+        let latency = shared.sums.latency();
         let mut interval_latency = latency.clone();
         // The merged histogram only grows, so the difference is this interval's Sums.
         if interval_latency.subtract(&self.last_latency).is_err() {
@@ -104,7 +110,7 @@ impl Sampler {
         }
         let (mut verified, mut pending) = (0u64, 0u64);
         let mut verifier_violations = 0u64;
-        for v in &shared.verifiers {
+        for v in &shared.sums.verifiers {
             let v = v.lock();
             verified += v.sums_verified();
             pending += v.pending() as u64;
@@ -117,7 +123,7 @@ impl Sampler {
         let chunks_total = stat(|s| &s.chunks);
         let sample = Sample {
             kind: "sample".into(),
-            run_id: shared.run_id,
+            run_id: shared.run.run_id,
             unix_s: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
@@ -135,13 +141,14 @@ impl Sampler {
             sum_latency_ms_p50: percentile_ms(&interval_latency, 0.5),
             sum_latency_ms_p99: percentile_ms(&interval_latency, 0.99),
             sum_latency_ms_max: max_ms(&interval_latency),
-            violations_total: shared.violations.lock().len() as u64 + verifier_violations,
-            errors_total: shared.errors.lock().len() as u64,
-            disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
-            rss_bytes: shared.rss_bytes.load(Ordering::Relaxed),
-            fragments_removed_total: shared.fragments_removed.load(Ordering::Relaxed),
+            violations_total: shared.run.violations.lock().len() as u64 + verifier_violations,
+            errors_total: shared.run.errors.lock().len() as u64,
+            disk_bytes: shared.resources.disk_bytes.load(Ordering::Relaxed),
+            rss_bytes: shared.resources.rss_bytes.load(Ordering::Relaxed),
+            fragments_removed_total: shared.resources.fragments_removed.load(Ordering::Relaxed),
             shard_transactions_total: shared
-                .shard_progress
+                .shards
+                .progress
                 .iter()
                 .map(|p| p.txns.load(Ordering::Relaxed))
                 .sum(),
@@ -162,8 +169,15 @@ pub struct Recorder {
 impl Recorder {
     /// Opens `path` for appending (created if missing). Opened before the run starts, so a
     /// path that cannot be written stops the command before anything else happens.
+    ///
+    /// A file whose last line is unfinished (an earlier recording process was killed inside its
+    /// write) first gets a newline, so this run's lines start on lines of their own and `plot`
+    /// skips only the cut line.
     pub fn open(path: &Path) -> std::io::Result<Recorder> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+        if ends_unfinished(path)? {
+            file.write_all(b"\n")?;
+        }
         Ok(Recorder {
             path: path.to_path_buf(),
             file,
@@ -181,6 +195,19 @@ impl Recorder {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// True if the file is not empty and its last byte is not a newline.
+fn ends_unfinished(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// The last line a run appends: its summary, tagged.

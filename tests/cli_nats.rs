@@ -150,7 +150,8 @@ fn nats_two_processes_share_shards() {
             .unwrap()
     };
     let out = verify();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify JSON");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert!(out.status.success(), "{report}");
     assert_eq!(report["violations"], 0, "{report}");
     assert_eq!(report["sums_verified"].as_u64().unwrap(), total, "{report}");
@@ -174,7 +175,8 @@ fn nats_two_processes_share_shards() {
     };
     log.submit(&Batch::single(&sum)).unwrap();
     let out = verify();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify JSON");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert_eq!(report["violations"], 1, "{report}");
     assert!(

@@ -155,6 +155,8 @@ pub(crate) struct JournalShared {
     pub recovery_cut_bytes: u64,
     /// Zero-filled spare fragments (`Options::preallocate`, writable journals).
     pub(crate) spares: Option<Arc<crate::spare::Spares>>,
+    /// Counters for metrics ([`Journal::stats`]).
+    pub(crate) stats: crate::stats::JournalStats,
 }
 
 /// What must still hold when an append is placed.
@@ -233,6 +235,7 @@ impl JournalShared {
             recovery_cut_bytes: recovered.cut_bytes,
             spares,
             opts,
+            stats: Default::default(),
         });
         if writable {
             let writer = crate::writer::Writer {
@@ -348,6 +351,7 @@ impl JournalShared {
         frame::encode_frame(&mut st.fill, self.salt, &header, payload);
         st.pending_end = offset + frame_len;
         st.fill_last_frame = Some(offset);
+        self.stats.appended(frame_len);
         let pending = PendingAppend {
             done: st.fill_done.clone(),
             ack: AppendAck {
@@ -463,6 +467,7 @@ impl JournalShared {
             self.name
         );
         *self.last_frame.lock() = batch.last_frame;
+        self.stats.committed(batch.bytes.len() as u64);
         // Time-stamp before publishing the head, so no reader acts on the batch "before" it
         // was durable.
         let _ = batch.done.completed_at.set(Instant::now());
@@ -488,6 +493,7 @@ impl JournalShared {
             st.first_failure.get_or_insert_with(|| error.clone());
             std::mem::replace(&mut st.fill_done, Completion::new())
         };
+        self.stats.commit_failed();
         batch.done.complete(Err(error.clone()));
         queued.complete(Err(error));
         self.space.notify(usize::MAX);
@@ -513,6 +519,7 @@ impl JournalShared {
     }
 
     pub(crate) fn push_fragment(&self, fragment: Arc<Fragment>) {
+        self.stats.fragment_created();
         self.fragments.write().push(fragment);
     }
 
@@ -779,6 +786,12 @@ impl Journal {
                 });
             }
         }
+        shared.stats.fragments_removed(doomed.len() as u64);
         Ok(doomed.len())
+    }
+
+    /// This journal's append, commit, fsync and fragment counters since this process opened it.
+    pub fn stats(&self) -> crate::stats::StatsSnapshot {
+        self.shared.stats.snapshot()
     }
 }

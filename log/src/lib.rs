@@ -6,8 +6,10 @@
 //! a [`Batch`] of messages, all or nothing. Appends from many threads and tasks are group-committed
 //! by a writer thread per journal ([`writer`]): one write and one `fdatasync` per batch, after
 //! which the durable head advances. [`Reader`]s see only durable frames, through memory maps, and
-//! can tail (blocking or async). Opening runs [`recovery`] on the last fragment only. All file
-//! operations go through the [`storage`] seam; [`sim`] simulates crashes and faults.
+//! can tail (blocking or async); [`Journal::frames`] scans every durable frame from an offset.
+//! Opening runs [`recovery`] on the last fragment only. All file
+//! operations go through the [`storage`] seam; `sim` (feature `fault-injection`, for tests,
+//! fuzzing and the crash tools) simulates crashes and faults.
 //!
 //! ```
 //! use ss_log::{Batch, Log, Options};
@@ -30,8 +32,11 @@ mod journal;
 mod mmap;
 mod reader;
 pub mod recovery;
+mod scan;
+#[cfg(feature = "fault-injection")]
 pub mod sim;
 pub mod spare;
+pub mod stats;
 pub mod storage;
 mod writer;
 
@@ -46,7 +51,14 @@ pub use error::{AppendError, OpenError, ReadError, RetentionError};
 pub use frame::Batch;
 pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};
 pub use reader::{Frame, Reader};
+pub use scan::{Frames, OnRemoved};
+pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use storage::{RealStorage, Storage, StorageFile};
+
+/// Whether this build has the fault machinery (feature `fault-injection`): the simulated storage
+/// and the storage wrappers of tests. A constant, so code that checks it is compiled out of a
+/// normal build.
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
 
 use journal::JournalShared;
 use storage::{DirLock, OpenMode};
@@ -99,7 +111,7 @@ impl std::fmt::Debug for Options {
 }
 
 impl Options {
-    /// Default limits over another storage (e.g. [`sim::SimStorage`]).
+    /// Default limits over another storage (e.g. the simulated `sim::SimStorage`).
     pub fn with_storage(storage: Arc<dyn Storage>) -> Options {
         Options {
             storage,

@@ -55,7 +55,10 @@ impl Writer {
     }
 
     fn sync(&self) -> Result<(), WriteFailure> {
-        self.cur_file.sync_data().map_err(|e| {
+        let started = std::time::Instant::now();
+        let synced = self.cur_file.sync_data();
+        self.shared.stats.fsynced(started.elapsed());
+        synced.map_err(|e| {
             WriteFailure::Sync(format!("fdatasync of {} failed: {e}", self.cur_path().display()))
         })
     }
@@ -157,7 +160,7 @@ impl Writer {
             self.shared.poison(batch, reason);
             return;
         }
-        let append_error = if error.raw_os_error() == Some(28) {
+        let append_error = if error.kind() == std::io::ErrorKind::StorageFull {
             AppendError::NoSpace {
                 journal,
                 fragment: path,
