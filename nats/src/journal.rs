@@ -240,6 +240,26 @@ impl Nats {
     }
 }
 
+/// Like [`retry_or_fail`], for failures that are retried whatever they say (bounded).
+pub(crate) async fn retry_or_fail_any(
+    stream: &str,
+    what: &'static str,
+    started: Instant,
+    detail: String,
+) -> Result<(), NatsError> {
+    let waited = started.elapsed();
+    if waited > RETRY_FOR {
+        return Err(NatsError::Unavailable {
+            stream: stream.to_string(),
+            what,
+            waited,
+            last: detail,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    Ok(())
+}
+
 /// Sleeps before the next try of a transient failure, or returns the error to report.
 pub(crate) async fn retry_or_fail(
     stream: &str,
@@ -519,6 +539,16 @@ impl NatsJournal {
     /// A reader of the frames after position `after` (sequence > `after`), tailing.
     pub async fn reader(&self, after: u64) -> Result<NatsReader, NatsError> {
         let known_head = self.head().await?;
+        Ok(NatsReader {
+            messages: self.ordered_from(after).await?,
+            journal: self.clone(),
+            position: after,
+            known_head,
+        })
+    }
+
+    /// An ordered consumer delivering the messages after `after`.
+    async fn ordered_from(&self, after: u64) -> Result<pull::Ordered, NatsError> {
         let started = Instant::now();
         loop {
             let config = pull::OrderedConfig {
@@ -533,14 +563,7 @@ impl NatsJournal {
                 Err(e) => Err(e.to_string()),
             };
             match made {
-                Ok(messages) => {
-                    return Ok(NatsReader {
-                        name: self.name.clone(),
-                        messages,
-                        position: after,
-                        known_head,
-                    })
-                }
+                Ok(messages) => return Ok(messages),
                 Err(detail) => retry_or_fail(&self.name, "creating a reader", started, detail).await?,
             }
         }
@@ -556,7 +579,7 @@ fn msg_id_of(headers: &HeaderMap) -> Option<String> {
 /// Reads a journal's frames in order from a position, waiting for new ones (an ordered
 /// consumer: the client recreates it past failures, without gaps or repeats).
 pub struct NatsReader {
-    name: String,
+    journal: NatsJournal,
     messages: pull::Ordered,
     position: u64,
     /// A head the stream is known to have reached: its last sequence when the reader was made,
@@ -593,7 +616,7 @@ impl NatsReader {
                         m.info()
                             .map(|i| (i.stream_sequence, i.pending))
                             .map_err(|e| NatsError::Request {
-                                stream: self.name.clone(),
+                                stream: self.journal.name.clone(),
                                 what: "reading",
                                 detail: e.to_string(),
                             })?;
@@ -609,10 +632,16 @@ impl NatsReader {
                         payload: m.message.payload,
                     });
                 }
-                Some(Err(e)) => retry_or_fail(&self.name, "reading", started, e.to_string()).await?,
+                Some(Err(e)) => {
+                    // The ordered consumer gave up (its server was killed or cut off, and the
+                    // client could not recreate it: "consumer not found", missed heartbeats):
+                    // make a new one from where this reader is, bounded like any request.
+                    retry_or_fail_any(&self.journal.name, "reading", started, e.to_string()).await?;
+                    self.messages = self.journal.ordered_from(self.position).await?;
+                }
                 None => {
                     return Err(NatsError::Request {
-                        stream: self.name.clone(),
+                        stream: self.journal.name.clone(),
                         what: "reading",
                         detail: "the consumer ended".into(),
                     })
