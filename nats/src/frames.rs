@@ -30,6 +30,9 @@ use crate::journal::{NatsFrame, NatsJournal, NatsReader, RETRY_FOR};
 
 static WRITERS: AtomicU64 = AtomicU64::new(0);
 
+/// How long a reader waits for a message known to exist before it replaces its consumer.
+const STALL: Duration = Duration::from_secs(5);
+
 /// A [`NatsJournal`] behind the blocking journal boundary. Cheap to clone (clones share the
 /// writer id and append counter).
 #[derive(Clone)]
@@ -215,14 +218,25 @@ impl FrameReader for NatsFrameReader {
             return self.next_timeout(Duration::ZERO);
         }
         let wanted = self.inner.position() + 1;
-        match self.next_timeout(RETRY_FOR)? {
-            Some(frame) => Ok(Some(frame)),
-            None => Err(ReadError::Backend {
-                journal: self.name.clone(),
-                detail: format!("message {wanted} exists but did not arrive within {RETRY_FOR:?}"),
-            }),
+        let started = Instant::now();
+        loop {
+            if let Some(frame) = self.next_timeout(STALL)? {
+                return Ok(Some(frame));
+            }
+            if started.elapsed() >= RETRY_FOR {
+                return Err(ReadError::Backend {
+                    journal: self.name.clone(),
+                    detail: format!("message {wanted} exists but did not arrive within {RETRY_FOR:?}"),
+                });
+            }
+            // Seen with nats-server 2.15.1: an ordered pull consumer that stops delivering
+            // without an error (cause not found yet); a new one from the same position is tried.
+            self.rt
+                .block_on(self.inner.restart())
+                .map_err(|e| read_error(&self.name, e))?;
         }
     }
+
     fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Frame>, ReadError> {
         let next = self
             .rt

@@ -593,6 +593,13 @@ impl NatsReader {
         self.position
     }
 
+    /// Replaces the consumer with a new one from this reader's position (for a consumer that
+    /// stalls: a message known to exist does not arrive).
+    pub async fn restart(&mut self) -> Result<(), NatsError> {
+        self.messages = self.journal.ordered_from(self.position).await?;
+        Ok(())
+    }
+
     /// A head the stream is known to have reached (frames up to it exist and will arrive).
     pub fn known_head(&self) -> u64 {
         self.known_head.max(self.position)
