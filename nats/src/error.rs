@@ -66,6 +66,10 @@ pub(crate) fn is_transient(detail: &str) -> bool {
         "connection",
         "10008",
         "10059",
+        // 2.11+: a retry whose first try (same Nats-Msg-Id) is still being stored; the next
+        // retry gets the first one's acknowledgement as a duplicate.
+        "duplicate message id is in process",
+        "10158",
     ]
     .iter()
     .any(|s| d.contains(s))
