@@ -173,6 +173,26 @@ pub struct RunArgs {
     /// before the data directory is opened: an address in use stops the command (exit 3).
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub cluster: NatsArgs,
+}
+
+/// The NATS JetStream backend (instead of `--data`).
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// Run on a NATS JetStream cluster instead of a data directory: comma-separated server URLs
+    /// (e.g. nats://127.0.0.1:4222). Several `run --nats` processes share the summer shards
+    /// through leases; each runs its own chunkers. `cargo run -p ss-nats --bin nats-cluster`
+    /// starts a 3-node cluster on loopback.
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub nats: Option<String>,
+    /// With --nats: replicas of every stream (the cluster needs at least this many servers).
+    #[arg(long, default_value = "3", value_parser = parse_count)]
+    pub replicas: usize,
+    /// With --nats: how long a shard lease lasts unless renewed (renewed every third of it; a
+    /// process that cannot renew for two thirds of it stops the shard).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
 }
 
 /// `IP:PORT` (`127.0.0.1:9898`, `[::1]:9898`, `0.0.0.0:9898`) or `localhost:PORT`. Host names
@@ -285,6 +305,10 @@ pub struct VerifyArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Check the journals (streams) of a NATS JetStream cluster instead of a data directory
+    /// (`live` is then always false: whether a `run --nats` is writing is not known).
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub nats: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +320,10 @@ pub enum JournalCommand {
         /// Print `{"journals":[{"name","begin","end","fragments":[...]}]}`.
         #[arg(long)]
         json: bool,
+        /// List the journals (streams) of a NATS JetStream cluster instead: `begin`/`end` are
+        /// stream sequences (a message with sequence s is the frame s-1..s), no fragments.
+        #[arg(long, value_name = "URL[,URL...]")]
+        nats: Option<String>,
     },
     /// Print a journal's messages, one JSON object per line: chunks as
     /// {"journal","offset","kind":"chunk","stream","seq","final","data_hex"}, sums as
@@ -309,5 +337,9 @@ pub enum JournalCommand {
         /// Start at this frame offset (default: the first retained offset).
         #[arg(long)]
         from: Option<u64>,
+        /// Read a journal (stream) of a NATS JetStream cluster instead; `offset` is then the
+        /// frame's position, its stream sequence minus one.
+        #[arg(long, value_name = "URL[,URL...]")]
+        nats: Option<String>,
     },
 }

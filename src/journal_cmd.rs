@@ -13,8 +13,21 @@ use crate::runs::RunStart;
 
 pub fn journal(command: JournalCommand) -> anyhow::Result<u8> {
     match command {
-        JournalCommand::Ls { data, json } => ls(&data, json),
-        JournalCommand::Read { data, journal, from } => read(&data, &journal, from),
+        JournalCommand::Ls {
+            nats: Some(urls),
+            json,
+            ..
+        } => crate::nats_run::journal_ls(&urls, json),
+        JournalCommand::Read {
+            nats: Some(urls),
+            journal,
+            from,
+            ..
+        } => crate::nats_run::journal_read(&urls, &journal, from),
+        JournalCommand::Ls { data, json, .. } => ls(&data, json),
+        JournalCommand::Read {
+            data, journal, from, ..
+        } => read(&data, &journal, from),
     }
 }
 
@@ -116,9 +129,8 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
     Ok(EXIT_OK)
 }
 
-/// One message of journal `name` (in the frame at `offset`) as the JSON object `journal read`
-/// prints: chunks, Sums, expiries, checkpoints, run starts, or undecodable bytes.
-fn message_json(name: &str, offset: u64, m: &[u8]) -> serde_json::Value {
+/// One message as the JSON line `journal read` prints (`offset`: the frame's position).
+pub(crate) fn message_json(name: &str, offset: u64, m: &[u8]) -> serde_json::Value {
     match Message::decode(m) {
         Ok(Message::Chunk(c)) => json!({
             "journal": name, "offset": offset, "kind": "chunk", "stream": c.stream.to_string(),

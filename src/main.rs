@@ -12,6 +12,7 @@ mod journal_cmd;
 mod maintenance;
 mod metrics;
 mod metrics_server;
+mod nats_run;
 mod plot;
 mod record;
 mod run;
@@ -31,6 +32,7 @@ use exit::{EXIT_ERROR, EXIT_OK};
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
+        cli::Command::Run(args) if args.cluster.nats.is_some() => nats_run::run(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Soak(mut args) => {
             args.retention = true;

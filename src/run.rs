@@ -67,7 +67,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         inputs.push(log.journal(&chunk_journal_name(p))?);
         shard_logs.push(log.journal(&shard_log_name(p))?);
     }
-    let shared = new_shared(&args, run.run_id, &shard_logs);
+    let tail_heads = shard_logs.iter().map(Journal::durable_head).collect();
+    let shared = new_shared(&args, run.run_id, tail_heads);
     install_ctrl_c(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
     eprintln!(
@@ -146,6 +147,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 /// The usage errors of a run's arguments (exit 2), checked before anything is opened.
 fn check_args(args: &RunArgs) -> Result<(), String> {
     fault_switches_available(args)?;
+    check_limits(args)?;
+    let frame_needed = frame_needed_bytes(args);
+    if log_options_for(args.fragment_max_bytes).frame_max_bytes < frame_needed {
+        return Err(format!(
+            "--fragment-max-bytes {} is too small for this run: a frame (at most one fragment) must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); use at least {frame_needed}",
+            args.fragment_max_bytes, args.max_chunk_bytes, args.streams, args.chunkers
+        ));
+    }
+    Ok(())
+}
+
+/// The limits on a run's sizes, whatever its backend.
+pub(crate) fn check_limits(args: &RunArgs) -> Result<(), String> {
     if args.chunkers > CHUNKERS_MAX {
         return Err(format!("--chunkers must be at most {CHUNKERS_MAX}"));
     }
@@ -162,19 +176,16 @@ fn check_args(args: &RunArgs) -> Result<(), String> {
     if args.partitions > 1000 {
         return Err("--partitions must be at most 1000".into());
     }
-    // A frame must hold a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one chunk and
-    // message headers) and a summer snapshot: its finished window and room for four times the
-    // live streams (abandoned streams awaiting expiry stay open too).
+    Ok(())
+}
+
+/// The largest frame a run writes: a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one
+/// chunk and message headers) or a summer snapshot (its finished window and room for four times
+/// the live streams: abandoned streams awaiting expiry stay open too).
+pub(crate) fn frame_needed_bytes(args: &RunArgs) -> u64 {
     let batch_bytes_max = (FLUSH_BYTES_DEFAULT + args.max_chunk_bytes + (64 << 10)) as u64;
     let snapshot_bytes_max = summer_config(args).snapshot_bytes_max(4 * args.streams * args.chunkers);
-    let frame_needed = batch_bytes_max.max(snapshot_bytes_max);
-    if log_options_for(args.fragment_max_bytes).frame_max_bytes < frame_needed {
-        return Err(format!(
-            "--fragment-max-bytes {} is too small for this run: a frame (at most one fragment) must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); use at least {frame_needed}",
-            args.fragment_max_bytes, args.max_chunk_bytes, args.streams, args.chunkers
-        ));
-    }
-    Ok(())
+    batch_bytes_max.max(snapshot_bytes_max)
 }
 
 /// Binds the metrics address and opens the record file, if asked for; `None` (the reason
@@ -226,7 +237,8 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Option<(Log, RunStart)>> {
 }
 
 /// The state the run's threads share.
-fn new_shared(args: &RunArgs, run_id: u32, shard_logs: &[Journal]) -> Arc<Shared> {
+/// The state the run's threads share; the Sum tailers start at `tail_heads` (one per partition).
+pub(crate) fn new_shared(args: &RunArgs, run_id: u32, tail_heads: Vec<u64>) -> Arc<Shared> {
     // Chunkers killed by faults are replaced in fresh slots, so stream ids are never reused.
     let slots = if args.faults == FaultMode::None {
         args.chunkers
@@ -241,10 +253,7 @@ fn new_shared(args: &RunArgs, run_id: u32, shard_logs: &[Journal]) -> Arc<Shared
                 .map(|c| Arc::new(Mutex::new(Verifier::new(run_id, c as u8, args.sla))))
                 .collect(),
             previous_runs: AtomicU64::new(0),
-            tail_offset: shard_logs
-                .iter()
-                .map(|j| AtomicU64::new(j.durable_head()))
-                .collect(),
+            tail_offset: tail_heads.into_iter().map(AtomicU64::new).collect(),
         },
         chunkers: ChunkerSupervision::new(slots),
         resources: Resources::default(),
@@ -365,7 +374,7 @@ fn no_space_advice(cause: &AppendError, data: &std::path::Path) -> String {
     )
 }
 
-fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
+pub(crate) fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
     let presses = AtomicUsize::new(0);
     ctrlc::set_handler(move || {
         if presses.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -382,7 +391,7 @@ fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
 /// Progress, SLA checks and the graceful stop. Returns true if the run completed gracefully.
 // Over 70 lines: one loop that does, once per tick, the progress line, the SLA check and the
 // graceful stop; its branches share the tick's figures.
-fn supervise(
+pub(crate) fn supervise(
     args: &RunArgs,
     shared: &Arc<Shared>,
     started: Instant,
@@ -475,7 +484,7 @@ fn supervise(
     }
 }
 
-fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {
+pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {
     let load = |f: fn(&ChunkerStats) -> &AtomicU64| -> u64 {
         shared
             .chunkers

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ss_chunker::stream_gen::split_stream_id;
 use ss_chunker::verifier::VerifierEvent;
 use ss_consumer::message::{hex, Message};
-use ss_log::Journal;
+use ss_log::{FrameJournal, FrameReader};
 
 use crate::state::Shared;
 
@@ -67,8 +67,12 @@ pub(crate) fn start_reporter(shared: &Arc<Shared>) -> JoinHandle<()> {
 }
 
 /// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
-pub(crate) fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
-    let mut frames = journal.frames(start);
+/// Generic over the journal boundary: the embedded log, or JetStream (`run --nats`).
+pub(crate) fn tail_sums<J: FrameJournal>(p: usize, journal: J, start: u64, shared: &Shared) {
+    let mut frames = match journal.reader(start) {
+        Ok(r) => r,
+        Err(e) => return shared.run.error(format!("tailing {}: {e}", journal.name())),
+    };
     while !shared.run.stop_tailers.load(Ordering::SeqCst) {
         let frame = match frames.next_timeout(Duration::from_millis(50)) {
             Ok(Some(f)) => f,
@@ -76,7 +80,7 @@ pub(crate) fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared)
             Err(e) => return shared.run.error(format!("tailing {}: {e}", journal.name())),
         };
         let seen_at = Instant::now();
-        for m in frames.messages(&frame) {
+        for m in frame.messages() {
             let sum = match m
                 .map_err(|e| e.to_string())
                 .and_then(|m| Message::decode(m).map_err(|e| e.to_string()))

@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 use ss_consumer::audit::{self, ChunkIndex, Settled, SumIndex};
-use ss_log::{Journal, Log};
+use ss_log::{FrameJournal, Journal, Log};
 
 use crate::cli::VerifyArgs;
 use crate::exit::{EXIT_OK, EXIT_VIOLATION};
@@ -42,6 +42,9 @@ struct VerifyReport {
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
+    if let Some(urls) = &args.nats {
+        return crate::nats_run::verify(urls, args.json);
+    }
     let log = Log::open_read_only(&args.data, crate::config::log_options())?;
     let names = log.journal_names()?;
     // After listing: a `run` takes the lock before it creates journals, so if any are listed and
@@ -57,36 +60,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     // chunks read before its final chunk was: "Sum for an unfinished stream".)
     let sum_journals: Vec<Journal> = sum_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
     let chunk_journals: Vec<Journal> = chunk_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
-    let (chunks, sums) = scan_all(&chunk_journals, &sum_journals)?;
-    let findings = audit::check_journals(&chunks, &sums, Settled::No);
-    let mut report = VerifyReport {
-        chunk_journals: chunk_journals.len(),
-        shard_logs: sum_journals.len(),
-        chunks: chunks.chunks,
-        chunk_bytes: chunks.chunk_bytes,
-        duplicate_chunks: chunks.duplicate_chunks,
-        streams_finished: chunks.finished.len(),
-        streams_unfinished: chunks.unfinished.len(),
-        sums: sums.count,
-        sums_verified: findings.verified,
-        live,
-        pending: findings.pending,
-        streams_expired: sums.expired,
-        unverifiable: findings.unverifiable,
-        violations: 0,
-        violation_messages: findings.violations().cloned().collect(),
-    };
-    report.violations = report.violation_messages.len();
-    print_report(&args, &report)?;
-    Ok(if report.violations > 0 {
-        EXIT_VIOLATION
-    } else {
-        EXIT_OK
-    })
-}
-
-/// Scans every chunk journal and shard log, one thread per journal (verifying is SHA-1 bound).
-fn scan_all(chunk_journals: &[Journal], sum_journals: &[Journal]) -> anyhow::Result<(ChunkIndex, SumIndex)> {
+    // One thread per journal: verifying is SHA-1 bound.
     let (chunk_scans, sum_scans) = std::thread::scope(|s| {
         let c: Vec<_> = chunk_journals
             .iter()
@@ -108,12 +82,96 @@ fn scan_all(chunk_journals: &[Journal], sum_journals: &[Journal]) -> anyhow::Res
     for scan in sum_scans {
         sums.merge(scan?);
     }
-    Ok((chunks, sums))
+    let place = args.data.display().to_string();
+    print_report(
+        &place,
+        &chunks,
+        &sums,
+        (chunk_journals.len(), sum_journals.len()),
+        live,
+        args.json,
+    )
 }
 
-fn print_report(args: &VerifyArgs, report: &VerifyReport) -> anyhow::Result<()> {
-    if args.json {
-        println!("{}", serde_json::to_string(report)?);
+/// `verify` over journals behind the journal boundary (JetStream): the shard logs' heads are
+/// captured before the chunk journals', and nothing past them is read (the consistent cut).
+pub(crate) fn check_boundary<J: FrameJournal>(
+    place: &str,
+    sum_journals: &[J],
+    chunk_journals: &[J],
+    json: bool,
+) -> anyhow::Result<u8> {
+    let sum_ends: Vec<u64> = sum_journals
+        .iter()
+        .map(|j| j.durable_head())
+        .collect::<Result<_, _>>()?;
+    let chunk_ends: Vec<u64> = chunk_journals
+        .iter()
+        .map(|j| j.durable_head())
+        .collect::<Result<_, _>>()?;
+    let (chunk_scans, sum_scans) = std::thread::scope(|s| {
+        let c: Vec<_> = chunk_journals
+            .iter()
+            .zip(&chunk_ends)
+            .map(|(j, end)| s.spawn(move || ChunkIndex::scan_boundary(j, *end)))
+            .collect();
+        let m: Vec<_> = sum_journals
+            .iter()
+            .zip(&sum_ends)
+            .map(|(j, end)| s.spawn(move || SumIndex::scan_boundary(j, &input_of(j.name()), *end)))
+            .collect();
+        let c: Vec<_> = c.into_iter().map(|h| h.join().expect("scan thread")).collect();
+        let m: Vec<_> = m.into_iter().map(|h| h.join().expect("scan thread")).collect();
+        (c, m)
+    });
+    let mut chunks = ChunkIndex::default();
+    for scan in chunk_scans {
+        chunks.merge(scan?);
+    }
+    let mut sums = SumIndex::default();
+    for scan in sum_scans {
+        sums.merge(scan?);
+    }
+    print_report(
+        place,
+        &chunks,
+        &sums,
+        (chunk_journals.len(), sum_journals.len()),
+        false,
+        json,
+    )
+}
+
+/// Checks the indexes and prints the report; the exit status.
+fn print_report(
+    place: &str,
+    chunks: &ChunkIndex,
+    sums: &SumIndex,
+    (chunk_journals, shard_logs): (usize, usize),
+    live: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let findings = audit::check_journals(chunks, sums, Settled::No);
+    let mut report = VerifyReport {
+        chunk_journals,
+        shard_logs,
+        chunks: chunks.chunks,
+        chunk_bytes: chunks.chunk_bytes,
+        duplicate_chunks: chunks.duplicate_chunks,
+        streams_finished: chunks.finished.len(),
+        streams_unfinished: chunks.unfinished.len(),
+        sums: sums.count,
+        sums_verified: findings.verified,
+        live,
+        pending: findings.pending,
+        streams_expired: sums.expired,
+        unverifiable: findings.unverifiable,
+        violations: 0,
+        violation_messages: findings.violations().cloned().collect(),
+    };
+    report.violations = report.violation_messages.len();
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
             "verify {}: {} chunk journals, {} shard logs\n\
@@ -121,7 +179,7 @@ fn print_report(args: &VerifyArgs, report: &VerifyReport) -> anyhow::Result<()> 
              streams: {} finished, {} unfinished, {} expired by summers\n\
              Sums: {} found, {} verified exactly once and correct, {} pending (past the shard's checkpoint), {} unverifiable (retention)\n\
              {}violations: {}",
-            args.data.display(),
+            place,
             report.chunk_journals,
             report.shard_logs,
             report.chunks,
@@ -134,7 +192,7 @@ fn print_report(args: &VerifyArgs, report: &VerifyReport) -> anyhow::Result<()> 
             report.sums_verified,
             report.pending,
             report.unverifiable,
-            if report.live {
+            if live {
                 "live: a `run` holds the directory; this is a consistent cut as of verify's start, pending and unfinished streams are in flight\n"
             } else {
                 ""
@@ -148,7 +206,11 @@ fn print_report(args: &VerifyArgs, report: &VerifyReport) -> anyhow::Result<()> 
             println!("  ... and {} more", report.violations - 50);
         }
     }
-    Ok(())
+    Ok(if report.violations > 0 {
+        EXIT_VIOLATION
+    } else {
+        EXIT_OK
+    })
 }
 
 /// The chunk journal that the shard writing shard log `name` reads: `sums-P` reads `chunks-P`.

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use sha1::Digest;
 use ss_consumer::message::{Chunk, StreamId};
-use ss_log::{AppendAck, AppendError, Batch, Journal, PendingAppend};
+use ss_log::{AppendAck, AppendError, Batch, FrameJournal, Journal, PendingFrame};
 
 use crate::stream_gen::{partition_of, GenStream, StreamGen, StreamShape};
 use crate::verifier::Verifier;
@@ -92,41 +92,41 @@ pub struct ChunkerStats {
     pub streams_abandoned: AtomicU64,
 }
 
-struct InFlight {
-    pending: PendingAppend,
+struct InFlight<P> {
+    pending: P,
     offset: u64,
     end: u64,
     finals: Vec<StreamId>,
 }
 
-struct Outbox {
-    journal: Journal,
+struct Outbox<J: FrameJournal> {
+    journal: J,
     /// The journal's failure count when this chunker started: if any batch fails after it,
     /// later batches are refused, so no chunk lands where a failed one should have been.
     failures_at_start: u64,
     batch: Batch,
     finals: Vec<StreamId>,
     oldest: Option<Instant>,
-    in_flight: VecDeque<InFlight>,
+    in_flight: VecDeque<InFlight<J::Pending>>,
 }
 
 /// One chunker; see the module documentation.
-pub struct Chunker {
+pub struct Chunker<J: FrameJournal = Journal> {
     config: ChunkerConfig,
     gen: StreamGen,
-    outboxes: Vec<Outbox>,
+    outboxes: Vec<Outbox<J>>,
     verifier: Arc<Mutex<Verifier>>,
     stats: Arc<ChunkerStats>,
 }
 
-impl Chunker {
+impl<J: FrameJournal> Chunker<J> {
     /// `partitions[p]` is partition p's chunk journal.
     pub fn new(
         config: ChunkerConfig,
-        partitions: Vec<Journal>,
+        partitions: Vec<J>,
         verifier: Arc<Mutex<Verifier>>,
         stats: Arc<ChunkerStats>,
-    ) -> Chunker {
+    ) -> Chunker<J> {
         assert!(!partitions.is_empty() && config.streams > 0);
         let gen = StreamGen::new(config.seed, config.run_id, config.index, config.shape.clone());
         let outboxes = partitions
@@ -283,7 +283,7 @@ impl Chunker {
 
     /// Waits for the batch `f` of partition `p` to be durable, then starts the SLA clocks of
     /// the streams whose final chunk it holds.
-    fn settle(&self, p: usize, f: InFlight) -> Result<(), AppendError> {
+    fn settle(&self, p: usize, f: InFlight<J::Pending>) -> Result<(), AppendError> {
         let (_, now) = f.pending.wait_timed()?;
         if f.finals.is_empty() {
             return Ok(());
@@ -331,7 +331,7 @@ impl Chunker {
             if all || stale {
                 self.flush(p)?;
             }
-            let head = self.outboxes[p].journal.durable_head();
+            let head = self.outboxes[p].journal.known_durable_head();
             while self.outboxes[p].in_flight.front().is_some_and(|f| f.end <= head) {
                 let f = self.outboxes[p].in_flight.pop_front().expect("non-empty");
                 self.settle(p, f)?;

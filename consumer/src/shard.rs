@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use ss_log::{AppendAck, AppendError, Batch, Frame, Journal, PendingAppend, ReadError, Reader};
+use ss_log::{
+    AppendAck, AppendError, Batch, Frame, FrameJournal, FrameReader, Journal, PendingFrame, ReadError,
+};
 
 use crate::checkpoint::{Checkpoint, CheckpointKind, CHECKPOINT_HEADER_BYTES};
 use crate::message::DecodeError;
@@ -225,12 +227,13 @@ pub struct ShardStats {
     pub recovered_deltas: u64,
 }
 
-/// One shard: an input journal, a shard log and the application state between them.
-pub struct Shard<A: Application> {
+/// One shard: an input journal, a shard log and the application state between them. `J` is the
+/// journal backend ([`ss_log::boundary`]): the embedded [`Journal`] unless said otherwise.
+pub struct Shard<A: Application, J: FrameJournal = Journal> {
     name: String,
     app: A,
-    log: Journal,
-    reader: Reader,
+    log: J,
+    reader: J::Reader,
     config: ShardConfig,
     /// The shard log head this owner expects: every append is conditional on it.
     expect_head: u64,
@@ -239,7 +242,7 @@ pub struct Shard<A: Application> {
     delta_bytes_since_snapshot: u64,
     last_snapshot_bytes: u64,
     frame: Batch,
-    in_flight: Option<PendingAppend>,
+    in_flight: Option<J::Pending>,
     /// Input offset covered by the last durable checkpoint.
     durable_input_offset: u64,
     /// Shard-log offset of the snapshot the last durable checkpoint builds on.
@@ -277,7 +280,12 @@ struct Replayed {
 
 /// Restores `app` from `log` up to `head`: the snapshot its last frame's checkpoint names, then
 /// every later delta, in order (txn_seq checked).
-fn replay<A: Application>(name: &str, app: &mut A, log: &Journal, head: u64) -> Result<Replayed, ShardError> {
+fn replay<A: Application, J: FrameJournal>(
+    name: &str,
+    app: &mut A,
+    log: &J,
+    head: u64,
+) -> Result<Replayed, ShardError> {
     let read_err = |error| ShardError::Read {
         shard: name.to_string(),
         error,
@@ -285,7 +293,8 @@ fn replay<A: Application>(name: &str, app: &mut A, log: &Journal, head: u64) -> 
     let mut r = Replayed::default();
     let last = log.last_frame().map_err(read_err)?;
     let Some(last) = last else {
-        if head > log.first_offset() {
+        let log_first_offset = log.first_offset().map_err(read_err)?;
+        if head > log_first_offset {
             // Restarting from input offset 0 would repeat every Sum already in the log.
             return Err(ShardError::Corrupt {
                 shard: name.to_string(),
@@ -293,18 +302,17 @@ fn replay<A: Application>(name: &str, app: &mut A, log: &Journal, head: u64) -> 
                 offset: head,
                 detail: format!(
                     "the shard log holds bytes {}..{head} but no last frame was found; refusing to start over from input offset 0",
-                    log.first_offset()
+                    log_first_offset
                 ),
             });
         }
         return Ok(r);
     };
     r.snapshot_offset = last_checkpoint(&last, name, log.name())?.snapshot_offset;
-    let mut frames = log.frames(r.snapshot_offset);
+    let mut frames = log.reader(r.snapshot_offset).map_err(read_err)?;
     while frames.offset() < head {
         let frame = frames
-            .next()
-            .transpose()
+            .try_next()
             .map_err(read_err)?
             .ok_or_else(|| ShardError::Corrupt {
                 shard: name.to_string(),
@@ -318,10 +326,10 @@ fn replay<A: Application>(name: &str, app: &mut A, log: &Journal, head: u64) -> 
 }
 
 /// Applies one transaction frame's checkpoint: the snapshot (the first frame), or a delta.
-fn replay_frame<A: Application>(
+fn replay_frame<A: Application, J: FrameJournal>(
     name: &str,
     app: &mut A,
-    log: &Journal,
+    log: &J,
     frame: &Frame,
     r: &mut Replayed,
 ) -> Result<(), ShardError> {
@@ -363,17 +371,21 @@ fn replay_frame<A: Application>(
     Ok(())
 }
 
-impl<A: Application> Shard<A> {
+impl<A: Application, J: FrameJournal> Shard<A, J> {
     /// Restores `app` from the shard log (latest snapshot plus later deltas) and positions the
     /// input reader at the checkpointed offset. `app` must be in its initial state.
     pub fn recover(
         name: &str,
         mut app: A,
-        input: &Journal,
-        log: Journal,
+        input: &J,
+        log: J,
         config: ShardConfig,
-    ) -> Result<Shard<A>, ShardError> {
-        let head = log.durable_head();
+    ) -> Result<Shard<A, J>, ShardError> {
+        let read_err = |error| ShardError::Read {
+            shard: name.to_string(),
+            error,
+        };
+        let head = log.durable_head().map_err(read_err)?;
         let replayed = replay(name, &mut app, &log, head)?;
         let stats = ShardStats {
             recovered_deltas: replayed.recovered_deltas,
@@ -391,15 +403,16 @@ impl<A: Application> Shard<A> {
         // does, the input lost bytes the shard already acted on (its medium lost acknowledged
         // writes, or the input journal was replaced): new input would land at offsets the shard
         // believes it has consumed, and their Sums would be lost.
-        if input_offset > input.durable_head() {
+        let input_head = input.durable_head().map_err(read_err)?;
+        if input_offset > input_head {
             return Err(ShardError::Corrupt {
                 shard: name.to_string(),
                 journal: input.name().to_string(),
-                offset: input.durable_head(),
+                offset: input_head,
                 detail: format!(
                     "the shard log {:?} checkpoints input offset {input_offset}, past the input's durable head {}: the input lost bytes the shard already consumed; restore the input journal from a backup, or remove both journals to start over",
                     log.name(),
-                    input.durable_head()
+                    input_head
                 ),
             });
         }
@@ -410,7 +423,7 @@ impl<A: Application> Shard<A> {
         Ok(Shard {
             name: name.to_string(),
             app,
-            reader: input.reader(input_offset),
+            reader: input.reader(input_offset).map_err(read_err)?,
             log,
             config,
             expect_head: head,
@@ -455,7 +468,7 @@ impl<A: Application> Shard<A> {
         self.reader.offset()
     }
 
-    pub fn shard_log(&self) -> &Journal {
+    pub fn shard_log(&self) -> &J {
         &self.log
     }
 
@@ -555,40 +568,11 @@ impl<A: Application> Shard<A> {
         Ok(report)
     }
 
-    /// Async [`Shard::run_transaction`].
-    pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
-        let mut report = self.begin_transaction()?;
-        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
-            Some(f) => Some(f),
-            None => {
-                self.settle_async().await?;
-                match tokio::time::timeout(idle_wait, self.reader.next()).await {
-                    Ok(r) => Some(r.map_err(|e| self.read_error(e))?),
-                    Err(_elapsed) => None,
-                }
-            }
-        };
-        let Some(first) = first else { return Ok(report) };
-        self.apply_available(first, &mut report)?;
-        let pending = self.commit(&mut report)?;
-        let input_offset = self.reader.offset();
-        if let Some(previous) = self.in_flight.take() {
-            self.settled(previous.durable().await)?;
-        }
-        self.pending_checkpoint = Some((input_offset, self.snapshot_offset));
-        if self.config.pipelined {
-            self.in_flight = Some(pending);
-        } else {
-            self.settled(pending.durable().await)?;
-        }
-        Ok(report)
-    }
-
     /// The deliberately broken commit ([`ShardConfig::unsafe_split_commit`]): the checkpoint
     /// becomes durable alone, then the outputs follow with an empty delta. A crash in between
     /// has advanced the input offset past outputs that never land.
     #[cfg(feature = "fault-injection")]
-    fn split_commit(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+    fn split_commit(&mut self, report: &mut TxnReport) -> Result<J::Pending, ShardError> {
         let outputs = std::mem::replace(&mut self.frame, Batch::with_capacity(64 << 10));
         let first = self.commit_frame(report, false)?;
         first.wait().map_err(|e| ShardError::append(&self.name, e))?;
@@ -600,7 +584,7 @@ impl<A: Application> Shard<A> {
     }
 
     /// Places the transaction frame (outputs + checkpoint) in the shard log, conditionally.
-    fn commit(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+    fn commit(&mut self, report: &mut TxnReport) -> Result<J::Pending, ShardError> {
         #[cfg(feature = "fault-injection")]
         if self.config.unsafe_split_commit && !self.frame.is_empty() {
             return self.split_commit(report);
@@ -638,7 +622,7 @@ impl<A: Application> Shard<A> {
 
     /// Places the frame of outputs gathered so far plus a checkpoint (a snapshot if `snapshot`,
     /// which needs a frame without outputs), conditionally.
-    fn commit_frame(&mut self, report: &mut TxnReport, snapshot: bool) -> Result<PendingAppend, ShardError> {
+    fn commit_frame(&mut self, report: &mut TxnReport, snapshot: bool) -> Result<J::Pending, ShardError> {
         debug_assert!(
             !snapshot || self.frame.is_empty(),
             "a snapshot frame carries no outputs"
@@ -647,10 +631,10 @@ impl<A: Application> Shard<A> {
         // Invariant: a checkpoint never points past what its input has made durable (readers
         // only return durable frames, and the durable head only grows).
         assert!(
-            input_offset <= self.reader.journal().durable_head(),
+            input_offset <= self.reader.known_durable_head(),
             "shard {}: checkpoint input offset {input_offset} past the input's durable head {}",
             self.name,
-            self.reader.journal().durable_head()
+            self.reader.known_durable_head()
         );
         let frame_offset = self.expect_head;
         let (kind, snapshot_offset) = if snapshot {
@@ -707,7 +691,7 @@ impl<A: Application> Shard<A> {
         Ok(pending)
     }
 
-    fn finish_commit(&mut self, pending: PendingAppend) -> Result<(), ShardError> {
+    fn finish_commit(&mut self, pending: J::Pending) -> Result<(), ShardError> {
         let input_offset = self.reader.offset();
         if let Some(previous) = self.in_flight.take() {
             self.settled(previous.wait())?;
@@ -740,14 +724,6 @@ impl<A: Application> Shard<A> {
         Ok(())
     }
 
-    /// Async [`Shard::settle`].
-    pub async fn settle_async(&mut self) -> Result<(), ShardError> {
-        if let Some(previous) = self.in_flight.take() {
-            self.settled(previous.durable().await)?;
-        }
-        Ok(())
-    }
-
     /// Runs transactions until the input reaches `input_end` (and it is all committed).
     pub fn run_until(&mut self, input_end: u64, idle_wait: Duration) -> Result<(), ShardError> {
         while self.reader.offset() < input_end {
@@ -757,7 +733,47 @@ impl<A: Application> Shard<A> {
     }
 }
 
-impl<A: Application> Drop for Shard<A> {
+/// The async drivers, for the embedded journal (whose appends and reads can be awaited).
+impl<A: Application> Shard<A, Journal> {
+    /// Async [`Shard::run_transaction`].
+    pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
+        let mut report = self.begin_transaction()?;
+        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
+            Some(f) => Some(f),
+            None => {
+                self.settle_async().await?;
+                match tokio::time::timeout(idle_wait, self.reader.next()).await {
+                    Ok(r) => Some(r.map_err(|e| self.read_error(e))?),
+                    Err(_elapsed) => None,
+                }
+            }
+        };
+        let Some(first) = first else { return Ok(report) };
+        self.apply_available(first, &mut report)?;
+        let pending = self.commit(&mut report)?;
+        let input_offset = self.reader.offset();
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.durable().await)?;
+        }
+        self.pending_checkpoint = Some((input_offset, self.snapshot_offset));
+        if self.config.pipelined {
+            self.in_flight = Some(pending);
+        } else {
+            self.settled(pending.durable().await)?;
+        }
+        Ok(report)
+    }
+
+    /// Async [`Shard::settle`].
+    pub async fn settle_async(&mut self) -> Result<(), ShardError> {
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.durable().await)?;
+        }
+        Ok(())
+    }
+}
+
+impl<A: Application, J: FrameJournal> Drop for Shard<A, J> {
     /// Waits for the in-flight transaction, if any: an owner is gone only once its last append
     /// has landed or failed. Otherwise a successor recovering from the durable head meanwhile
     /// would be fenced when that append lands.

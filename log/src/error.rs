@@ -80,6 +80,10 @@ pub enum AppendError {
     Closed { journal: String },
     #[error("journal {journal:?} is opened read-only")]
     ReadOnly { journal: String },
+    /// A failure of another backend behind [`crate::FrameJournal`] (e.g. a cluster that stayed
+    /// unreachable past its retry bound). The append may or may not have landed.
+    #[error("journal {journal:?}: {detail}")]
+    Backend { journal: String, detail: String },
 }
 
 impl AppendError {
@@ -126,6 +130,9 @@ pub enum ReadError {
     },
     #[error("journal {journal:?} is closed")]
     Closed { journal: String },
+    /// A failure of another backend behind [`crate::FrameJournal`].
+    #[error("journal {journal:?}: {detail}")]
+    Backend { journal: String, detail: String },
 }
 
 /// Retention failed.

@@ -24,6 +24,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod boundary;
 pub mod error;
 pub mod fragment;
 pub mod frame;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub use boundary::{FrameJournal, FrameReader, PendingFrame};
 pub use error::{AppendError, OpenError, ReadError, RetentionError};
 pub use frame::Batch;
 pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};

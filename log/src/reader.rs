@@ -25,6 +25,22 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A frame of another backend (see [`crate::boundary`]): `payload` is a [`crate::Batch`]'s
+    /// payload, checked by the caller's own means (here: its message list must parse).
+    pub fn from_batch_payload(offset: u64, end: u64, payload: Bytes) -> Result<Frame, frame::FrameError> {
+        let mut message_count = 0u32;
+        for m in frame::messages(&payload) {
+            m?;
+            message_count += 1;
+        }
+        Ok(Frame {
+            offset,
+            end,
+            message_count,
+            payload,
+        })
+    }
+
     /// The payload: zero-copy from the memory map where the storage allows.
     pub fn payload(&self) -> &Bytes {
         &self.payload
