@@ -21,6 +21,12 @@ expiries and checkpoints) and runs (one record per `run`, giving stream ids thei
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Format of the operational logs on stderr (shard recoveries, fencing, retention, faults,
+    /// failed appends, run start and stop): `text` (key=value) or `json` (one object per line).
+    /// Levels come from RUST_LOG (default info; e.g. RUST_LOG=debug adds retention removals,
+    /// RUST_LOG=warn keeps only problems).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +182,17 @@ pub enum FaultMode {
     None,
     Components,
     StallShard,
+}
+
+impl FaultMode {
+    /// The name `--faults` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultMode::None => "none",
+            FaultMode::Components => "components",
+            FaultMode::StallShard => "stall-shard",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod cli;
 mod crash_test;
 mod faults;
 mod journal_cmd;
+mod logging;
 mod maintenance;
 mod plot;
 mod record;
@@ -29,6 +30,7 @@ pub const EXIT_ERROR: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    logging::init(cli.log_format);
     let result = match cli.command {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Soak(mut args) => {

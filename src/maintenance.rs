@@ -34,6 +34,15 @@ impl Maintenance {
                 for (journal, below) in [(&self.inputs[p], input_below), (&self.shard_logs[p], log_below)] {
                     match journal.remove_below(below) {
                         Ok(n) => {
+                            if n > 0 {
+                                tracing::debug!(
+                                    journal = journal.name(),
+                                    fragments = n,
+                                    below,
+                                    first_offset = journal.first_offset(),
+                                    "fragments removed by retention"
+                                );
+                            }
                             shared.fragments_removed.fetch_add(n as u64, Ordering::Relaxed);
                         }
                         Err(e) => shared.error(format!("retention: {e}")),

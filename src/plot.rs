@@ -268,8 +268,8 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
         |root| figure.draw(root),
     )?;
     tracing::info!(
-        record = %name,
-        output = %args.output.display(),
+        record = name.as_str(),
+        output = args.output.display().to_string().as_str(),
         runs = record.runs.len(),
         samples = record.samples(),
         violations = record.violations(),

@@ -114,8 +114,17 @@ pub(crate) fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize)
         .name(format!("chunker-{slot}"))
         .spawn(move || {
             let shared = thread_shared;
-            if let Err(e) = chunker.run_or_die(&shared.stop_chunkers, &shared.chunker_die[slot]) {
-                shared.append_error(format!("chunker {slot}: {e}"), &e);
+            match chunker.run_or_die(&shared.stop_chunkers, &shared.chunker_die[slot]) {
+                Err(e) => shared.append_error(format!("chunker {slot}: {e}"), &e),
+                Ok(()) if shared.chunker_die[slot].load(Ordering::SeqCst) => {
+                    let stats = &shared.chunker_stats[slot];
+                    tracing::info!(
+                        chunker = slot,
+                        streams_abandoned = stats.streams_abandoned.load(Ordering::Relaxed),
+                        "chunker killed by fault"
+                    );
+                }
+                Ok(()) => {}
             }
             shared.chunkers_running.fetch_sub(1, Ordering::SeqCst);
         })
@@ -124,24 +133,65 @@ pub(crate) fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize)
 }
 
 impl Shared {
+    /// True once the run is stopping for a violation or an error. Problems found after that are
+    /// logged at `debug` only: they are consequences of the first, they are all in the summary,
+    /// and the run's last stderr line stays its own final word (e.g. the no-space advice).
+    fn stopping(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn violation(&self, v: String) {
+        if self.stopping() {
+            tracing::debug!(
+                run_id = self.run_id,
+                violation = v.as_str(),
+                "violation (run already stopping)"
+            );
+        } else {
+            tracing::error!(run_id = self.run_id, violation = v.as_str(), "violation");
+        }
         self.violations.lock().push(v);
         self.abort.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn error(&self, e: String) {
+        if self.stopping() {
+            tracing::debug!(
+                run_id = self.run_id,
+                error = e.as_str(),
+                "error (run already stopping)"
+            );
+        } else {
+            tracing::error!(run_id = self.run_id, error = e.as_str(), "run error");
+        }
+        self.push_error(e);
+    }
+
+    fn push_error(&self, e: String) {
         self.errors.lock().push(e);
         self.abort.store(true, Ordering::SeqCst);
     }
 
-    /// [`Shared::error`] for a failed append: also remembers the first one whose root cause is
-    /// a full disk.
+    /// [`Shared::error`] for a failed append: logs which journal failed and how (poisoned after
+    /// a failed fsync, no space, I/O), and remembers the first one whose root cause is a full
+    /// disk.
     pub(crate) fn append_error(&self, message: String, error: &AppendError) {
         let cause = error.root_cause();
         if matches!(cause, AppendError::NoSpace { .. }) {
             self.no_space.lock().get_or_insert_with(|| cause.clone());
         }
-        self.error(message);
+        let (failure, journal) = append_failure(cause);
+        if self.stopping() {
+            tracing::debug!(
+                journal,
+                failure,
+                error = message.as_str(),
+                "append failed (run already stopping)"
+            );
+        } else {
+            tracing::error!(journal, failure, error = message.as_str(), "append failed");
+        }
+        self.push_error(message);
     }
 
     /// [`Shared::error`] for a shard that stopped, through [`Shared::append_error`] if an append
@@ -172,6 +222,22 @@ impl Shared {
             all.add(v.lock().latency_us()).expect("same bounds");
         }
         all
+    }
+}
+
+/// How an append failed, as a log field, and the journal it failed on.
+fn append_failure(cause: &AppendError) -> (&'static str, &str) {
+    match cause {
+        AppendError::Poisoned { journal, .. } => ("poisoned", journal),
+        AppendError::Conflict { journal, .. } => ("conflict", journal),
+        AppendError::AfterFailure { journal, .. } => ("after_failure", journal),
+        AppendError::FrameTooLarge { journal, .. } => ("frame_too_large", journal),
+        AppendError::BatchTooLarge { journal, .. } => ("batch_too_large", journal),
+        AppendError::NoSpace { journal, .. } => ("no_space", journal),
+        AppendError::Io { journal, .. } => ("io", journal),
+        AppendError::WouldBlock { journal, .. } => ("would_block", journal),
+        AppendError::Closed { journal } => ("closed", journal),
+        AppendError::ReadOnly { journal } => ("read_only", journal),
     }
 }
 
@@ -221,6 +287,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_ERROR);
         }
     };
+    if let Some(r) = &recorder {
+        tracing::info!(
+            path = r.path().display().to_string().as_str(),
+            "record file opened"
+        );
+    }
     let log = match Log::open(&args.data, options) {
         Ok(log) => log,
         Err(e @ OpenError::Locked { .. }) => {
@@ -299,6 +371,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
     );
+    tracing::info!(
+        run_id = run.run_id,
+        data = args.data.display().to_string().as_str(),
+        partitions = args.partitions,
+        chunkers = args.chunkers,
+        streams = args.streams,
+        duration_s = args.limit().map(|d| d.as_secs_f64()),
+        sla_s = args.sla.as_secs_f64(),
+        max_mb_per_s = args.max_mb_per_s,
+        retention = args.retention,
+        faults = args.faults.name(),
+        "run starting"
+    );
 
     // Tailers start at the shard logs' current heads: every Sum of this run lands after them.
     let tailers: Vec<JoinHandle<()>> = shard_logs
@@ -369,6 +454,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let summary = summarize(&args, &shared, elapsed, completed);
+    log_stopped(&summary);
     record(
         &mut recorder,
         &sampler
@@ -403,6 +489,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_ERROR);
     }
     Ok(EXIT_OK)
+}
+
+/// The run's end as one event: its figures, at `warn` if it found violations or errors.
+fn log_stopped(s: &Summary) {
+    macro_rules! stopped {
+        ($level:ident) => {
+            tracing::$level!(
+                run_id = s.run_id,
+                completed = s.completed,
+                elapsed_s = s.elapsed_s,
+                streams_finished = s.streams_finished,
+                sums_verified = s.sums_verified,
+                violations = s.violations,
+                errors = s.errors.len(),
+                chunk_mb_per_s = s.chunk_mb_per_s,
+                latency_ms_p50 = s.latency_ms_p50,
+                latency_ms_p99 = s.latency_ms_p99,
+                latency_ms_max = s.latency_ms_max,
+                shard_recoveries = s.shard_recoveries,
+                fencings = s.fencings,
+                fragments_removed = s.fragments_removed,
+                "run stopped"
+            )
+        };
+    }
+    if s.violations > 0 || !s.errors.is_empty() || !s.completed {
+        stopped!(warn);
+    } else {
+        stopped!(info);
+    }
 }
 
 /// Appends one line to the record file, if any. A record that cannot be written is reported
@@ -528,8 +644,10 @@ fn supervise(
             let mut v = v.lock();
             v.check_sla(now);
             pending += v.pending();
-            if !v.violations().is_empty() {
-                shared.abort.store(true, Ordering::SeqCst);
+            if let Some(first) = v.violations().first() {
+                if !shared.abort.swap(true, Ordering::SeqCst) {
+                    tracing::error!(run_id = shared.run_id, violation = first.0.as_str(), "violation");
+                }
             }
         }
         let done = shared.stop_chunkers.load(Ordering::SeqCst)
@@ -642,10 +760,12 @@ pub(crate) fn run_shard(
     // Each pass recovers the shard from its log, as a restarted summer process would.
     loop {
         let summer = Summer::new(shared.summer_config.clone());
+        let recovery_started = Instant::now();
         let mut shard = match Shard::recover(&name, summer, &input, log_j.clone(), config.clone()) {
             Ok(s) => s,
             Err(e) => return shared.shard_error(format!("recovering {name}: {e}"), &e),
         };
+        log_recovered(&shard, &input, recovery_started, "owner");
         shared.shard_recoveries.fetch_add(1, Ordering::Relaxed);
         loop {
             if shared.abort.load(Ordering::Relaxed) {
@@ -680,8 +800,13 @@ pub(crate) fn run_shard(
                     progress.expired.store(c.expired, Ordering::Relaxed);
                 }
                 Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
-                Err(ShardError::Fenced { .. }) if faults => {
+                Err(ShardError::Fenced {
+                    shard,
+                    expected,
+                    actual,
+                }) if faults => {
                     // A second owner (injected) appended first: this owner's view is stale.
+                    tracing::info!(shard, owner = "owner", expected, actual, "owner fenced");
                     shared.fencings.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
@@ -689,6 +814,22 @@ pub(crate) fn run_shard(
             }
         }
     }
+}
+
+/// Logs a shard's recovery from its log: where it resumes and how long it took.
+pub(crate) fn log_recovered(shard: &Shard<Summer>, input: &Journal, started: Instant, owner: &str) {
+    tracing::info!(
+        shard = shard.name(),
+        owner,
+        input = input.name(),
+        input_offset = shard.input_offset(),
+        shard_log = shard.shard_log().name(),
+        snapshot_offset = shard.durable_snapshot_offset(),
+        log_head = shard.shard_log().durable_head(),
+        deltas_replayed = shard.stats().recovered_deltas,
+        recovery_ms = started.elapsed().as_secs_f64() * 1e3,
+        "shard recovered"
+    );
 }
 
 /// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
