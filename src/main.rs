@@ -13,6 +13,7 @@ mod record;
 mod run;
 mod runs;
 mod summary;
+mod sweep;
 mod verify;
 
 use std::process::ExitCode;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => verify::verify(args),
         cli::Command::CrashTest(args) => crash_test::crash_test(args),
         cli::Command::Plot(args) => plot::plot(args),
+        cli::Command::Sweep(args) => sweep::sweep(args),
         cli::Command::Journal { command } => journal_cmd::journal(command),
     };
     match result {

@@ -558,7 +558,7 @@ fn format_span(s: f64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time, by the civil-from-days algorithm (no time zone
 /// database needed for UTC).
-fn format_utc(unix_s: f64) -> String {
+pub fn format_utc(unix_s: f64) -> String {
     let secs = unix_s.max(0.0) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
