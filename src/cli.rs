@@ -1,5 +1,6 @@
 //! Command-line definitions.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -179,6 +180,27 @@ pub struct RunArgs {
     /// summary; `stream-sum plot FILE` draws them. The file is created if missing.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a live page of the run's figures at
+    /// http://ADDR/ (IP:PORT, or localhost:PORT; port 0 picks a free one and prints it). Bound
+    /// before the data directory is opened: an address in use stops the command (exit 3).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `IP:PORT` (`127.0.0.1:9898`, `[::1]:9898`, `0.0.0.0:9898`) or `localhost:PORT`. Host names
+/// other than localhost are refused rather than looked up: a metrics address is local.
+fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let usage = "expected IP:PORT or localhost:PORT, e.g. 127.0.0.1:9898";
+    match s.rsplit_once(':') {
+        Some(("localhost", port)) => port
+            .parse::<u16>()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|e| format!("bad port {port:?}: {e} ({usage})")),
+        _ => Err(usage.to_string()),
+    }
 }
 
 /// Which faults `run --faults` injects.

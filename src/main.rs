@@ -8,6 +8,8 @@ mod faults;
 mod journal_cmd;
 mod logging;
 mod maintenance;
+mod metrics;
+mod metrics_server;
 mod plot;
 mod record;
 mod run;

@@ -88,6 +88,11 @@ impl Sampler {
         Some(self.sample(shared, now))
     }
 
+    /// Every verifier's Sum latency histogram (microseconds) merged at the latest sample.
+    pub fn latency_us(&self) -> &Histogram<u64> {
+        &self.last_latency
+    }
+
     fn sample(&mut self, shared: &Shared, now: Instant) -> Sample {
         let stat = |f: fn(&ss_chunker::chunker::ChunkerStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             shared

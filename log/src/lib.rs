@@ -6,7 +6,8 @@
 //! a [`Batch`] of messages, all or nothing. Appends from many threads and tasks are group-committed
 //! by a writer thread per journal ([`writer`]): one write and one `fdatasync` per batch, after
 //! which the durable head advances. [`Reader`]s see only durable frames, through memory maps, and
-//! can tail (blocking or async). Opening runs [`recovery`] on the last fragment only. All file
+//! can tail (blocking or async); [`Journal::frames`] scans every durable frame from an offset.
+//! Opening runs [`recovery`] on the last fragment only. All file
 //! operations go through the [`storage`] seam; [`sim`] simulates crashes and faults.
 //!
 //! ```
@@ -29,6 +30,7 @@ mod journal;
 mod mmap;
 mod reader;
 pub mod recovery;
+mod scan;
 pub mod sim;
 pub mod spare;
 pub mod stats;
@@ -45,6 +47,7 @@ pub use error::{AppendError, OpenError, ReadError, RetentionError};
 pub use frame::Batch;
 pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};
 pub use reader::{Frame, Reader};
+pub use scan::{Frames, OnRemoved};
 pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use storage::{RealStorage, Storage, StorageFile};
 
