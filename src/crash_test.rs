@@ -26,7 +26,7 @@ use ss_consumer::message::{StreamId, Sum};
 use ss_log::Log;
 
 use crate::cli::CrashTestArgs;
-use crate::{EXIT_OK, EXIT_VIOLATION};
+use crate::exit::{EXIT_OK, EXIT_VIOLATION};
 
 fn parse_sha1(s: &str) -> Option<[u8; 20]> {
     let mut out = [0u8; 20];
@@ -168,6 +168,13 @@ fn run_child(
 }
 
 pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
+    // The children get the switch; a build without fault injection refuses it up front.
+    if let Err(e) =
+        ss_consumer::shard::ShardConfig::default().with_unsafe_split_commit(args.unsafe_split_commit)
+    {
+        eprintln!("stream-sum: error: {e}");
+        return Ok(crate::exit::EXIT_USAGE);
+    }
     let started = Instant::now();
     let history = Arc::new(Mutex::new(History::default()));
     let mut rng = SmallRng::seed_from_u64(args.seed);
@@ -302,7 +309,7 @@ fn check_history(
     history: &History,
     messages: &mut Vec<String>,
 ) -> anyhow::Result<(usize, usize, usize, usize)> {
-    let log = Log::open_read_only(&args.data, crate::run::log_options())?;
+    let log = Log::open_read_only(&args.data, crate::config::log_options())?;
     let mut chunks = ChunkIndex::default();
     let mut sums = SumIndex::default();
     for name in log.journal_names()? {

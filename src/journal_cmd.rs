@@ -8,8 +8,8 @@ use ss_consumer::message::{hex, Message};
 use ss_log::{Log, ReadError};
 
 use crate::cli::JournalCommand;
+use crate::exit::EXIT_OK;
 use crate::runs::RunStart;
-use crate::EXIT_OK;
 
 pub fn journal(command: JournalCommand) -> anyhow::Result<u8> {
     match command {
@@ -19,7 +19,7 @@ pub fn journal(command: JournalCommand) -> anyhow::Result<u8> {
 }
 
 fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(data, crate::run::log_options())?;
+    let log = Log::open_read_only(data, crate::config::log_options())?;
     let mut journals = Vec::new();
     for name in log.journal_names()? {
         let j = log.existing_journal(&name)?;
@@ -70,7 +70,7 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
 }
 
 fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(data, crate::run::log_options())?;
+    let log = Log::open_read_only(data, crate::config::log_options())?;
     let journal = log.existing_journal(name)?;
     let start = from.unwrap_or_else(|| journal.first_offset());
     let head = journal.durable_head();

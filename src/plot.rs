@@ -20,8 +20,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 
 use crate::cli::PlotArgs;
+use crate::exit::{EXIT_OK, EXIT_USAGE};
 use crate::record::Sample;
-use crate::{EXIT_OK, EXIT_USAGE};
 
 /// The font every figure is drawn with, bundled so PNG text needs no system fonts (DejaVu Sans
 /// Mono; licence in `assets/DejaVuSansMono-LICENSE.txt`). SVG text is drawn by the viewer; the

@@ -18,8 +18,8 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::cli::SweepArgs;
+use crate::exit::{EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 use crate::plot::{drawing, format_utc, render, Format, FONT};
-use crate::{EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 
 /// One step of the sweep, from its child's JSON summary.
 #[derive(Debug, Clone, Serialize)]

@@ -16,7 +16,7 @@ use ss_consumer::audit::{self, ChunkIndex, Settled, SumIndex};
 use ss_log::{Journal, Log};
 
 use crate::cli::VerifyArgs;
-use crate::{EXIT_OK, EXIT_VIOLATION};
+use crate::exit::{EXIT_OK, EXIT_VIOLATION};
 
 #[derive(Debug, Serialize)]
 struct VerifyReport {
@@ -42,7 +42,7 @@ struct VerifyReport {
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(&args.data, crate::run::log_options())?;
+    let log = Log::open_read_only(&args.data, crate::config::log_options())?;
     let names = log.journal_names()?;
     // After listing: a `run` takes the lock before it creates journals, so if any are listed and
     // it is still running, this sees its lock.

@@ -39,10 +39,18 @@ pub trait Application {
     fn apply_delta(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
 }
 
-/// An application refused its input: a violation of the stream's rules, or a limit.
+/// An application refused its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct AppError(pub String);
+pub enum AppError {
+    /// The input breaks the application's rules (a gap in a stream, a chunk after the final
+    /// one, a message that is not a chunk): an exactly-once violation.
+    #[error("{0}")]
+    Violation(String),
+    /// A resource limit of the application was reached (e.g. too many open streams): an
+    /// operational error, not a violation of the input's rules.
+    #[error("{0}")]
+    Limit(String),
+}
 
 /// Why a shard stopped.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,8 +61,16 @@ pub enum ShardError {
         expected: u64,
         actual: u64,
     },
+    /// The application found its input breaking its rules ([`AppError::Violation`]).
     #[error("shard {shard}: input offset {offset}: {error}")]
     Violation {
+        shard: String,
+        offset: u64,
+        error: AppError,
+    },
+    /// The application reached one of its limits ([`AppError::Limit`]).
+    #[error("shard {shard}: input offset {offset}: limit reached: {error}")]
+    Limit {
         shard: String,
         offset: u64,
         error: AppError,
@@ -83,6 +99,15 @@ pub enum ShardError {
 }
 
 impl ShardError {
+    /// [`ShardError::Violation`] or [`ShardError::Limit`], as the application's error says.
+    fn app(shard: &str, offset: u64, error: AppError) -> ShardError {
+        let shard = shard.to_string();
+        match error {
+            AppError::Limit(_) => ShardError::Limit { shard, offset, error },
+            AppError::Violation(_) => ShardError::Violation { shard, offset, error },
+        }
+    }
+
     fn append(shard: &str, error: AppendError) -> ShardError {
         match error {
             AppendError::Conflict { expected, actual, .. } => ShardError::Fenced {
@@ -119,8 +144,40 @@ pub struct ShardConfig {
     pub pipelined: bool,
     /// DELIBERATELY BROKEN, for proving the crash suite can fail: write each transaction's
     /// checkpoint and its outputs in two separate appends (checkpoint first), so a crash between
-    /// them loses the outputs. Never set it outside such a test.
+    /// them loses the outputs. Never set it outside such a test. Only with the feature
+    /// `fault-injection`; see [`ShardConfig::with_unsafe_split_commit`].
+    #[cfg(feature = "fault-injection")]
     pub unsafe_split_commit: bool,
+}
+
+/// A fault was asked of a build without the feature `fault-injection`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what} needs a build with the feature `fault-injection` (as `cargo test` builds it, or `cargo build --release --features fault-injection`)")]
+pub struct FaultInjectionDisabled {
+    pub what: &'static str,
+}
+
+impl ShardConfig {
+    /// This config with [`ShardConfig::unsafe_split_commit`] set to `on`, or an error if `on`
+    /// and this build has no fault injection (then the commit path has no such branch at all).
+    pub fn with_unsafe_split_commit(self, on: bool) -> Result<ShardConfig, FaultInjectionDisabled> {
+        #[cfg(feature = "fault-injection")]
+        {
+            Ok(ShardConfig {
+                unsafe_split_commit: on,
+                ..self
+            })
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            if on {
+                return Err(FaultInjectionDisabled {
+                    what: "the split commit (unsafe_split_commit)",
+                });
+            }
+            Ok(self)
+        }
+    }
 }
 
 impl Default for ShardConfig {
@@ -132,6 +189,7 @@ impl Default for ShardConfig {
             txn_max_output_bytes: 1 << 20,
             snapshot_min_delta_bytes: 1 << 20,
             pipelined: true,
+            #[cfg(feature = "fault-injection")]
             unsafe_split_commit: false,
         }
     }
@@ -365,17 +423,16 @@ impl<A: Application> Shard<A> {
     }
 
     fn apply_frame(&mut self, frame: &Frame, report: &mut TxnReport) -> Result<(), ShardError> {
-        let violation = |error| ShardError::Violation {
-            shard: self.name.clone(),
-            offset: frame.offset,
-            error,
-        };
+        let violation = |error| ShardError::app(&self.name, frame.offset, error);
         self.app
             .before_frame(frame.offset, &mut self.frame)
             .map_err(violation)?;
         for message in frame.messages() {
-            let message = message
-                .map_err(|e| violation(AppError(format!("malformed message list in input frame: {e}"))))?;
+            let message = message.map_err(|e| {
+                violation(AppError::Violation(format!(
+                    "malformed message list in input frame: {e}"
+                )))
+            })?;
             self.app
                 .apply(message, frame.offset, &mut self.frame)
                 .map_err(violation)?;
@@ -490,20 +547,26 @@ impl<A: Application> Shard<A> {
         Ok(report)
     }
 
+    /// The deliberately broken commit ([`ShardConfig::unsafe_split_commit`]): the checkpoint
+    /// becomes durable alone, then the outputs follow with an empty delta. A crash in between
+    /// has advanced the input offset past outputs that never land.
+    #[cfg(feature = "fault-injection")]
+    fn split_commit(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+        let outputs = std::mem::replace(&mut self.frame, Batch::with_capacity(64 << 10));
+        let first = self.commit_frame(report, false)?;
+        first.wait().map_err(|e| ShardError::append(&self.name, e))?;
+        let count = outputs.message_count();
+        self.frame = outputs;
+        let second = self.commit_frame(report, false)?;
+        report.outputs = count;
+        Ok(second)
+    }
+
     /// Places the transaction frame (outputs + checkpoint) in the shard log, conditionally.
     fn commit(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+        #[cfg(feature = "fault-injection")]
         if self.config.unsafe_split_commit && !self.frame.is_empty() {
-            // The broken variant: the checkpoint becomes durable alone, then the outputs follow
-            // with an empty delta. A crash in between has advanced the input offset past
-            // outputs that never land.
-            let outputs = std::mem::replace(&mut self.frame, Batch::with_capacity(64 << 10));
-            let first = self.commit_frame(report, false)?;
-            first.wait().map_err(|e| ShardError::append(&self.name, e))?;
-            let count = outputs.message_count();
-            self.frame = outputs;
-            let second = self.commit_frame(report, false)?;
-            report.outputs = count;
-            return Ok(second);
+            return self.split_commit(report);
         }
         let pending = self.commit_frame(report, false)?;
         if !self.snapshot_due() {

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::frame::FrameError;
 
@@ -113,13 +114,15 @@ pub enum ReadError {
         error: FrameError,
     },
     /// The bytes could not be read (EIO, a fragment truncated by another process, a file that
-    /// would not open). `offset` is the journal offset of the frame being read.
-    #[error("journal {journal:?}: reading {fragment} at journal offset {offset}: {reason}")]
+    /// would not open). `offset` is the journal offset of the frame being read; `source` is the
+    /// storage's error (shared, so the error stays `Clone`).
+    #[error("journal {journal:?}: reading {fragment} at journal offset {offset}: {source}")]
     Io {
         journal: String,
         fragment: PathBuf,
         offset: u64,
-        reason: String,
+        #[source]
+        source: Arc<io::Error>,
     },
     #[error("journal {journal:?} is closed")]
     Closed { journal: String },

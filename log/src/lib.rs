@@ -8,7 +8,8 @@
 //! which the durable head advances. [`Reader`]s see only durable frames, through memory maps, and
 //! can tail (blocking or async); [`Journal::frames`] scans every durable frame from an offset.
 //! Opening runs [`recovery`] on the last fragment only. All file
-//! operations go through the [`storage`] seam; [`sim`] simulates crashes and faults.
+//! operations go through the [`storage`] seam; `sim` (feature `fault-injection`, for tests,
+//! fuzzing and the crash tools) simulates crashes and faults.
 //!
 //! ```
 //! use ss_log::{Batch, Log, Options};
@@ -31,6 +32,7 @@ mod mmap;
 mod reader;
 pub mod recovery;
 mod scan;
+#[cfg(feature = "fault-injection")]
 pub mod sim;
 pub mod spare;
 pub mod stats;
@@ -50,6 +52,11 @@ pub use reader::{Frame, Reader};
 pub use scan::{Frames, OnRemoved};
 pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use storage::{RealStorage, Storage, StorageFile};
+
+/// Whether this build has the fault machinery (feature `fault-injection`): the simulated storage
+/// and the storage wrappers of tests. A constant, so code that checks it is compiled out of a
+/// normal build.
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
 
 use journal::JournalShared;
 use storage::{DirLock, OpenMode};
@@ -102,7 +109,7 @@ impl std::fmt::Debug for Options {
 }
 
 impl Options {
-    /// Default limits over another storage (e.g. [`sim::SimStorage`]).
+    /// Default limits over another storage (e.g. the simulated `sim::SimStorage`).
     pub fn with_storage(storage: Arc<dyn Storage>) -> Options {
         Options {
             storage,

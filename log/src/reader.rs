@@ -107,7 +107,7 @@ impl Reader {
             journal: shared.name.clone(),
             fragment: fragment.path.clone(),
             offset: self.offset,
-            reason: e.to_string(),
+            source: Arc::new(e),
         };
         let file = match fragment.file(&*shared.opts.storage, shared.map_len_hint()) {
             Ok(file) => file,

@@ -160,7 +160,7 @@ impl Writer {
             self.shared.poison(batch, reason);
             return;
         }
-        let append_error = if error.raw_os_error() == Some(28) {
+        let append_error = if error.kind() == std::io::ErrorKind::StorageFull {
             AppendError::NoSpace {
                 journal,
                 fragment: path,
