@@ -101,6 +101,7 @@ impl FaultInjector {
                 {
                     shared.chunkers.die[victim].store(true, Ordering::SeqCst);
                     spawn_chunker(ctx, shared, slot);
+                    tracing::info!(chunker = slot, replaces = victim, "chunker started by fault");
                     self.record(
                         shared,
                         now,
