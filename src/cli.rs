@@ -22,6 +22,12 @@ expiries and checkpoints) and runs (one record per `run`, giving stream ids thei
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Format of the operational logs on stderr (shard recoveries, fencing, retention, faults,
+    /// failed appends, run start and stop): `text` (key=value) or `json` (one object per line).
+    /// Levels come from RUST_LOG (default info; e.g. RUST_LOG=debug adds retention removals,
+    /// RUST_LOG=warn keeps only problems).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +51,12 @@ pub enum Command {
     /// latency p50/p99, disk and RSS over time, violations marked.
     #[command(after_help = PLOT_AFTER_HELP)]
     Plot(PlotArgs),
+    /// Sum latency against load: a saturated `run` measures the maximum rate, then runs at
+    /// fractions of it (--max-mb-per-s) and saturated again print Sum latency p50/p99/max at
+    /// each, as a table (or JSON) and a figure. Each step is a child `stream-sum run` on a fresh
+    /// data directory inside --data, removed after it.
+    #[command(after_help = SWEEP_AFTER_HELP)]
+    Sweep(SweepArgs),
     /// Inspect journals.
     Journal {
         #[command(subcommand)]
@@ -220,6 +232,17 @@ pub enum FaultMode {
     StallShard,
 }
 
+impl FaultMode {
+    /// The name `--faults` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultMode::None => "none",
+            FaultMode::Components => "components",
+            FaultMode::StallShard => "stall-shard",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CrashTestArgs {
     /// Data directory (created if missing).
@@ -295,6 +318,47 @@ pub struct PlotArgs {
     /// Where to write the figure: a path ending in .svg or .png.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
+}
+
+const SWEEP_AFTER_HELP: &str = "\
+Steps: `max` (saturated: its achieved MB/s is the maximum), then each --loads percentage of it,
+then `saturated` again (the two saturated rows show the run-to-run noise). Each step is
+`stream-sum run --duration D --json` plus the arguments after `--`, with RUST_LOG=warn.
+Latency is the run's summary: final chunk durable to Sum durable, over the whole step.
+
+Example (issue 12's sweep, with the machine baselines measured first on the same disk):
+  stream-sum sweep --duration 20s --data /tmp/sweep --baselines ../shared/tools/baselines \\
+    --plot docs/latency-sweep.svg
+
+Exit status: 0 done; 1 a step found violations; 2 bad command line; 3 a step failed or a file
+could not be written.";
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// How long each step publishes (the run's --duration).
+    #[arg(long, default_value = "20s", value_parser = crate::sweep::parse_step_duration)]
+    pub duration: Duration,
+    /// Directory for the steps' data directories (created if missing; each step's is removed
+    /// after it).
+    #[arg(long, default_value = "stream-sum-sweep")]
+    pub data: PathBuf,
+    /// Loads to run at, in percent of the measured maximum rate.
+    #[arg(long, default_value = "25,50,75,90", value_delimiter = ',')]
+    pub loads: Vec<f64>,
+    /// Where to draw latency against load (.svg or .png).
+    #[arg(long, default_value = "latency-sweep.svg", value_name = "OUT")]
+    pub plot: PathBuf,
+    /// Print the result as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// A script printing the machine's baselines as one JSON object, run with --data as its
+    /// argument just before the first step (e.g. ../shared/tools/baselines); its figures go in
+    /// the table and the JSON.
+    #[arg(long, value_name = "SCRIPT")]
+    pub baselines: Option<PathBuf>,
+    /// More `run` arguments for every step, after `--` (e.g. `-- --partitions 8`).
+    #[arg(last = true, value_name = "RUN_ARGS")]
+    pub run_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

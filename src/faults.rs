@@ -44,6 +44,7 @@ impl FaultInjector {
     fn record(&self, shared: &Shared, now: Instant, kind: &'static str, target: String) {
         let at_s = now.duration_since(self.started).as_secs_f64();
         eprintln!("\nstream-sum: fault at {at_s:.1} s: {kind} {target}");
+        tracing::info!(at_s, kind, target = target.as_str(), "fault injected");
         shared.faults.lock().push(FaultRecord { at_s, kind, target });
     }
 
@@ -100,6 +101,7 @@ impl FaultInjector {
                 {
                     shared.chunkers.die[victim].store(true, Ordering::SeqCst);
                     spawn_chunker(ctx, shared, slot);
+                    tracing::info!(chunker = slot, replaces = victim, "chunker started by fault");
                     self.record(
                         shared,
                         now,
@@ -123,6 +125,7 @@ impl FaultInjector {
 /// at a head wins; the other's conditional append fails and nothing of it lands.
 fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
     let name = format!("shard-{p:03}-second-owner");
+    let recovery_started = Instant::now();
     let mut shard = match Shard::recover(
         &name,
         Summer::new(shared.shards.summer_config.clone()),
@@ -133,11 +136,17 @@ fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
         Ok(s) => s,
         Err(e) => return shared.run.shard_error(format!("{name}: {e}"), &e),
     };
+    crate::shards::log_recovered(&shard, &input, recovery_started, "second");
     let until = Instant::now() + Duration::from_millis(300);
     while Instant::now() < until && !shared.run.abort.load(Ordering::Relaxed) {
         match shard.run_transaction(Duration::from_millis(20)) {
             Ok(_) => {}
-            Err(ShardError::Fenced { .. }) => {
+            Err(ShardError::Fenced {
+                shard,
+                expected,
+                actual,
+            }) => {
+                tracing::info!(shard, owner = "second", expected, actual, "owner fenced");
                 shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -145,7 +154,13 @@ fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
             Err(e) => return shared.run.shard_error(format!("{name}: {e}"), &e),
         }
     }
-    if let Err(ShardError::Fenced { .. }) = shard.settle() {
+    if let Err(ShardError::Fenced {
+        shard,
+        expected,
+        actual,
+    }) = shard.settle()
+    {
+        tracing::info!(shard, owner = "second", expected, actual, "owner fenced");
         shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
     }
 }

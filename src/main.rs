@@ -9,6 +9,7 @@ mod crash_test;
 mod exit;
 mod faults;
 mod journal_cmd;
+mod logging;
 mod maintenance;
 mod metrics;
 mod metrics_server;
@@ -20,6 +21,7 @@ mod runs;
 mod shards;
 mod state;
 mod summary;
+mod sweep;
 mod tailing;
 mod verify;
 
@@ -31,6 +33,7 @@ use exit::{EXIT_ERROR, EXIT_OK};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    logging::init(cli.log_format);
     let result = match cli.command {
         cli::Command::Run(args) if args.cluster.nats.is_some() => nats_run::run(args),
         cli::Command::Run(args) => run::run(args),
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => verify::verify(args),
         cli::Command::CrashTest(args) => crash_test::crash_test(args),
         cli::Command::Plot(args) => plot::plot(args),
+        cli::Command::Sweep(args) => sweep::sweep(args),
         cli::Command::Journal { command } => journal_cmd::journal(command),
     };
     match result {

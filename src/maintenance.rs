@@ -34,6 +34,15 @@ impl Maintenance {
                 for (journal, below) in [(&self.inputs[p], input_below), (&self.shard_logs[p], log_below)] {
                     match journal.remove_below(below) {
                         Ok(n) => {
+                            if n > 0 {
+                                tracing::debug!(
+                                    journal = journal.name(),
+                                    fragments = n,
+                                    below,
+                                    first_offset = journal.first_offset(),
+                                    "fragments removed by retention"
+                                );
+                            }
                             shared
                                 .resources
                                 .fragments_removed

@@ -81,6 +81,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
     );
+    tracing::info!(
+        run_id = run.run_id,
+        data = args.data.display().to_string().as_str(),
+        partitions = args.partitions,
+        chunkers = args.chunkers,
+        streams = args.streams,
+        duration_s = args.limit().map(|d| d.as_secs_f64()),
+        sla_s = args.sla.as_secs_f64(),
+        max_mb_per_s = args.max_mb_per_s,
+        retention = args.retention,
+        faults = args.faults.name(),
+        "run starting"
+    );
     let watch = metrics
         .map(|m| m.start(inputs.iter().chain(&shard_logs).cloned().collect()))
         .transpose()
@@ -122,6 +135,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         stop_and_join(&shared, &mut injector, shards, tailers);
     }
     let summary = summarize(&args, &shared, elapsed, completed);
+    log_stopped(&summary);
     let last = sampler
         .tick(&shared, Instant::now(), true)
         .expect("forced sample");
@@ -210,6 +224,12 @@ fn open_outputs(args: &RunArgs) -> Option<(Option<MetricsServer>, Option<Recorde
             return None;
         }
     };
+    if let Some(r) = &recorder {
+        tracing::info!(
+            path = r.path().display().to_string().as_str(),
+            "record file opened"
+        );
+    }
     Some((metrics, recorder))
 }
 
@@ -417,8 +437,10 @@ pub(crate) fn supervise(
             let mut v = v.lock();
             v.check_sla(now);
             pending += v.pending();
-            if !v.violations().is_empty() {
-                shared.run.abort.store(true, Ordering::SeqCst);
+            if let Some(first) = v.violations().first() {
+                if !shared.run.abort.swap(true, Ordering::SeqCst) {
+                    tracing::error!(violation = first.0.as_str(), "violation");
+                }
             }
         }
         let done = shared.run.stop_chunkers.load(Ordering::SeqCst)
@@ -549,5 +571,35 @@ pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, comp
             .map(|p| p.txns.load(Ordering::Relaxed))
             .sum(),
         completed,
+    }
+}
+
+/// The run's end as one event: its figures, at `warn` if it found violations or errors.
+fn log_stopped(s: &Summary) {
+    macro_rules! stopped {
+        ($level:ident) => {
+            tracing::$level!(
+                run_id = s.run_id,
+                completed = s.completed,
+                elapsed_s = s.elapsed_s,
+                streams_finished = s.streams_finished,
+                sums_verified = s.sums_verified,
+                violations = s.violations,
+                errors = s.errors.len(),
+                chunk_mb_per_s = s.chunk_mb_per_s,
+                latency_ms_p50 = s.latency_ms_p50,
+                latency_ms_p99 = s.latency_ms_p99,
+                latency_ms_max = s.latency_ms_max,
+                shard_recoveries = s.shard_recoveries,
+                fencings = s.fencings,
+                fragments_removed = s.fragments_removed,
+                "run stopped"
+            )
+        };
+    }
+    if s.violations > 0 || !s.errors.is_empty() || !s.completed {
+        stopped!(warn);
+    } else {
+        stopped!(info);
     }
 }

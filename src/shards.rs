@@ -3,7 +3,7 @@
 //! [`RunState`](crate::state::RunState).
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::Summer;
@@ -24,10 +24,12 @@ pub(crate) fn run_shard(
     // Each pass recovers the shard from its log, as a restarted summer process would.
     loop {
         let summer = Summer::new(shared.shards.summer_config.clone());
+        let recovery_started = Instant::now();
         let mut shard = match Shard::recover(&name, summer, &input, log_j.clone(), config.clone()) {
             Ok(s) => s,
             Err(e) => return shared.run.shard_error(format!("recovering {name}: {e}"), &e),
         };
+        log_recovered(&shard, &input, recovery_started, "owner");
         shared.shards.recoveries.fetch_add(1, Ordering::Relaxed);
         loop {
             if shared.run.abort.load(Ordering::Relaxed) {
@@ -65,8 +67,13 @@ pub(crate) fn run_shard(
                     progress.expired.store(c.expired, Ordering::Relaxed);
                 }
                 Err(e @ ShardError::Violation { .. }) => return shared.run.violation(e.to_string()),
-                Err(ShardError::Fenced { .. }) if faults => {
+                Err(ShardError::Fenced {
+                    shard,
+                    expected,
+                    actual,
+                }) if faults => {
                     // A second owner (injected) appended first: this owner's view is stale.
+                    tracing::info!(shard, owner = "owner", expected, actual, "owner fenced");
                     shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
@@ -74,4 +81,20 @@ pub(crate) fn run_shard(
             }
         }
     }
+}
+
+/// Logs a shard's recovery from its log: where it resumes and how long it took.
+pub(crate) fn log_recovered(shard: &Shard<Summer>, input: &Journal, started: Instant, owner: &str) {
+    tracing::info!(
+        shard = shard.name(),
+        owner,
+        input = input.name(),
+        input_offset = shard.input_offset(),
+        shard_log = shard.shard_log().name(),
+        snapshot_offset = shard.durable_snapshot_offset(),
+        log_head = shard.shard_log().durable_head(),
+        deltas_replayed = shard.stats().recovered_deltas,
+        recovery_ms = started.elapsed().as_secs_f64() * 1e3,
+        "shard recovered"
+    );
 }

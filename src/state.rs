@@ -56,12 +56,33 @@ impl RunState {
         }
     }
 
+    /// True once the run is stopping for a violation or an error. Problems found after that are
+    /// logged at `debug` only: they are consequences of the first, they are all in the summary,
+    /// and the run's last stderr line stays its own final word (e.g. the no-space advice).
+    fn stopping(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn violation(&self, v: String) {
+        if self.stopping() {
+            tracing::debug!(violation = v.as_str(), "violation (run already stopping)");
+        } else {
+            tracing::error!(violation = v.as_str(), "violation");
+        }
         self.violations.lock().push(v);
         self.abort.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn error(&self, e: String) {
+        if self.stopping() {
+            tracing::debug!(error = e.as_str(), "error (run already stopping)");
+        } else {
+            tracing::error!(error = e.as_str(), "run error");
+        }
+        self.push_error(e);
+    }
+
+    fn push_error(&self, e: String) {
         self.errors.lock().push(e);
         self.abort.store(true, Ordering::SeqCst);
     }
@@ -73,7 +94,18 @@ impl RunState {
         if matches!(cause, AppendError::NoSpace { .. }) {
             self.no_space.lock().get_or_insert_with(|| cause.clone());
         }
-        self.error(message);
+        let (failure, journal) = append_failure(cause);
+        if self.stopping() {
+            tracing::debug!(
+                journal,
+                failure,
+                error = message.as_str(),
+                "append failed (run already stopping)"
+            );
+        } else {
+            tracing::error!(journal, failure, error = message.as_str(), "append failed");
+        }
+        self.push_error(message);
     }
 
     /// [`RunState::error`] for a shard that stopped, through [`RunState::append_error`] if an
@@ -192,4 +224,20 @@ pub struct FaultRecord {
     pub at_s: f64,
     pub kind: &'static str,
     pub target: String,
+}
+
+/// How an append failed, as a log field, and the journal it failed on.
+fn append_failure(cause: &AppendError) -> (&'static str, &str) {
+    match cause {
+        AppendError::Poisoned { journal, .. } => ("poisoned", journal),
+        AppendError::Conflict { journal, .. } => ("conflict", journal),
+        AppendError::AfterFailure { journal, .. } => ("after_failure", journal),
+        AppendError::FrameTooLarge { journal, .. } => ("frame_too_large", journal),
+        AppendError::BatchTooLarge { journal, .. } => ("batch_too_large", journal),
+        AppendError::NoSpace { journal, .. } => ("no_space", journal),
+        AppendError::Io { journal, .. } => ("io", journal),
+        AppendError::WouldBlock { journal, .. } => ("would_block", journal),
+        AppendError::Closed { journal } => ("closed", journal),
+        AppendError::ReadOnly { journal } => ("read_only", journal),
+    }
 }
