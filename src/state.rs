@@ -239,5 +239,6 @@ fn append_failure(cause: &AppendError) -> (&'static str, &str) {
         AppendError::WouldBlock { journal, .. } => ("would_block", journal),
         AppendError::Closed { journal } => ("closed", journal),
         AppendError::ReadOnly { journal } => ("read_only", journal),
+        AppendError::Backend { journal, .. } => ("backend", journal),
     }
 }
