@@ -94,14 +94,7 @@ impl Sampler {
     }
 
     fn sample(&mut self, shared: &Shared, now: Instant) -> Sample {
-        let stat = |f: fn(&ss_chunker::chunker::ChunkerStats) -> &std::sync::atomic::AtomicU64| -> u64 {
-            shared
-                .chunkers
-                .stats
-                .iter()
-                .map(|s| f(s).load(Ordering::Relaxed))
-                .sum()
-        };
+        let stat = |f| shared.chunkers.total(f);
         let latency = shared.sums.latency();
         let mut interval_latency = latency.clone();
         // The merged histogram only grows, so the difference is this interval's Sums.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use parking_lot::Mutex;
-use ss_chunker::chunker::{ChunkerStats, FLUSH_BYTES_DEFAULT};
+use ss_chunker::chunker::FLUSH_BYTES_DEFAULT;
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, CHUNKERS_MAX};
 use ss_chunker::verifier::Verifier;
 use ss_consumer::shard::ShardConfig;
@@ -448,33 +448,13 @@ pub(crate) fn supervise(
             && pending == 0;
         let aborted = shared.run.abort.load(Ordering::SeqCst);
         if now.duration_since(last_print) >= interval || done || aborted {
-            let bytes: u64 = shared
-                .chunkers
-                .stats
-                .iter()
-                .map(|s| s.chunk_bytes.load(Ordering::Relaxed))
-                .sum();
-            let chunks: u64 = shared
-                .chunkers
-                .stats
-                .iter()
-                .map(|s| s.chunks.load(Ordering::Relaxed))
-                .sum();
+            let bytes = shared.chunkers.total(|s| &s.chunk_bytes);
+            let chunks = shared.chunkers.total(|s| &s.chunks);
             let latency = shared.sums.latency();
             let progress = Progress {
                 elapsed: now.duration_since(started),
-                streams_finished: shared
-                    .chunkers
-                    .stats
-                    .iter()
-                    .map(|s| s.streams_finished.load(Ordering::Relaxed))
-                    .sum(),
-                sums_verified: shared
-                    .sums
-                    .verifiers
-                    .iter()
-                    .map(|v| v.lock().sums_verified())
-                    .sum(),
+                streams_finished: shared.chunkers.total(|s| &s.streams_finished),
+                sums_verified: shared.sums.sums_verified(),
                 pending,
                 chunk_bytes_delta: bytes - last_bytes,
                 chunks_delta: chunks - last_chunks,
@@ -507,14 +487,7 @@ pub(crate) fn supervise(
 }
 
 pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, completed: bool) -> Summary {
-    let load = |f: fn(&ChunkerStats) -> &AtomicU64| -> u64 {
-        shared
-            .chunkers
-            .stats
-            .iter()
-            .map(|s| f(s).load(Ordering::Relaxed))
-            .sum()
-    };
+    let load = |f| shared.chunkers.total(f);
     let chunks = load(|s| &s.chunks);
     let chunk_bytes = load(|s| &s.chunk_bytes);
     let mut violation_messages = shared.run.violations.lock().clone();
@@ -527,12 +500,7 @@ pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, comp
         chunkers: args.chunkers,
         streams_started: load(|s| &s.streams_started),
         streams_finished: load(|s| &s.streams_finished),
-        sums_verified: shared
-            .sums
-            .verifiers
-            .iter()
-            .map(|v| v.lock().sums_verified())
-            .sum(),
+        sums_verified: shared.sums.sums_verified(),
         sums_previous_runs: shared.sums.previous_runs.load(Ordering::Relaxed),
         violations: violation_messages.len(),
         violation_messages,

@@ -163,6 +163,11 @@ pub(crate) struct SumTailing {
 }
 
 impl SumTailing {
+    /// Finished streams of this run whose one correct Sum was seen, over every verifier.
+    pub(crate) fn sums_verified(&self) -> u64 {
+        self.verifiers.iter().map(|v| v.lock().sums_verified()).sum()
+    }
+
     pub(crate) fn verifier_violations(&self) -> Vec<String> {
         self.verifiers
             .iter()
@@ -197,6 +202,14 @@ pub(crate) struct ChunkerSupervision {
 }
 
 impl ChunkerSupervision {
+    /// One counter of [`ChunkerStats`], summed over every chunker slot.
+    pub(crate) fn total(&self, counter: fn(&ChunkerStats) -> &AtomicU64) -> u64 {
+        self.stats
+            .iter()
+            .map(|s| counter(s).load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub(crate) fn new(slots: usize) -> ChunkerSupervision {
         ChunkerSupervision {
             stats: (0..slots).map(|_| Arc::new(ChunkerStats::default())).collect(),
