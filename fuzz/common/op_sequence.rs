@@ -152,6 +152,7 @@ pub fn options(storage: &SimStorage, fragment_byte: u8) -> Options {
         pending_max_bytes: 1024,
         // Bit 2 of the same byte: zero-filled spare fragments.
         preallocate: fragment_byte & 4 != 0,
+        recycle: true,
         storage: Arc::new(storage.clone()),
     }
 }

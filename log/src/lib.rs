@@ -4,10 +4,11 @@
 //! is an append-only sequence of bytes addressed by offset, stored as fragment files named by the
 //! offset where they begin ([`fragment`]). Each append writes one CRC-32C framed [`frame`] holding
 //! a [`Batch`] of messages, all or nothing. Appends from many threads and tasks are group-committed
-//! by a writer thread per journal ([`writer`]): one write and one `fdatasync` per batch, after
-//! which the durable head advances. [`Reader`]s see only durable frames, through memory maps, and
-//! can tail (blocking or async). Opening runs [`recovery`] on the last fragment only. All file
-//! operations go through the [`storage`] seam; [`sim`] simulates crashes and faults.
+//! by each batch's leader, the first appender to wait for it (`commit`, [`writer`]): one write and
+//! one `fdatasync` per batch, after which the durable head advances. [`Reader`]s see only
+//! durable frames, through memory maps, and can tail (blocking or async). Opening runs
+//! [`recovery`] on the last fragment only. All file operations go through the [`storage`] seam;
+//! [`sim`] simulates crashes and faults.
 //!
 //! ```
 //! use ss_log::{Batch, Log, Options};
@@ -22,6 +23,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod commit;
 pub mod error;
 pub mod fragment;
 pub mod frame;
@@ -63,13 +65,19 @@ pub struct Options {
     pub frame_max_bytes: u64,
     /// Most messages in one batch; more fail with `BatchTooLarge`.
     pub batch_max_messages: u32,
-    /// Most bytes accepted but not yet handed to the writer; appenders wait beyond it. At most
+    /// Most bytes accepted but not yet taken by a committing leader; appenders wait beyond it. At most
     /// twice this is buffered per journal (one batch filling, one being written).
     pub pending_max_bytes: u64,
     /// Zero-fill the next fragment ahead of use, so a commit's fdatasync need not also make a
     /// file size change durable ([`spare`]). Costs a spare file of `fragment_max_bytes` per busy
     /// journal and the bandwidth to zero it.
     pub preallocate: bool,
+    /// Fragments removed by retention ([`Journal::remove_below`]) are renamed aside and become
+    /// the next fragments instead of being unlinked (at most [`spare::RECYCLED_MAX`] wait), so
+    /// a journal under retention writes into files that already exist: no growth to make
+    /// durable at each commit. Their old frames are never valid at their new offsets, so
+    /// nothing is cleared.
+    pub recycle: bool,
     pub storage: Arc<dyn Storage>,
 }
 
@@ -81,6 +89,7 @@ impl Default for Options {
             batch_max_messages: 1 << 20,
             pending_max_bytes: 8 << 20,
             preallocate: false,
+            recycle: true,
             storage: Arc::new(RealStorage),
         }
     }
@@ -94,6 +103,7 @@ impl std::fmt::Debug for Options {
             .field("batch_max_messages", &self.batch_max_messages)
             .field("pending_max_bytes", &self.pending_max_bytes)
             .field("preallocate", &self.preallocate)
+            .field("recycle", &self.recycle)
             .finish_non_exhaustive()
     }
 }
