@@ -114,7 +114,7 @@ fn a_panic_while_committing_poisons_and_wakes_every_waiter() {
     }
     // A pipelined append and an async one, committed by the helper thread.
     let pipelined = j.submit(&Batch::single(b"pipelined"));
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let async_result = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), j.append_async(&Batch::single(b"async"))).await
     });

@@ -199,8 +199,10 @@ fn recycled_files_survive_a_reopen_and_are_reused() {
     }
     let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
     let j = log.journal(JOURNAL).unwrap();
-    append_tagged(&j, "b", 5);
+    append_tagged(&j, "b", 1);
     assert_eq!(recycled_files(&storage).len(), 1, "a roll after reopening reused one");
+    let last = j.fragments().last().unwrap().clone();
+    assert!(file_len(&storage, &last.path) > FRAME_BYTES, "the new fragment is a recycled file");
 }
 
 /// `Options::recycle = false`: retention unlinks, as before.
