@@ -1,5 +1,6 @@
 //! Command-line definitions.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub enum Command {
     /// graceful run and `verify`, and a check of the parent's own history of acknowledged final
     /// chunks and Sums against the journals (lost, duplicated, mismatched).
     CrashTest(CrashTestArgs),
+    /// Draw a record (`run`/`soak --record FILE`) as an SVG or PNG figure: chunk throughput, Sum
+    /// latency p50/p99, disk and RSS over time, violations marked.
+    #[command(after_help = PLOT_AFTER_HELP)]
+    Plot(PlotArgs),
     /// Inspect journals.
     Journal {
         #[command(subcommand)]
@@ -163,6 +168,27 @@ pub struct RunArgs {
     /// summary; `stream-sum plot FILE` draws them. The file is created if missing.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a live page of the run's figures at
+    /// http://ADDR/ (IP:PORT, or localhost:PORT; port 0 picks a free one and prints it). Bound
+    /// before the data directory is opened: an address in use stops the command (exit 3).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `IP:PORT` (`127.0.0.1:9898`, `[::1]:9898`, `0.0.0.0:9898`) or `localhost:PORT`. Host names
+/// other than localhost are refused rather than looked up: a metrics address is local.
+fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let usage = "expected IP:PORT or localhost:PORT, e.g. 127.0.0.1:9898";
+    match s.rsplit_once(':') {
+        Some(("localhost", port)) => port
+            .parse::<u16>()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|e| format!("bad port {port:?}: {e} ({usage})")),
+        _ => Err(usage.to_string()),
+    }
 }
 
 /// Which faults `run --faults` injects.
@@ -219,6 +245,36 @@ impl RunArgs {
     pub fn limit(&self) -> Option<Duration> {
         self.duration.map_or(Some(Duration::from_secs(30)), |l| l.0)
     }
+}
+
+const PLOT_AFTER_HELP: &str = "\
+Four panels share a time axis (seconds, minutes or hours since the record's first sample): chunk
+throughput (MB/s), Sum latency p50 and p99 of each second (ms; seconds that verified no Sum are
+left out), disk used by the journals (MB) and anonymous RSS (MB). A red vertical line marks each
+second in which a run's violation count rose; the title says \"violations: N\" (over every run).
+
+A file holding several runs (each `run --record FILE` appends) is drawn on wall-clock time, a
+grey line and the run id marking each run's start. A last line cut short (the recording process
+was killed inside its write) is skipped with a warning; any other line that is not a record line
+is an error naming the file and line number.
+
+The format follows the output's extension: .svg (text drawn by the viewer) or .png (text drawn
+with the bundled DejaVu Sans Mono font). The figure is written to a temporary file beside OUT and
+renamed over it, so a failure leaves no partial file.
+
+Exit status: 0 written; 2 bad command line (e.g. another extension); 3 the record cannot be read,
+holds a bad line or no sample, or OUT cannot be written.
+
+Example: stream-sum soak --duration 2h --record soak.jsonl && stream-sum plot soak.jsonl -o soak.svg";
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// The record: JSON lines written by `run`/`soak --record FILE`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where to write the figure: a path ending in .svg or .png.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,6 @@
 //! durable that is no longer in its shard log is lost too. Appends in flight at a kill are
 //! indeterminate: they may land or not, and neither is a violation.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -22,19 +21,12 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use ss_consumer::message::{hex, Chunk, Message, StreamId};
+use ss_consumer::audit::{self, At, ChunkIndex, History, SumIndex};
+use ss_consumer::message::{StreamId, Sum};
 use ss_log::Log;
 
 use crate::cli::CrashTestArgs;
 use crate::{EXIT_OK, EXIT_VIOLATION};
-
-#[derive(Default)]
-struct History {
-    /// stream -> (sha1, journal, frame offset) of its acknowledged final chunk.
-    finals: HashMap<StreamId, ([u8; 20], String, u64)>,
-    /// (stream, journal, offset, sha1) of every Sum a child saw.
-    sums_seen: Vec<(StreamId, String, u64, [u8; 20])>,
-}
 
 fn parse_sha1(s: &str) -> Option<[u8; 20]> {
     let mut out = [0u8; 20];
@@ -47,30 +39,34 @@ fn parse_sha1(s: &str) -> Option<[u8; 20]> {
     Some(out)
 }
 
-impl History {
-    fn record(&mut self, line: &str) -> anyhow::Result<()> {
-        let f: Vec<&str> = line.split(' ').collect();
-        let parsed = (|| {
-            let [kind, stream, journal, offset, sha] = f.as_slice() else {
-                return None;
+/// Adds one report line of a child (`F stream journal offset sha1`: a final chunk acknowledged
+/// durable; `S ...`: a Sum seen durable) to the history.
+fn record(history: &mut History, line: &str) -> anyhow::Result<()> {
+    let f: Vec<&str> = line.split(' ').collect();
+    let parsed = (|| {
+        let [kind, stream, journal, offset, sha] = f.as_slice() else {
+            return None;
+        };
+        let at = At {
+            journal: journal.to_string(),
+            offset: offset.parse::<u64>().ok()?,
+        };
+        Some((*kind, stream.parse::<StreamId>().ok()?, at, parse_sha1(sha)?))
+    })();
+    match parsed {
+        Some(("F", stream, at, sha1)) => history.final_acknowledged(stream, sha1, at),
+        Some(("S", stream, at, sha1)) => {
+            // The report line carries no seq; the audit compares the SHA-1 and the place only.
+            let sum = Sum {
+                stream,
+                last_seq: 0,
+                sha1,
             };
-            Some((
-                *kind,
-                stream.parse::<StreamId>().ok()?,
-                journal.to_string(),
-                offset.parse::<u64>().ok()?,
-                parse_sha1(sha)?,
-            ))
-        })();
-        match parsed {
-            Some(("F", stream, journal, offset, sha)) => {
-                self.finals.insert(stream, (sha, journal, offset));
-            }
-            Some(("S", stream, journal, offset, sha)) => self.sums_seen.push((stream, journal, offset, sha)),
-            _ => bail!("unexpected report line from child: {line:?}"),
+            history.sum_seen(sum, at);
         }
-        Ok(())
+        _ => bail!("unexpected report line from child: {line:?}"),
     }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -144,7 +140,7 @@ fn run_child(
     let out_thread = std::thread::spawn(move || -> anyhow::Result<()> {
         for line in BufReader::new(stdout).lines() {
             let line = line?;
-            h.lock().record(&line)?;
+            record(&mut h.lock(), &line)?;
         }
         Ok(())
     });
@@ -299,85 +295,37 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
     Ok(if bad { EXIT_VIOLATION } else { EXIT_OK })
 }
 
-/// Checks the parent's history against the journals. Returns (lost, duplicated, mismatched,
-/// verified).
+/// Checks the parent's history against the journals (the audit's history check; `verify`
+/// checks the journals against themselves). Returns (lost, duplicated, mismatched, verified).
 fn check_history(
     args: &CrashTestArgs,
     history: &History,
     messages: &mut Vec<String>,
 ) -> anyhow::Result<(usize, usize, usize, usize)> {
     let log = Log::open_read_only(&args.data, crate::run::log_options())?;
-    let mut finals_present: HashSet<(StreamId, String, u64)> = HashSet::new();
-    let mut sums: HashMap<StreamId, Vec<(String, u64, [u8; 20])>> = HashMap::new();
+    let mut chunks = ChunkIndex::default();
+    let mut sums = SumIndex::default();
     for name in log.journal_names()? {
         let j = log.existing_journal(&name)?;
-        let mut reader = j.reader(j.first_offset());
-        let is_chunks = name.starts_with("chunks-");
-        let is_sums = name.starts_with("sums-");
-        if !is_chunks && !is_sums {
-            continue;
-        }
-        while let Some(frame) = reader.try_next()? {
-            for m in frame.messages() {
-                let m = m?;
-                if is_chunks {
-                    let c = Chunk::decode(m)?;
-                    if c.is_final {
-                        finals_present.insert((c.stream, name.clone(), frame.offset));
-                    }
-                } else if let Message::Sum(s) = Message::decode(m)? {
-                    sums.entry(s.stream)
-                        .or_default()
-                        .push((name.clone(), frame.offset, s.sha1));
-                }
-            }
+        if name.starts_with("chunks-") {
+            chunks.merge(ChunkIndex::scan(&j)?);
+        } else if let Some(partition) = name.strip_prefix("sums-") {
+            sums.merge(SumIndex::scan(&j, &format!("chunks-{partition}"))?);
         }
     }
-    let (mut lost, mut duplicated, mut mismatched, mut verified) = (0, 0, 0, 0);
-    let mut ids: Vec<&StreamId> = history.finals.keys().collect();
-    ids.sort();
-    for id in ids {
-        let (sha, journal, offset) = &history.finals[id];
-        if !finals_present.contains(&(*id, journal.clone(), *offset)) {
-            lost += 1;
-            messages.push(format!("lost: stream {id}: final chunk acknowledged durable in {journal} at offset {offset} is not there"));
-            continue;
-        }
-        match sums.get(id).map(Vec::as_slice) {
-            None | Some([]) => {
-                lost += 1;
-                messages.push(format!(
-                    "lost: stream {id}: final chunk acknowledged durable, but no Sum"
-                ));
-            }
-            Some(list) => {
-                if list.len() > 1 {
-                    duplicated += 1;
-                    messages.push(format!("duplicated: stream {id} has {} Sums", list.len()));
-                }
-                if list[0].2 != *sha {
-                    mismatched += 1;
-                    messages.push(format!(
-                        "mismatched: stream {id}: Sum {} but the chunker computed {}",
-                        hex(&list[0].2),
-                        hex(sha)
-                    ));
-                } else if list.len() == 1 {
-                    verified += 1;
-                }
-            }
-        }
+    let findings = audit::check_history(history, Some(&chunks), &sums);
+    for (kind, list) in [
+        ("lost", &findings.lost),
+        ("duplicated", &findings.duplicated),
+        ("mismatched", &findings.mismatched),
+        ("other", &findings.other),
+    ] {
+        messages.extend(list.iter().map(|m| format!("{kind}: {m}")));
     }
-    for (id, journal, offset, sha) in &history.sums_seen {
-        let present = sums
-            .get(id)
-            .is_some_and(|l| l.iter().any(|(j, o, s)| j == journal && o == offset && s == sha));
-        if !present {
-            lost += 1;
-            messages.push(format!(
-                "lost: Sum for stream {id} seen durable in {journal} at offset {offset} is gone"
-            ));
-        }
-    }
-    Ok((lost, duplicated, mismatched, verified))
+    Ok((
+        findings.lost.len(),
+        findings.duplicated.len(),
+        findings.mismatched.len(),
+        findings.verified,
+    ))
 }

@@ -77,25 +77,26 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
     if start > head {
         anyhow::bail!("journal {name:?}: --from {start} is past the journal's end ({head})");
     }
-    let mut reader = journal.reader(start);
     // A live `run --retention` may remove fragments this open listed: step over them, saying so.
-    let mut gaps = 0;
-    let mut next_frame = |reader: &mut ss_log::Reader| {
-        let at = reader.offset();
-        let gaps_before = gaps;
-        let frame = crate::verify::next_retained(reader, &mut gaps);
-        if gaps > gaps_before {
+    let mut frames = journal.frames(start).step_over_removed();
+    let next_frame = |frames: &mut ss_log::Frames| {
+        let gaps_before = frames.gaps().len();
+        let frame = frames.next().transpose();
+        if let Some(gap) = frames.gaps().get(gaps_before) {
             let resumed = frame
                 .as_ref()
                 .ok()
                 .and_then(|f| f.as_ref())
                 .map_or(head, |f| f.offset);
-            eprintln!("stream-sum: journal {name:?}: offsets {at}..{resumed} were removed by retention while reading");
+            eprintln!(
+                "stream-sum: journal {name:?}: offsets {}..{resumed} were removed by retention while reading",
+                gap.start
+            );
         }
         frame
     };
     // A --from that is not where a frame begins reads as damage; say which it probably is.
-    let first = next_frame(&mut reader).map_err(|e| match (from, &e) {
+    let first = next_frame(&mut frames).map_err(|e| match (from, &e) {
         (Some(_), ReadError::Corrupt { .. }) => anyhow::anyhow!(
             "journal {name:?}: no valid frame begins at --from {start} (use an `offset` printed by `journal read`, or a fragment begin from `journal ls`): {e}"
         ),
@@ -104,7 +105,7 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut next = first;
     while let Some(frame) = next {
-        for m in frame.messages() {
+        for m in frames.messages(&frame) {
             let m = m?;
             let line = match Message::decode(m) {
                 Ok(Message::Chunk(c)) => json!({
@@ -142,7 +143,7 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
             };
             writeln!(out, "{line}")?;
         }
-        next = next_frame(&mut reader)?;
+        next = next_frame(&mut frames)?;
     }
     out.flush()?;
     Ok(EXIT_OK)

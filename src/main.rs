@@ -7,6 +7,9 @@ mod crash_test;
 mod faults;
 mod journal_cmd;
 mod maintenance;
+mod metrics;
+mod metrics_server;
+mod plot;
 mod record;
 mod run;
 mod runs;
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Verify(args) => verify::verify(args),
         cli::Command::CrashTest(args) => crash_test::crash_test(args),
+        cli::Command::Plot(args) => plot::plot(args),
         cli::Command::Journal { command } => journal_cmd::journal(command),
     };
     match result {

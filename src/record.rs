@@ -88,6 +88,11 @@ impl Sampler {
         Some(self.sample(shared, now))
     }
 
+    /// Every verifier's Sum latency histogram (microseconds) merged at the latest sample.
+    pub fn latency_us(&self) -> &Histogram<u64> {
+        &self.last_latency
+    }
+
     fn sample(&mut self, shared: &Shared, now: Instant) -> Sample {
         let stat = |f: fn(&ss_chunker::chunker::ChunkerStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             shared
@@ -162,8 +167,15 @@ pub struct Recorder {
 impl Recorder {
     /// Opens `path` for appending (created if missing). Opened before the run starts, so a
     /// path that cannot be written stops the command before anything else happens.
+    ///
+    /// A file whose last line is unfinished (an earlier recording process was killed inside its
+    /// write) first gets a newline, so this run's lines start on lines of their own and `plot`
+    /// skips only the cut line.
     pub fn open(path: &Path) -> std::io::Result<Recorder> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+        if ends_unfinished(path)? {
+            file.write_all(b"\n")?;
+        }
         Ok(Recorder {
             path: path.to_path_buf(),
             file,
@@ -181,6 +193,19 @@ impl Recorder {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// True if the file is not empty and its last byte is not a newline.
+fn ends_unfinished(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// The last line a run appends: its summary, tagged.

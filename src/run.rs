@@ -26,6 +26,7 @@ use ss_log::{AppendError, Journal, Log, OpenError, Options};
 use crate::cli::{FaultMode, RunArgs};
 use crate::faults::{FaultInjector, FaultRecord};
 use crate::maintenance::Maintenance;
+use crate::metrics_server::MetricsServer;
 use crate::record::{Recorder, Sampler, SummaryLine};
 use crate::summary::{max_ms, percentile_ms, Progress, Summary};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
@@ -208,8 +209,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
-    // The record file is opened first: a path that cannot be written stops the run before the
-    // data directory is touched.
+    // The metrics address is bound first, then the record file is opened: a port in use or a
+    // path that cannot be written stops the run before anything else is touched.
+    let metrics = match args.metrics_addr.map(MetricsServer::bind).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            let addr = args.metrics_addr.expect("bound only when given");
+            eprintln!("stream-sum: error: cannot serve metrics on {addr}: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
     let mut recorder = match args.record.as_deref().map(Recorder::open).transpose() {
         Ok(r) => r,
         Err(e) => {
@@ -299,6 +308,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
     );
+    let journals = inputs.iter().chain(&shard_logs).cloned().collect();
+    let watch = metrics
+        .map(|m| m.start(journals))
+        .transpose()
+        .context("starting the metrics server")?;
 
     // Tailers start at the shard logs' current heads: every Sum of this run lands after them.
     let tailers: Vec<JoinHandle<()>> = shard_logs
@@ -349,6 +363,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         injector.tick(&ctx, shared, now);
         maintenance.tick(shared, now);
         if let Some(sample) = sampler.tick(shared, now, false) {
+            if let Some(watch) = &watch {
+                watch.publish(&sample, sampler.latency_us(), shared);
+            }
             record(&mut recorder, &sample);
         }
     });
@@ -369,12 +386,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let summary = summarize(&args, &shared, elapsed, completed);
-    record(
-        &mut recorder,
-        &sampler
-            .tick(&shared, Instant::now(), true)
-            .expect("forced sample"),
-    );
+    let last = sampler
+        .tick(&shared, Instant::now(), true)
+        .expect("forced sample");
+    if let Some(watch) = &watch {
+        watch.publish(&last, sampler.latency_us(), &shared);
+    }
+    record(&mut recorder, &last);
     record(
         &mut recorder,
         &SummaryLine {
@@ -694,15 +712,15 @@ pub(crate) fn run_shard(
 
 /// Reads Sums from a shard log as they become durable and hands each to its chunker's verifier.
 fn tail_sums(p: usize, journal: Journal, start: u64, shared: &Shared) {
-    let mut reader = journal.reader(start);
+    let mut frames = journal.frames(start);
     while !shared.stop_tailers.load(Ordering::SeqCst) {
-        let frame = match reader.next_timeout(Duration::from_millis(50)) {
+        let frame = match frames.next_timeout(Duration::from_millis(50)) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(e) => return shared.error(format!("tailing {}: {e}", journal.name())),
         };
         let seen_at = Instant::now();
-        for m in frame.messages() {
+        for m in frames.messages(&frame) {
             let sum = match m
                 .map_err(|e| e.to_string())
                 .and_then(|m| Message::decode(m).map_err(|e| e.to_string()))

@@ -11,197 +11,12 @@
 //! head captured) before any chunk journal, so every Sum seen has its chunks; see "Reading a live
 //! directory" in docs/design.md.
 
-use std::collections::HashMap;
-
-use anyhow::Context;
 use serde::Serialize;
-use sha1::{Digest, Sha1};
-use ss_consumer::checkpoint::Checkpoint;
-use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
-use ss_log::{Frame, Journal, Log, ReadError, Reader};
+use ss_consumer::audit::{self, ChunkIndex, Settled, SumIndex};
+use ss_log::{Journal, Log};
 
 use crate::cli::VerifyArgs;
 use crate::{EXIT_OK, EXIT_VIOLATION};
-
-struct OpenStream {
-    hasher: Sha1,
-    last_seq: u32,
-}
-
-struct FinishedStream {
-    sha1: [u8; 20],
-    last_seq: u32,
-    journal: String,
-    final_offset: u64,
-}
-
-/// What one chunk journal holds.
-#[derive(Default)]
-struct ChunkScan {
-    finished: HashMap<StreamId, FinishedStream>,
-    unfinished: HashMap<StreamId, u32>,
-    chunks: u64,
-    chunk_bytes: u64,
-    duplicate_chunks: u64,
-    /// Streams whose first chunks were removed by retention.
-    partial_streams: std::collections::HashSet<StreamId>,
-    /// Ranges retention removed while this scan read the journal (a live `run --retention`).
-    gaps: u64,
-    violations: Vec<String>,
-}
-
-/// The next frame of `reader`, stepping over ranges that retention removed (before or while the
-/// journal was read: a live `run --retention` removes fragments a read-only open listed); each
-/// range stepped over is counted in `gaps`.
-pub(crate) fn next_retained(reader: &mut Reader, gaps: &mut u64) -> Result<Option<Frame>, ReadError> {
-    loop {
-        match reader.try_next() {
-            Err(ReadError::Removed { first, .. }) if first > reader.offset() => {
-                reader.seek(first);
-                *gaps += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn scan_chunks(journal: &Journal) -> anyhow::Result<ChunkScan> {
-    let mut scan = ChunkScan::default();
-    let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
-    let mut reader = journal.reader(journal.first_offset());
-    let mut retained = journal.first_offset() > 0;
-    loop {
-        let gaps_before = scan.gaps;
-        let Some(frame) = next_retained(&mut reader, &mut scan.gaps)? else {
-            break;
-        };
-        if scan.gaps > gaps_before {
-            // Chunks were removed under the scan: streams open across the hole cannot be checked.
-            retained = true;
-            scan.partial_streams.extend(open.drain().map(|(id, _)| id));
-        }
-        for m in frame.messages() {
-            let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
-            let chunk =
-                Chunk::decode(m).with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
-            scan.chunks += 1;
-            let id = chunk.stream;
-            let at = format!("{} offset {}", journal.name(), frame.offset);
-            if let Some(f) = scan.finished.get(&id) {
-                if chunk.seq <= f.last_seq {
-                    scan.duplicate_chunks += 1;
-                } else {
-                    scan.violations.push(format!(
-                        "stream {id}: chunk seq {} after its final chunk, at {at}",
-                        chunk.seq
-                    ));
-                }
-                continue;
-            }
-            let s = match open.get_mut(&id) {
-                Some(s) => {
-                    if chunk.seq <= s.last_seq {
-                        scan.duplicate_chunks += 1;
-                        continue;
-                    }
-                    if chunk.seq != s.last_seq + 1 {
-                        scan.violations.push(format!(
-                            "stream {id}: gap in the chunk journal: seq {} after {}, at {at}",
-                            chunk.seq, s.last_seq
-                        ));
-                        open.remove(&id);
-                        continue;
-                    }
-                    s.last_seq = chunk.seq;
-                    s
-                }
-                None if chunk.seq != 0 => {
-                    if !retained {
-                        scan.violations
-                            .push(format!("stream {id}: first chunk has seq {}, at {at}", chunk.seq));
-                    }
-                    scan.partial_streams.insert(id);
-                    continue;
-                }
-                None => open.entry(id).or_insert(OpenStream {
-                    hasher: Sha1::new(),
-                    last_seq: 0,
-                }),
-            };
-            s.hasher.update(chunk.data);
-            scan.chunk_bytes += chunk.data.len() as u64;
-            if chunk.is_final {
-                let s = open.remove(&id).expect("open");
-                scan.finished.insert(
-                    id,
-                    FinishedStream {
-                        sha1: s.hasher.finalize().into(),
-                        last_seq: s.last_seq,
-                        journal: journal.name().to_string(),
-                        final_offset: frame.offset,
-                    },
-                );
-            }
-        }
-    }
-    scan.unfinished = open.into_iter().map(|(id, s)| (id, s.last_seq)).collect();
-    Ok(scan)
-}
-
-struct SumScan {
-    sums: Vec<(Sum, String, u64)>,
-    expired: u64,
-    /// Input offset of the shard's last checkpoint.
-    checkpoint_input_offset: u64,
-    /// Retention removed the front of the shard log (or a range while it was read): a finished
-    /// stream whose final chunk lies below this input offset may have had its Sum there.
-    sums_removed_below: u64,
-}
-
-fn scan_sums(journal: &Journal) -> anyhow::Result<SumScan> {
-    let mut scan = SumScan {
-        sums: Vec::new(),
-        expired: 0,
-        checkpoint_input_offset: 0,
-        sums_removed_below: 0,
-    };
-    let mut reader = journal.reader(journal.first_offset());
-    let mut gaps = 0;
-    // After removed Sums, the first checkpoint read bounds the input they could have covered.
-    let mut removed_unbounded = journal.first_offset() > 0;
-    loop {
-        let gaps_before = gaps;
-        let Some(frame) = next_retained(&mut reader, &mut gaps)? else {
-            break;
-        };
-        removed_unbounded |= gaps > gaps_before;
-        for m in frame.messages() {
-            let m = m.with_context(|| format!("{} offset {}", journal.name(), frame.offset))?;
-            match Message::decode(m).with_context(|| format!("{} offset {}", journal.name(), frame.offset))? {
-                Message::Sum(s) => scan.sums.push((s, journal.name().to_string(), frame.offset)),
-                Message::Expired(_) => scan.expired += 1,
-                Message::Checkpoint(c) => {
-                    scan.checkpoint_input_offset = Checkpoint::decode(c)
-                        .with_context(|| format!("{} offset {}", journal.name(), frame.offset))?
-                        .input_offset;
-                    if removed_unbounded {
-                        scan.sums_removed_below = scan.checkpoint_input_offset;
-                        removed_unbounded = false;
-                    }
-                }
-                Message::Chunk(_) => anyhow::bail!(
-                    "{} offset {}: a chunk in a shard log",
-                    journal.name(),
-                    frame.offset
-                ),
-            }
-        }
-    }
-    if removed_unbounded {
-        scan.sums_removed_below = scan.checkpoint_input_offset;
-    }
-    Ok(scan)
-}
 
 #[derive(Debug, Serialize)]
 struct VerifyReport {
@@ -246,131 +61,42 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let (chunk_scans, sum_scans) = std::thread::scope(|s| {
         let c: Vec<_> = chunk_journals
             .iter()
-            .map(|j| s.spawn(move || scan_chunks(j)))
+            .map(|j| s.spawn(move || ChunkIndex::scan(j)))
             .collect();
         let m: Vec<_> = sum_journals
             .iter()
-            .map(|j| s.spawn(move || scan_sums(j)))
+            .map(|j| s.spawn(move || SumIndex::scan(j, &input_of(j.name()))))
             .collect();
         let c: Vec<_> = c.into_iter().map(|h| h.join().expect("scan thread")).collect();
         let m: Vec<_> = m.into_iter().map(|h| h.join().expect("scan thread")).collect();
         (c, m)
     });
+    let mut chunks = ChunkIndex::default();
+    for scan in chunk_scans {
+        chunks.merge(scan?);
+    }
+    let mut sums = SumIndex::default();
+    for scan in sum_scans {
+        sums.merge(scan?);
+    }
+    let findings = audit::check_journals(&chunks, &sums, Settled::No);
     let mut report = VerifyReport {
         chunk_journals: chunk_journals.len(),
         shard_logs: sum_journals.len(),
-        chunks: 0,
-        chunk_bytes: 0,
-        duplicate_chunks: 0,
-        streams_finished: 0,
-        streams_unfinished: 0,
-        sums: 0,
-        sums_verified: 0,
+        chunks: chunks.chunks,
+        chunk_bytes: chunks.chunk_bytes,
+        duplicate_chunks: chunks.duplicate_chunks,
+        streams_finished: chunks.finished.len(),
+        streams_unfinished: chunks.unfinished.len(),
+        sums: sums.count,
+        sums_verified: findings.verified,
         live,
-        pending: 0,
-        streams_expired: 0,
-        unverifiable: 0,
+        pending: findings.pending,
+        streams_expired: sums.expired,
+        unverifiable: findings.unverifiable,
         violations: 0,
-        violation_messages: Vec::new(),
+        violation_messages: findings.violations().cloned().collect(),
     };
-    let mut finished = HashMap::new();
-    let mut unfinished = HashMap::new();
-    let mut partial = std::collections::HashSet::new();
-    let mut retention = chunk_journals.iter().any(|j| j.first_offset() > 0);
-    for scan in chunk_scans {
-        let scan = scan?;
-        retention |= scan.gaps > 0;
-        report.chunks += scan.chunks;
-        report.chunk_bytes += scan.chunk_bytes;
-        report.duplicate_chunks += scan.duplicate_chunks;
-        report.unverifiable += scan.partial_streams.len() as u64;
-        partial.extend(scan.partial_streams);
-        report.violation_messages.extend(scan.violations);
-        finished.extend(scan.finished);
-        unfinished.extend(scan.unfinished);
-    }
-    // Per chunk journal: its shard's last checkpointed input offset, and the input offset below
-    // which the shard's Sums may have been removed by retention.
-    let mut checkpoints: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut sums: HashMap<StreamId, Vec<(Sum, String, u64)>> = HashMap::new();
-    for (name, scan) in sum_names.iter().zip(sum_scans) {
-        let scan = scan?;
-        report.streams_expired += scan.expired;
-        report.sums += scan.sums.len();
-        let partition = name.trim_start_matches("sums-");
-        checkpoints.insert(
-            format!("chunks-{partition}"),
-            (scan.checkpoint_input_offset, scan.sums_removed_below),
-        );
-        for s in scan.sums {
-            sums.entry(s.0.stream).or_default().push(s);
-        }
-    }
-    report.streams_finished = finished.len();
-    report.streams_unfinished = unfinished.len();
-    let mut ids: Vec<&StreamId> = finished.keys().collect();
-    ids.sort();
-    for id in ids {
-        let f = &finished[id];
-        match sums.get(id).map(Vec::as_slice) {
-            None | Some([]) => {
-                let (checkpoint, sums_removed_below) = checkpoints.get(&f.journal).copied().unwrap_or((0, 0));
-                if f.final_offset >= checkpoint {
-                    report.pending += 1;
-                } else if f.final_offset < sums_removed_below {
-                    // Its Sum may have been in the shard-log fragments retention removed.
-                    report.unverifiable += 1;
-                } else {
-                    report.violation_messages.push(format!(
-                        "stream {id}: finished (final chunk in {} at offset {}) but has no Sum, though its shard checkpointed past it",
-                        f.journal, f.final_offset
-                    ));
-                }
-            }
-            Some(list) => {
-                if list.len() > 1 {
-                    let at: Vec<String> = list.iter().map(|(_, j, o)| format!("{j}@{o}")).collect();
-                    report.violation_messages.push(format!(
-                        "stream {id}: {} Sums ({})",
-                        list.len(),
-                        at.join(", ")
-                    ));
-                }
-                let (sum, j, o) = &list[0];
-                if sum.sha1 != f.sha1 || sum.last_seq != f.last_seq {
-                    report.violation_messages.push(format!(
-                        "stream {id}: Sum in {j} at offset {o} is {} (last seq {}), recomputed {} (last seq {})",
-                        hex(&sum.sha1),
-                        sum.last_seq,
-                        hex(&f.sha1),
-                        f.last_seq
-                    ));
-                } else if list.len() == 1 {
-                    report.sums_verified += 1;
-                }
-            }
-        }
-    }
-    for (id, list) in &sums {
-        if finished.contains_key(id) {
-            continue;
-        }
-        let (_, j, o) = &list[0];
-        if unfinished.contains_key(id) {
-            report.violation_messages.push(format!(
-                "stream {id}: Sum in {j} at offset {o} but the stream is unfinished"
-            ));
-        } else if retention {
-            // Streams whose chunks retention removed entirely: their Sums cannot be checked.
-            if !partial.contains(id) {
-                report.unverifiable += 1;
-            }
-        } else {
-            report.violation_messages.push(format!(
-                "stream {id}: Sum in {j} at offset {o} for a stream no chunk journal holds"
-            ));
-        }
-    }
     report.violations = report.violation_messages.len();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -413,6 +139,11 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The chunk journal that the shard writing shard log `name` reads: `sums-P` reads `chunks-P`.
+fn input_of(name: &str) -> String {
+    format!("chunks-{}", name.trim_start_matches("sums-"))
 }
 
 /// Whether a process holds the data directory's lock (a `run` is writing it), read from

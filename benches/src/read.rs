@@ -70,19 +70,20 @@ pub struct ReadCount {
 pub fn read_all(journal: &Journal) -> (Duration, ReadCount) {
     let head = journal.durable_head();
     let start = Instant::now();
-    let mut reader = journal.reader(0);
+    let mut frames = journal.frames(0);
     let mut count = ReadCount {
         frames: 0,
         messages: 0,
         payload_bytes: 0,
     };
-    while let Some(frame) = reader.try_next().expect("read a bench frame") {
+    for frame in frames.by_ref() {
+        let frame = frame.expect("read a bench frame");
         count.frames += 1;
         count.messages += u64::from(frame.message_count);
         count.payload_bytes += frame.payload().len() as u64;
     }
     let elapsed = start.elapsed();
-    assert_eq!(reader.offset(), head, "reader stopped short of the head");
+    assert_eq!(frames.offset(), head, "reader stopped short of the head");
     (elapsed, count)
 }
 

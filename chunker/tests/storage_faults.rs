@@ -46,7 +46,7 @@ use ss_chunker::verifier::VerifierEvent;
 use ss_consumer::shard::{ShardConfig, ShardError};
 use ss_log::sim::{CrashMode, SimStorage};
 use ss_log::{AppendError, Log};
-use support::{check, CheckReport, History, Process, ProcessError, Workload};
+use support::{check, CheckReport, DrainEvents, History, Process, ProcessError, Workload};
 
 /// Seeds run by default (the acceptance asks for at least 200 in CI).
 const SEEDS_DEFAULT: u64 = 700;
@@ -279,19 +279,19 @@ fn first_run_error(e: &ProcessError, fired: bool, violations: &mut Vec<String>) 
 fn check_readable(process: &Process, violations: &mut Vec<String>) {
     for journal in process.inputs.iter().chain(&process.shard_logs) {
         let head = journal.durable_head();
-        let mut reader = journal.reader(journal.first_offset());
-        while reader.offset() < head {
-            match reader.try_next() {
-                Ok(Some(_)) => {}
-                Ok(None) => {
+        let mut frames = journal.frames(journal.first_offset());
+        while frames.offset() < head {
+            match frames.next() {
+                Some(Ok(_)) => {}
+                None => {
                     violations.push(format!(
                         "{}: reader stops at {} below the durable head {head}",
                         journal.name(),
-                        reader.offset()
+                        frames.offset()
                     ));
                     break;
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     violations.push(format!("{} after ENOSPC: {e}", journal.name()));
                     break;
                 }

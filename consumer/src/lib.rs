@@ -4,6 +4,8 @@
 //! - [`checkpoint`]: the checkpoint ending every transaction frame of a shard log.
 //! - [`shard`]: [`shard::Shard`] drives an [`shard::Application`] over an input journal in
 //!   transactions, each committed by **one** conditional append of outputs + checkpoint.
+//! - [`audit`]: the exactly-once audit of chunk journals and shard logs, against themselves and
+//!   against a [`audit::History`] kept outside them.
 //! - [`summer`]: the [`summer::Summer`] application: running SHA-1 per stream, one Sum per
 //!   finished stream, duplicates skipped, gaps refused, abandoned streams expired.
 //!
@@ -23,6 +25,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod checkpoint;
 pub mod message;
 pub mod shard;

@@ -243,17 +243,19 @@ impl<A: Application> Shard<A> {
         if let Some(last) = last {
             let ck = last_checkpoint(&last, name, log.name())?;
             snapshot_offset = ck.snapshot_offset;
-            let mut reader = log.reader(snapshot_offset);
-            while reader.offset() < head {
-                let frame = reader
-                    .try_next()
-                    .map_err(read_err)?
-                    .ok_or_else(|| ShardError::Corrupt {
-                        shard: name.to_string(),
-                        journal: log.name().to_string(),
-                        offset: reader.offset(),
-                        detail: format!("shard log ends before its head {head}"),
-                    })?;
+            let mut frames = log.frames(snapshot_offset);
+            while frames.offset() < head {
+                let frame =
+                    frames
+                        .next()
+                        .transpose()
+                        .map_err(read_err)?
+                        .ok_or_else(|| ShardError::Corrupt {
+                            shard: name.to_string(),
+                            journal: log.name().to_string(),
+                            offset: frames.offset(),
+                            detail: format!("shard log ends before its head {head}"),
+                        })?;
                 let ck = last_checkpoint(&frame, name, log.name())?;
                 let corrupt = |detail: String| ShardError::Corrupt {
                     shard: name.to_string(),

@@ -23,6 +23,7 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use ss_consumer::audit::{self, Acknowledged, At, History, SumIndex};
 use ss_consumer::message::{Chunk, StreamId};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError, TxnReport};
 use ss_consumer::summer::{Summer, SummerConfig};
@@ -598,6 +599,47 @@ impl Run<'_> {
         }
     }
 
+    /// The exactly-once audit of the collected Sums against the oracle, a complete history: each
+    /// finished stream has exactly one Sum, with the oracle's SHA-1 and final seq; no other
+    /// stream has one. (That each Sum is in its stream's shard is checked here: the audit knows
+    /// no partitions.)
+    fn audit(&self, streams: &[Stream]) {
+        let seed = self.seed;
+        let mut history = History {
+            complete: true,
+            ..History::default()
+        };
+        for s in streams.iter().filter(|s| s.finishes()) {
+            let ack = Acknowledged {
+                sha1: s.oracle_sha1(),
+                last_seq: Some(s.chunks.len() as u32 - 1),
+                at: None,
+            };
+            history.finals.insert(s.id, ack);
+        }
+        let partitions: HashMap<StreamId, usize> = streams.iter().map(|s| (s.id, s.partition)).collect();
+        let world = self.world.as_ref().expect("world is open");
+        let mut sums = SumIndex::default();
+        for (p, shard) in world.shards.iter().enumerate() {
+            let contents = &self.collected[p].0;
+            for (sum, &offset) in contents.sums.iter().zip(&contents.sum_offsets) {
+                if let Some(&partition) = partitions.get(&sum.stream) {
+                    assert_eq!(
+                        partition, p,
+                        "seed {seed}: Sum of {} in the wrong shard",
+                        sum.stream
+                    );
+                }
+                let journal = shard.shard_log().name().to_string();
+                sums.add(*sum, At { journal, offset });
+            }
+        }
+        let findings = audit::check_history(&history, None, &sums);
+        let violations: Vec<&String> = findings.violations().collect();
+        assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
+        assert_eq!(findings.verified, history.finals.len(), "seed {seed}");
+    }
+
     /// Checks every shard log against the oracle.
     fn check(&mut self, streams: &[Stream]) {
         let seed = self.seed;
@@ -605,7 +647,6 @@ impl Run<'_> {
             self.collect(i)
                 .unwrap_or_else(|e| panic!("seed {seed}: reading shard log {i}: {e}"));
         }
-        let by_id: HashMap<StreamId, &Stream> = streams.iter().map(|s| (s.id, s)).collect();
         let world = self.world.as_ref().expect("world is open");
         for (p, input) in world.inputs.iter().enumerate() {
             for s in streams.iter().filter(|s| s.partition == p) {
@@ -632,45 +673,10 @@ impl Run<'_> {
                 );
             }
         }
+        self.audit(streams);
         for (p, shard) in world.shards.iter().enumerate() {
             let contents = &self.collected[p].0;
             assert!(contents.expired.is_empty(), "seed {seed}: nothing should expire");
-            let counts = contents.sum_counts();
-            for sum in &contents.sums {
-                let stream = by_id
-                    .get(&sum.stream)
-                    .unwrap_or_else(|| panic!("seed {seed}: Sum for unknown stream {}", sum.stream));
-                assert_eq!(
-                    stream.partition, p,
-                    "seed {seed}: Sum of {} in the wrong shard",
-                    sum.stream
-                );
-                assert!(
-                    stream.finishes(),
-                    "seed {seed}: Sum for unfinished stream {}",
-                    sum.stream
-                );
-                assert_eq!(
-                    sum.sha1,
-                    stream.oracle_sha1(),
-                    "seed {seed}: wrong SHA-1 for {}",
-                    sum.stream
-                );
-                assert_eq!(
-                    sum.last_seq as usize,
-                    stream.chunks.len() - 1,
-                    "seed {seed}: {}",
-                    sum.stream
-                );
-            }
-            for s in streams.iter().filter(|s| s.partition == p && s.finishes()) {
-                assert_eq!(
-                    counts.get(&s.id).copied().unwrap_or(0),
-                    1,
-                    "seed {seed}: stream {} must have exactly one Sum",
-                    s.id
-                );
-            }
             let counters = shard.app().counters();
             assert_eq!(
                 counters.sums,
@@ -829,9 +835,13 @@ fn expiring_summer() -> Summer {
 fn outputs(journal: &Journal) -> Vec<String> {
     let contents = read_shard_log(journal);
     let mut out = Vec::new();
-    let mut reader = journal.reader(0);
-    while let Some(frame) = reader.try_next().expect("read shard log") {
-        let messages: Vec<&[u8]> = frame.messages().collect::<Result<_, _>>().expect("messages");
+    let mut frames = journal.frames(0);
+    while let Some(frame) = frames.next() {
+        let frame = frame.expect("read shard log");
+        let messages: Vec<&[u8]> = frames
+            .messages(&frame)
+            .collect::<Result<_, _>>()
+            .expect("messages");
         for m in &messages[..messages.len() - 1] {
             out.push(format!(
                 "{:?}",

@@ -13,8 +13,8 @@ use ss_consumer::message::{Chunk, StreamId};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::sim::SimStorage;
-use ss_log::storage::{DirLock, OpenMode};
-use ss_log::{AppendError, Log, Options, Storage, StorageFile};
+use ss_log::storage::{Intercept, Intercepted};
+use ss_log::{AppendError, Log, Options, StorageFile};
 
 fn chunk(stream: u64, seq: u32, is_final: bool, data: &[u8]) -> Chunk<'_> {
     Chunk {
@@ -74,62 +74,15 @@ fn pipelined_shard_reports_a_failed_append_not_fencing() {
 }
 
 /// Storage whose file syncs take `sync_delay_ms` (0 by default), so an append stays in flight.
-struct SlowSyncStorage {
-    inner: SimStorage,
+#[derive(Default)]
+struct SlowSync {
     sync_delay_ms: Arc<AtomicU64>,
 }
 
-struct SlowSyncFile {
-    inner: Arc<dyn StorageFile>,
-    sync_delay_ms: Arc<AtomicU64>,
-}
-
-impl Storage for SlowSyncStorage {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(SlowSyncFile {
-            inner: self.inner.open(path, mode, map_len_hint)?,
-            sync_delay_ms: self.sync_delay_ms.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock_dir(path)
-    }
-}
-
-impl StorageFile for SlowSyncFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_all_at(pos, buf)
-    }
-    fn read_at(&self, pos: u64, len: usize) -> io::Result<bytes::Bytes> {
-        self.inner.read_at(pos, len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
+impl Intercept for SlowSync {
+    fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
         std::thread::sleep(Duration::from_millis(self.sync_delay_ms.load(Ordering::SeqCst)));
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+        file.sync_data()
     }
 }
 
@@ -141,10 +94,10 @@ impl StorageFile for SlowSyncFile {
 #[test]
 fn shard_recovered_right_after_a_pipelined_owner_is_dropped_is_not_fenced() {
     let sync_delay_ms = Arc::new(AtomicU64::new(0));
-    let storage = SlowSyncStorage {
-        inner: SimStorage::new(4),
+    let slow = SlowSync {
         sync_delay_ms: sync_delay_ms.clone(),
     };
+    let storage = Intercepted::with(Arc::new(SimStorage::new(4)), slow);
     let log = Log::open(DATA_DIR, Options::with_storage(Arc::new(storage))).unwrap();
     let input = log.journal("chunks").unwrap();
     let recover = || {

@@ -294,10 +294,10 @@ pub fn read_all(journal: &Journal, storage: &SimStorage) -> (Vec<ReadFrame>, Opt
     let files = journal_files(storage);
     let salt = frame::journal_salt(journal.name());
     let head = journal.durable_head();
-    let mut reader = journal.reader(journal.first_offset());
+    let mut scan = journal.frames(journal.first_offset());
     let mut frames = Vec::new();
     loop {
-        match reader.try_next() {
+        match scan.next().transpose() {
             Ok(Some(f)) => {
                 assert!(
                     f.end <= head,
@@ -314,7 +314,7 @@ pub fn read_all(journal: &Journal, storage: &SimStorage) -> (Vec<ReadFrame>, Opt
                 });
             }
             Ok(None) => {
-                assert_eq!(reader.offset(), head, "reads stop exactly at the head");
+                assert_eq!(scan.offset(), head, "reads stop exactly at the head");
                 return (frames, None);
             }
             Err(e) => return (frames, Some(e)),

@@ -490,12 +490,12 @@ impl World {
         let journal = self.journal().clone();
         let head = journal.durable_head();
         let first = journal.first_offset();
-        let mut reader = journal.reader(first);
+        let mut frames = journal.frames(first);
         let failures_before = self.injected_failures();
         let mut read = BTreeSet::new();
         let mut expected_offset = first;
         loop {
-            let f = match reader.try_next() {
+            let f = match frames.next().transpose() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 // The storage can also die during the read: the journal's spare preparer thread
@@ -511,7 +511,7 @@ impl World {
                     );
                     return;
                 }
-                Err(e) => panic!("step {step} ({why}): read failed at {}: {e}", reader.offset()),
+                Err(e) => panic!("step {step} ({why}): read failed at {}: {e}", frames.offset()),
             };
             assert_eq!(
                 f.offset, expected_offset,

@@ -6,9 +6,9 @@
 //! a [`Batch`] of messages, all or nothing. Appends from many threads and tasks are group-committed
 //! by each batch's leader, the first appender to wait for it (`commit`, [`writer`]): one write and
 //! one `fdatasync` per batch, after which the durable head advances. [`Reader`]s see only
-//! durable frames, through memory maps, and can tail (blocking or async). Opening runs
-//! [`recovery`] on the last fragment only. All file operations go through the [`storage`] seam;
-//! [`sim`] simulates crashes and faults.
+//! durable frames, through memory maps, and can tail (blocking or async); [`Journal::frames`]
+//! scans every durable frame from an offset. Opening runs [`recovery`] on the last fragment only.
+//! All file operations go through the [`storage`] seam; [`sim`] simulates crashes and faults.
 //!
 //! ```
 //! use ss_log::{Batch, Log, Options};
@@ -31,6 +31,7 @@ mod journal;
 mod mmap;
 mod reader;
 pub mod recovery;
+mod scan;
 pub mod sim;
 pub mod spare;
 pub mod stats;
@@ -47,6 +48,7 @@ pub use error::{AppendError, OpenError, ReadError, RetentionError};
 pub use frame::Batch;
 pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};
 pub use reader::{Frame, Reader};
+pub use scan::{Frames, OnRemoved};
 pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use storage::{RealStorage, Storage, StorageFile};
 

@@ -27,15 +27,16 @@ use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 
 use bytes::Bytes;
 
 /// A read-only map of a fragment file, registered with the SIGBUS handler for as long as any
 /// [`Bytes`] view of it lives.
-pub(crate) struct FragmentMap {
+struct FragmentMap {
     bytes: Bytes,
     slot: Option<&'static Slot>,
 }
@@ -89,27 +90,143 @@ impl FragmentMap {
 /// Maps `len` bytes of `file` read-only. `len` may exceed the file's current length, so a tailing
 /// reader can map a fragment once and read what is appended later.
 ///
-/// Callers should only read bytes below the file's length: touching a page wholly beyond
-/// end-of-file raises SIGBUS, as does touching a page the device cannot read. The journal only
-/// hands out bytes below the durable head, which it never truncates while open, and populates
-/// them first ([`FragmentMap::populate`]); what can still happen (another process truncating the
-/// file, a page evicted and failing to read back) is caught by readers in [`catch_faults`].
-pub(crate) fn map_read_only(file: &File, len: u64) -> io::Result<FragmentMap> {
+/// # Safety
+///
+/// The returned bytes are shared memory backed by the file, which Rust treats as immutable
+/// memory. The caller must make sure that nothing it hands out from the map can change or vanish
+/// while it is looked at:
+///
+/// - **Writes.** Only bytes at or past the journal's durable head may still be written (by later
+///   appends to the same file); the caller must hand out only bytes below the durable head, which
+///   are never written again while the file is open.
+/// - **Truncation.** Touching a page wholly beyond the file's end raises SIGBUS. The journal
+///   never shrinks a fragment below its durable head while it is open, and the caller must only
+///   read below the file's length ([`MappedFile::read_at`] checks it); the caller must populate a
+///   range ([`FragmentMap::populate`]) before handing it out, so a page that is already gone is an
+///   error instead of a signal.
+/// - **Other processes.** Another process may still truncate or rewrite the file, and a page may
+///   be evicted and then fail to read back (EIO). Both raise SIGBUS when touched; code that
+///   touches mapped bytes must run inside [`catch_faults`] to turn that into zeros plus a
+///   recorded fault. Anywhere else the signal goes to the previous handler (by default the
+///   process dies), which is the honest outcome for code that cannot learn its bytes were zeros.
+/// - **Removal.** Unlinking the file (retention) does not invalidate the map.
+unsafe fn map_read_only(file: &File, len: u64) -> io::Result<FragmentMap> {
     let len = usize::try_from(len).map_err(|_| io::Error::other("map length overflows usize"))?;
     install_sigbus_handler();
-    // SAFETY: the map is read-only. Its bytes may be changed by later appends to the same file,
-    // but only bytes at or past the durable head change, and readers never look there (see the
-    // contract above), so no reader observes a byte changing under it. The journal never
-    // shrinks a fragment below its durable head while it is open; if another process does, or a
-    // page cannot be read, touching it raises SIGBUS, which the handler below turns into zeros
-    // plus a recorded fault inside `catch_faults` and passes on (by default: process exit)
-    // elsewhere. A file removed by retention stays mapped (unlinking does not invalidate a map).
+    // SAFETY: the caller upholds the contract above (`# Safety`); the map is read-only.
     let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
     let slot = register(map.as_ptr() as usize, map.len());
     Ok(FragmentMap {
         bytes: Bytes::from_owner(Mapping { map, slot }),
         slot,
     })
+}
+
+/// The read side of a real fragment file: a read-only map of it, at least `map_len_hint` long,
+/// made on first read and remade when too short or after a page of it faulted, handing out only
+/// populated bytes below the file's length (the safe interface over [`map_read_only`]).
+pub(crate) struct MappedFile {
+    path: PathBuf,
+    map_len_hint: u64,
+    /// The file's length when last looked at: files only grow while the journal has them open,
+    /// so a read below it needs no `fstat`.
+    known_len: AtomicU64,
+    map: parking_lot::Mutex<Option<PopulatedMap>>,
+}
+
+/// A map and how much of it, from its start, has been faulted in without error.
+struct PopulatedMap {
+    map: FragmentMap,
+    populated_bytes: usize,
+}
+
+impl MappedFile {
+    pub fn new(path: PathBuf, map_len_hint: u64) -> MappedFile {
+        MappedFile {
+            path,
+            map_len_hint,
+            known_len: AtomicU64::new(0),
+            map: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// `len` bytes of `file` at `pos`, a zero-copy view of the map whose pages are faulted in
+    /// first. Bytes past the end of the file are an `UnexpectedEof` error (as in the simulated
+    /// storage); a page that cannot be read (EIO, truncated meanwhile) is an error naming the
+    /// file and the byte, instead of a SIGBUS when the caller touches it.
+    pub fn read_at(&self, file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
+        let end = pos
+            .checked_add(len as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read range overflows"))?;
+        self.check_within_file(file, pos, end)?;
+        let mut state = self.map.lock();
+        let current = self.map_covering(file, &mut state, end)?;
+        let (pos, end) = (pos as usize, end as usize);
+        // Populate only what no earlier read did (tailing readers ask for a growing prefix).
+        let from = if pos <= current.populated_bytes {
+            current.populated_bytes.min(end)
+        } else {
+            pos
+        };
+        current.map.populate(from..end).map_err(|at| {
+            io::Error::other(format!(
+                "reading {}: byte {at} could not be read (an I/O error, or it is past the end of \
+                 the file if the file was truncated)",
+                self.path.display()
+            ))
+        })?;
+        if pos <= current.populated_bytes {
+            current.populated_bytes = current.populated_bytes.max(end);
+        }
+        Ok(current.map.bytes().slice(pos..end))
+    }
+
+    /// An `UnexpectedEof` error if `pos..end` is not within the file. Looks at the file's
+    /// length only when the read goes past the length seen last.
+    fn check_within_file(&self, file: &File, pos: u64, end: u64) -> io::Result<()> {
+        if end <= self.known_len.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let len = file.metadata()?.len();
+        self.known_len.fetch_max(len, Ordering::Relaxed);
+        if end > len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "reading {}: bytes {pos}..{end} are past the end of the file ({len} bytes)",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The map to read `..end` from: the current one, unless it is too short or a page of it
+    /// faulted (it reads as zeros now; a fresh map gives the I/O another chance).
+    fn map_covering<'a>(
+        &self,
+        file: &File,
+        state: &'a mut Option<PopulatedMap>,
+        end: u64,
+    ) -> io::Result<&'a mut PopulatedMap> {
+        let usable = state
+            .as_ref()
+            .is_some_and(|s| s.map.bytes().len() as u64 >= end && !s.map.has_faulted());
+        if !usable {
+            let map_len = end.max(self.map_len_hint).max(1);
+            // SAFETY: this type hands out only bytes below the file's length (checked in
+            // `read_at`), populated first; the journal asks only for bytes below its durable
+            // head, never written again while the file is open; readers touch them inside
+            // `catch_faults`. See `map_read_only`'s `# Safety`.
+            let map = unsafe { map_read_only(file, map_len) }
+                .map_err(|e| io::Error::new(e.kind(), format!("mmap {}: {e}", self.path.display())))?;
+            *state = Some(PopulatedMap {
+                map,
+                populated_bytes: 0,
+            });
+        }
+        Ok(state.as_mut().expect("mapped above"))
+    }
 }
 
 /// Runs `f`, which reads bytes of memory maps made by [`map_read_only`]. If a page it touches
@@ -439,7 +556,9 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 3 * page_bytes()]).unwrap();
         let file = File::open(&path).unwrap();
-        let map = map_read_only(&file, 3 * page_bytes() as u64).unwrap();
+        // SAFETY: the test truncates the file only to check that touching the page faults inside
+        // `catch_faults`.
+        let map = unsafe { map_read_only(&file, 3 * page_bytes() as u64) }.unwrap();
         map.populate(0..3 * page_bytes()).unwrap();
         std::fs::OpenOptions::new()
             .write(true)
@@ -453,8 +572,33 @@ mod tests {
         assert_eq!(fault, Some(bytes.as_ptr() as usize + page_bytes()));
         assert!(map.has_faulted());
         assert_eq!(first_fault_in_map_of(&bytes[10..]), fault);
-        let fresh = map_read_only(&file, 3 * page_bytes() as u64).unwrap();
+        // SAFETY: as above; `populate` reports the missing page instead of touching it.
+        let fresh = unsafe { map_read_only(&file, 3 * page_bytes() as u64) }.unwrap();
         assert_eq!(fresh.populate(10..3 * page_bytes()), Err(page_bytes()));
         assert!(!fresh.has_faulted(), "populating reports, it does not fault");
+    }
+
+    /// `read_at` on a real file is bounds-checked as the simulated storage's is: a read past the
+    /// end of the file is `UnexpectedEof` (not a view of the map's zero-filled tail, nor a SIGBUS),
+    /// and the same range reads once the file has grown to cover it.
+    #[test]
+    fn a_read_past_the_end_of_the_file_is_unexpected_eof_until_the_file_grows() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 100]).unwrap();
+        let file = File::open(&path).unwrap();
+        let reads = MappedFile::new(path.clone(), 4096);
+        assert_eq!(&reads.read_at(&file, 0, 100).unwrap()[..], &[7u8; 100][..]);
+        let err = reads.read_at(&file, 50, 51).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(err.to_string().contains("50..101"), "{err}");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&[8])
+            .unwrap();
+        assert_eq!(reads.read_at(&file, 50, 51).unwrap()[50], 8);
     }
 }

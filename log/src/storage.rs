@@ -6,13 +6,12 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
-use crate::mmap::FragmentMap;
+use crate::mmap::MappedFile;
 
 /// How [`Storage::open`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +51,8 @@ pub trait Storage: Send + Sync + 'static {
 pub trait StorageFile: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()>;
-    /// Reads `len` bytes at `pos`. The real implementation returns a zero-copy view of a memory
+    /// Reads `len` bytes at `pos`; bytes past the end of the file are an `UnexpectedEof` error
+    /// in every implementation. The real implementation returns a zero-copy view of a memory
     /// map, its pages faulted in first, so a page that cannot be read is an error here rather
     /// than a SIGBUS later (`mmap.rs` says what can still fault, and who catches it); callers
     /// must only ask for bytes that were written (and are durable, for readers).
@@ -99,9 +99,7 @@ impl Storage for RealStorage {
         let file = options.open(path)?;
         Ok(Arc::new(RealFile {
             file,
-            path: path.to_path_buf(),
-            map_len_hint,
-            map: Mutex::new(None),
+            reads: MappedFile::new(path.to_path_buf(), map_len_hint),
         }))
     }
 
@@ -137,40 +135,7 @@ impl Storage for RealStorage {
 
 struct RealFile {
     file: File,
-    path: PathBuf,
-    map_len_hint: u64,
-    /// A read-only map of the file, at least `map_len_hint` long, made on first read.
-    map: Mutex<Option<PopulatedMap>>,
-}
-
-/// A map and how much of it, from its start, has been faulted in without error.
-struct PopulatedMap {
-    map: FragmentMap,
-    populated_bytes: usize,
-}
-
-impl RealFile {
-    /// The map to read `..end` from: the current one, unless it is too short or a page of it
-    /// faulted (it reads as zeros now; a fresh map gives the I/O another chance).
-    fn map_covering<'a>(
-        &self,
-        state: &'a mut Option<PopulatedMap>,
-        end: u64,
-    ) -> io::Result<&'a mut PopulatedMap> {
-        let usable = state
-            .as_ref()
-            .is_some_and(|s| s.map.bytes().len() as u64 >= end && !s.map.has_faulted());
-        if !usable {
-            let map_len = end.max(self.map_len_hint).max(1);
-            let map = crate::mmap::map_read_only(&self.file, map_len)
-                .map_err(|e| io::Error::new(e.kind(), format!("mmap {}: {e}", self.path.display())))?;
-            *state = Some(PopulatedMap {
-                map,
-                populated_bytes: 0,
-            });
-        }
-        Ok(state.as_mut().expect("mapped above"))
-    }
+    reads: MappedFile,
 }
 
 impl StorageFile for RealFile {
@@ -182,31 +147,10 @@ impl StorageFile for RealFile {
         self.file.write_all_at(buf, pos)
     }
 
-    /// A zero-copy view of the map, whose pages are faulted in first: a page that cannot be read
-    /// (EIO) or lies past the end of the file is an error here, naming the file and the byte,
-    /// instead of a SIGBUS when the caller touches it ([`crate::mmap`]).
+    /// A zero-copy view of a memory map, whose pages are faulted in first; bounds-checked
+    /// against the file's length ([`MappedFile::read_at`]).
     fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let end = pos + len as u64;
-        let mut state = self.map.lock();
-        let current = self.map_covering(&mut state, end)?;
-        let (pos, end) = (pos as usize, end as usize);
-        // Populate only what no earlier read did (tailing readers ask for a growing prefix).
-        let from = if pos <= current.populated_bytes {
-            current.populated_bytes.min(end)
-        } else {
-            pos
-        };
-        current.map.populate(from..end).map_err(|at| {
-            io::Error::other(format!(
-                "reading {}: byte {at} could not be read (an I/O error, or it is past the end of \
-                 the file if the file was truncated)",
-                self.path.display()
-            ))
-        })?;
-        if pos <= current.populated_bytes {
-            current.populated_bytes = current.populated_bytes.max(end);
-        }
-        Ok(current.map.bytes().slice(pos..end))
+        self.reads.read_at(&self.file, pos, len)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -215,5 +159,166 @@ impl StorageFile for RealFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+}
+
+/// The calls a storage wrapper may intercept, for tests that count, delay, hold or fail some of
+/// them: each method defaults to forwarding the call to the wrapped storage or file, so a wrapper
+/// implements only the ones it changes. [`Intercepted`] applies it to a storage and to every file
+/// opened through it.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use ss_log::storage::{Intercept, Intercepted};
+/// use ss_log::{Batch, Log, Options, StorageFile};
+///
+/// #[derive(Default)]
+/// struct CountSyncs(AtomicU64);
+///
+/// impl Intercept for CountSyncs {
+///     fn sync_data(&self, file: &dyn StorageFile) -> std::io::Result<()> {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         file.sync_data()
+///     }
+/// }
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let storage = std::sync::Arc::new(Intercepted::<CountSyncs>::new(std::sync::Arc::new(ss_log::RealStorage)));
+/// let log = Log::open(dir.path(), Options::with_storage(storage.clone())).unwrap();
+/// log.journal("j").unwrap().append(&Batch::single(b"x")).unwrap();
+/// assert!(storage.0.load(Ordering::Relaxed) >= 1);
+/// ```
+pub trait Intercept: Send + Sync + 'static {
+    fn create_dir_all(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
+        inner.create_dir_all(path)
+    }
+    fn list_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<Vec<String>> {
+        inner.list_dir(path)
+    }
+    fn is_dir(&self, inner: &dyn Storage, path: &Path) -> bool {
+        inner.is_dir(path)
+    }
+    /// Opens the file to wrap; the wrapper intercepts its calls too.
+    fn open(
+        &self,
+        inner: &dyn Storage,
+        path: &Path,
+        mode: OpenMode,
+        map_len_hint: u64,
+    ) -> io::Result<Arc<dyn StorageFile>> {
+        inner.open(path, mode, map_len_hint)
+    }
+    fn remove_file(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
+        inner.remove_file(path)
+    }
+    fn rename(&self, inner: &dyn Storage, from: &Path, to: &Path) -> io::Result<()> {
+        inner.rename(from, to)
+    }
+    fn sync_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
+        inner.sync_dir(path)
+    }
+    fn lock_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        inner.lock_dir(path)
+    }
+    fn len(&self, file: &dyn StorageFile) -> io::Result<u64> {
+        file.len()
+    }
+    fn write_all_at(&self, file: &dyn StorageFile, pos: u64, buf: &[u8]) -> io::Result<()> {
+        file.write_all_at(pos, buf)
+    }
+    fn read_at(&self, file: &dyn StorageFile, pos: u64, len: usize) -> io::Result<Bytes> {
+        file.read_at(pos, len)
+    }
+    fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
+        file.sync_data()
+    }
+    fn set_len(&self, file: &dyn StorageFile, len: u64) -> io::Result<()> {
+        file.set_len(len)
+    }
+}
+
+/// A storage whose calls, and those of its files, go through an [`Intercept`] to `inner`.
+/// Dereferences to the intercept, so a test reads its counters or gates directly.
+pub struct Intercepted<I> {
+    inner: Arc<dyn Storage>,
+    intercept: Arc<I>,
+}
+
+impl<I: Intercept> Intercepted<I> {
+    /// `inner` wrapped with `intercept`.
+    pub fn with(inner: Arc<dyn Storage>, intercept: I) -> Intercepted<I> {
+        Intercepted {
+            inner,
+            intercept: Arc::new(intercept),
+        }
+    }
+
+    /// `inner` wrapped with a default intercept.
+    pub fn new(inner: Arc<dyn Storage>) -> Intercepted<I>
+    where
+        I: Default,
+    {
+        Intercepted::with(inner, I::default())
+    }
+}
+
+impl<I> std::ops::Deref for Intercepted<I> {
+    type Target = I;
+
+    fn deref(&self) -> &I {
+        &self.intercept
+    }
+}
+
+struct InterceptedFile<I> {
+    inner: Arc<dyn StorageFile>,
+    intercept: Arc<I>,
+}
+
+impl<I: Intercept> Storage for Intercepted<I> {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.intercept.create_dir_all(&*self.inner, path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.intercept.list_dir(&*self.inner, path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.intercept.is_dir(&*self.inner, path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(InterceptedFile {
+            inner: self.intercept.open(&*self.inner, path, mode, map_len_hint)?,
+            intercept: self.intercept.clone(),
+        }))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.intercept.remove_file(&*self.inner, path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.intercept.rename(&*self.inner, from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.intercept.sync_dir(&*self.inner, path)
+    }
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.intercept.lock_dir(&*self.inner, path)
+    }
+}
+
+impl<I: Intercept> StorageFile for InterceptedFile<I> {
+    fn len(&self) -> io::Result<u64> {
+        self.intercept.len(&*self.inner)
+    }
+    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.intercept.write_all_at(&*self.inner, pos, buf)
+    }
+    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.intercept.read_at(&*self.inner, pos, len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.intercept.sync_data(&*self.inner)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.intercept.set_len(&*self.inner, len)
     }
 }

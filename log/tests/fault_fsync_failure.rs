@@ -223,43 +223,17 @@ fn read_only_open_mid_commit_shows_readers_only_durable_frames() {
 }
 
 /// Storage whose next directory fsync fails with EIO once armed.
+#[derive(Default)]
 struct FailingDirSync {
-    inner: SimStorage,
     fail_next: std::sync::atomic::AtomicBool,
 }
 
-impl ss_log::Storage for FailingDirSync {
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn is_dir(&self, path: &std::path::Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn open(
-        &self,
-        path: &std::path::Path,
-        mode: ss_log::storage::OpenMode,
-        map_len_hint: u64,
-    ) -> std::io::Result<Arc<dyn ss_log::StorageFile>> {
-        self.inner.open(path, mode, map_len_hint)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+impl ss_log::storage::Intercept for FailingDirSync {
+    fn sync_dir(&self, inner: &dyn ss_log::Storage, path: &std::path::Path) -> std::io::Result<()> {
         if self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
             return Err(std::io::Error::from_raw_os_error(5));
         }
-        self.inner.sync_dir(path)
-    }
-    fn lock_dir(&self, path: &std::path::Path) -> std::io::Result<Box<dyn ss_log::storage::DirLock>> {
-        self.inner.lock_dir(path)
+        inner.sync_dir(path)
     }
 }
 
@@ -271,10 +245,9 @@ impl ss_log::Storage for FailingDirSync {
 #[test]
 fn reopen_after_failed_directory_fsync_shows_readers_only_durable_frames() {
     let sim = SimStorage::new(26);
-    let failing = Arc::new(FailingDirSync {
-        inner: sim.clone(),
-        fail_next: false.into(),
-    });
+    let failing = Arc::new(ss_log::storage::Intercepted::<FailingDirSync>::new(Arc::new(
+        sim.clone(),
+    )));
     {
         let log = Log::open(DATA_DIR, opts(failing.clone(), 1024)).unwrap();
         let j = log.journal(JOURNAL).unwrap();

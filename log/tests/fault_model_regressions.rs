@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ss_log::sim::{CrashMode, SimStorage};
-use ss_log::storage::{DirLock, OpenMode};
+use ss_log::storage::{Intercept, Intercepted, OpenMode};
 use ss_log::{Batch, Log, Storage, StorageFile};
 
 const JOURNAL: &str = "j";
@@ -101,39 +101,24 @@ fn sealed_fragment_ending_short_of_the_next_is_refused_by_name() {
 
 /// Storage whose next `open` of an existing fragment for writing fails with EMFILE once armed
 /// (the spare was renamed to the fragment's name; opening it failed).
+#[derive(Default)]
 struct FailingFragmentOpen {
-    inner: SimStorage,
     armed: AtomicBool,
 }
 
-impl Storage for FailingFragmentOpen {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+impl Intercept for FailingFragmentOpen {
+    fn open(
+        &self,
+        inner: &dyn Storage,
+        path: &Path,
+        mode: OpenMode,
+        map_len_hint: u64,
+    ) -> io::Result<Arc<dyn StorageFile>> {
         let fragment = path.extension().is_some_and(|e| e == "frag");
         if fragment && mode == OpenMode::ReadWrite && self.armed.swap(false, Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(ss_log::sim::EMFILE));
         }
-        self.inner.open(path, mode, map_len_hint)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock_dir(path)
+        inner.open(path, mode, map_len_hint)
     }
 }
 
@@ -144,10 +129,7 @@ impl Storage for FailingFragmentOpen {
 #[test]
 fn spare_renamed_but_not_opened_is_removed_by_the_roll_back() {
     let sim = SimStorage::new(2);
-    let storage = Arc::new(FailingFragmentOpen {
-        inner: sim.clone(),
-        armed: AtomicBool::new(false),
-    });
+    let storage = Arc::new(Intercepted::<FailingFragmentOpen>::new(Arc::new(sim.clone())));
     let options = || ss_log::Options {
         preallocate: true,
         ..opts(storage.clone(), FRAGMENT_MAX_BYTES)

@@ -231,18 +231,14 @@ fn verify(seed: u64, mode: CrashMode, survivor: &SimStorage, registry: &Registry
     let journal = log
         .journal(JOURNAL)
         .unwrap_or_else(|e| panic!("{ctx}: recovery: {e}"));
-    let mut reader = journal.reader(0);
+    let mut frames = journal.frames(0);
     let mut present: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
     let mut expect_offset = 0;
-    loop {
-        let frame = match reader.try_next() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(e) => panic!("{ctx}: read at {}: {e}", reader.offset()),
-        };
+    while let Some(frame) = frames.next() {
+        let frame = frame.unwrap_or_else(|e| panic!("{ctx}: read: {e}"));
         assert_eq!(frame.offset, expect_offset, "{ctx}: frames are contiguous");
         expect_offset = frame.end;
-        let messages: Vec<&[u8]> = frame.messages().collect::<Result<_, _>>().unwrap();
+        let messages: Vec<&[u8]> = frames.messages(&frame).collect::<Result<_, _>>().unwrap();
         assert_eq!(messages.len(), 1, "{ctx}: frame at {}", frame.offset);
         let p = messages[0].to_vec();
         match attempts.get(&p) {
@@ -298,17 +294,14 @@ fn verify(seed: u64, mode: CrashMode, survivor: &SimStorage, registry: &Registry
         .unwrap_or_else(|e| panic!("{ctx}: append after recovery: {e}"));
     assert_eq!(ack.offset, head, "{ctx}: appends continue at the head");
     // The reader holds a journal handle, which keeps the directory lock.
-    drop((reader, journal, log));
+    drop((frames, journal, log));
     // What readers saw after recovery was acted on: a power loss now must not take any of it.
     let after_power_loss = survivor.crash(CrashMode::PowerLoss);
     let log = ss_log::Log::open(DATA_DIR, options(&after_power_loss)).unwrap();
     let journal = log.journal(JOURNAL).unwrap();
-    let mut reader = journal.reader(0);
     let mut again: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
-    while let Some(frame) = reader
-        .try_next()
-        .unwrap_or_else(|e| panic!("{ctx}: read after the second power loss: {e}"))
-    {
+    for frame in journal.frames(0) {
+        let frame = frame.unwrap_or_else(|e| panic!("{ctx}: read after the second power loss: {e}"));
         let p = frame.messages().next().unwrap().unwrap().to_vec();
         again.insert(p, (frame.offset, frame.end));
     }

@@ -6,10 +6,10 @@
 //! interleaved streams, two summer [`Shard`]s stepped by the caller's thread, and Sum tailers that
 //! hand each durable Sum of this run to the chunker's [`Verifier`]. The verifier's events
 //! (final chunk acknowledged durable, Sum seen durable) go to the caller, which keeps them as its
-//! [`History`]: the journals cannot vouch for themselves, so [`check`] compares them against it.
+//! [`History`] (the audit's): the journals cannot vouch for themselves, so [`check`] runs the
+//! exactly-once audit of `ss_consumer::audit` on them and against it.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -17,15 +17,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sha1::{Digest, Sha1};
 use ss_chunker::chunker::{Chunker, ChunkerConfig, ChunkerStats};
 use ss_chunker::stream_gen::{chunk_journal_name, partition_of, shard_log_name, split_stream_id};
 use ss_chunker::verifier::{Verifier, VerifierEvent};
-use ss_consumer::message::{hex, Chunk, Message, StreamId, Sum};
+pub use ss_consumer::audit::History;
+use ss_consumer::audit::{audit, At, ChunkIndex, Settled, SumIndex};
+use ss_consumer::message::{Message, StreamId, Sum};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::{Summer, SummerConfig};
 use ss_log::sim::SimStorage;
-use ss_log::{AppendError, Journal, Log, Options, ReadError, Reader};
+use ss_log::{AppendError, Frames, Journal, Log, Options, ReadError};
 
 /// Data directory on the simulated storage.
 pub const DATA_DIR: &str = "/data";
@@ -71,18 +72,14 @@ pub fn shard_name(p: usize) -> String {
     format!("shard-{p:03}")
 }
 
-/// What the test saw acknowledged, from the verifiers' events.
-#[derive(Debug, Default)]
-pub struct History {
-    /// stream -> (sha1, chunk journal, frame offset) of its final chunk, acknowledged durable.
-    pub finals: HashMap<StreamId, ([u8; 20], String, u64)>,
-    /// (stream, sha1, shard log, frame offset) of every Sum seen durable.
-    pub sums_seen: Vec<(StreamId, [u8; 20], String, u64)>,
+/// Keeps what the test saw acknowledged, from the verifiers' events, in the audit's [`History`].
+pub trait DrainEvents {
+    /// Takes every event sent so far.
+    fn drain(&mut self, events: &Receiver<VerifierEvent>);
 }
 
-impl History {
-    /// Takes every event sent so far.
-    pub fn drain(&mut self, events: &Receiver<VerifierEvent>) {
+impl DrainEvents for History {
+    fn drain(&mut self, events: &Receiver<VerifierEvent>) {
         while let Ok(event) = events.try_recv() {
             match event {
                 VerifierEvent::FinalDurable {
@@ -90,15 +87,21 @@ impl History {
                     sha1,
                     journal,
                     offset,
-                } => {
-                    self.finals.insert(stream, (sha1, journal, offset));
-                }
+                } => self.final_acknowledged(stream, sha1, At { journal, offset }),
                 VerifierEvent::SumSeen {
                     stream,
                     sha1,
                     journal,
                     offset,
-                } => self.sums_seen.push((stream, sha1, journal, offset)),
+                } => {
+                    // The event carries no seq; the audit compares the SHA-1 and the place only.
+                    let sum = Sum {
+                        stream,
+                        last_seq: 0,
+                        sha1,
+                    };
+                    self.sum_seen(sum, At { journal, offset });
+                }
             }
         }
     }
@@ -156,7 +159,7 @@ pub struct Process {
     pub inputs: Vec<Journal>,
     pub shard_logs: Vec<Journal>,
     shards: Vec<Shard<Summer>>,
-    tailers: Vec<Reader>,
+    tailers: Vec<Frames>,
     run_id: u32,
     pub verifier: Arc<Mutex<Verifier>>,
     pub stats: Arc<ChunkerStats>,
@@ -203,7 +206,7 @@ impl Process {
             );
         }
         // Every Sum of this run lands after the shard logs' current heads.
-        let tailers = shard_logs.iter().map(|j| j.reader(j.durable_head())).collect();
+        let tailers = shard_logs.iter().map(|j| j.frames(j.durable_head())).collect();
         let mut verifier = Verifier::new(run_id, 0, Duration::from_secs(3600));
         verifier.set_events(events);
         let verifier = Arc::new(Mutex::new(verifier));
@@ -282,13 +285,11 @@ impl Process {
 
     /// Hands every Sum of this run that is durable in the shard logs to the verifier.
     pub fn tail(&mut self) -> Result<(), ProcessError> {
-        for (p, reader) in self.tailers.iter_mut().enumerate() {
-            while let Some(frame) = reader.try_next().map_err(ProcessError::Read)? {
+        for (p, frames) in self.tailers.iter_mut().enumerate() {
+            while let Some(frame) = frames.next().transpose().map_err(ProcessError::Read)? {
                 let journal = shard_log_name(p);
-                for m in frame.messages() {
-                    let m = m.map_err(|e| {
-                        ProcessError::Decode(format!("{journal} offset {}: {e}", frame.offset))
-                    })?;
+                for m in frames.messages(&frame) {
+                    let m = m.map_err(ProcessError::Read)?;
                     let message = Message::decode(m).map_err(|e| {
                         ProcessError::Decode(format!("{journal} offset {}: {e}", frame.offset))
                     })?;
@@ -379,200 +380,58 @@ impl CheckReport {
     }
 }
 
-/// A stream as the chunk journals hold it.
-#[derive(Default)]
-struct StoredStream {
-    hasher: Sha1,
-    next_seq: u32,
-    /// (chunk journal, frame offset) of its final chunk.
-    final_at: Option<(String, u64)>,
-    sha1: Option<[u8; 20]>,
-}
-
-fn read_frames(journal: &Journal, mut each: impl FnMut(u64, &[u8])) -> Result<(), String> {
-    let head = journal.durable_head();
-    let mut reader = journal.reader(journal.first_offset());
-    while reader.offset() < head {
-        let frame = reader
-            .try_next()
-            .map_err(|e| format!("reading {}: {e}", journal.name()))?
-            .ok_or_else(|| {
-                format!(
-                    "{} ends at {} before its head {head}",
-                    journal.name(),
-                    reader.offset()
-                )
-            })?;
-        for m in frame.messages() {
-            let m = m.map_err(|e| format!("{} offset {}: {e}", journal.name(), frame.offset))?;
-            each(frame.offset, m);
-        }
-    }
-    Ok(())
-}
-
-/// Checks the journals of `log` (after a graceful end: every input applied) against `history`:
-/// every acknowledged final chunk is in its chunk journal and its stream has exactly one Sum,
-/// equal to the chunker's SHA-1; every Sum seen durable is still in its shard log; every stream
-/// whose final chunk is in the chunk journals has exactly one Sum, equal to the SHA-1 recomputed
-/// from its chunks; no Sum names a stream whose final chunk is not there.
+/// Checks the journals of `log` (after a graceful end: every input applied) with the audit,
+/// against themselves and against `history`; also that each chunk journal holds only streams
+/// of its own partition.
 pub fn check(log: &Log, history: &History) -> CheckReport {
     let mut report = CheckReport {
         finals_acknowledged: history.finals.len() as u64,
         sums_seen: history.sums_seen.len() as u64,
         ..CheckReport::default()
     };
-    let mut streams: HashMap<StreamId, StoredStream> = HashMap::new();
-    let mut finals_at: HashSet<(StreamId, String, u64)> = HashSet::new();
+    let mut chunks = ChunkIndex::default();
+    let mut sums = SumIndex::default();
     for p in 0..PARTITIONS {
         let name = chunk_journal_name(p);
-        let journal = match log.existing_journal(&name) {
-            Ok(j) => j,
-            Err(e) => {
-                report.other.push(format!("opening {name}: {e}"));
-                continue;
+        match log.existing_journal(&name).map(|j| ChunkIndex::scan(&j)) {
+            Ok(Ok(index)) => {
+                check_partition(&name, p, &index, &mut report.other);
+                chunks.merge(index);
             }
-        };
-        let mut problems = Vec::new();
-        let read = read_frames(&journal, |offset, m| {
-            let chunk = match Chunk::decode(m) {
-                Ok(c) => c,
-                Err(e) => return problems.push(format!("{name} offset {offset}: {e}")),
-            };
-            if partition_of(chunk.stream, PARTITIONS) != p {
-                problems.push(format!(
-                    "{name} offset {offset}: stream {} of another partition",
-                    chunk.stream
-                ));
-            }
-            let s = streams.entry(chunk.stream).or_default();
-            if chunk.seq < s.next_seq || s.final_at.is_some() {
-                return; // A repeated chunk: the summer skips it too.
-            }
-            if chunk.seq != s.next_seq {
-                return problems.push(format!(
-                    "{name} offset {offset}: stream {}: gap: chunk seq {} where {} was next",
-                    chunk.stream, chunk.seq, s.next_seq
-                ));
-            }
-            s.hasher.update(chunk.data);
-            s.next_seq += 1;
-            if chunk.is_final {
-                s.final_at = Some((name.clone(), offset));
-                s.sha1 = Some(std::mem::take(&mut s.hasher).finalize().into());
-                finals_at.insert((chunk.stream, name.clone(), offset));
-            }
-        });
-        if let Err(e) = read {
-            report.other.push(e);
+            Ok(Err(e)) => report.other.push(format!("reading {name}: {e}")),
+            Err(e) => report.other.push(format!("opening {name}: {e}")),
         }
-        report.other.extend(problems);
-    }
-
-    let mut sums: HashMap<StreamId, Vec<(Sum, String, u64)>> = HashMap::new();
-    for p in 0..PARTITIONS {
         let name = shard_log_name(p);
-        let journal = match log.existing_journal(&name) {
-            Ok(j) => j,
-            Err(e) => {
-                report.other.push(format!("opening {name}: {e}"));
-                continue;
-            }
-        };
-        let mut problems = Vec::new();
-        let read = read_frames(&journal, |offset, m| match Message::decode(m) {
-            Ok(Message::Sum(sum)) => sums
-                .entry(sum.stream)
-                .or_default()
-                .push((sum, name.clone(), offset)),
-            Ok(_) => {}
-            Err(e) => problems.push(format!("{name} offset {offset}: {e}")),
-        });
-        if let Err(e) = read {
-            report.other.push(e);
-        }
-        report.other.extend(problems);
-    }
-
-    // The history: what was acknowledged must still be there.
-    let mut acknowledged: Vec<_> = history.finals.iter().collect();
-    acknowledged.sort_by_key(|(id, _)| **id);
-    for (id, (sha1, journal, offset)) in acknowledged {
-        if !finals_at.contains(&(*id, journal.clone(), *offset)) {
-            report.lost.push(format!(
-                "stream {id}: final chunk acknowledged durable in {journal} at offset {offset} is not there"
-            ));
-        }
-        match sums.get(id).map(Vec::as_slice) {
-            None | Some([]) => report.lost.push(format!(
-                "stream {id}: final chunk acknowledged durable in {journal} at offset {offset}, but no Sum"
-            )),
-            Some(found) => {
-                for (sum, log_name, at) in found {
-                    if sum.sha1 != *sha1 {
-                        report.mismatched.push(format!(
-                            "stream {id}: Sum in {log_name} at offset {at} is {}, the chunker's SHA-1 is {}",
-                            hex(&sum.sha1),
-                            hex(sha1)
-                        ));
-                    }
-                }
-            }
+        match log
+            .existing_journal(&name)
+            .map(|j| SumIndex::scan(&j, &chunk_journal_name(p)))
+        {
+            Ok(Ok(index)) => sums.merge(index),
+            Ok(Err(e)) => report.other.push(format!("reading {name}: {e}")),
+            Err(e) => report.other.push(format!("opening {name}: {e}")),
         }
     }
-    for (id, sha1, journal, offset) in &history.sums_seen {
-        let still_there = sums.get(id).is_some_and(|found| {
-            found
-                .iter()
-                .any(|(s, j, at)| s.sha1 == *sha1 && j == journal && at == offset)
-        });
-        if !still_there {
-            report.lost.push(format!(
-                "stream {id}: Sum seen durable in {journal} at offset {offset} is no longer there"
-            ));
-        }
-    }
-
-    // The journals against themselves.
-    let mut finished: Vec<(&StreamId, &StoredStream)> =
-        streams.iter().filter(|(_, s)| s.final_at.is_some()).collect();
-    finished.sort_by_key(|(id, _)| **id);
-    report.streams_checked = finished.len() as u64;
-    for (id, s) in finished {
-        let (journal, offset) = s.final_at.as_ref().expect("finished");
-        let expected = s.sha1.expect("finished");
-        match sums.get(id).map(Vec::as_slice) {
-            None | Some([]) => report.lost.push(format!(
-                "stream {id}: final chunk in {journal} at offset {offset}, but no Sum"
-            )),
-            Some([(sum, log_name, at)]) => {
-                if sum.sha1 != expected || sum.last_seq + 1 != s.next_seq {
-                    report.mismatched.push(format!(
-                        "stream {id}: Sum in {log_name} at offset {at} is {} (last seq {}), its chunks hash to {} (last seq {})",
-                        hex(&sum.sha1),
-                        sum.last_seq,
-                        hex(&expected),
-                        s.next_seq - 1
-                    ));
-                }
-            }
-            Some(found) => {
-                let at: Vec<String> = found.iter().map(|(_, j, o)| format!("{j}@{o}")).collect();
-                report
-                    .duplicated
-                    .push(format!("stream {id}: {} Sums: {}", found.len(), at.join(", ")));
-            }
-        }
-    }
-    let mut unfounded: Vec<&StreamId> = sums
-        .keys()
-        .filter(|id| streams.get(id).is_none_or(|s| s.final_at.is_none()))
-        .collect();
-    unfounded.sort();
-    for id in unfounded {
-        report.other.push(format!(
-            "stream {id}: has a Sum, but its final chunk is not in the chunk journals"
-        ));
-    }
+    let findings = audit(&chunks, &sums, history, Settled::Yes);
+    report.streams_checked = chunks.finished.len() as u64;
+    report.lost = findings.lost;
+    report.duplicated = findings.duplicated;
+    report.mismatched = findings.mismatched;
+    report.other.extend(findings.other);
     report
+}
+
+/// Every stream in chunk journal `name` belongs to its partition `p`.
+fn check_partition(name: &str, p: usize, index: &ChunkIndex, problems: &mut Vec<String>) {
+    let mut ids: Vec<StreamId> = index
+        .finished
+        .keys()
+        .chain(index.unfinished.keys())
+        .chain(&index.partial)
+        .copied()
+        .filter(|id| partition_of(*id, PARTITIONS) != p)
+        .collect();
+    ids.sort();
+    for id in ids {
+        problems.push(format!("{name}: stream {id} of another partition"));
+    }
 }

@@ -67,6 +67,8 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct ShardLogContents {
     pub sums: Vec<Sum>,
+    /// The offset of the frame holding each of `sums`.
+    pub sum_offsets: Vec<u64>,
     pub expired: Vec<Expired>,
     /// (frame offset, input offset, kind, checkpoint bytes) per transaction frame.
     pub checkpoints: Vec<(u64, u64, CheckpointKind, usize)>,
@@ -100,13 +102,13 @@ pub fn read_shard_log_into(
     offset: u64,
     out: &mut ShardLogContents,
 ) -> Result<u64, ss_log::ReadError> {
-    let mut reader = journal.reader(offset);
+    let mut frames = journal.frames(offset);
     let mut last_input_offset = out.checkpoints.last().map_or(0, |c| c.1);
-    while let Some(frame) = reader.try_next()? {
-        let messages: Vec<&[u8]> = frame
-            .messages()
+    while let Some(frame) = frames.next().transpose()? {
+        let messages: Vec<&[u8]> = frames
+            .messages(&frame)
             .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("shard log {} frame {}: {e}", journal.name(), frame.offset));
+            .unwrap_or_else(|e| panic!("{e}"));
         let (last, outputs) = messages.split_last().expect("a transaction frame is never empty");
         let ck = Checkpoint::decode(last)
             .unwrap_or_else(|e| panic!("shard log {} frame {}: {e}", journal.name(), frame.offset));
@@ -122,7 +124,10 @@ pub fn read_shard_log_into(
             .push((frame.offset, ck.input_offset, ck.kind, last.len()));
         for m in outputs {
             match Message::decode(m).expect("outputs decode") {
-                Message::Sum(s) => out.sums.push(s),
+                Message::Sum(s) => {
+                    out.sums.push(s);
+                    out.sum_offsets.push(frame.offset);
+                }
                 Message::Expired(e) => out.expired.push(e),
                 other => panic!(
                     "shard log {} frame {}: unexpected output {other:?}",
@@ -132,18 +137,16 @@ pub fn read_shard_log_into(
             }
         }
     }
-    Ok(reader.offset())
+    Ok(frames.offset())
 }
 
 /// Every chunk in an input journal, in order, with the offset of its frame.
 pub fn read_input_chunks(journal: &Journal) -> Vec<(u64, OwnedChunk)> {
     let mut out = Vec::new();
-    let mut reader = journal.reader(journal.first_offset());
-    while let Some(frame) = reader
-        .try_next()
-        .unwrap_or_else(|e| panic!("reading input {}: {e}", journal.name()))
-    {
-        for m in frame.messages() {
+    let mut frames = journal.frames(journal.first_offset());
+    while let Some(frame) = frames.next() {
+        let frame = frame.unwrap_or_else(|e| panic!("reading input: {e}"));
+        for m in frames.messages(&frame) {
             let c = Chunk::decode(m.expect("input messages decode")).expect("input holds chunks");
             out.push((
                 frame.offset,

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: options over simulated storage, reading a journal
-//! back, and storage wrappers that count or hold `fdatasync` calls.
+//! back, and storage wrappers (`Intercept`s) that count or hold `fdatasync` calls.
 #![allow(dead_code)]
 
 use std::io;
@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use ss_log::sim::SimStorage;
-use ss_log::storage::{DirLock, OpenMode};
+use ss_log::storage::{Intercept, Intercepted};
 use ss_log::{Journal, Log, Options, Storage, StorageFile};
 
 /// Data directory used with simulated storage.
@@ -57,27 +56,23 @@ pub struct ReadFrame {
 /// Reads every durable frame from `offset` to the durable head, panicking on any read error
 /// (readers verify checksums, so a returned frame is a valid one).
 pub fn read_from(journal: &Journal, offset: u64) -> Vec<ReadFrame> {
-    let mut reader = journal.reader(offset);
+    let mut frames = journal.frames(offset);
     let mut out = Vec::new();
-    loop {
-        match reader.try_next() {
-            Ok(Some(frame)) => {
-                let messages = frame
-                    .messages()
-                    .map(|m| m.map(<[u8]>::to_vec))
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("messages of a valid frame decode");
-                assert_eq!(messages.len(), frame.message_count as usize);
-                out.push(ReadFrame {
-                    offset: frame.offset,
-                    end: frame.end,
-                    messages,
-                });
-            }
-            Ok(None) => return out,
-            Err(e) => panic!("reading journal {} at {}: {e}", journal.name(), reader.offset()),
-        }
+    while let Some(frame) = frames.next() {
+        let frame = frame.unwrap_or_else(|e| panic!("reading journal {}: {e}", journal.name()));
+        let messages = frames
+            .messages(&frame)
+            .map(|m| m.map(<[u8]>::to_vec))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("messages of a valid frame decode");
+        assert_eq!(messages.len(), frame.message_count as usize);
+        out.push(ReadFrame {
+            offset: frame.offset,
+            end: frame.end,
+            messages,
+        });
     }
+    out
 }
 
 pub fn read_all(journal: &Journal) -> Vec<ReadFrame> {
@@ -107,8 +102,11 @@ pub fn payload(tag: &str, len_bytes: usize) -> Vec<u8> {
 }
 
 /// Storage over another that counts `sync_data` calls, directory syncs and writes.
-pub struct CountingStorage {
-    pub inner: Arc<dyn Storage>,
+pub type CountingStorage = Intercepted<Counting>;
+
+/// The counts of a [`CountingStorage`].
+#[derive(Default)]
+pub struct Counting {
     pub counts: Arc<Counts>,
 }
 
@@ -119,68 +117,18 @@ pub struct Counts {
     pub writes: AtomicU64,
 }
 
-impl CountingStorage {
-    pub fn new(inner: Arc<dyn Storage>) -> CountingStorage {
-        CountingStorage {
-            inner,
-            counts: Arc::new(Counts::default()),
-        }
-    }
-}
-
-struct CountingFile {
-    inner: Arc<dyn StorageFile>,
-    counts: Arc<Counts>,
-}
-
-impl Storage for CountingStorage {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(CountingFile {
-            inner: self.inner.open(path, mode, map_len_hint)?,
-            counts: self.counts.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+impl Intercept for Counting {
+    fn sync_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
         self.counts.dir_syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync_dir(path)
+        inner.sync_dir(path)
     }
-    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock_dir(path)
-    }
-}
-
-impl StorageFile for CountingFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+    fn write_all_at(&self, file: &dyn StorageFile, pos: u64, buf: &[u8]) -> io::Result<()> {
         self.counts.writes.fetch_add(1, Ordering::Relaxed);
-        self.inner.write_all_at(pos, buf)
+        file.write_all_at(pos, buf)
     }
-    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        self.inner.read_at(pos, len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
         self.counts.syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+        file.sync_data()
     }
 }
 
@@ -244,75 +192,22 @@ impl SyncGate {
 
 /// Storage over another whose file `sync_data` calls can be held by `gate` and whose file
 /// `write_all_at` calls can be held by `write_gate`.
-pub struct GatedStorage {
-    pub inner: Arc<dyn Storage>,
+pub type GatedStorage = Intercepted<Gates>;
+
+/// The gates of a [`GatedStorage`].
+#[derive(Default)]
+pub struct Gates {
     pub gate: Arc<SyncGate>,
     pub write_gate: Arc<SyncGate>,
 }
 
-impl GatedStorage {
-    pub fn new(inner: Arc<dyn Storage>) -> GatedStorage {
-        GatedStorage {
-            inner,
-            gate: Arc::new(SyncGate::default()),
-            write_gate: Arc::new(SyncGate::default()),
-        }
-    }
-}
-
-struct GatedFile {
-    inner: Arc<dyn StorageFile>,
-    gate: Arc<SyncGate>,
-    write_gate: Arc<SyncGate>,
-}
-
-impl Storage for GatedStorage {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(GatedFile {
-            inner: self.inner.open(path, mode, map_len_hint)?,
-            gate: self.gate.clone(),
-            write_gate: self.write_gate.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock_dir(path)
-    }
-}
-
-impl StorageFile for GatedFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+impl Intercept for Gates {
+    fn write_all_at(&self, file: &dyn StorageFile, pos: u64, buf: &[u8]) -> io::Result<()> {
         self.write_gate.pass();
-        self.inner.write_all_at(pos, buf)
+        file.write_all_at(pos, buf)
     }
-    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        self.inner.read_at(pos, len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
         self.gate.pass();
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+        file.sync_data()
     }
 }

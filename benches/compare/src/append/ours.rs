@@ -130,9 +130,9 @@ impl DurableAppender for OursAppender {
 impl OursAppender {
     /// Frames appended since `open` returned (each append is one frame).
     pub fn frame_count(&self) -> u64 {
-        let mut reader = self.journal.reader(self.opened_head);
         let mut n = 0;
-        while reader.try_next().expect("read back").is_some() {
+        for frame in self.journal.frames(self.opened_head) {
+            frame.expect("read back");
             n += 1;
         }
         n

@@ -258,13 +258,13 @@ mod tests {
             let len = std::fs::metadata(&f.path).unwrap().len();
             assert_eq!(len, fragment_bytes, "{} is prewritten", f.path.display());
         }
-        let mut reader = journal.reader(0);
+        let mut frames = journal.frames(0);
         for i in 0..100 {
-            let frame = reader.try_next().unwrap().expect("a frame");
+            let frame = frames.next().expect("a frame").unwrap();
             assert_eq!(frame.messages().next().unwrap().unwrap(), &record(i)[..]);
         }
-        assert!(reader.try_next().unwrap().is_none());
-        drop(reader);
+        assert!(frames.next().is_none());
+        drop(frames);
         // Retention after every append recycles each sealed fragment; later rolls reuse them.
         // Stop right after a roll, so the current fragment is mostly an older one's frames.
         let mut i = 100;
@@ -279,9 +279,9 @@ mod tests {
         };
         let recycled = storage.shared.spares.lock().unwrap().recycled_count;
         assert!(recycled >= 5, "{recycled} fragments recycled");
-        let mut reader = journal.reader(journal.first_offset());
         let mut last = None;
-        while let Some(frame) = reader.try_next().unwrap() {
+        for frame in journal.frames(journal.first_offset()) {
+            let frame = frame.unwrap();
             last = Some(frame.messages().next().unwrap().unwrap()[0]);
         }
         assert_eq!(last, Some((i - 1) as u8));

@@ -52,9 +52,9 @@ pub fn run(input: &ChunkInput, shard_log_name: &str, config: &ShardConfig) -> an
 /// Every Sum in a shard log (not timed).
 fn read_sums(shard_log: &ss_log::Journal) -> anyhow::Result<HashMap<u64, [u8; 20]>> {
     let mut sums = HashMap::new();
-    let mut reader = shard_log.reader(0);
-    while let Some(frame) = reader.try_next().context("reading our shard log")? {
-        for m in frame.messages() {
+    let mut frames = shard_log.frames(0);
+    while let Some(frame) = frames.next().transpose().context("reading our shard log")? {
+        for m in frames.messages(&frame) {
             let m = m.context("a shard log frame's messages")?;
             if m.first() == Some(&TAG_SUM) {
                 let Message::Sum(sum) = Message::decode(m).context("decoding a Sum")? else {

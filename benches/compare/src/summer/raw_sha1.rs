@@ -18,11 +18,11 @@ pub struct LoadedChunks {
 
 impl LoadedChunks {
     pub fn load(input: &ChunkInput) -> anyhow::Result<LoadedChunks> {
-        let mut reader = input.journal.reader(0);
-        let mut frames = Vec::new();
-        while let Some(frame) = reader.try_next().context("reading the chunk journal")? {
-            frames.push(frame);
-        }
+        let frames = input
+            .journal
+            .frames(0)
+            .collect::<Result<_, _>>()
+            .context("reading the chunk journal")?;
         Ok(LoadedChunks { frames })
     }
 }

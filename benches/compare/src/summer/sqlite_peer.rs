@@ -202,32 +202,32 @@ pub fn run_until(
     input_end: u64,
 ) -> anyhow::Result<SummerRun> {
     let (mut summer, offset) = SqliteSummer::open(db_path)?;
-    let mut reader = input.journal.reader(offset);
+    let mut frames = input.journal.frames(offset);
     let mut latency_us = latency_histogram();
     let mut txns = 0;
     let started = Instant::now();
-    while reader.offset() < input_end {
+    while frames.offset() < input_end {
         let txn_started = Instant::now();
         let (mut messages, mut input_bytes) = (0usize, 0u64);
         while messages < config.txn_max_messages
             && input_bytes < config.txn_max_input_bytes
             && txn_started.elapsed() < config.txn_max_duration
         {
-            let Some(frame) = reader.try_next().context("reading the chunk journal")? else {
+            let Some(frame) = frames.next().transpose().context("reading the chunk journal")? else {
                 break;
             };
-            for m in frame.messages() {
+            for m in frames.messages(&frame) {
                 summer.apply(m.context("input messages")?)?;
                 messages += 1;
             }
             input_bytes += frame.end - frame.offset;
         }
-        summer.commit(reader.offset())?;
+        summer.commit(frames.offset())?;
         txns += 1;
         record_us(&mut latency_us, txn_started.elapsed());
     }
     let elapsed = started.elapsed();
-    if reader.offset() >= input.end_offset {
+    if frames.offset() >= input.end_offset {
         anyhow::ensure!(
             summer.open.is_empty(),
             "{} streams left open at the end",
