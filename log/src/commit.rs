@@ -30,6 +30,9 @@ use crate::frame::{self, FrameHeader, FRAME_KIND_BATCH};
 
 /// Outcome slot of one group-commit batch, shared by its appenders.
 pub(crate) struct Completion {
+    /// Someone leads the batch (set under the state lock, read without it: once set, a waiter
+    /// need not take the lock to learn that it only follows).
+    led: AtomicBool,
     result: OnceLock<Result<(), AppendError>>,
     /// When the batch's outcome was known (for latency measurements).
     completed_at: OnceLock<Instant>,
@@ -39,6 +42,7 @@ pub(crate) struct Completion {
 impl Completion {
     pub fn new() -> Arc<Completion> {
         Arc::new(Completion {
+            led: AtomicBool::new(false),
             result: OnceLock::new(),
             completed_at: OnceLock::new(),
             event: Event::new(),
@@ -55,6 +59,11 @@ impl Completion {
     /// Stamps the time the batch became durable, before its head is published.
     pub fn stamp(&self) {
         let _ = self.completed_at.set(Instant::now());
+    }
+
+    /// Whether the batch has a leader (or was taken, or completed): its waiters just wait.
+    pub fn is_led(&self) -> bool {
+        self.led.load(Ordering::Acquire) || self.result.get().is_some()
     }
 
     pub fn result(&self) -> Option<&Result<(), AppendError>> {
@@ -519,6 +528,7 @@ impl CommitState {
             return Claim::Follow;
         }
         self.fill_leader = who;
+        self.fill_done.led.store(true, Ordering::Release);
         if self.in_flight {
             Claim::AfterInFlight
         } else {

@@ -83,9 +83,7 @@ impl PendingAppend {
     /// Resolves when the frame is durable (or its batch failed). Never blocks the calling
     /// thread on I/O: if nobody leads the batch yet, the journal's helper thread commits it.
     pub async fn durable(self) -> Result<AppendAck, AppendError> {
-        if self.done.result().is_none() {
-            self.shared.hand_to_helper(&self.done);
-        }
+        self.shared.hand_to_helper(&self.done);
         self.done.wait_async().await.clone().map(|()| self.ack)
     }
 }
@@ -332,7 +330,7 @@ impl JournalShared {
     /// does, committing it now or right after the commit in flight. Returns once the batch has
     /// an outcome or someone else leads it.
     fn lead_or_follow(&self, done: &Arc<Completion>) {
-        if done.result().is_some() {
+        if done.is_led() {
             return;
         }
         let mut st = self.state.lock();
@@ -364,6 +362,9 @@ impl JournalShared {
 
     /// Leaves `done`'s batch to the helper thread, unless someone already leads it.
     fn hand_to_helper(&self, done: &Arc<Completion>) {
+        if done.is_led() {
+            return;
+        }
         let mut st = self.state.lock();
         if st.claim(done, Leader::Helper) != Claim::Follow {
             self.helper_wake.notify_one();
