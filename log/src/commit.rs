@@ -127,7 +127,10 @@ impl DurableHead {
     /// a batch begins at the durable head, and the head only grows.
     pub fn advance(&self, journal: &str, begin: u64, end: u64) {
         let head = self.get();
-        assert_eq!(begin, head, "journal {journal:?}: a batch must begin at the durable head");
+        assert_eq!(
+            begin, head,
+            "journal {journal:?}: a batch must begin at the durable head"
+        );
         assert!(end >= head, "journal {journal:?}: the durable head only grows");
         self.head.store(end, Ordering::Release);
         self.changed.notify(usize::MAX);
@@ -231,7 +234,10 @@ impl FragmentSet {
     pub fn push(&self, fragment: Arc<Fragment>) {
         let mut frags = self.list.write();
         if let Some(last) = frags.last() {
-            assert!(last.begin < fragment.begin, "fragments are pushed in offset order");
+            assert!(
+                last.begin < fragment.begin,
+                "fragments are pushed in offset order"
+            );
         }
         frags.push(fragment);
     }
@@ -389,7 +395,10 @@ pub(crate) struct CommitState {
 impl CommitState {
     /// A journal whose durable head is `head`, in the fragment beginning at `frag_begin`.
     pub fn new(journal: &str, salt: u32, limits: CommitLimits, head: u64, frag_begin: u64) -> CommitState {
-        assert!(frag_begin <= head, "the last fragment begins at or below the head");
+        assert!(
+            frag_begin <= head,
+            "the last fragment begins at or below the head"
+        );
         CommitState {
             journal: journal.to_string(),
             salt,
@@ -642,7 +651,11 @@ mod tests {
         let (a2, _, _) = queued(st.place(&frame(b"b"), Condition::None));
         assert!(Arc::ptr_eq(&a, &a2), "one batch, one completion");
         assert_eq!(st.claim(&a, Leader::Appender), Claim::Now);
-        assert_eq!(st.claim(&a2, Leader::Appender), Claim::Follow, "one leader per batch");
+        assert_eq!(
+            st.claim(&a2, Leader::Appender),
+            Claim::Follow,
+            "one leader per batch"
+        );
         let batch = st.take().expect("a batch");
         assert_eq!(batch.begin, 0);
         assert!(st.take().is_none(), "nothing to take while empty and in flight");
@@ -650,13 +663,21 @@ mod tests {
         let (b, off_b, _) = queued(st.place(&frame(b"c"), Condition::None));
         assert!(off_b > end_a);
         assert!(!Arc::ptr_eq(&a, &b));
-        assert_eq!(st.claim(&a, Leader::Appender), Claim::Follow, "the taken batch is not filling");
+        assert_eq!(
+            st.claim(&a, Leader::Appender),
+            Claim::Follow,
+            "the taken batch is not filling"
+        );
         assert_eq!(st.claim(&b, Leader::Helper), Claim::AfterInFlight);
         assert!(st.take().is_none(), "one commit at a time");
         st.committed(batch.bytes);
         let next = st.take().expect("the next batch");
         assert_eq!(next.begin, off_b, "a batch begins where the previous one ended");
-        assert_eq!(st.fill_leader(), Leader::None, "the new filling batch has no leader yet");
+        assert_eq!(
+            st.fill_leader(),
+            Leader::None,
+            "the new filling batch has no leader yet"
+        );
     }
 
     #[test]
@@ -715,7 +736,10 @@ mod tests {
         let mut st = state();
         let big = vec![1u8; 200];
         let (done, _, end) = queued(st.place(&frame(&big), Condition::None));
-        assert!(matches!(st.place(&frame(&big), Condition::None), Ok(Placed::Full)));
+        assert!(matches!(
+            st.place(&frame(&big), Condition::None),
+            Ok(Placed::Full)
+        ));
         assert_eq!(st.claim(&done, Leader::Appender), Claim::Now);
         let b = st.take().expect("batch");
         st.committed(b.bytes);
@@ -743,14 +767,16 @@ mod tests {
     fn the_durable_head_only_grows_and_wakes_waiters() {
         let head = Arc::new(DurableHead::new(8));
         let h = head.clone();
-        let waiter = std::thread::spawn(move || {
-            h.wait_beyond(8, Instant::now() + std::time::Duration::from_secs(10))
-        });
+        let waiter =
+            std::thread::spawn(move || h.wait_beyond(8, Instant::now() + std::time::Duration::from_secs(10)));
         head.advance("j", 8, 16);
         assert_eq!(waiter.join().expect("waiter"), 16);
         let result = std::panic::catch_unwind(|| head.advance("j", 8, 24));
         assert!(result.is_err(), "a batch not beginning at the head is refused");
         head.close();
-        assert_eq!(head.wait_beyond(100, Instant::now() + std::time::Duration::from_secs(10)), 16);
+        assert_eq!(
+            head.wait_beyond(100, Instant::now() + std::time::Duration::from_secs(10)),
+            16
+        );
     }
 }

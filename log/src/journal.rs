@@ -160,7 +160,8 @@ impl JournalShared {
         let salt = frame::journal_salt(&name);
         let spares = (writable && opts.preallocate)
             .then(|| Spares::start(&dir, opts.storage.clone(), opts.fragment_max_bytes, &name));
-        let recycled = (writable && opts.recycle).then(|| RecycledFragments::open(&dir, opts.storage.clone()));
+        let recycled =
+            (writable && opts.recycle).then(|| RecycledFragments::open(&dir, opts.storage.clone()));
         let last_begin = recovered.fragments.last().expect("at least one fragment").begin;
         let limits = CommitLimits {
             fragment_max_bytes: opts.fragment_max_bytes,
@@ -308,7 +309,11 @@ impl JournalShared {
         }
     }
 
-    async fn submit_async(self: &Arc<Self>, batch: &Batch, condition: Condition) -> Result<PendingAppend, AppendError> {
+    async fn submit_async(
+        self: &Arc<Self>,
+        batch: &Batch,
+        condition: Condition,
+    ) -> Result<PendingAppend, AppendError> {
         let frame = FrameToPlace {
             payload: batch.payload(),
             message_count: batch.message_count(),
@@ -337,7 +342,9 @@ impl JournalShared {
         match st.claim(done, Leader::Appender) {
             Claim::Follow => {}
             Claim::Now => {
-                let batch = st.take().expect("a claimed batch with no commit in flight can be taken");
+                let batch = st
+                    .take()
+                    .expect("a claimed batch with no commit in flight can be taken");
                 drop(st);
                 self.commit(batch);
             }
@@ -511,7 +518,10 @@ impl JournalShared {
     fn poison_after_panic(&self, done: &Arc<Completion>) {
         let (error, queued) = {
             let mut st = self.state.lock();
-            let error = st.poison(format!("the thread committing a batch of journal {:?} panicked", self.name));
+            let error = st.poison(format!(
+                "the thread committing a batch of journal {:?} panicked",
+                self.name
+            ));
             let frag_begin = st.frag_begin();
             let queued = st
                 .in_flight()
@@ -575,7 +585,8 @@ impl Journal {
 
     /// [`Journal::submit`] with a conditional head.
     pub fn submit_if(&self, expect_head: u64, batch: &Batch) -> Result<PendingAppend, AppendError> {
-        self.shared.submit_blocking(batch, Condition::Head(expect_head), true)
+        self.shared
+            .submit_blocking(batch, Condition::Head(expect_head), true)
     }
 
     /// How many batches have failed (been rolled back, e.g. on ENOSPC) since the journal was

@@ -144,8 +144,7 @@ pub const RECYCLED_MAX: usize = 2;
 pub fn recycled_file_name(old_begin: u64) -> String {
     format!(
         "{RECYCLED_PREFIX}{}{RECYCLED_SUFFIX}",
-        crate::fragment::fragment_file_name(old_begin)
-            .trim_end_matches(crate::fragment::FRAGMENT_SUFFIX)
+        crate::fragment::fragment_file_name(old_begin).trim_end_matches(crate::fragment::FRAGMENT_SUFFIX)
     )
 }
 

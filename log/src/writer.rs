@@ -172,7 +172,10 @@ impl Cursor {
 
 /// Creates the fragment beginning at `begin`: a fragment recycled by retention renamed, if one
 /// is ready, else the zero-filled spare renamed, if one is ready, else a new empty file.
-fn open_new_fragment(cx: &WriteContext<'_>, begin: u64) -> std::io::Result<(Arc<Fragment>, Arc<dyn StorageFile>)> {
+fn open_new_fragment(
+    cx: &WriteContext<'_>,
+    begin: u64,
+) -> std::io::Result<(Arc<Fragment>, Arc<dyn StorageFile>)> {
     let path = cx.dir.join(fragment_file_name(begin));
     let reused = cx
         .recycled

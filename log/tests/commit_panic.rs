@@ -114,7 +114,10 @@ fn a_panic_while_committing_poisons_and_wakes_every_waiter() {
     }
     // A pipelined append and an async one, committed by the helper thread.
     let pipelined = j.submit(&Batch::single(b"pipelined"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let async_result = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), j.append_async(&Batch::single(b"async"))).await
     });
@@ -122,7 +125,10 @@ fn a_panic_while_committing_poisons_and_wakes_every_waiter() {
     let mut panicked = 0;
     let mut poisoned = 0;
     for _ in 0..6 {
-        match rx.recv_timeout(Duration::from_secs(20)).expect("every appender returns") {
+        match rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("every appender returns")
+        {
             Err(()) => panicked += 1,
             Ok(r) => {
                 assert!(is_poisoned(&r), "{r:?}");
@@ -133,7 +139,10 @@ fn a_panic_while_committing_poisons_and_wakes_every_waiter() {
     for t in threads {
         t.join().unwrap();
     }
-    assert!(panicked + poisoned == 6 && poisoned >= 1, "{panicked} panicked, {poisoned} poisoned");
+    assert!(
+        panicked + poisoned == 6 && poisoned >= 1,
+        "{panicked} panicked, {poisoned} poisoned"
+    );
     let async_result = async_result.expect("the async append resolves");
     assert!(
         matches!(async_result, Err(AppendError::Poisoned { .. })),
@@ -142,7 +151,9 @@ fn a_panic_while_committing_poisons_and_wakes_every_waiter() {
     if let Ok(p) = pipelined {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || tx.send(p.wait()).unwrap());
-        let r = rx.recv_timeout(Duration::from_secs(20)).expect("the pipelined append resolves");
+        let r = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the pipelined append resolves");
         assert!(matches!(r, Err(AppendError::Poisoned { .. })), "{r:?}");
     }
     assert!(j.poisoned().unwrap().contains("panicked"));

@@ -51,7 +51,10 @@ fn journal_with_recycled_fragments(storage: &SimStorage) -> (Log, Journal, Vec<V
     assert_eq!(j.remove_below(j.durable_head()).unwrap(), 2);
     assert_eq!(recycled_files(storage).len(), RECYCLED_MAX.min(2));
     for b in [0, 4 * FRAME_BYTES] {
-        assert!(storage.read_file(&fragment_path(JOURNAL, b)).is_none(), "fragment {b} removed");
+        assert!(
+            storage.read_file(&fragment_path(JOURNAL, b)).is_none(),
+            "fragment {b} removed"
+        );
     }
     // One frame rolls into a recycled file: it keeps its old length, stale frames beyond the head.
     written.extend(append_tagged(&j, "b", 1));
@@ -82,7 +85,10 @@ fn retention_renames_fragments_aside_and_rolls_reuse_them() {
     );
     // Readers see exactly the appended frames: no stale frame validates past the head.
     let first = j.first_offset();
-    assert_eq!(single_messages(&read_from(&j, first)), all[(first / FRAME_BYTES) as usize..]);
+    assert_eq!(
+        single_messages(&read_from(&j, first)),
+        all[(first / FRAME_BYTES) as usize..]
+    );
     assert_eq!(j.durable_head(), all.len() as u64 * FRAME_BYTES);
 }
 
@@ -97,8 +103,15 @@ fn recovery_over_a_recycled_fragment_with_stale_bytes_finds_the_head() {
         let survivor = storage.crash(mode);
         let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);
         let j = log.journal(JOURNAL).unwrap();
-        assert_eq!(j.durable_head(), head, "{mode:?}: the head is the last acknowledged frame's end");
-        assert!(j.recovery_cut_bytes() > 0, "{mode:?}: the stale bytes after the head are cut");
+        assert_eq!(
+            j.durable_head(),
+            head,
+            "{mode:?}: the head is the last acknowledged frame's end"
+        );
+        assert!(
+            j.recovery_cut_bytes() > 0,
+            "{mode:?}: the stale bytes after the head are cut"
+        );
         let last = j.last_frame().unwrap().expect("a last frame");
         assert_eq!((last.offset, last.end), (head - FRAME_BYTES, head), "{mode:?}");
         let first = j.first_offset();
@@ -200,9 +213,16 @@ fn recycled_files_survive_a_reopen_and_are_reused() {
     let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
     let j = log.journal(JOURNAL).unwrap();
     append_tagged(&j, "b", 1);
-    assert_eq!(recycled_files(&storage).len(), 1, "a roll after reopening reused one");
+    assert_eq!(
+        recycled_files(&storage).len(),
+        1,
+        "a roll after reopening reused one"
+    );
     let last = j.fragments().last().unwrap().clone();
-    assert!(file_len(&storage, &last.path) > FRAME_BYTES, "the new fragment is a recycled file");
+    assert!(
+        file_len(&storage, &last.path) > FRAME_BYTES,
+        "the new fragment is a recycled file"
+    );
 }
 
 /// `Options::recycle = false`: retention unlinks, as before.
@@ -220,5 +240,9 @@ fn without_recycling_retention_unlinks() {
     assert!(recycled_files(&storage).is_empty());
     append_tagged(&j, "b", 1);
     let last = j.fragments().last().unwrap().clone();
-    assert_eq!(file_len(&storage, &last.path), FRAME_BYTES, "a new, growing fragment");
+    assert_eq!(
+        file_len(&storage, &last.path),
+        FRAME_BYTES,
+        "a new, growing fragment"
+    );
 }
