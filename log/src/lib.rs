@@ -78,7 +78,9 @@ pub struct Options {
     /// the next fragments instead of being unlinked (at most [`spare::RECYCLED_MAX`] wait), so
     /// a journal under retention writes into files that already exist: no growth to make
     /// durable at each commit. Their old frames are never valid at their new offsets, so
-    /// nothing is cleared.
+    /// nothing is cleared. Off by default: a read-only process (`verify`, `journal read`) that
+    /// mapped a sealed fragment before retention removed it would see its bytes change when the
+    /// writer reuses the file (docs/design.md, "Recycling").
     pub recycle: bool,
     pub storage: Arc<dyn Storage>,
 }
@@ -91,7 +93,7 @@ impl Default for Options {
             batch_max_messages: 1 << 20,
             pending_max_bytes: 8 << 20,
             preallocate: false,
-            recycle: true,
+            recycle: false,
             storage: Arc::new(RealStorage),
         }
     }
@@ -384,18 +386,31 @@ impl Log {
 /// How often a read-only open lists a journal again when the fragment it found last vanished.
 const READ_ONLY_OPEN_ATTEMPTS: usize = 3;
 
+/// How often a read-only open reads a journal's last fragment again when it looks damaged.
+const READ_ONLY_CORRUPT_ATTEMPTS: usize = 5;
+
 /// Recovers a journal read-only. A live writer may roll twice and retention remove the fragment
-/// that was last when it was listed before it is opened; list again instead of failing.
+/// that was last when it was listed before it is opened; list again instead of failing. And a
+/// live writer committing into a *recycled* last fragment (`Options::recycle`) writes inside the
+/// file's length while the scan reads it: the scan can see a stale frame at a position the writer
+/// has not reached yet and, further on, frames the writer wrote meanwhile, which looks exactly
+/// like damage followed by a later write. Damage stays where it is; a write in progress moves on:
+/// read again, a few times, before refusing.
 fn recover_read_only(
     recover: impl Fn() -> Result<recovery::Recovered, OpenError>,
 ) -> Result<recovery::Recovered, OpenError> {
     let mut attempt = 1;
+    let mut corrupt_attempt = 1;
     loop {
         match recover() {
             Err(OpenError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound && attempt < READ_ONLY_OPEN_ATTEMPTS =>
             {
                 attempt += 1;
+            }
+            Err(OpenError::Corrupt { .. }) if corrupt_attempt < READ_ONLY_CORRUPT_ATTEMPTS => {
+                corrupt_attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
             result => return result,
         }

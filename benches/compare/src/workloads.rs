@@ -147,15 +147,15 @@ fn ours_system(extra: &str) -> AppendSystem {
     }
 }
 
-/// Our journal with retention, default options (so fragments are recycled): like for like with
+/// Our journal with retention and `Options::recycle`: like for like with
 /// okaywal, whose checkpointing recycles its segments.
 fn ours_recycling_system() -> AppendSystem {
     AppendSystem {
         name: "ours, retention + recycling",
         role: Role::OursVariant,
-        config: "the same journal, default Options, with retention (remove_below the head every 64 \
+        config: "the same journal, Options::recycle on, with retention (remove_below the head every 64 \
                  appends): removed fragments are renamed aside and become the next fragments \
-                 (Options::recycle, on by default), never re-zeroed; two fragments were filled and \
+                 (Options::recycle), never re-zeroed; two fragments were filled and \
                  recycled before timing, so commits write into existing files, as in a soak; \
                  like for like with okaywal's checkpointing, which recycles its segments"
             .to_string(),

@@ -83,7 +83,11 @@ impl OursAppender {
     /// removed, so the journal writes into recycled fragments from the start, as it does in a
     /// steady state (okaywal, its peer here, also starts with its segments preallocated).
     pub fn open_recycling(dir: &Path) -> anyhow::Result<OursAppender> {
-        let mut ours = Self::open_with(dir, Options::default())?;
+        let opts = Options {
+            recycle: true,
+            ..Options::default()
+        };
+        let mut ours = Self::open_with(dir, opts)?;
         ours.retention_every = 64;
         let filler = Batch::single(&vec![0u8; 1 << 20]);
         while ours.journal.stats().fragments_removed_total < 2 {
