@@ -22,6 +22,12 @@ expiries and checkpoints) and runs (one record per `run`, giving stream ids thei
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Format of the operational logs on stderr (shard recoveries, fencing, retention, faults,
+    /// failed appends, run start and stop): `text` (key=value) or `json` (one object per line).
+    /// Levels come from RUST_LOG (default info; e.g. RUST_LOG=debug adds retention removals,
+    /// RUST_LOG=warn keeps only problems).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +51,12 @@ pub enum Command {
     /// latency p50/p99, disk and RSS over time, violations marked.
     #[command(after_help = PLOT_AFTER_HELP)]
     Plot(PlotArgs),
+    /// Sum latency against load: a saturated `run` measures the maximum rate, then runs at
+    /// fractions of it (--max-mb-per-s) and saturated again print Sum latency p50/p99/max at
+    /// each, as a table (or JSON) and a figure. Each step is a child `stream-sum run` on a fresh
+    /// data directory inside --data, removed after it.
+    #[command(after_help = SWEEP_AFTER_HELP)]
+    Sweep(SweepArgs),
     /// Inspect journals.
     Journal {
         #[command(subcommand)]
@@ -173,6 +185,26 @@ pub struct RunArgs {
     /// before the data directory is opened: an address in use stops the command (exit 3).
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub cluster: NatsArgs,
+}
+
+/// The NATS JetStream backend (instead of `--data`).
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// Run on a NATS JetStream cluster instead of a data directory: comma-separated server URLs
+    /// (e.g. nats://127.0.0.1:4222). Several `run --nats` processes share the summer shards
+    /// through leases; each runs its own chunkers. `cargo run -p ss-nats --bin nats-cluster`
+    /// starts a 3-node cluster on loopback.
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub nats: Option<String>,
+    /// With --nats: replicas of every stream (the cluster needs at least this many servers).
+    #[arg(long, default_value = "3", value_parser = parse_count)]
+    pub replicas: usize,
+    /// With --nats: how long a shard lease lasts unless renewed (renewed every third of it; a
+    /// process that cannot renew for two thirds of it stops the shard).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
 }
 
 /// `IP:PORT` (`127.0.0.1:9898`, `[::1]:9898`, `0.0.0.0:9898`) or `localhost:PORT`. Host names
@@ -198,6 +230,17 @@ pub enum FaultMode {
     None,
     Components,
     StallShard,
+}
+
+impl FaultMode {
+    /// The name `--faults` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultMode::None => "none",
+            FaultMode::Components => "components",
+            FaultMode::StallShard => "stall-shard",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +320,47 @@ pub struct PlotArgs {
     pub output: PathBuf,
 }
 
+const SWEEP_AFTER_HELP: &str = "\
+Steps: `max` (saturated: its achieved MB/s is the maximum), then each --loads percentage of it,
+then `saturated` again (the two saturated rows show the run-to-run noise). Each step is
+`stream-sum run --duration D --json` plus the arguments after `--`, with RUST_LOG=warn.
+Latency is the run's summary: final chunk durable to Sum durable, over the whole step.
+
+Example (issue 12's sweep, with the machine baselines measured first on the same disk):
+  stream-sum sweep --duration 20s --data /tmp/sweep --baselines ../shared/tools/baselines \\
+    --plot docs/latency-sweep.svg
+
+Exit status: 0 done; 1 a step found violations; 2 bad command line; 3 a step failed or a file
+could not be written.";
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// How long each step publishes (the run's --duration).
+    #[arg(long, default_value = "20s", value_parser = crate::sweep::parse_step_duration)]
+    pub duration: Duration,
+    /// Directory for the steps' data directories (created if missing; each step's is removed
+    /// after it).
+    #[arg(long, default_value = "stream-sum-sweep")]
+    pub data: PathBuf,
+    /// Loads to run at, in percent of the measured maximum rate.
+    #[arg(long, default_value = "25,50,75,90", value_delimiter = ',')]
+    pub loads: Vec<f64>,
+    /// Where to draw latency against load (.svg or .png).
+    #[arg(long, default_value = "latency-sweep.svg", value_name = "OUT")]
+    pub plot: PathBuf,
+    /// Print the result as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// A script printing the machine's baselines as one JSON object, run with --data as its
+    /// argument just before the first step (e.g. ../shared/tools/baselines); its figures go in
+    /// the table and the JSON.
+    #[arg(long, value_name = "SCRIPT")]
+    pub baselines: Option<PathBuf>,
+    /// More `run` arguments for every step, after `--` (e.g. `-- --partitions 8`).
+    #[arg(last = true, value_name = "RUN_ARGS")]
+    pub run_args: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Data directory to check.
@@ -285,6 +369,10 @@ pub struct VerifyArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Check the journals (streams) of a NATS JetStream cluster instead of a data directory
+    /// (`live` is then always false: whether a `run --nats` is writing is not known).
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub nats: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +384,10 @@ pub enum JournalCommand {
         /// Print `{"journals":[{"name","begin","end","fragments":[...]}]}`.
         #[arg(long)]
         json: bool,
+        /// List the journals (streams) of a NATS JetStream cluster instead: `begin`/`end` are
+        /// stream sequences (a message with sequence s is the frame s-1..s), no fragments.
+        #[arg(long, value_name = "URL[,URL...]")]
+        nats: Option<String>,
     },
     /// Print a journal's messages, one JSON object per line: chunks as
     /// {"journal","offset","kind":"chunk","stream","seq","final","data_hex"}, sums as
@@ -309,5 +401,9 @@ pub enum JournalCommand {
         /// Start at this frame offset (default: the first retained offset).
         #[arg(long)]
         from: Option<u64>,
+        /// Read a journal (stream) of a NATS JetStream cluster instead; `offset` is then the
+        /// frame's position, its stream sequence minus one.
+        #[arg(long, value_name = "URL[,URL...]")]
+        nats: Option<String>,
     },
 }

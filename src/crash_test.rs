@@ -26,7 +26,7 @@ use ss_consumer::message::{StreamId, Sum};
 use ss_log::Log;
 
 use crate::cli::CrashTestArgs;
-use crate::{EXIT_OK, EXIT_VIOLATION};
+use crate::exit::{EXIT_OK, EXIT_VIOLATION};
 
 fn parse_sha1(s: &str) -> Option<[u8; 20]> {
     let mut out = [0u8; 20];
@@ -168,12 +168,18 @@ fn run_child(
 }
 
 pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
+    // The children get the switch; a build without fault injection refuses it up front.
+    if let Err(e) =
+        ss_consumer::shard::ShardConfig::default().with_unsafe_split_commit(args.unsafe_split_commit)
+    {
+        eprintln!("stream-sum: error: {e}");
+        return Ok(crate::exit::EXIT_USAGE);
+    }
     let started = Instant::now();
     let history = Arc::new(Mutex::new(History::default()));
     let mut rng = SmallRng::seed_from_u64(args.seed);
     let mut per_cycle = Vec::new();
     let mut kills = 0;
-    let max_ms = args.max_kill_after.as_millis().max(600) as u64;
     eprintln!(
         "crash-test: {} SIGKILL cycles over {} (seed {})",
         args.cycles,
@@ -181,50 +187,10 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
         args.seed
     );
     for cycle in 1..=args.cycles {
-        let phase = match rng.random_range(0..3) {
-            0 => Phase::Startup,
-            1 => Phase::Steady,
-            _ => Phase::Shutdown,
-        };
-        let (duration, kill_after_ms) = match phase {
-            Phase::Startup => ("forever".to_string(), rng.random_range(0..400)),
-            Phase::Steady => ("forever".to_string(), rng.random_range(500..max_ms)),
-            Phase::Shutdown => ("1s".to_string(), 1000 + rng.random_range(0..300)),
-        };
-        let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(cycle as u64);
-        let (exited, status, stderr_tail) = run_child(
-            &args,
-            &history,
-            &duration,
-            seed,
-            Some(Duration::from_millis(kill_after_ms)),
-        )?;
-        if let Some(status) = status {
-            if !status.success() {
-                bail!("cycle {cycle}: child exited with {status} before being killed:\n{stderr_tail}");
-            }
-        } else {
+        let report = kill_cycle(&args, &history, &mut rng, cycle)?;
+        if !report.exited_first {
             kills += 1;
         }
-        let h = history.lock();
-        let report = CycleReport {
-            cycle,
-            phase,
-            kill_after_ms,
-            exited_first: exited,
-            finals_acknowledged: h.finals.len(),
-            sums_seen: h.sums_seen.len(),
-        };
-        drop(h);
-        eprintln!(
-            "cycle {cycle}/{}: {:?}, {} at {:.3} s | finals acknowledged {} | Sums seen {}",
-            args.cycles,
-            phase,
-            if exited { "exited before kill" } else { "SIGKILL" },
-            kill_after_ms as f64 / 1000.0,
-            report.finals_acknowledged,
-            report.sums_seen
-        );
         per_cycle.push(report);
     }
     eprintln!("crash-test: final graceful run");
@@ -233,26 +199,7 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
     if !status.success() {
         bail!("final graceful run exited with {status}:\n{stderr_tail}");
     }
-    eprintln!("crash-test: verify");
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
-        .arg("verify")
-        .arg("--data")
-        .arg(&args.data)
-        .arg("--json")
-        .output()?;
-    let verify: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("verify printed no JSON: {}", String::from_utf8_lossy(&out.stderr)))?;
-    let verify_violations = verify["violations"].as_u64().unwrap_or(u64::MAX);
-    let mut violation_messages: Vec<String> = verify["violation_messages"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(|s| format!("verify: {s}")))
-                .collect()
-        })
-        .unwrap_or_default();
-
+    let (verify_violations, mut violation_messages) = run_verify(&args)?;
     let (lost, duplicated, mismatched, verified) =
         check_history(&args, &history.lock(), &mut violation_messages)?;
     let h = history.lock();
@@ -269,8 +216,93 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
         elapsed_s: started.elapsed().as_secs_f64(),
         per_cycle,
     };
+    print_report(&args, &report)?;
+    let bad = report.lost + report.duplicated + report.mismatched > 0 || report.verify_violations != 0;
+    Ok(if bad { EXIT_VIOLATION } else { EXIT_OK })
+}
+
+/// One cycle: a child `run` killed at a seeded moment of a seeded phase (or exiting first, in
+/// the shutdown phase), its report lines added to `history`.
+fn kill_cycle(
+    args: &CrashTestArgs,
+    history: &Arc<Mutex<History>>,
+    rng: &mut SmallRng,
+    cycle: usize,
+) -> anyhow::Result<CycleReport> {
+    let max_ms = args.max_kill_after.as_millis().max(600) as u64;
+    let phase = match rng.random_range(0..3) {
+        0 => Phase::Startup,
+        1 => Phase::Steady,
+        _ => Phase::Shutdown,
+    };
+    let (duration, kill_after_ms) = match phase {
+        Phase::Startup => ("forever".to_string(), rng.random_range(0..400)),
+        Phase::Steady => ("forever".to_string(), rng.random_range(500..max_ms)),
+        Phase::Shutdown => ("1s".to_string(), 1000 + rng.random_range(0..300)),
+    };
+    let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(cycle as u64);
+    let (exited, status, stderr_tail) = run_child(
+        args,
+        history,
+        &duration,
+        seed,
+        Some(Duration::from_millis(kill_after_ms)),
+    )?;
+    if let Some(status) = status {
+        if !status.success() {
+            bail!("cycle {cycle}: child exited with {status} before being killed:\n{stderr_tail}");
+        }
+    }
+    let h = history.lock();
+    let report = CycleReport {
+        cycle,
+        phase,
+        kill_after_ms,
+        exited_first: exited,
+        finals_acknowledged: h.finals.len(),
+        sums_seen: h.sums_seen.len(),
+    };
+    drop(h);
+    eprintln!(
+        "cycle {cycle}/{}: {:?}, {} at {:.3} s | finals acknowledged {} | Sums seen {}",
+        args.cycles,
+        phase,
+        if exited { "exited before kill" } else { "SIGKILL" },
+        kill_after_ms as f64 / 1000.0,
+        report.finals_acknowledged,
+        report.sums_seen
+    );
+    Ok(report)
+}
+
+/// Runs `verify --json` on the directory: its violation count and messages.
+fn run_verify(args: &CrashTestArgs) -> anyhow::Result<(u64, Vec<String>)> {
+    eprintln!("crash-test: verify");
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .arg("verify")
+        .arg("--data")
+        .arg(&args.data)
+        .arg("--json")
+        .output()?;
+    let verify: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("verify printed no JSON: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let verify_violations = verify["violations"].as_u64().unwrap_or(u64::MAX);
+    let violation_messages: Vec<String> = verify["violation_messages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(|s| format!("verify: {s}")))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    Ok((verify_violations, violation_messages))
+}
+
+fn print_report(args: &CrashTestArgs, report: &CrashTestReport) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
             "crash-test: {} cycles, {} SIGKILLs, {:.1} s\n\
@@ -291,8 +323,7 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
             println!("  VIOLATION: {v}");
         }
     }
-    let bad = report.lost + report.duplicated + report.mismatched > 0 || report.verify_violations != 0;
-    Ok(if bad { EXIT_VIOLATION } else { EXIT_OK })
+    Ok(())
 }
 
 /// Checks the parent's history against the journals (the audit's history check; `verify`
@@ -302,7 +333,7 @@ fn check_history(
     history: &History,
     messages: &mut Vec<String>,
 ) -> anyhow::Result<(usize, usize, usize, usize)> {
-    let log = Log::open_read_only(&args.data, crate::run::log_options())?;
+    let log = Log::open_read_only(&args.data, crate::config::log_options())?;
     let mut chunks = ChunkIndex::default();
     let mut sums = SumIndex::default();
     for name in log.journal_names()? {

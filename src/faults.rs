@@ -11,16 +11,9 @@ use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::Summer;
 use ss_log::Journal;
 
+use crate::chunkers::{spawn_chunker, ChunkerCtx};
 use crate::cli::{FaultMode, RunArgs};
-use crate::run::{spawn_chunker, ChunkerCtx, Shared};
-
-/// One injected fault, for the summary.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FaultRecord {
-    pub at_s: f64,
-    pub kind: &'static str,
-    pub target: String,
-}
+use crate::state::{FaultRecord, Shared};
 
 /// Injects component faults on a seeded schedule (`run --faults`).
 pub(crate) struct FaultInjector {
@@ -51,11 +44,12 @@ impl FaultInjector {
     fn record(&self, shared: &Shared, now: Instant, kind: &'static str, target: String) {
         let at_s = now.duration_since(self.started).as_secs_f64();
         eprintln!("\nstream-sum: fault at {at_s:.1} s: {kind} {target}");
+        tracing::info!(at_s, kind, target = target.as_str(), "fault injected");
         shared.faults.lock().push(FaultRecord { at_s, kind, target });
     }
 
     pub(crate) fn tick(&mut self, ctx: &ChunkerCtx, shared: &Arc<Shared>, now: Instant) {
-        if self.mode == FaultMode::None || shared.stop_chunkers.load(Ordering::SeqCst) {
+        if self.mode == FaultMode::None || shared.run.stop_chunkers.load(Ordering::SeqCst) {
             return;
         }
         let next_at = *self
@@ -70,7 +64,7 @@ impl FaultInjector {
             // Only once: the SLA check must catch it and stop the run.
             if shared.faults.lock().is_empty() {
                 let stall = self.sla + Duration::from_secs(2);
-                shared.shard_stall_ms[p].store(stall.as_millis() as u64, Ordering::SeqCst);
+                shared.shards.stall_ms[p].store(stall.as_millis() as u64, Ordering::SeqCst);
                 self.record(
                     shared,
                     now,
@@ -82,7 +76,7 @@ impl FaultInjector {
         }
         match self.rng.random_range(0..3) {
             0 => {
-                shared.shard_restart[p].store(true, Ordering::SeqCst);
+                shared.shards.restart[p].store(true, Ordering::SeqCst);
                 self.record(shared, now, "restart-shard", format!("shard-{p:03}"));
             }
             1 => {
@@ -94,18 +88,20 @@ impl FaultInjector {
             }
             _ => {
                 let alive: Vec<usize> = shared
-                    .chunker_slots
+                    .chunkers
+                    .slots
                     .lock()
                     .iter()
                     .copied()
-                    .filter(|s| !shared.chunker_die[*s].load(Ordering::SeqCst))
+                    .filter(|s| !shared.chunkers.die[*s].load(Ordering::SeqCst))
                     .collect();
-                let free = (0..shared.chunker_die.len()).find(|s| !shared.chunker_slots.lock().contains(s));
+                let free = (0..shared.chunkers.die.len()).find(|s| !shared.chunkers.slots.lock().contains(s));
                 if let (Some(&victim), Some(slot)) =
                     (alive.get(self.rng.random_range(0..alive.len().max(1))), free)
                 {
-                    shared.chunker_die[victim].store(true, Ordering::SeqCst);
+                    shared.chunkers.die[victim].store(true, Ordering::SeqCst);
                     spawn_chunker(ctx, shared, slot);
+                    tracing::info!(chunker = slot, replaces = victim, "chunker started by fault");
                     self.record(
                         shared,
                         now,
@@ -129,29 +125,42 @@ impl FaultInjector {
 /// at a head wins; the other's conditional append fails and nothing of it lands.
 fn run_zombie(p: usize, input: Journal, log_j: Journal, shared: &Shared) {
     let name = format!("shard-{p:03}-second-owner");
+    let recovery_started = Instant::now();
     let mut shard = match Shard::recover(
         &name,
-        Summer::new(shared.summer_config.clone()),
+        Summer::new(shared.shards.summer_config.clone()),
         &input,
         log_j,
         ShardConfig::default(),
     ) {
         Ok(s) => s,
-        Err(e) => return shared.shard_error(format!("{name}: {e}"), &e),
+        Err(e) => return shared.run.shard_error(format!("{name}: {e}"), &e),
     };
+    crate::shards::log_recovered(&shard, &input, recovery_started, "second");
     let until = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < until && !shared.abort.load(Ordering::Relaxed) {
+    while Instant::now() < until && !shared.run.abort.load(Ordering::Relaxed) {
         match shard.run_transaction(Duration::from_millis(20)) {
             Ok(_) => {}
-            Err(ShardError::Fenced { .. }) => {
-                shared.fencings.fetch_add(1, Ordering::Relaxed);
+            Err(ShardError::Fenced {
+                shard,
+                expected,
+                actual,
+            }) => {
+                tracing::info!(shard, owner = "second", expected, actual, "owner fenced");
+                shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Err(e @ ShardError::Violation { .. }) => return shared.violation(e.to_string()),
-            Err(e) => return shared.shard_error(format!("{name}: {e}"), &e),
+            Err(e @ ShardError::Violation { .. }) => return shared.run.violation(e.to_string()),
+            Err(e) => return shared.run.shard_error(format!("{name}: {e}"), &e),
         }
     }
-    if let Err(ShardError::Fenced { .. }) = shard.settle() {
-        shared.fencings.fetch_add(1, Ordering::Relaxed);
+    if let Err(ShardError::Fenced {
+        shard,
+        expected,
+        actual,
+    }) = shard.settle()
+    {
+        tracing::info!(shard, owner = "second", expected, actual, "owner fenced");
+        shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -8,18 +8,31 @@ use ss_consumer::message::{hex, Message};
 use ss_log::{Log, ReadError};
 
 use crate::cli::JournalCommand;
+use crate::exit::EXIT_OK;
 use crate::runs::RunStart;
-use crate::EXIT_OK;
 
 pub fn journal(command: JournalCommand) -> anyhow::Result<u8> {
     match command {
-        JournalCommand::Ls { data, json } => ls(&data, json),
-        JournalCommand::Read { data, journal, from } => read(&data, &journal, from),
+        JournalCommand::Ls {
+            nats: Some(urls),
+            json,
+            ..
+        } => crate::nats_run::journal_ls(&urls, json),
+        JournalCommand::Read {
+            nats: Some(urls),
+            journal,
+            from,
+            ..
+        } => crate::nats_run::journal_read(&urls, &journal, from),
+        JournalCommand::Ls { data, json, .. } => ls(&data, json),
+        JournalCommand::Read {
+            data, journal, from, ..
+        } => read(&data, &journal, from),
     }
 }
 
 fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(data, crate::run::log_options())?;
+    let log = Log::open_read_only(data, crate::config::log_options())?;
     let mut journals = Vec::new();
     for name in log.journal_names()? {
         let j = log.existing_journal(&name)?;
@@ -70,7 +83,7 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
 }
 
 fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(data, crate::run::log_options())?;
+    let log = Log::open_read_only(data, crate::config::log_options())?;
     let journal = log.existing_journal(name)?;
     let start = from.unwrap_or_else(|| journal.first_offset());
     let head = journal.durable_head();
@@ -107,44 +120,49 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
     while let Some(frame) = next {
         for m in frames.messages(&frame) {
             let m = m?;
-            let line = match Message::decode(m) {
-                Ok(Message::Chunk(c)) => json!({
-                    "journal": name, "offset": frame.offset, "kind": "chunk", "stream": c.stream.to_string(),
-                    "seq": c.seq, "final": c.is_final, "data_hex": hex(c.data)
-                }),
-                Ok(Message::Sum(s)) => json!({
-                    "journal": name, "offset": frame.offset, "kind": "sum", "stream": s.stream.to_string(),
-                    "seq": s.last_seq, "sha1_hex": hex(&s.sha1)
-                }),
-                Ok(Message::Expired(e)) => json!({
-                    "journal": name, "offset": frame.offset, "kind": "expired", "stream": e.stream.to_string(),
-                    "seq": e.last_seq, "last_active_offset": e.last_active_offset
-                }),
-                Ok(Message::Checkpoint(bytes)) => match Checkpoint::decode(bytes) {
-                    Ok(c) => json!({
-                        "journal": name, "offset": frame.offset, "kind": "checkpoint",
-                        "checkpoint": match c.kind { CheckpointKind::Delta => "delta", CheckpointKind::Snapshot => "snapshot" },
-                        "input_offset": c.input_offset, "txn_seq": c.txn_seq, "snapshot_offset": c.snapshot_offset,
-                        "state_bytes": c.app_state.len()
-                    }),
-                    Err(e) => {
-                        json!({"journal": name, "offset": frame.offset, "kind": "undecodable", "error": e.to_string()})
-                    }
-                },
-                Err(e) => match RunStart::decode(m) {
-                    Some(r) => json!({
-                        "journal": name, "offset": frame.offset, "kind": "run", "run_id": r.run_id,
-                        "seed": r.seed, "started_unix_ms": r.started_unix_ms
-                    }),
-                    None => {
-                        json!({"journal": name, "offset": frame.offset, "kind": "undecodable", "error": e.to_string(), "data_hex": hex(m)})
-                    }
-                },
-            };
+            let line = message_json(name, frame.offset, m);
             writeln!(out, "{line}")?;
         }
         next = next_frame(&mut frames)?;
     }
     out.flush()?;
     Ok(EXIT_OK)
+}
+
+/// One message as the JSON line `journal read` prints (`offset`: the frame's position).
+pub(crate) fn message_json(name: &str, offset: u64, m: &[u8]) -> serde_json::Value {
+    match Message::decode(m) {
+        Ok(Message::Chunk(c)) => json!({
+            "journal": name, "offset": offset, "kind": "chunk", "stream": c.stream.to_string(),
+            "seq": c.seq, "final": c.is_final, "data_hex": hex(c.data)
+        }),
+        Ok(Message::Sum(s)) => json!({
+            "journal": name, "offset": offset, "kind": "sum", "stream": s.stream.to_string(),
+            "seq": s.last_seq, "sha1_hex": hex(&s.sha1)
+        }),
+        Ok(Message::Expired(e)) => json!({
+            "journal": name, "offset": offset, "kind": "expired", "stream": e.stream.to_string(),
+            "seq": e.last_seq, "last_active_offset": e.last_active_offset
+        }),
+        Ok(Message::Checkpoint(bytes)) => match Checkpoint::decode(bytes) {
+            Ok(c) => json!({
+                "journal": name, "offset": offset, "kind": "checkpoint",
+                "checkpoint": match c.kind { CheckpointKind::Delta => "delta", CheckpointKind::Snapshot => "snapshot" },
+                "input_offset": c.input_offset, "txn_seq": c.txn_seq, "snapshot_offset": c.snapshot_offset,
+                "state_bytes": c.app_state.len()
+            }),
+            Err(e) => {
+                json!({"journal": name, "offset": offset, "kind": "undecodable", "error": e.to_string()})
+            }
+        },
+        Err(e) => match RunStart::decode(m) {
+            Some(r) => json!({
+                "journal": name, "offset": offset, "kind": "run", "run_id": r.run_id,
+                "seed": r.seed, "started_unix_ms": r.started_unix_ms
+            }),
+            None => {
+                json!({"journal": name, "offset": offset, "kind": "undecodable", "error": e.to_string(), "data_hex": hex(m)})
+            }
+        },
+    }
 }

@@ -2,36 +2,40 @@
 //! inspection, a crash suite and a soak mode. See README.md.
 #![deny(unsafe_code)]
 
+mod chunkers;
 mod cli;
+mod config;
 mod crash_test;
+mod exit;
 mod faults;
 mod journal_cmd;
+mod logging;
 mod maintenance;
 mod metrics;
 mod metrics_server;
+mod nats_run;
 mod plot;
 mod record;
 mod run;
 mod runs;
+mod shards;
+mod state;
 mod summary;
+mod sweep;
+mod tailing;
 mod verify;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Exit status: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: an exactly-once or SLA violation was found.
-pub const EXIT_VIOLATION: u8 = 1;
-/// Exit status: bad command line (clap's own usage errors also exit 2).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit status: an operational error (data directory missing or in use, corruption, I/O).
-pub const EXIT_ERROR: u8 = 3;
+use exit::{EXIT_ERROR, EXIT_OK};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    logging::init(cli.log_format);
     let result = match cli.command {
+        cli::Command::Run(args) if args.cluster.nats.is_some() => nats_run::run(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Soak(mut args) => {
             args.retention = true;
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => verify::verify(args),
         cli::Command::CrashTest(args) => crash_test::crash_test(args),
         cli::Command::Plot(args) => plot::plot(args),
+        cli::Command::Sweep(args) => sweep::sweep(args),
         cli::Command::Journal { command } => journal_cmd::journal(command),
     };
     match result {

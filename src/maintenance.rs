@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ss_log::Journal;
 
-use crate::run::Shared;
+use crate::state::Shared;
 
 /// Retention and resource figures, once a second (`--retention`, `soak`).
 pub(crate) struct Maintenance {
@@ -22,7 +22,7 @@ impl Maintenance {
         }
         self.next_at = now + Duration::from_secs(1);
         if self.retention {
-            for (p, progress) in shared.shard_progress.iter().enumerate() {
+            for (p, progress) in shared.shards.progress.iter().enumerate() {
                 // Input below the durable checkpoint is never read again, even after a crash.
                 let input_below = progress.durable_input_offset.load(Ordering::SeqCst);
                 // Recovery starts at the latest durable snapshot; Sums below the tail offset
@@ -30,13 +30,25 @@ impl Maintenance {
                 let log_below = progress
                     .durable_snapshot_offset
                     .load(Ordering::SeqCst)
-                    .min(shared.tail_offset[p].load(Ordering::SeqCst));
+                    .min(shared.sums.tail_offset[p].load(Ordering::SeqCst));
                 for (journal, below) in [(&self.inputs[p], input_below), (&self.shard_logs[p], log_below)] {
                     match journal.remove_below(below) {
                         Ok(n) => {
-                            shared.fragments_removed.fetch_add(n as u64, Ordering::Relaxed);
+                            if n > 0 {
+                                tracing::debug!(
+                                    journal = journal.name(),
+                                    fragments = n,
+                                    below,
+                                    first_offset = journal.first_offset(),
+                                    "fragments removed by retention"
+                                );
+                            }
+                            shared
+                                .resources
+                                .fragments_removed
+                                .fetch_add(n as u64, Ordering::Relaxed);
                         }
-                        Err(e) => shared.error(format!("retention: {e}")),
+                        Err(e) => shared.run.error(format!("retention: {e}")),
                     }
                 }
             }
@@ -48,11 +60,11 @@ impl Maintenance {
             .flat_map(|j| j.fragments())
             .map(|f| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
             .sum();
-        shared.disk_bytes.store(disk, Ordering::Relaxed);
-        shared.disk_bytes_max.fetch_max(disk, Ordering::Relaxed);
+        shared.resources.disk_bytes.store(disk, Ordering::Relaxed);
+        shared.resources.disk_bytes_max.fetch_max(disk, Ordering::Relaxed);
         let rss = rss_bytes();
-        shared.rss_bytes.store(rss, Ordering::Relaxed);
-        shared.rss_bytes_max.fetch_max(rss, Ordering::Relaxed);
+        shared.resources.rss_bytes.store(rss, Ordering::Relaxed);
+        shared.resources.rss_bytes_max.fetch_max(rss, Ordering::Relaxed);
     }
 }
 

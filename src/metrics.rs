@@ -11,7 +11,6 @@
 //! scrape time: every figure already lives in the run's own counters, so nothing is counted twice.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -25,7 +24,6 @@ use serde::Serialize;
 use ss_log::{HistogramSnapshot, Journal, StatsSnapshot};
 
 use crate::record::Sample;
-use crate::run::Shared;
 
 /// Samples kept for the live page: half an hour at one a second (about 0.5 MB).
 pub const SAMPLES_KEPT: usize = 1800;
@@ -72,14 +70,15 @@ impl Watch {
         }
     }
 
-    /// Takes a new sample and the merged Sum latency histogram (microseconds) it was taken with.
-    pub fn publish(&self, sample: &Sample, latency_us: &Histogram<u64>, shared: &Shared) {
+    /// Takes a new sample, the merged Sum latency histogram (microseconds) it was taken with,
+    /// and the count of Sums the tailers read for earlier runs' streams.
+    pub fn publish(&self, sample: &Sample, latency_us: &Histogram<u64>, sums_previous_runs_total: u64) {
         let sum_latency = latency_buckets(latency_us);
         {
             let mut latest = self.latest.lock();
             latest.sample = Some(sample.clone());
             latest.sum_latency = sum_latency;
-            latest.sums_previous_runs_total = shared.sums_previous_runs.load(Ordering::Relaxed);
+            latest.sums_previous_runs_total = sums_previous_runs_total;
         }
         let mut samples = self.samples.lock();
         let seq = samples.back().map_or(1, |s| s.seq + 1);
@@ -154,12 +153,12 @@ impl EncodeMetric for ConstHistogram<'_> {
             .buckets
             .iter()
             .map(|&(bound, cumulative)| {
-                let count = cumulative - previous;
+                let count = cumulative.saturating_sub(previous);
                 previous = cumulative;
                 (bound, count)
             })
             .collect();
-        buckets.push((f64::INFINITY, self.0.count - previous));
+        buckets.push((f64::INFINITY, self.0.count.saturating_sub(previous)));
         encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             self.0.sum,
             self.0.count,
@@ -432,5 +431,108 @@ mod tests {
         assert_eq!(s.buckets.last().unwrap().1, 2);
         assert_eq!(s.count, 3);
         assert!((s.sum - 120.0033).abs() < 0.2, "sum {}", s.sum);
+    }
+
+    /// A sample with every total set to `n`.
+    fn sample(n: u64) -> Sample {
+        let text = format!(
+            r#"{{"kind":"sample","run_id":1,"unix_s":0,"elapsed_s":{n},"interval_s":1,"chunk_bytes_total":{n},"chunks_total":{n},
+            "streams_started_total":{n},"streams_finished_total":{n},"sums_verified_total":{n},"streams_awaiting_sum":0,
+            "chunk_mb_per_s":1,"chunks_per_s":1,"sums_per_s":1,"sum_latency_ms_p50":1,"sum_latency_ms_p99":2,
+            "sum_latency_ms_max":3,"violations_total":0,"errors_total":0,"disk_bytes":{n},"rss_bytes":{n},
+            "fragments_removed_total":0,"shard_transactions_total":{n}}}"#
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn samples_after_returns_the_newer_ones_and_forgets_the_oldest() {
+        let watch = Watch::new(Vec::new());
+        let h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for n in 1..=(SAMPLES_KEPT as u64 + 5) {
+            watch.publish(&sample(n), &h, 0);
+        }
+        let all = watch.samples_after(0);
+        assert_eq!(all.len(), SAMPLES_KEPT);
+        assert_eq!((all[0].seq, all[0].sample.chunks_total), (6, 6));
+        let newer = watch.samples_after(SAMPLES_KEPT as u64 + 3);
+        assert_eq!(newer.iter().map(|s| s.seq).collect::<Vec<_>>(), [1804, 1805]);
+        assert!(watch.samples_after(1805).is_empty());
+    }
+
+    #[test]
+    fn metrics_text_names_every_family_with_units_and_journal_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ss_log::Log::open(dir.path(), ss_log::Options::default()).unwrap();
+        let journal = log.journal("chunks-000").unwrap();
+        journal.append(&ss_log::Batch::single(b"x")).unwrap();
+        let watch = std::sync::Arc::new(Watch::new(vec![journal]));
+        let before = watch.encode();
+        assert!(
+            !before.contains("stream_sum_chunks_total"),
+            "no run figures before a sample"
+        );
+        assert!(
+            before.contains("stream_sum_journal_appends_total{journal=\"chunks-000\"} 1\n"),
+            "{before}"
+        );
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        h.record(2_000).unwrap();
+        watch.publish(&sample(42), &h, 3);
+        let text = watch.encode();
+        for line in [
+            "# TYPE stream_sum_chunks_total counter\nstream_sum_chunks_total 42\n",
+            "stream_sum_sums_total 45\n",
+            "stream_sum_violations_total 0\n",
+            "# TYPE stream_sum_disk_bytes gauge\n",
+            "# TYPE stream_sum_sum_latency_seconds histogram\n",
+            "stream_sum_sum_latency_seconds_bucket{le=\"0.001\"} 0\n",
+            "stream_sum_sum_latency_seconds_bucket{le=\"0.0025\"} 1\n",
+            "stream_sum_sum_latency_seconds_bucket{le=\"+Inf\"} 1\n",
+            "stream_sum_sum_latency_seconds_count 1\n",
+            "stream_sum_journal_durable_head_bytes{journal=\"chunks-000\"} ",
+            "stream_sum_journal_fsync_seconds_count{journal=\"chunks-000\"} ",
+            "stream_sum_journal_commit_bytes_bucket{journal=\"chunks-000\",le=\"+Inf\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    /// What serving costs the run per second: one publish (on the supervising thread) and one
+    /// scrape, with a histogram of 100,000 Sums spread over 0.1 ms to 1 s and 8 journals.
+    /// docs/benchmarks.md: `cargo test --release --bin stream-sum publish_and_scrape_cost --
+    /// --ignored --nocapture`. Ignored in the suite: a timing on a shared machine.
+    #[test]
+    #[ignore]
+    fn publish_and_scrape_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ss_log::Log::open(dir.path(), ss_log::Options::default()).unwrap();
+        let journals = (0..8).map(|i| log.journal(&format!("j-{i}")).unwrap()).collect();
+        let watch = std::sync::Arc::new(Watch::new(journals));
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for i in 0..100_000u64 {
+            h.record(100 + i * i % 1_000_000).unwrap();
+        }
+        let rounds = 2_000u32;
+        let started = std::time::Instant::now();
+        for n in 0..u64::from(rounds) {
+            watch.publish(&sample(n), &h, 0);
+        }
+        let publish = started.elapsed() / rounds;
+        let started = std::time::Instant::now();
+        let mut bytes = 0;
+        for _ in 0..rounds {
+            bytes += watch.encode().len();
+        }
+        let scrape = started.elapsed() / rounds;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            bytes += serde_json::to_string(&watch.samples_after(u64::from(rounds) - 1))
+                .unwrap()
+                .len();
+        }
+        let poll = started.elapsed() / rounds;
+        eprintln!("per second of a run: publish {publish:?}, /metrics {scrape:?}, /samples.json (1 new) {poll:?} ({bytes} bytes)");
+        assert!(publish + scrape + poll < std::time::Duration::from_millis(5));
     }
 }

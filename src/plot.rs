@@ -20,8 +20,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 
 use crate::cli::PlotArgs;
+use crate::exit::{EXIT_OK, EXIT_USAGE};
 use crate::record::Sample;
-use crate::{EXIT_OK, EXIT_USAGE};
 
 /// The font every figure is drawn with, bundled so PNG text needs no system fonts (DejaVu Sans
 /// Mono; licence in `assets/DejaVuSansMono-LICENSE.txt`). SVG text is drawn by the viewer; the
@@ -268,8 +268,8 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
         |root| figure.draw(root),
     )?;
     tracing::info!(
-        record = %name,
-        output = %args.output.display(),
+        record = name.as_str(),
+        output = args.output.display().to_string().as_str(),
         runs = record.runs.len(),
         samples = record.samples(),
         violations = record.violations(),
@@ -558,7 +558,7 @@ fn format_span(s: f64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time, by the civil-from-days algorithm (no time zone
 /// database needed for UTC).
-fn format_utc(unix_s: f64) -> String {
+pub fn format_utc(unix_s: f64) -> String {
     let secs = unix_s.max(0.0) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::run::Shared;
+use crate::state::Shared;
 use crate::summary::{max_ms, percentile_ms};
 
 /// How often a sample is taken.
@@ -96,12 +96,13 @@ impl Sampler {
     fn sample(&mut self, shared: &Shared, now: Instant) -> Sample {
         let stat = |f: fn(&ss_chunker::chunker::ChunkerStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             shared
-                .chunker_stats
+                .chunkers
+                .stats
                 .iter()
                 .map(|s| f(s).load(Ordering::Relaxed))
                 .sum()
         };
-        let latency = shared.latency();
+        let latency = shared.sums.latency();
         let mut interval_latency = latency.clone();
         // The merged histogram only grows, so the difference is this interval's Sums.
         if interval_latency.subtract(&self.last_latency).is_err() {
@@ -109,7 +110,7 @@ impl Sampler {
         }
         let (mut verified, mut pending) = (0u64, 0u64);
         let mut verifier_violations = 0u64;
-        for v in &shared.verifiers {
+        for v in &shared.sums.verifiers {
             let v = v.lock();
             verified += v.sums_verified();
             pending += v.pending() as u64;
@@ -122,7 +123,7 @@ impl Sampler {
         let chunks_total = stat(|s| &s.chunks);
         let sample = Sample {
             kind: "sample".into(),
-            run_id: shared.run_id,
+            run_id: shared.run.run_id,
             unix_s: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
@@ -140,13 +141,14 @@ impl Sampler {
             sum_latency_ms_p50: percentile_ms(&interval_latency, 0.5),
             sum_latency_ms_p99: percentile_ms(&interval_latency, 0.99),
             sum_latency_ms_max: max_ms(&interval_latency),
-            violations_total: shared.violations.lock().len() as u64 + verifier_violations,
-            errors_total: shared.errors.lock().len() as u64,
-            disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
-            rss_bytes: shared.rss_bytes.load(Ordering::Relaxed),
-            fragments_removed_total: shared.fragments_removed.load(Ordering::Relaxed),
+            violations_total: shared.run.violations.lock().len() as u64 + verifier_violations,
+            errors_total: shared.run.errors.lock().len() as u64,
+            disk_bytes: shared.resources.disk_bytes.load(Ordering::Relaxed),
+            rss_bytes: shared.resources.rss_bytes.load(Ordering::Relaxed),
+            fragments_removed_total: shared.resources.fragments_removed.load(Ordering::Relaxed),
             shard_transactions_total: shared
-                .shard_progress
+                .shards
+                .progress
                 .iter()
                 .map(|p| p.txns.load(Ordering::Relaxed))
                 .sum(),

@@ -40,7 +40,7 @@ pub struct Summary {
     pub shard_recoveries: u64,
     /// Conditional appends refused because another owner appended first.
     pub fencings: u64,
-    pub faults: Vec<crate::faults::FaultRecord>,
+    pub faults: Vec<crate::state::FaultRecord>,
     /// Largest disk use of the journals seen (sampled once a second).
     pub disk_bytes_max: u64,
     /// Largest anonymous resident memory seen (sampled once a second; mapped journal pages are

@@ -13,10 +13,10 @@
 
 use serde::Serialize;
 use ss_consumer::audit::{self, ChunkIndex, Settled, SumIndex};
-use ss_log::{Journal, Log};
+use ss_log::{FrameJournal, Journal, Log};
 
 use crate::cli::VerifyArgs;
-use crate::{EXIT_OK, EXIT_VIOLATION};
+use crate::exit::{EXIT_OK, EXIT_VIOLATION};
 
 #[derive(Debug, Serialize)]
 struct VerifyReport {
@@ -42,7 +42,10 @@ struct VerifyReport {
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
-    let log = Log::open_read_only(&args.data, crate::run::log_options())?;
+    if let Some(urls) = &args.nats {
+        return crate::nats_run::verify(urls, args.json);
+    }
+    let log = Log::open_read_only(&args.data, crate::config::log_options())?;
     let names = log.journal_names()?;
     // After listing: a `run` takes the lock before it creates journals, so if any are listed and
     // it is still running, this sees its lock.
@@ -79,10 +82,79 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     for scan in sum_scans {
         sums.merge(scan?);
     }
-    let findings = audit::check_journals(&chunks, &sums, Settled::No);
+    let place = args.data.display().to_string();
+    print_report(
+        &place,
+        &chunks,
+        &sums,
+        (chunk_journals.len(), sum_journals.len()),
+        live,
+        args.json,
+    )
+}
+
+/// `verify` over journals behind the journal boundary (JetStream): the shard logs' heads are
+/// captured before the chunk journals', and nothing past them is read (the consistent cut).
+pub(crate) fn check_boundary<J: FrameJournal>(
+    place: &str,
+    sum_journals: &[J],
+    chunk_journals: &[J],
+    json: bool,
+) -> anyhow::Result<u8> {
+    let sum_ends: Vec<u64> = sum_journals
+        .iter()
+        .map(|j| j.durable_head())
+        .collect::<Result<_, _>>()?;
+    let chunk_ends: Vec<u64> = chunk_journals
+        .iter()
+        .map(|j| j.durable_head())
+        .collect::<Result<_, _>>()?;
+    let (chunk_scans, sum_scans) = std::thread::scope(|s| {
+        let c: Vec<_> = chunk_journals
+            .iter()
+            .zip(&chunk_ends)
+            .map(|(j, end)| s.spawn(move || ChunkIndex::scan_boundary(j, *end)))
+            .collect();
+        let m: Vec<_> = sum_journals
+            .iter()
+            .zip(&sum_ends)
+            .map(|(j, end)| s.spawn(move || SumIndex::scan_boundary(j, &input_of(j.name()), *end)))
+            .collect();
+        let c: Vec<_> = c.into_iter().map(|h| h.join().expect("scan thread")).collect();
+        let m: Vec<_> = m.into_iter().map(|h| h.join().expect("scan thread")).collect();
+        (c, m)
+    });
+    let mut chunks = ChunkIndex::default();
+    for scan in chunk_scans {
+        chunks.merge(scan?);
+    }
+    let mut sums = SumIndex::default();
+    for scan in sum_scans {
+        sums.merge(scan?);
+    }
+    print_report(
+        place,
+        &chunks,
+        &sums,
+        (chunk_journals.len(), sum_journals.len()),
+        false,
+        json,
+    )
+}
+
+/// Checks the indexes and prints the report; the exit status.
+fn print_report(
+    place: &str,
+    chunks: &ChunkIndex,
+    sums: &SumIndex,
+    (chunk_journals, shard_logs): (usize, usize),
+    live: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let findings = audit::check_journals(chunks, sums, Settled::No);
     let mut report = VerifyReport {
-        chunk_journals: chunk_journals.len(),
-        shard_logs: sum_journals.len(),
+        chunk_journals,
+        shard_logs,
         chunks: chunks.chunks,
         chunk_bytes: chunks.chunk_bytes,
         duplicate_chunks: chunks.duplicate_chunks,
@@ -98,7 +170,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         violation_messages: findings.violations().cloned().collect(),
     };
     report.violations = report.violation_messages.len();
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
@@ -107,7 +179,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
              streams: {} finished, {} unfinished, {} expired by summers\n\
              Sums: {} found, {} verified exactly once and correct, {} pending (past the shard's checkpoint), {} unverifiable (retention)\n\
              {}violations: {}",
-            args.data.display(),
+            place,
             report.chunk_journals,
             report.shard_logs,
             report.chunks,

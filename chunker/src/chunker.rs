@@ -15,10 +15,32 @@ use parking_lot::Mutex;
 use rand::Rng;
 use sha1::Digest;
 use ss_consumer::message::{Chunk, StreamId};
-use ss_log::{AppendAck, AppendError, Batch, Journal, PendingAppend};
+use ss_log::{AppendAck, AppendError, Batch, FrameJournal, Journal, PendingFrame};
 
 use crate::stream_gen::{partition_of, GenStream, StreamGen, StreamShape};
 use crate::verifier::Verifier;
+
+/// Why a chunker stopped. Neither is an exactly-once violation: the CLI exits 3 for both.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChunkerError {
+    /// An append failed (storage, a full disk, a closed journal).
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// The chunker used all 2^32 stream ids of its run (a limit of a forever soak); a new run
+    /// (a restart) takes a new run id.
+    #[error("chunker {chunker}: all 2^32 stream ids of run {run_id} are used; restart for a new run id")]
+    StreamIdsExhausted { chunker: u8, run_id: u32 },
+}
+
+impl ChunkerError {
+    /// The failed append, if that is why the chunker stopped.
+    pub fn append_error(&self) -> Option<&AppendError> {
+        match self {
+            ChunkerError::Append(e) => Some(e),
+            ChunkerError::StreamIdsExhausted { .. } => None,
+        }
+    }
+}
 
 /// Payload bytes past which a partition's batch is sent, by default.
 pub const FLUSH_BYTES_DEFAULT: usize = 256 << 10;
@@ -70,41 +92,41 @@ pub struct ChunkerStats {
     pub streams_abandoned: AtomicU64,
 }
 
-struct InFlight {
-    pending: PendingAppend,
+struct InFlight<P> {
+    pending: P,
     offset: u64,
     end: u64,
     finals: Vec<StreamId>,
 }
 
-struct Outbox {
-    journal: Journal,
+struct Outbox<J: FrameJournal> {
+    journal: J,
     /// The journal's failure count when this chunker started: if any batch fails after it,
     /// later batches are refused, so no chunk lands where a failed one should have been.
     failures_at_start: u64,
     batch: Batch,
     finals: Vec<StreamId>,
     oldest: Option<Instant>,
-    in_flight: VecDeque<InFlight>,
+    in_flight: VecDeque<InFlight<J::Pending>>,
 }
 
 /// One chunker; see the module documentation.
-pub struct Chunker {
+pub struct Chunker<J: FrameJournal = Journal> {
     config: ChunkerConfig,
     gen: StreamGen,
-    outboxes: Vec<Outbox>,
+    outboxes: Vec<Outbox<J>>,
     verifier: Arc<Mutex<Verifier>>,
     stats: Arc<ChunkerStats>,
 }
 
-impl Chunker {
+impl<J: FrameJournal> Chunker<J> {
     /// `partitions[p]` is partition p's chunk journal.
     pub fn new(
         config: ChunkerConfig,
-        partitions: Vec<Journal>,
+        partitions: Vec<J>,
         verifier: Arc<Mutex<Verifier>>,
         stats: Arc<ChunkerStats>,
-    ) -> Chunker {
+    ) -> Chunker<J> {
         assert!(!partitions.is_empty() && config.streams > 0);
         let gen = StreamGen::new(config.seed, config.run_id, config.index, config.shape.clone());
         let outboxes = partitions
@@ -129,14 +151,14 @@ impl Chunker {
 
     /// Publishes until `stop` is set, then finishes the open streams (starting no new ones) and
     /// returns once everything published is durable.
-    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AppendError> {
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), ChunkerError> {
         self.run_or_die(stop, &AtomicBool::new(false))
     }
 
     /// [`Chunker::run`], but if `die` is set the chunker stops at once like a crashed chunker:
     /// its open streams are abandoned unfinished (summers expire them). What it already handed
     /// to the journals still lands, and is waited for.
-    pub fn run_or_die(&mut self, stop: &AtomicBool, die: &AtomicBool) -> Result<(), AppendError> {
+    pub fn run_or_die(&mut self, stop: &AtomicBool, die: &AtomicBool) -> Result<(), ChunkerError> {
         let mut open: Vec<GenStream> = Vec::with_capacity(self.config.streams);
         let partitions = self.outboxes.len();
         let mut count = 0u64;
@@ -144,32 +166,10 @@ impl Chunker {
         let mut published_bytes = 0u64;
         loop {
             if die.load(Ordering::Relaxed) {
-                let abandoned = open.len() as u64;
-                self.stats
-                    .streams_abandoned
-                    .fetch_add(abandoned, Ordering::Relaxed);
-                for p in 0..partitions {
-                    // Unsent chunks die with the chunker; sent ones land.
-                    self.outboxes[p].batch.clear();
-                    let finals = std::mem::take(&mut self.outboxes[p].finals);
-                    self.stats
-                        .streams_finished
-                        .fetch_sub(finals.len() as u64, Ordering::Relaxed);
-                    self.stats
-                        .streams_abandoned
-                        .fetch_add(finals.len() as u64, Ordering::Relaxed);
-                    let mut v = self.verifier.lock();
-                    for id in finals {
-                        v.forget(id);
-                    }
-                }
-                open.clear();
+                self.abandon(&mut open);
             }
             if !stop.load(Ordering::Relaxed) && !die.load(Ordering::Relaxed) {
-                while open.len() < self.config.streams {
-                    open.push(self.gen.new_stream());
-                    self.stats.streams_started.fetch_add(1, Ordering::Relaxed);
-                }
+                self.open_streams(&mut open)?;
             }
             if open.is_empty() {
                 break;
@@ -180,25 +180,14 @@ impl Chunker {
             self.stats.chunks.fetch_add(1, Ordering::Relaxed);
             self.stats.chunk_bytes.fetch_add(len as u64, Ordering::Relaxed);
             if open[i].next_seq == open[i].chunk_count {
-                let s = open.swap_remove(i);
-                let sha1: [u8; 20] = s.hasher.finalize().into();
-                self.verifier.lock().expect(s.id, sha1, s.chunk_count - 1);
-                self.outboxes[p].finals.push(s.id);
-                self.stats.streams_finished.fetch_add(1, Ordering::Relaxed);
+                self.finish_stream(open.swap_remove(i), p);
             }
             if self.outboxes[p].batch.payload().len() >= self.config.flush_bytes {
                 self.flush(p)?;
             }
             count += 1;
             published_bytes += len as u64;
-            if let Some(rate) = self.config.max_bytes_per_s {
-                let due = Duration::from_secs_f64(published_bytes as f64 / rate as f64);
-                let ahead = due.saturating_sub(started.elapsed());
-                if ahead > Duration::from_millis(5) {
-                    self.poll(true)?;
-                    std::thread::sleep(ahead);
-                }
-            }
+            self.pace(started, published_bytes)?;
             if count.is_multiple_of(32) {
                 self.poll(false)?;
             }
@@ -207,6 +196,66 @@ impl Chunker {
         for p in 0..partitions {
             while let Some(f) = self.outboxes[p].in_flight.pop_front() {
                 self.settle(p, f)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Dies like a crashed chunker: the open streams and the finals not yet sent are abandoned
+    /// (unsent chunks die with the chunker; sent ones land).
+    fn abandon(&mut self, open: &mut Vec<GenStream>) {
+        let abandoned = open.len() as u64;
+        self.stats
+            .streams_abandoned
+            .fetch_add(abandoned, Ordering::Relaxed);
+        for outbox in &mut self.outboxes {
+            outbox.batch.clear();
+            let finals = std::mem::take(&mut outbox.finals);
+            self.stats
+                .streams_finished
+                .fetch_sub(finals.len() as u64, Ordering::Relaxed);
+            self.stats
+                .streams_abandoned
+                .fetch_add(finals.len() as u64, Ordering::Relaxed);
+            let mut v = self.verifier.lock();
+            for id in finals {
+                v.forget(id);
+            }
+        }
+        open.clear();
+    }
+
+    /// Starts streams until `config.streams` are open.
+    fn open_streams(&mut self, open: &mut Vec<GenStream>) -> Result<(), ChunkerError> {
+        while open.len() < self.config.streams {
+            let stream = self.gen.new_stream().ok_or(ChunkerError::StreamIdsExhausted {
+                chunker: self.config.index,
+                run_id: self.config.run_id,
+            })?;
+            open.push(stream);
+            self.stats.streams_started.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A stream's final chunk is in partition `p`'s batch: its SHA-1 goes to the verifier, and
+    /// its SLA clock starts when that batch is durable.
+    fn finish_stream(&mut self, s: GenStream, p: usize) {
+        let sha1: [u8; 20] = s.hasher.finalize().into();
+        self.verifier.lock().expect(s.id, sha1, s.chunk_count - 1);
+        self.outboxes[p].finals.push(s.id);
+        self.stats.streams_finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Under `config.max_bytes_per_s`, sleeps while the chunker is ahead of its rate (settling
+    /// what is durable first).
+    fn pace(&mut self, started: Instant, published_bytes: u64) -> Result<(), ChunkerError> {
+        if let Some(rate) = self.config.max_bytes_per_s {
+            let due = Duration::from_secs_f64(published_bytes as f64 / rate as f64);
+            let ahead = due.saturating_sub(started.elapsed());
+            if ahead > Duration::from_millis(5) {
+                self.poll(true)?;
+                std::thread::sleep(ahead);
             }
         }
         Ok(())
@@ -234,7 +283,7 @@ impl Chunker {
 
     /// Waits for the batch `f` of partition `p` to be durable, then starts the SLA clocks of
     /// the streams whose final chunk it holds.
-    fn settle(&self, p: usize, f: InFlight) -> Result<(), AppendError> {
+    fn settle(&self, p: usize, f: InFlight<J::Pending>) -> Result<(), AppendError> {
         let (_, now) = f.pending.wait_timed()?;
         if f.finals.is_empty() {
             return Ok(());
@@ -282,7 +331,7 @@ impl Chunker {
             if all || stale {
                 self.flush(p)?;
             }
-            let head = self.outboxes[p].journal.durable_head();
+            let head = self.outboxes[p].journal.known_durable_head();
             while self.outboxes[p].in_flight.front().is_some_and(|f| f.end <= head) {
                 let f = self.outboxes[p].in_flight.pop_front().expect("non-empty");
                 self.settle(p, f)?;

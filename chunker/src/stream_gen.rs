@@ -58,7 +58,8 @@ pub struct StreamGen {
     rng: SmallRng,
     run_id: u32,
     chunker: u8,
-    next_counter: u32,
+    /// The counter of the next stream id; past `u32::MAX` the ids are used up.
+    next_counter: u64,
     shape: StreamShape,
 }
 
@@ -78,19 +79,18 @@ impl StreamGen {
         &mut self.rng
     }
 
-    pub fn new_stream(&mut self) -> GenStream {
-        let id = stream_id(self.run_id, self.chunker, self.next_counter);
-        self.next_counter = self
-            .next_counter
-            .checked_add(1)
-            .expect("2^32 streams per chunker per run");
-        GenStream {
+    /// The next stream, or `None` once this chunker's 2^32 stream ids of this run are used.
+    pub fn new_stream(&mut self) -> Option<GenStream> {
+        let counter = u32::try_from(self.next_counter).ok()?;
+        self.next_counter += 1;
+        let id = stream_id(self.run_id, self.chunker, counter);
+        Some(GenStream {
             id,
             next_seq: 0,
             chunk_count: self.rng.random_range(1..=self.shape.max_chunks_per_stream),
             hasher: Sha1::new(),
             bytes: 0,
-        }
+        })
     }
 
     /// Draws a chunk size: 10% tiny (0-16 B), 50% small (16 B-4 KiB), 40% large (4 KiB-max).
@@ -161,7 +161,7 @@ mod tests {
         let shape = StreamShape::default();
         let mut a = StreamGen::new(9, 1, 0, shape.clone());
         let mut b = StreamGen::new(9, 1, 0, shape);
-        let (mut sa, mut sb) = (a.new_stream(), b.new_stream());
+        let (mut sa, mut sb) = (a.new_stream().unwrap(), b.new_stream().unwrap());
         let (mut ba, mut bb) = (Vec::new(), Vec::new());
         assert_eq!(sa.chunk_count, sb.chunk_count);
         for _ in 0..sa.chunk_count {
@@ -174,6 +174,18 @@ mod tests {
             );
             assert_eq!(ba, bb);
         }
+    }
+
+    /// A forever soak can use up a chunker's stream ids: the last id is handed out, then `None`
+    /// (the chunker stops with an error), never a panic nor a reused id.
+    #[test]
+    fn stream_ids_run_out_without_a_panic() {
+        let mut gen = StreamGen::new(9, 1, 2, StreamShape::default());
+        gen.next_counter = u64::from(u32::MAX);
+        let last = gen.new_stream().expect("the last id");
+        assert_eq!(split_stream_id(last.id), (1, 2, u32::MAX));
+        assert!(gen.new_stream().is_none());
+        assert!(gen.new_stream().is_none());
     }
 
     #[test]

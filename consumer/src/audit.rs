@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sha1::{Digest, Sha1};
-use ss_log::{Journal, ReadError};
+use ss_log::{FrameJournal, FrameReader, Journal, ReadError};
 
 use crate::checkpoint::Checkpoint;
 use crate::message::{hex, Chunk, DecodeError, Message, StreamId, Sum};
@@ -46,6 +46,14 @@ fn decode_error(journal: &Journal, offset: u64) -> impl Fn(DecodeError) -> Audit
         journal: journal.name().to_string(),
         offset,
         error,
+    }
+}
+
+fn boundary_decode_error(journal: &str, offset: u64, detail: String) -> AuditError {
+    AuditError::Decode {
+        journal: journal.to_string(),
+        offset,
+        error: DecodeError::new("message", detail),
     }
 }
 
@@ -129,6 +137,36 @@ impl ChunkIndex {
             }
         }
         index.gaps = frames.gaps().len() as u64;
+        index.unfinished = open.into_iter().map(|(id, s)| (id, s.last_seq)).collect();
+        Ok(index)
+    }
+
+    /// [`ChunkIndex::scan`] of a journal behind the journal boundary (e.g. a JetStream stream,
+    /// where nothing is removed), from its first position up to `end` (the head captured for a
+    /// consistent cut).
+    pub fn scan_boundary<J: FrameJournal>(journal: &J, end: u64) -> Result<ChunkIndex, AuditError> {
+        let first = journal.first_offset()?;
+        let mut index = ChunkIndex {
+            retained: first > 0,
+            ..ChunkIndex::default()
+        };
+        let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
+        let mut reader = journal.reader(first)?;
+        while reader.offset() < end {
+            let Some(frame) = reader.try_next()? else {
+                break;
+            };
+            let at = At {
+                journal: journal.name().to_string(),
+                offset: frame.offset,
+            };
+            for m in frame.messages() {
+                let m = m.map_err(|e| boundary_decode_error(journal.name(), frame.offset, e.to_string()))?;
+                let chunk = Chunk::decode(m)
+                    .map_err(|e| boundary_decode_error(journal.name(), frame.offset, e.to_string()))?;
+                index.add_chunk(&mut open, &chunk, &at);
+            }
+        }
         index.unfinished = open.into_iter().map(|(id, s)| (id, s.last_seq)).collect();
         Ok(index)
     }
@@ -274,6 +312,47 @@ impl SumIndex {
         }
         if removed_unbounded {
             progress.sums_removed_below = progress.checkpoint_input_offset;
+        }
+        index.progress.insert(input.to_string(), progress);
+        Ok(index)
+    }
+
+    /// [`SumIndex::scan`] of a shard log behind the journal boundary (nothing removed), up to
+    /// `end` (the head captured for a consistent cut).
+    pub fn scan_boundary<J: FrameJournal>(
+        journal: &J,
+        input: &str,
+        end: u64,
+    ) -> Result<SumIndex, AuditError> {
+        let mut index = SumIndex::default();
+        let mut progress = ShardProgress::default();
+        let mut reader = journal.reader(journal.first_offset()?)?;
+        while reader.offset() < end {
+            let Some(frame) = reader.try_next()? else {
+                break;
+            };
+            let at = At {
+                journal: journal.name().to_string(),
+                offset: frame.offset,
+            };
+            let bad = |e: String| boundary_decode_error(journal.name(), frame.offset, e);
+            for m in frame.messages() {
+                match Message::decode(m.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))? {
+                    Message::Sum(s) => index.add(s, at.clone()),
+                    Message::Expired(_) => index.expired += 1,
+                    Message::Checkpoint(c) => {
+                        progress.checkpoint_input_offset = Checkpoint::decode(c)
+                            .map_err(|e| bad(e.to_string()))?
+                            .input_offset;
+                    }
+                    Message::Chunk(_) => {
+                        return Err(AuditError::ChunkInShardLog {
+                            journal: journal.name().to_string(),
+                            offset: frame.offset,
+                        })
+                    }
+                }
+            }
         }
         index.progress.insert(input.to_string(), progress);
         Ok(index)

@@ -25,6 +25,11 @@
 //! ```
 #![deny(unsafe_code)]
 
+/// Whether this build has the fault machinery (feature `fault-injection`: the deliberately
+/// broken split commit, and `ss_log`'s simulated storage). A constant, so code that checks it is
+/// compiled out of a normal build.
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
+
 pub mod audit;
 pub mod checkpoint;
 pub mod message;

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use ss_log::{AppendAck, AppendError, Batch, Frame, Journal, PendingAppend, ReadError, Reader};
+use ss_log::{
+    AppendAck, AppendError, Batch, Frame, FrameJournal, FrameReader, Journal, PendingFrame, ReadError,
+};
 
 use crate::checkpoint::{Checkpoint, CheckpointKind, CHECKPOINT_HEADER_BYTES};
 use crate::message::DecodeError;
@@ -39,10 +41,18 @@ pub trait Application {
     fn apply_delta(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
 }
 
-/// An application refused its input: a violation of the stream's rules, or a limit.
+/// An application refused its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct AppError(pub String);
+pub enum AppError {
+    /// The input breaks the application's rules (a gap in a stream, a chunk after the final
+    /// one, a message that is not a chunk): an exactly-once violation.
+    #[error("{0}")]
+    Violation(String),
+    /// A resource limit of the application was reached (e.g. too many open streams): an
+    /// operational error, not a violation of the input's rules.
+    #[error("{0}")]
+    Limit(String),
+}
 
 /// Why a shard stopped.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,8 +63,16 @@ pub enum ShardError {
         expected: u64,
         actual: u64,
     },
+    /// The application found its input breaking its rules ([`AppError::Violation`]).
     #[error("shard {shard}: input offset {offset}: {error}")]
     Violation {
+        shard: String,
+        offset: u64,
+        error: AppError,
+    },
+    /// The application reached one of its limits ([`AppError::Limit`]).
+    #[error("shard {shard}: input offset {offset}: limit reached: {error}")]
+    Limit {
         shard: String,
         offset: u64,
         error: AppError,
@@ -83,6 +101,15 @@ pub enum ShardError {
 }
 
 impl ShardError {
+    /// [`ShardError::Violation`] or [`ShardError::Limit`], as the application's error says.
+    fn app(shard: &str, offset: u64, error: AppError) -> ShardError {
+        let shard = shard.to_string();
+        match error {
+            AppError::Limit(_) => ShardError::Limit { shard, offset, error },
+            AppError::Violation(_) => ShardError::Violation { shard, offset, error },
+        }
+    }
+
     fn append(shard: &str, error: AppendError) -> ShardError {
         match error {
             AppendError::Conflict { expected, actual, .. } => ShardError::Fenced {
@@ -119,8 +146,40 @@ pub struct ShardConfig {
     pub pipelined: bool,
     /// DELIBERATELY BROKEN, for proving the crash suite can fail: write each transaction's
     /// checkpoint and its outputs in two separate appends (checkpoint first), so a crash between
-    /// them loses the outputs. Never set it outside such a test.
+    /// them loses the outputs. Never set it outside such a test. Only with the feature
+    /// `fault-injection`; see [`ShardConfig::with_unsafe_split_commit`].
+    #[cfg(feature = "fault-injection")]
     pub unsafe_split_commit: bool,
+}
+
+/// A fault was asked of a build without the feature `fault-injection`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what} needs a build with the feature `fault-injection` (as `cargo test` builds it, or `cargo build --release --features fault-injection`)")]
+pub struct FaultInjectionDisabled {
+    pub what: &'static str,
+}
+
+impl ShardConfig {
+    /// This config with [`ShardConfig::unsafe_split_commit`] set to `on`, or an error if `on`
+    /// and this build has no fault injection (then the commit path has no such branch at all).
+    pub fn with_unsafe_split_commit(self, on: bool) -> Result<ShardConfig, FaultInjectionDisabled> {
+        #[cfg(feature = "fault-injection")]
+        {
+            Ok(ShardConfig {
+                unsafe_split_commit: on,
+                ..self
+            })
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            if on {
+                return Err(FaultInjectionDisabled {
+                    what: "the split commit (unsafe_split_commit)",
+                });
+            }
+            Ok(self)
+        }
+    }
 }
 
 impl Default for ShardConfig {
@@ -132,6 +191,7 @@ impl Default for ShardConfig {
             txn_max_output_bytes: 1 << 20,
             snapshot_min_delta_bytes: 1 << 20,
             pipelined: true,
+            #[cfg(feature = "fault-injection")]
             unsafe_split_commit: false,
         }
     }
@@ -167,12 +227,13 @@ pub struct ShardStats {
     pub recovered_deltas: u64,
 }
 
-/// One shard: an input journal, a shard log and the application state between them.
-pub struct Shard<A: Application> {
+/// One shard: an input journal, a shard log and the application state between them. `J` is the
+/// journal backend ([`ss_log::boundary`]): the embedded [`Journal`] unless said otherwise.
+pub struct Shard<A: Application, J: FrameJournal = Journal> {
     name: String,
     app: A,
-    log: Journal,
-    reader: Reader,
+    log: J,
+    reader: J::Reader,
     config: ShardConfig,
     /// The shard log head this owner expects: every append is conditional on it.
     expect_head: u64,
@@ -181,7 +242,7 @@ pub struct Shard<A: Application> {
     delta_bytes_since_snapshot: u64,
     last_snapshot_bytes: u64,
     frame: Batch,
-    in_flight: Option<PendingAppend>,
+    in_flight: Option<J::Pending>,
     /// Input offset covered by the last durable checkpoint.
     durable_input_offset: u64,
     /// Shard-log offset of the snapshot the last durable checkpoint builds on.
@@ -206,29 +267,34 @@ fn last_checkpoint<'a>(frame: &'a Frame, shard: &str, journal: &str) -> Result<C
     Checkpoint::decode(last).map_err(|e| corrupt(format!("last message is not a checkpoint: {e}")))
 }
 
-impl<A: Application> Shard<A> {
-    /// Restores `app` from the shard log (latest snapshot plus later deltas) and positions the
-    /// input reader at the checkpointed offset. `app` must be in its initial state.
-    pub fn recover(
-        name: &str,
-        mut app: A,
-        input: &Journal,
-        log: Journal,
-        config: ShardConfig,
-    ) -> Result<Shard<A>, ShardError> {
-        let read_err = |error| ShardError::Read {
-            shard: name.to_string(),
-            error,
-        };
-        let head = log.durable_head();
-        let mut stats = ShardStats::default();
-        let mut input_offset = 0;
-        let mut next_txn_seq = 0;
-        let mut snapshot_offset = 0;
-        let mut delta_bytes = 0;
-        let mut snapshot_bytes = 0;
-        let last = log.last_frame().map_err(read_err)?;
-        if last.is_none() && head > log.first_offset() {
+/// What replaying a shard log from its latest snapshot restored, for [`Shard::recover`].
+#[derive(Default)]
+struct Replayed {
+    input_offset: u64,
+    next_txn_seq: u64,
+    snapshot_offset: u64,
+    delta_bytes: u64,
+    snapshot_bytes: u64,
+    recovered_deltas: u64,
+}
+
+/// Restores `app` from `log` up to `head`: the snapshot its last frame's checkpoint names, then
+/// every later delta, in order (txn_seq checked).
+fn replay<A: Application, J: FrameJournal>(
+    name: &str,
+    app: &mut A,
+    log: &J,
+    head: u64,
+) -> Result<Replayed, ShardError> {
+    let read_err = |error| ShardError::Read {
+        shard: name.to_string(),
+        error,
+    };
+    let mut r = Replayed::default();
+    let last = log.last_frame().map_err(read_err)?;
+    let Some(last) = last else {
+        let log_first_offset = log.first_offset().map_err(read_err)?;
+        if head > log_first_offset {
             // Restarting from input offset 0 would repeat every Sum already in the log.
             return Err(ShardError::Corrupt {
                 shard: name.to_string(),
@@ -236,75 +302,117 @@ impl<A: Application> Shard<A> {
                 offset: head,
                 detail: format!(
                     "the shard log holds bytes {}..{head} but no last frame was found; refusing to start over from input offset 0",
-                    log.first_offset()
+                    log_first_offset
                 ),
             });
         }
-        if let Some(last) = last {
-            let ck = last_checkpoint(&last, name, log.name())?;
-            snapshot_offset = ck.snapshot_offset;
-            let mut frames = log.frames(snapshot_offset);
-            while frames.offset() < head {
-                let frame =
-                    frames
-                        .next()
-                        .transpose()
-                        .map_err(read_err)?
-                        .ok_or_else(|| ShardError::Corrupt {
-                            shard: name.to_string(),
-                            journal: log.name().to_string(),
-                            offset: frames.offset(),
-                            detail: format!("shard log ends before its head {head}"),
-                        })?;
-                let ck = last_checkpoint(&frame, name, log.name())?;
-                let corrupt = |detail: String| ShardError::Corrupt {
-                    shard: name.to_string(),
-                    journal: log.name().to_string(),
-                    offset: frame.offset,
-                    detail,
-                };
-                let first = frame.offset == snapshot_offset;
-                match (ck.kind, first) {
-                    (CheckpointKind::Snapshot, true) => {
-                        app.restore_snapshot(ck.app_state)
-                            .map_err(|e| corrupt(e.to_string()))?;
-                        snapshot_bytes = ck.app_state.len() as u64;
-                    }
-                    (CheckpointKind::Delta, false) => {
-                        app.apply_delta(ck.app_state)
-                            .map_err(|e| corrupt(e.to_string()))?;
-                        delta_bytes += ck.app_state.len() as u64;
-                        stats.recovered_deltas += 1;
-                    }
-                    (kind, _) => {
-                        return Err(corrupt(format!(
-                            "unexpected {kind:?} checkpoint (latest snapshot is at {snapshot_offset})"
-                        )))
-                    }
-                }
-                if ck.txn_seq != next_txn_seq && !first {
-                    return Err(corrupt(format!(
-                        "txn_seq {} where {} was expected",
-                        ck.txn_seq, next_txn_seq
-                    )));
-                }
-                input_offset = ck.input_offset;
-                next_txn_seq = ck.txn_seq + 1;
-            }
+        return Ok(r);
+    };
+    r.snapshot_offset = last_checkpoint(&last, name, log.name())?.snapshot_offset;
+    let mut frames = log.reader(r.snapshot_offset).map_err(read_err)?;
+    while frames.offset() < head {
+        let frame = frames
+            .try_next()
+            .map_err(read_err)?
+            .ok_or_else(|| ShardError::Corrupt {
+                shard: name.to_string(),
+                journal: log.name().to_string(),
+                offset: frames.offset(),
+                detail: format!("shard log ends before its head {head}"),
+            })?;
+        replay_frame(name, app, log, &frame, &mut r)?;
+    }
+    Ok(r)
+}
+
+/// Applies one transaction frame's checkpoint: the snapshot (the first frame), or a delta.
+fn replay_frame<A: Application, J: FrameJournal>(
+    name: &str,
+    app: &mut A,
+    log: &J,
+    frame: &Frame,
+    r: &mut Replayed,
+) -> Result<(), ShardError> {
+    let ck = last_checkpoint(frame, name, log.name())?;
+    let corrupt = |detail: String| ShardError::Corrupt {
+        shard: name.to_string(),
+        journal: log.name().to_string(),
+        offset: frame.offset,
+        detail,
+    };
+    let first = frame.offset == r.snapshot_offset;
+    match (ck.kind, first) {
+        (CheckpointKind::Snapshot, true) => {
+            app.restore_snapshot(ck.app_state)
+                .map_err(|e| corrupt(e.to_string()))?;
+            r.snapshot_bytes = ck.app_state.len() as u64;
         }
+        (CheckpointKind::Delta, false) => {
+            app.apply_delta(ck.app_state)
+                .map_err(|e| corrupt(e.to_string()))?;
+            r.delta_bytes += ck.app_state.len() as u64;
+            r.recovered_deltas += 1;
+        }
+        (kind, _) => {
+            return Err(corrupt(format!(
+                "unexpected {kind:?} checkpoint (latest snapshot is at {})",
+                r.snapshot_offset
+            )))
+        }
+    }
+    if ck.txn_seq != r.next_txn_seq && !first {
+        return Err(corrupt(format!(
+            "txn_seq {} where {} was expected",
+            ck.txn_seq, r.next_txn_seq
+        )));
+    }
+    r.input_offset = ck.input_offset;
+    r.next_txn_seq = ck.txn_seq + 1;
+    Ok(())
+}
+
+impl<A: Application, J: FrameJournal> Shard<A, J> {
+    /// Restores `app` from the shard log (latest snapshot plus later deltas) and positions the
+    /// input reader at the checkpointed offset. `app` must be in its initial state.
+    pub fn recover(
+        name: &str,
+        mut app: A,
+        input: &J,
+        log: J,
+        config: ShardConfig,
+    ) -> Result<Shard<A, J>, ShardError> {
+        let read_err = |error| ShardError::Read {
+            shard: name.to_string(),
+            error,
+        };
+        let head = log.durable_head().map_err(read_err)?;
+        let replayed = replay(name, &mut app, &log, head)?;
+        let stats = ShardStats {
+            recovered_deltas: replayed.recovered_deltas,
+            ..ShardStats::default()
+        };
+        let Replayed {
+            input_offset,
+            next_txn_seq,
+            snapshot_offset,
+            delta_bytes,
+            snapshot_bytes,
+            ..
+        } = replayed;
         // Invariant: a shard's checkpoint never points past its input's durable head. If it
         // does, the input lost bytes the shard already acted on (its medium lost acknowledged
         // writes, or the input journal was replaced): new input would land at offsets the shard
         // believes it has consumed, and their Sums would be lost.
-        if input_offset > input.durable_head() {
+        let input_head = input.durable_head().map_err(read_err)?;
+        if input_offset > input_head {
             return Err(ShardError::Corrupt {
                 shard: name.to_string(),
                 journal: input.name().to_string(),
-                offset: input.durable_head(),
+                offset: input_head,
                 detail: format!(
                     "the shard log {:?} checkpoints input offset {input_offset}, past the input's durable head {}: the input lost bytes the shard already consumed; restore the input journal from a backup, or remove both journals to start over",
                     log.name(),
-                    input.durable_head()
+                    input_head
                 ),
             });
         }
@@ -315,7 +423,7 @@ impl<A: Application> Shard<A> {
         Ok(Shard {
             name: name.to_string(),
             app,
-            reader: input.reader(input_offset),
+            reader: input.reader(input_offset).map_err(read_err)?,
             log,
             config,
             expect_head: head,
@@ -360,22 +468,21 @@ impl<A: Application> Shard<A> {
         self.reader.offset()
     }
 
-    pub fn shard_log(&self) -> &Journal {
+    pub fn shard_log(&self) -> &J {
         &self.log
     }
 
     fn apply_frame(&mut self, frame: &Frame, report: &mut TxnReport) -> Result<(), ShardError> {
-        let violation = |error| ShardError::Violation {
-            shard: self.name.clone(),
-            offset: frame.offset,
-            error,
-        };
+        let violation = |error| ShardError::app(&self.name, frame.offset, error);
         self.app
             .before_frame(frame.offset, &mut self.frame)
             .map_err(violation)?;
         for message in frame.messages() {
-            let message = message
-                .map_err(|e| violation(AppError(format!("malformed message list in input frame: {e}"))))?;
+            let message = message.map_err(|e| {
+                violation(AppError::Violation(format!(
+                    "malformed message list in input frame: {e}"
+                )))
+            })?;
             self.app
                 .apply(message, frame.offset, &mut self.frame)
                 .map_err(violation)?;
@@ -461,49 +568,26 @@ impl<A: Application> Shard<A> {
         Ok(report)
     }
 
-    /// Async [`Shard::run_transaction`].
-    pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
-        let mut report = self.begin_transaction()?;
-        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
-            Some(f) => Some(f),
-            None => {
-                self.settle_async().await?;
-                match tokio::time::timeout(idle_wait, self.reader.next()).await {
-                    Ok(r) => Some(r.map_err(|e| self.read_error(e))?),
-                    Err(_elapsed) => None,
-                }
-            }
-        };
-        let Some(first) = first else { return Ok(report) };
-        self.apply_available(first, &mut report)?;
-        let pending = self.commit(&mut report)?;
-        let input_offset = self.reader.offset();
-        if let Some(previous) = self.in_flight.take() {
-            self.settled(previous.durable().await)?;
-        }
-        self.pending_checkpoint = Some((input_offset, self.snapshot_offset));
-        if self.config.pipelined {
-            self.in_flight = Some(pending);
-        } else {
-            self.settled(pending.durable().await)?;
-        }
-        Ok(report)
+    /// The deliberately broken commit ([`ShardConfig::unsafe_split_commit`]): the checkpoint
+    /// becomes durable alone, then the outputs follow with an empty delta. A crash in between
+    /// has advanced the input offset past outputs that never land.
+    #[cfg(feature = "fault-injection")]
+    fn split_commit(&mut self, report: &mut TxnReport) -> Result<J::Pending, ShardError> {
+        let outputs = std::mem::replace(&mut self.frame, Batch::with_capacity(64 << 10));
+        let first = self.commit_frame(report, false)?;
+        first.wait().map_err(|e| ShardError::append(&self.name, e))?;
+        let count = outputs.message_count();
+        self.frame = outputs;
+        let second = self.commit_frame(report, false)?;
+        report.outputs = count;
+        Ok(second)
     }
 
     /// Places the transaction frame (outputs + checkpoint) in the shard log, conditionally.
-    fn commit(&mut self, report: &mut TxnReport) -> Result<PendingAppend, ShardError> {
+    fn commit(&mut self, report: &mut TxnReport) -> Result<J::Pending, ShardError> {
+        #[cfg(feature = "fault-injection")]
         if self.config.unsafe_split_commit && !self.frame.is_empty() {
-            // The broken variant: the checkpoint becomes durable alone, then the outputs follow
-            // with an empty delta. A crash in between has advanced the input offset past
-            // outputs that never land.
-            let outputs = std::mem::replace(&mut self.frame, Batch::with_capacity(64 << 10));
-            let first = self.commit_frame(report, false)?;
-            first.wait().map_err(|e| ShardError::append(&self.name, e))?;
-            let count = outputs.message_count();
-            self.frame = outputs;
-            let second = self.commit_frame(report, false)?;
-            report.outputs = count;
-            return Ok(second);
+            return self.split_commit(report);
         }
         let pending = self.commit_frame(report, false)?;
         if !self.snapshot_due() {
@@ -538,7 +622,7 @@ impl<A: Application> Shard<A> {
 
     /// Places the frame of outputs gathered so far plus a checkpoint (a snapshot if `snapshot`,
     /// which needs a frame without outputs), conditionally.
-    fn commit_frame(&mut self, report: &mut TxnReport, snapshot: bool) -> Result<PendingAppend, ShardError> {
+    fn commit_frame(&mut self, report: &mut TxnReport, snapshot: bool) -> Result<J::Pending, ShardError> {
         debug_assert!(
             !snapshot || self.frame.is_empty(),
             "a snapshot frame carries no outputs"
@@ -547,10 +631,10 @@ impl<A: Application> Shard<A> {
         // Invariant: a checkpoint never points past what its input has made durable (readers
         // only return durable frames, and the durable head only grows).
         assert!(
-            input_offset <= self.reader.journal().durable_head(),
+            input_offset <= self.reader.known_durable_head(),
             "shard {}: checkpoint input offset {input_offset} past the input's durable head {}",
             self.name,
-            self.reader.journal().durable_head()
+            self.reader.known_durable_head()
         );
         let frame_offset = self.expect_head;
         let (kind, snapshot_offset) = if snapshot {
@@ -607,7 +691,7 @@ impl<A: Application> Shard<A> {
         Ok(pending)
     }
 
-    fn finish_commit(&mut self, pending: PendingAppend) -> Result<(), ShardError> {
+    fn finish_commit(&mut self, pending: J::Pending) -> Result<(), ShardError> {
         let input_offset = self.reader.offset();
         if let Some(previous) = self.in_flight.take() {
             self.settled(previous.wait())?;
@@ -640,14 +724,6 @@ impl<A: Application> Shard<A> {
         Ok(())
     }
 
-    /// Async [`Shard::settle`].
-    pub async fn settle_async(&mut self) -> Result<(), ShardError> {
-        if let Some(previous) = self.in_flight.take() {
-            self.settled(previous.durable().await)?;
-        }
-        Ok(())
-    }
-
     /// Runs transactions until the input reaches `input_end` (and it is all committed).
     pub fn run_until(&mut self, input_end: u64, idle_wait: Duration) -> Result<(), ShardError> {
         while self.reader.offset() < input_end {
@@ -657,7 +733,47 @@ impl<A: Application> Shard<A> {
     }
 }
 
-impl<A: Application> Drop for Shard<A> {
+/// The async drivers, for the embedded journal (whose appends and reads can be awaited).
+impl<A: Application> Shard<A, Journal> {
+    /// Async [`Shard::run_transaction`].
+    pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
+        let mut report = self.begin_transaction()?;
+        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
+            Some(f) => Some(f),
+            None => {
+                self.settle_async().await?;
+                match tokio::time::timeout(idle_wait, self.reader.next()).await {
+                    Ok(r) => Some(r.map_err(|e| self.read_error(e))?),
+                    Err(_elapsed) => None,
+                }
+            }
+        };
+        let Some(first) = first else { return Ok(report) };
+        self.apply_available(first, &mut report)?;
+        let pending = self.commit(&mut report)?;
+        let input_offset = self.reader.offset();
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.durable().await)?;
+        }
+        self.pending_checkpoint = Some((input_offset, self.snapshot_offset));
+        if self.config.pipelined {
+            self.in_flight = Some(pending);
+        } else {
+            self.settled(pending.durable().await)?;
+        }
+        Ok(report)
+    }
+
+    /// Async [`Shard::settle`].
+    pub async fn settle_async(&mut self) -> Result<(), ShardError> {
+        if let Some(previous) = self.in_flight.take() {
+            self.settled(previous.durable().await)?;
+        }
+        Ok(())
+    }
+}
+
+impl<A: Application, J: FrameJournal> Drop for Shard<A, J> {
     /// Waits for the in-flight transaction, if any: an owner is gone only once its last append
     /// has landed or failed. Otherwise a successor recovering from the durable head meanwhile
     /// would be fenced when that append lands.

@@ -196,7 +196,7 @@ impl Application for Summer {
     }
 
     fn apply(&mut self, message: &[u8], frame_offset: u64, out: &mut Batch) -> Result<(), AppError> {
-        let chunk = Chunk::decode(message).map_err(|e| AppError(format!("not a chunk: {e}")))?;
+        let chunk = Chunk::decode(message).map_err(|e| AppError::Violation(format!("not a chunk: {e}")))?;
         let id = chunk.stream;
         self.counters.chunks = self.counters.chunks.saturating_add(1);
         if let Some(s) = self.open.get_mut(&id) {
@@ -205,7 +205,7 @@ impl Application for Summer {
                 return Ok(());
             }
             if chunk.seq != s.last_seq + 1 {
-                return Err(AppError(format!(
+                return Err(AppError::Violation(format!(
                     "stream {id}: gap: chunk seq {} after seq {}",
                     chunk.seq, s.last_seq
                 )));
@@ -227,19 +227,19 @@ impl Application for Summer {
                 self.counters.duplicates = self.counters.duplicates.saturating_add(1);
                 return Ok(());
             }
-            return Err(AppError(format!(
+            return Err(AppError::Violation(format!(
                 "stream {id}: chunk seq {} after its final chunk seq {final_seq}",
                 chunk.seq
             )));
         }
         if chunk.seq != 0 {
-            return Err(AppError(format!(
+            return Err(AppError::Violation(format!(
                 "stream {id}: first chunk seen has seq {} (expected 0: chunks lost, or the stream was expired)",
                 chunk.seq
             )));
         }
         if self.open.len() >= self.config.max_open_streams {
-            return Err(AppError(format!(
+            return Err(AppError::Limit(format!(
                 "stream {id}: too many open streams (max_open_streams {})",
                 self.config.max_open_streams
             )));
@@ -477,19 +477,17 @@ mod tests {
         let mut s = Summer::new(SummerConfig::default());
         let mut out = Batch::new();
         s.apply(&chunk(1, 0, false, b"a"), 0, &mut out).unwrap();
-        let e = s.apply(&chunk(1, 2, false, b"c"), 8, &mut out).unwrap_err();
-        assert!(e.0.contains("0000000000000001") && e.0.contains("gap"), "{e}");
+        let violation = |e: AppError| match e {
+            AppError::Violation(text) => text,
+            AppError::Limit(text) => panic!("a violation, not a limit: {text}"),
+        };
+        let e = violation(s.apply(&chunk(1, 2, false, b"c"), 8, &mut out).unwrap_err());
+        assert!(e.contains("0000000000000001") && e.contains("gap"), "{e}");
         s.apply(&chunk(2, 0, true, b""), 16, &mut out).unwrap();
-        assert!(s
-            .apply(&chunk(2, 1, false, b"x"), 24, &mut out)
-            .unwrap_err()
-            .0
-            .contains("after its final"));
-        assert!(s
-            .apply(&chunk(3, 5, false, b"x"), 32, &mut out)
-            .unwrap_err()
-            .0
-            .contains("expected 0"));
+        let e = violation(s.apply(&chunk(2, 1, false, b"x"), 24, &mut out).unwrap_err());
+        assert!(e.contains("after its final"), "{e}");
+        let e = violation(s.apply(&chunk(3, 5, false, b"x"), 32, &mut out).unwrap_err());
+        assert!(e.contains("expected 0"), "{e}");
     }
 
     #[test]

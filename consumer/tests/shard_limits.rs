@@ -72,4 +72,9 @@ fn shard_at_max_open_streams_with_a_full_finished_window_keeps_running_through_s
     input.append(&chunk_batch([one_more])).unwrap();
     let error = shard.run_until(input.durable_head(), Duration::ZERO).unwrap_err();
     assert!(error.to_string().contains("too many open streams"), "{error}");
+    // A limit, not a violation: the CLI exits 3 (operational error) for it, not 1.
+    assert!(
+        matches!(error, ss_consumer::shard::ShardError::Limit { .. }),
+        "{error:?}"
+    );
 }

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::frame::FrameError;
 
@@ -79,6 +80,10 @@ pub enum AppendError {
     Closed { journal: String },
     #[error("journal {journal:?} is opened read-only")]
     ReadOnly { journal: String },
+    /// A failure of another backend behind [`crate::FrameJournal`] (e.g. a cluster that stayed
+    /// unreachable past its retry bound). The append may or may not have landed.
+    #[error("journal {journal:?}: {detail}")]
+    Backend { journal: String, detail: String },
 }
 
 impl AppendError {
@@ -113,16 +118,21 @@ pub enum ReadError {
         error: FrameError,
     },
     /// The bytes could not be read (EIO, a fragment truncated by another process, a file that
-    /// would not open). `offset` is the journal offset of the frame being read.
-    #[error("journal {journal:?}: reading {fragment} at journal offset {offset}: {reason}")]
+    /// would not open). `offset` is the journal offset of the frame being read; `source` is the
+    /// storage's error (shared, so the error stays `Clone`).
+    #[error("journal {journal:?}: reading {fragment} at journal offset {offset}: {source}")]
     Io {
         journal: String,
         fragment: PathBuf,
         offset: u64,
-        reason: String,
+        #[source]
+        source: Arc<io::Error>,
     },
     #[error("journal {journal:?} is closed")]
     Closed { journal: String },
+    /// A failure of another backend behind [`crate::FrameJournal`].
+    #[error("journal {journal:?}: {detail}")]
+    Backend { journal: String, detail: String },
 }
 
 /// Retention failed.

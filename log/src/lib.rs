@@ -8,7 +8,8 @@
 //! one `fdatasync` per batch, after which the durable head advances. [`Reader`]s see only
 //! durable frames, through memory maps, and can tail (blocking or async); [`Journal::frames`]
 //! scans every durable frame from an offset. Opening runs [`recovery`] on the last fragment only.
-//! All file operations go through the [`storage`] seam; [`sim`] simulates crashes and faults.
+//! All file operations go through the [`storage`] seam; `sim` (feature `fault-injection`, for
+//! tests, fuzzing and the crash tools) simulates crashes and faults.
 //!
 //! ```
 //! use ss_log::{Batch, Log, Options};
@@ -23,6 +24,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod boundary;
 mod commit;
 pub mod error;
 pub mod fragment;
@@ -32,6 +34,7 @@ mod mmap;
 mod reader;
 pub mod recovery;
 mod scan;
+#[cfg(feature = "fault-injection")]
 pub mod sim;
 pub mod spare;
 pub mod stats;
@@ -44,6 +47,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub use boundary::{FrameJournal, FrameReader, PendingFrame};
 pub use error::{AppendError, OpenError, ReadError, RetentionError};
 pub use frame::Batch;
 pub use journal::{AppendAck, FragmentInfo, Journal, PendingAppend};
@@ -51,6 +55,11 @@ pub use reader::{Frame, Reader};
 pub use scan::{Frames, OnRemoved};
 pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use storage::{RealStorage, Storage, StorageFile};
+
+/// Whether this build has the fault machinery (feature `fault-injection`): the simulated storage
+/// and the storage wrappers of tests. A constant, so code that checks it is compiled out of a
+/// normal build.
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
 
 use journal::JournalShared;
 use storage::{DirLock, OpenMode};
@@ -113,7 +122,7 @@ impl std::fmt::Debug for Options {
 }
 
 impl Options {
-    /// Default limits over another storage (e.g. [`sim::SimStorage`]).
+    /// Default limits over another storage (e.g. the simulated `sim::SimStorage`).
     pub fn with_storage(storage: Arc<dyn Storage>) -> Options {
         Options {
             storage,
@@ -309,6 +318,46 @@ impl Log {
                 _log: self.inner.clone(),
             });
         }
+        let (dir, has_fragment) = self.prepare_dir(name, create)?;
+        let storage = &*self.inner.opts.storage;
+        let salt = frame::journal_salt(name);
+        let recover = || {
+            recovery::recover(
+                storage,
+                &dir,
+                name,
+                salt,
+                self.inner.opts.fragment_max_bytes,
+                self.inner.writable,
+                self.inner.opts.preallocate,
+            )
+        };
+        let recovered = if self.inner.writable {
+            recover()?
+        } else if !has_fragment {
+            // A writer is creating the journal (its directory exists, its first fragment not
+            // yet), or one crashed right then: a writable open would start it empty, so it is.
+            empty_journal(&dir)
+        } else {
+            recover_read_only(recover)?
+        };
+        let shared = JournalShared::new(
+            name.to_string(),
+            dir,
+            self.inner.opts.clone(),
+            self.inner.writable,
+            recovered,
+        );
+        journals.insert(name.to_string(), shared.clone());
+        Ok(Journal {
+            shared,
+            _log: self.inner.clone(),
+        })
+    }
+
+    /// The journal's directory, created (with its first fragment, durably) if the log is
+    /// writable and `create`; and whether it holds a fragment file.
+    fn prepare_dir(&self, name: &str, create: bool) -> Result<(PathBuf, bool), OpenError> {
         let storage = &*self.inner.opts.storage;
         let parent = self.inner.dir.join(JOURNALS_DIR);
         let dir = parent.join(name);
@@ -347,39 +396,7 @@ impl Log {
             // after creating it).
             storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
         }
-        let salt = frame::journal_salt(name);
-        let recover = || {
-            recovery::recover(
-                storage,
-                &dir,
-                name,
-                salt,
-                self.inner.opts.fragment_max_bytes,
-                self.inner.writable,
-                self.inner.opts.preallocate,
-            )
-        };
-        let recovered = if self.inner.writable {
-            recover()?
-        } else if !has_fragment {
-            // A writer is creating the journal (its directory exists, its first fragment not
-            // yet), or one crashed right then: a writable open would start it empty, so it is.
-            empty_journal(&dir)
-        } else {
-            recover_read_only(recover)?
-        };
-        let shared = JournalShared::new(
-            name.to_string(),
-            dir,
-            self.inner.opts.clone(),
-            self.inner.writable,
-            recovered,
-        );
-        journals.insert(name.to_string(), shared.clone());
-        Ok(Journal {
-            shared,
-            _log: self.inner.clone(),
-        })
+        Ok((dir, has_fragment))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The storage seam: every file operation the journal performs goes through [`Storage`] and
 //! [`StorageFile`], so tests can swap the real filesystem ([`RealStorage`]) for a simulated one
-//! ([`crate::sim::SimStorage`]) that loses unsynced bytes, tears writes, flips bits, fails fsync
+//! (`sim::SimStorage`, feature `fault-injection`) that loses unsynced bytes, tears writes, flips bits, fails fsync
 //! and runs out of space, deterministically from a seed.
 
 use std::fs::{File, OpenOptions};
@@ -162,163 +162,171 @@ impl StorageFile for RealFile {
     }
 }
 
-/// The calls a storage wrapper may intercept, for tests that count, delay, hold or fail some of
-/// them: each method defaults to forwarding the call to the wrapped storage or file, so a wrapper
-/// implements only the ones it changes. [`Intercepted`] applies it to a storage and to every file
-/// opened through it.
-///
-/// ```
-/// use std::sync::atomic::{AtomicU64, Ordering};
-/// use ss_log::storage::{Intercept, Intercepted};
-/// use ss_log::{Batch, Log, Options, StorageFile};
-///
-/// #[derive(Default)]
-/// struct CountSyncs(AtomicU64);
-///
-/// impl Intercept for CountSyncs {
-///     fn sync_data(&self, file: &dyn StorageFile) -> std::io::Result<()> {
-///         self.0.fetch_add(1, Ordering::Relaxed);
-///         file.sync_data()
-///     }
-/// }
-///
-/// let dir = tempfile::tempdir().unwrap();
-/// let storage = std::sync::Arc::new(Intercepted::<CountSyncs>::new(std::sync::Arc::new(ss_log::RealStorage)));
-/// let log = Log::open(dir.path(), Options::with_storage(storage.clone())).unwrap();
-/// log.journal("j").unwrap().append(&Batch::single(b"x")).unwrap();
-/// assert!(storage.0.load(Ordering::Relaxed) >= 1);
-/// ```
-pub trait Intercept: Send + Sync + 'static {
-    fn create_dir_all(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
-        inner.create_dir_all(path)
-    }
-    fn list_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<Vec<String>> {
-        inner.list_dir(path)
-    }
-    fn is_dir(&self, inner: &dyn Storage, path: &Path) -> bool {
-        inner.is_dir(path)
-    }
-    /// Opens the file to wrap; the wrapper intercepts its calls too.
-    fn open(
-        &self,
-        inner: &dyn Storage,
-        path: &Path,
-        mode: OpenMode,
-        map_len_hint: u64,
-    ) -> io::Result<Arc<dyn StorageFile>> {
-        inner.open(path, mode, map_len_hint)
-    }
-    fn remove_file(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
-        inner.remove_file(path)
-    }
-    fn rename(&self, inner: &dyn Storage, from: &Path, to: &Path) -> io::Result<()> {
-        inner.rename(from, to)
-    }
-    fn sync_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
-        inner.sync_dir(path)
-    }
-    fn lock_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        inner.lock_dir(path)
-    }
-    fn len(&self, file: &dyn StorageFile) -> io::Result<u64> {
-        file.len()
-    }
-    fn write_all_at(&self, file: &dyn StorageFile, pos: u64, buf: &[u8]) -> io::Result<()> {
-        file.write_all_at(pos, buf)
-    }
-    fn read_at(&self, file: &dyn StorageFile, pos: u64, len: usize) -> io::Result<Bytes> {
-        file.read_at(pos, len)
-    }
-    fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
-        file.sync_data()
-    }
-    fn set_len(&self, file: &dyn StorageFile, len: u64) -> io::Result<()> {
-        file.set_len(len)
-    }
-}
+#[cfg(feature = "fault-injection")]
+pub use intercept::{Intercept, Intercepted};
 
-/// A storage whose calls, and those of its files, go through an [`Intercept`] to `inner`.
-/// Dereferences to the intercept, so a test reads its counters or gates directly.
-pub struct Intercepted<I> {
-    inner: Arc<dyn Storage>,
-    intercept: Arc<I>,
-}
+#[cfg(feature = "fault-injection")]
+mod intercept {
+    use super::*;
 
-impl<I: Intercept> Intercepted<I> {
-    /// `inner` wrapped with `intercept`.
-    pub fn with(inner: Arc<dyn Storage>, intercept: I) -> Intercepted<I> {
-        Intercepted {
-            inner,
-            intercept: Arc::new(intercept),
+    /// The calls a storage wrapper may intercept, for tests that count, delay, hold or fail some of
+    /// them: each method defaults to forwarding the call to the wrapped storage or file, so a wrapper
+    /// implements only the ones it changes. [`Intercepted`] applies it to a storage and to every file
+    /// opened through it.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use ss_log::storage::{Intercept, Intercepted};
+    /// use ss_log::{Batch, Log, Options, StorageFile};
+    ///
+    /// #[derive(Default)]
+    /// struct CountSyncs(AtomicU64);
+    ///
+    /// impl Intercept for CountSyncs {
+    ///     fn sync_data(&self, file: &dyn StorageFile) -> std::io::Result<()> {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///         file.sync_data()
+    ///     }
+    /// }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let storage = std::sync::Arc::new(Intercepted::<CountSyncs>::new(std::sync::Arc::new(ss_log::RealStorage)));
+    /// let log = Log::open(dir.path(), Options::with_storage(storage.clone())).unwrap();
+    /// log.journal("j").unwrap().append(&Batch::single(b"x")).unwrap();
+    /// assert!(storage.0.load(Ordering::Relaxed) >= 1);
+    /// ```
+    pub trait Intercept: Send + Sync + 'static {
+        fn create_dir_all(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
+            inner.create_dir_all(path)
+        }
+        fn list_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<Vec<String>> {
+            inner.list_dir(path)
+        }
+        fn is_dir(&self, inner: &dyn Storage, path: &Path) -> bool {
+            inner.is_dir(path)
+        }
+        /// Opens the file to wrap; the wrapper intercepts its calls too.
+        fn open(
+            &self,
+            inner: &dyn Storage,
+            path: &Path,
+            mode: OpenMode,
+            map_len_hint: u64,
+        ) -> io::Result<Arc<dyn StorageFile>> {
+            inner.open(path, mode, map_len_hint)
+        }
+        fn remove_file(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
+            inner.remove_file(path)
+        }
+        fn rename(&self, inner: &dyn Storage, from: &Path, to: &Path) -> io::Result<()> {
+            inner.rename(from, to)
+        }
+        fn sync_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<()> {
+            inner.sync_dir(path)
+        }
+        fn lock_dir(&self, inner: &dyn Storage, path: &Path) -> io::Result<Box<dyn DirLock>> {
+            inner.lock_dir(path)
+        }
+        fn len(&self, file: &dyn StorageFile) -> io::Result<u64> {
+            file.len()
+        }
+        fn write_all_at(&self, file: &dyn StorageFile, pos: u64, buf: &[u8]) -> io::Result<()> {
+            file.write_all_at(pos, buf)
+        }
+        fn read_at(&self, file: &dyn StorageFile, pos: u64, len: usize) -> io::Result<Bytes> {
+            file.read_at(pos, len)
+        }
+        fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
+            file.sync_data()
+        }
+        fn set_len(&self, file: &dyn StorageFile, len: u64) -> io::Result<()> {
+            file.set_len(len)
         }
     }
 
-    /// `inner` wrapped with a default intercept.
-    pub fn new(inner: Arc<dyn Storage>) -> Intercepted<I>
-    where
-        I: Default,
-    {
-        Intercepted::with(inner, I::default())
+    /// A storage whose calls, and those of its files, go through an [`Intercept`] to `inner`.
+    /// Dereferences to the intercept, so a test reads its counters or gates directly.
+    pub struct Intercepted<I> {
+        inner: Arc<dyn Storage>,
+        intercept: Arc<I>,
     }
-}
 
-impl<I> std::ops::Deref for Intercepted<I> {
-    type Target = I;
+    impl<I: Intercept> Intercepted<I> {
+        /// `inner` wrapped with `intercept`.
+        pub fn with(inner: Arc<dyn Storage>, intercept: I) -> Intercepted<I> {
+            Intercepted {
+                inner,
+                intercept: Arc::new(intercept),
+            }
+        }
 
-    fn deref(&self) -> &I {
-        &self.intercept
+        /// `inner` wrapped with a default intercept.
+        pub fn new(inner: Arc<dyn Storage>) -> Intercepted<I>
+        where
+            I: Default,
+        {
+            Intercepted::with(inner, I::default())
+        }
     }
-}
 
-struct InterceptedFile<I> {
-    inner: Arc<dyn StorageFile>,
-    intercept: Arc<I>,
-}
+    impl<I> std::ops::Deref for Intercepted<I> {
+        type Target = I;
 
-impl<I: Intercept> Storage for Intercepted<I> {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.intercept.create_dir_all(&*self.inner, path)
+        fn deref(&self) -> &I {
+            &self.intercept
+        }
     }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.intercept.list_dir(&*self.inner, path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.intercept.is_dir(&*self.inner, path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(InterceptedFile {
-            inner: self.intercept.open(&*self.inner, path, mode, map_len_hint)?,
-            intercept: self.intercept.clone(),
-        }))
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.intercept.remove_file(&*self.inner, path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.intercept.rename(&*self.inner, from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.intercept.sync_dir(&*self.inner, path)
-    }
-    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.intercept.lock_dir(&*self.inner, path)
-    }
-}
 
-impl<I: Intercept> StorageFile for InterceptedFile<I> {
-    fn len(&self) -> io::Result<u64> {
-        self.intercept.len(&*self.inner)
+    struct InterceptedFile<I> {
+        inner: Arc<dyn StorageFile>,
+        intercept: Arc<I>,
     }
-    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
-        self.intercept.write_all_at(&*self.inner, pos, buf)
+
+    impl<I: Intercept> Storage for Intercepted<I> {
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            self.intercept.create_dir_all(&*self.inner, path)
+        }
+        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            self.intercept.list_dir(&*self.inner, path)
+        }
+        fn is_dir(&self, path: &Path) -> bool {
+            self.intercept.is_dir(&*self.inner, path)
+        }
+        fn open(&self, path: &Path, mode: OpenMode, map_len_hint: u64) -> io::Result<Arc<dyn StorageFile>> {
+            Ok(Arc::new(InterceptedFile {
+                inner: self.intercept.open(&*self.inner, path, mode, map_len_hint)?,
+                intercept: self.intercept.clone(),
+            }))
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.intercept.remove_file(&*self.inner, path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.intercept.rename(&*self.inner, from, to)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            self.intercept.sync_dir(&*self.inner, path)
+        }
+        fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+            self.intercept.lock_dir(&*self.inner, path)
+        }
     }
-    fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        self.intercept.read_at(&*self.inner, pos, len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.intercept.sync_data(&*self.inner)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.intercept.set_len(&*self.inner, len)
+
+    impl<I: Intercept> StorageFile for InterceptedFile<I> {
+        fn len(&self) -> io::Result<u64> {
+            self.intercept.len(&*self.inner)
+        }
+        fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+            self.intercept.write_all_at(&*self.inner, pos, buf)
+        }
+        fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+            self.intercept.read_at(&*self.inner, pos, len)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.intercept.sync_data(&*self.inner)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.intercept.set_len(&*self.inner, len)
+        }
     }
 }

@@ -41,9 +41,9 @@ pub(crate) enum WriteFailure {
     Sync(String),
 }
 
-/// The append error for a failed write: `NoSpace` for ENOSPC, else `Io`.
+/// The append error for a failed write: `NoSpace` for a full disk (ENOSPC, EDQUOT), else `Io`.
 pub(crate) fn append_error(journal: &str, error: std::io::Error, path: PathBuf) -> AppendError {
-    if error.raw_os_error() == Some(libc::ENOSPC) {
+    if error.kind() == std::io::ErrorKind::StorageFull {
         AppendError::NoSpace {
             journal: journal.to_string(),
             fragment: path,

@@ -105,11 +105,11 @@ fn fragment_truncated_under_reader_is_an_error_not_sigbus() {
                 journal,
                 fragment,
                 offset,
-                reason,
+                source,
             }) => {
                 assert_eq!(journal, JOURNAL);
                 assert_eq!(fragment, first.path);
-                assert_eq!(offset, victim.offset, "attempt {attempt}: {reason}");
+                assert_eq!(offset, victim.offset, "attempt {attempt}: {source}");
             }
             other => panic!("attempt {attempt}: expected an I/O error, got {other:?}"),
         }
@@ -148,15 +148,15 @@ fn fragment_truncated_on_a_page_boundary_under_reader_is_an_error_not_sigbus() {
         Err(ReadError::Io {
             fragment,
             offset,
-            reason,
+            source,
             ..
         }) => {
             assert_eq!(
                 (fragment, offset),
                 (first.path.clone(), victim.offset),
-                "{reason}"
+                "{source}"
             );
-            assert!(failed_byte(&reason) >= cut, "{reason}");
+            assert!(failed_byte(&source.to_string()) >= cut, "{source}");
         }
         other => panic!("expected an I/O error, got {other:?}"),
     }
@@ -449,7 +449,7 @@ fn check_io_error(error: ReadError, fragment: &FragmentInfo, bad: &Range<u64>) -
         journal,
         fragment: path,
         offset,
-        reason,
+        source,
     } = error
     else {
         panic!("expected an I/O error, got {text}");
@@ -461,7 +461,7 @@ fn check_io_error(error: ReadError, fragment: &FragmentInfo, bad: &Range<u64>) -
         (fragment.begin..=fragment.begin + bad.start).contains(&offset),
         "the frame being read: {text}"
     );
-    let byte = failed_byte(&reason);
+    let byte = failed_byte(&source.to_string());
     assert!(
         byte < bad.end && bad.start - byte.min(bad.start) < 256 << 10,
         "{text}"

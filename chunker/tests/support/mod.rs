@@ -228,7 +228,12 @@ impl Process {
         let (thread_stop, thread_die) = (stop.clone(), die.clone());
         let handle = std::thread::Builder::new()
             .name(format!("chunker-run-{run_id}"))
-            .spawn(move || chunker.run_or_die(&thread_stop, &thread_die))
+            .spawn(move || {
+                // Only appends fail here: 2^32 stream ids are far more than a test uses.
+                chunker
+                    .run_or_die(&thread_stop, &thread_die)
+                    .map_err(|e| e.append_error().cloned().unwrap_or_else(|| panic!("{e}")))
+            })
             .expect("spawn chunker");
         Ok(Process {
             log,

@@ -1,0 +1,696 @@
+//! `stream-sum run --nats URL[,URL...]`: the same chunkers, summer shards and Sum tailers as
+//! `run`, over JetStream streams instead of a data directory, with shard ownership shared
+//! between processes through leases.
+//!
+//! Only the choice of backend and ownership differ from [`crate::run`]: the chunker is
+//! `Chunker<NatsFrames>`, the shard `Shard<Summer, NatsFrames>`, the tailer the same generic
+//! `tail_sums`. Every process runs its own chunkers (with its own run id, from the `runs`
+//! stream) and tails every shard log (Sums of other processes' streams are counted, not
+//! verified). For each partition a thread tries to take the shard's lease; while it holds it, it
+//! recovers the shard from its stream and runs transactions, renewing the lease every third of
+//! its TTL. It gives the shard up when renewal fails for two thirds of the TTL, when the lease
+//! was taken, or when an append is fenced (another owner moved the shard log's head); then it
+//! goes back to trying for the lease. A process that stops releases its leases.
+//!
+//! Shards are split between processes: each process holds a `member-NN` lease while it
+//! runs, counts the live members every third of the TTL, and takes at most its share of the
+//! shards (partitions / members, rounded up); one holding more than its share gives the extras
+//! up at a transaction boundary, so a process that joins gets shards and one that leaves (or
+//! dies: its leases expire) has its shards taken over.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ss_chunker::chunker::{Chunker, ChunkerConfig};
+use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, RUN_ID_MAX};
+use ss_consumer::shard::{Shard, ShardConfig, ShardError};
+use ss_consumer::summer::Summer;
+use ss_log::{AppendError, Batch, FrameJournal, PendingFrame};
+use ss_nats::{Lease, Leases, Nats, NatsError, NatsFrames, StreamSpec};
+use tokio::runtime::{Handle, Runtime};
+
+use crate::cli::{FaultMode, RunArgs};
+use crate::exit::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
+use crate::run::{check_limits, frame_needed_bytes, install_ctrl_c, new_shared, summarize, supervise};
+use crate::runs::{RunStart, RUNS_JOURNAL};
+use crate::state::Shared;
+use crate::tailing::tail_sums;
+
+/// Connects to the cluster and opens every stream a command needs, checking first that none
+/// exists with other settings (so a mismatch writes nothing). Errors are printed; `Err(code)`
+/// is the exit status.
+pub(crate) fn connect(rt: &Runtime, urls: &str) -> Result<Nats, u8> {
+    rt.block_on(Nats::connect(urls)).map_err(|e| {
+        eprintln!("stream-sum: error: {e}");
+        EXIT_ERROR
+    })
+}
+
+/// A runtime for the NATS client; the chunker, shard and tailer threads block on it.
+pub(crate) fn runtime() -> anyhow::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the NATS client runtime")
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let urls = args.cluster.nats.clone().expect("--nats");
+    if let Some(usage) = check_limits(&args).err().or_else(|| unsupported(&args)) {
+        eprintln!("stream-sum: error: {usage}");
+        return Ok(EXIT_USAGE);
+    }
+    let rt = runtime()?;
+    let nats = match connect(&rt, &urls) {
+        Ok(n) => n,
+        Err(code) => return Ok(code),
+    };
+    let spec = StreamSpec {
+        replicas: args.cluster.replicas,
+    };
+    let frame_max = nats
+        .max_payload_bytes()
+        .saturating_sub(ss_nats::journal::HEADER_ROOM_BYTES) as u64;
+    let frame_needed = frame_needed_bytes(&args);
+    if frame_max < frame_needed {
+        eprintln!(
+            "stream-sum: error: the server's max_payload ({} bytes) is too small for this run: a frame must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); raise max_payload or lower those",
+            nats.max_payload_bytes(),
+            args.max_chunk_bytes,
+            args.streams,
+            args.chunkers
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let mut names = vec![RUNS_JOURNAL.to_string()];
+    for p in 0..args.partitions {
+        names.push(chunk_journal_name(p));
+        names.push(shard_log_name(p));
+    }
+    let journals = match rt.block_on(open_all(&nats, &names, spec)) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("stream-sum: error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let leases = match rt.block_on(Leases::open(
+        nats.jetstream(),
+        spec.replicas,
+        args.cluster.lease_ttl,
+    )) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("stream-sum: error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let frames = |name: &str| NatsFrames::new(journals[name].clone(), rt.handle().clone());
+    let run = take_run_id(&frames(RUNS_JOURNAL), args.seed)?;
+    let inputs: Vec<NatsFrames> = (0..args.partitions)
+        .map(|p| frames(&chunk_journal_name(p)))
+        .collect();
+    let shard_logs: Vec<NatsFrames> = (0..args.partitions).map(|p| frames(&shard_log_name(p))).collect();
+    let mut tail_heads = Vec::new();
+    for j in &shard_logs {
+        tail_heads.push(j.durable_head()?);
+    }
+    let shared = new_shared(&args, run.run_id, tail_heads);
+    install_ctrl_c(shared.clone())?;
+    let owner = format!("pid{}-run{}", std::process::id(), run.run_id);
+    eprintln!(
+        "stream-sum: run {} on NATS {urls} as {owner} ({} partitions shared by lease, {} chunkers x {} streams, replicas {}, duration {}, SLA {:?})",
+        run.run_id,
+        args.partitions,
+        args.chunkers,
+        args.streams,
+        spec.replicas,
+        args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
+        args.sla
+    );
+
+    let balance = Arc::new(Balance {
+        target: AtomicUsize::new(0),
+        held: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let membership = {
+        let (leases, owner, rt, balance) = (
+            leases.clone(),
+            owner.clone(),
+            rt.handle().clone(),
+            balance.clone(),
+        );
+        let partitions = args.partitions;
+        std::thread::Builder::new()
+            .name("membership".into())
+            .spawn(move || membership(&leases, &owner, &rt, &balance, partitions))
+            .expect("spawn membership")
+    };
+    let tailers: Vec<JoinHandle<()>> = shard_logs
+        .iter()
+        .enumerate()
+        .map(|(p, j)| {
+            let (j, shared) = (j.clone(), shared.clone());
+            let start = shared.sums.tail_offset[p].load(Ordering::SeqCst);
+            std::thread::Builder::new()
+                .name(format!("tail-{}", j.name()))
+                .spawn(move || tail_sums(p, j, start, &shared))
+                .expect("spawn tailer")
+        })
+        .collect();
+    let shards: Vec<JoinHandle<()>> = (0..args.partitions)
+        .map(|p| {
+            let owned = OwnedShard {
+                p,
+                input: inputs[p].clone(),
+                log: shard_logs[p].clone(),
+                leases: leases.clone(),
+                owner: owner.clone(),
+                rt: rt.handle().clone(),
+                shared: shared.clone(),
+                balance: balance.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("shard-{p:03}"))
+                .spawn(move || owned.run())
+                .expect("spawn shard")
+        })
+        .collect();
+    let started = Instant::now();
+    for slot in 0..args.chunkers {
+        spawn_chunker(&args, run.run_id, &inputs, &shared, slot);
+    }
+    let completed = supervise(&args, &shared, started, &mut |_, _| {});
+    let elapsed = started.elapsed();
+    if completed {
+        let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
+        for h in handles {
+            let _ = h.join();
+        }
+        shared.run.stop_shards.store(true, Ordering::SeqCst);
+        for h in shards {
+            let _ = h.join();
+        }
+        shared.run.stop_tailers.store(true, Ordering::SeqCst);
+        for h in tailers {
+            let _ = h.join();
+        }
+    } else {
+        // Stop everything (shards release their leases) without waiting for input to drain:
+        // every thread must be done with the runtime before it is dropped.
+        shared.run.abort.store(true, Ordering::SeqCst);
+        shared.run.stop_chunkers.store(true, Ordering::SeqCst);
+        shared
+            .chunkers
+            .die
+            .iter()
+            .for_each(|d| d.store(true, Ordering::SeqCst));
+        shared.run.stop_shards.store(true, Ordering::SeqCst);
+        shared.run.stop_tailers.store(true, Ordering::SeqCst);
+        let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
+        for h in handles.into_iter().chain(shards).chain(tailers) {
+            let _ = h.join();
+        }
+    }
+    balance.stop.store(true, Ordering::SeqCst);
+    let _ = membership.join();
+    let summary = summarize(&args, &shared, elapsed, completed);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.text());
+    }
+    drop(rt);
+    if summary.violations > 0 {
+        return Ok(EXIT_VIOLATION);
+    }
+    if !summary.errors.is_empty() {
+        return Ok(EXIT_ERROR);
+    }
+    Ok(EXIT_OK)
+}
+
+/// Flags of `run` that the NATS backend does not implement.
+fn unsupported(args: &RunArgs) -> Option<String> {
+    let what = if args.faults != FaultMode::None {
+        "--faults"
+    } else if args.retention {
+        "--retention (soak)"
+    } else if args.report {
+        "--report"
+    } else if args.record.is_some() {
+        "--record"
+    } else if args.unsafe_split_commit {
+        "--unsafe-split-commit"
+    } else {
+        return None;
+    };
+    Some(format!("{what} is not supported with --nats"))
+}
+
+/// Opens the journals `names`: first checks every existing one (so a mismatch anywhere creates
+/// nothing), then creates the missing ones.
+pub(crate) async fn open_all(
+    nats: &Nats,
+    names: &[String],
+    spec: StreamSpec,
+) -> Result<std::collections::HashMap<String, ss_nats::NatsJournal>, NatsError> {
+    let mut mismatches = Vec::new();
+    for name in names {
+        if let Err(e) = nats.check_existing(name, spec).await {
+            mismatches.push(e);
+        }
+    }
+    if let Some(first) = mismatches.into_iter().next() {
+        return Err(first);
+    }
+    let mut journals = std::collections::HashMap::new();
+    for name in names {
+        journals.insert(name.clone(), nats.journal(name, spec).await?);
+    }
+    Ok(journals)
+}
+
+/// Takes the next run id: one more than the last run record, appended conditionally on the
+/// head it read (two processes starting at once get different ids).
+fn take_run_id(runs: &NatsFrames, seed: u64) -> anyhow::Result<RunStart> {
+    loop {
+        let head = runs.durable_head()?;
+        let last = match runs.last_frame()? {
+            None => 0,
+            Some(frame) => {
+                let msg = frame.messages().next().context("empty run record")??;
+                RunStart::decode(msg)
+                    .with_context(|| {
+                        format!("stream {RUNS_JOURNAL:?} sequence {}: not a run record", frame.end)
+                    })?
+                    .run_id
+            }
+        };
+        let run_id = last + 1;
+        anyhow::ensure!(
+            run_id <= RUN_ID_MAX,
+            "run ids exhausted ({last} runs on this cluster)"
+        );
+        let record = RunStart {
+            run_id,
+            seed,
+            started_unix_ms: ss_nats::lease::now_unix_ms(),
+        };
+        match runs.submit_if(head, &Batch::single(&record.encode())) {
+            Ok(pending) => {
+                pending.wait()?;
+                return Ok(record);
+            }
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn spawn_chunker(args: &RunArgs, run_id: u32, inputs: &[NatsFrames], shared: &Arc<Shared>, slot: usize) {
+    let mut config = ChunkerConfig::new(
+        slot as u8,
+        run_id,
+        args.seed.wrapping_add(slot as u64 * 7919),
+        args.streams,
+    );
+    config.shape.max_chunk_bytes = args.max_chunk_bytes;
+    config.shape.max_chunks_per_stream = args.max_chunks_per_stream as u32;
+    config.max_bytes_per_s = args
+        .max_mb_per_s
+        .map(|mb| (mb * 1e6 / args.chunkers as f64) as u64);
+    let mut chunker = Chunker::new(
+        config,
+        inputs.to_vec(),
+        shared.sums.verifiers[slot].clone(),
+        shared.chunkers.stats[slot].clone(),
+    );
+    shared.chunkers.running.fetch_add(1, Ordering::SeqCst);
+    shared.chunkers.slots.lock().push(slot);
+    let thread_shared = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("chunker-{slot}"))
+        .spawn(move || {
+            let shared = thread_shared;
+            if let Err(e) = chunker.run_or_die(&shared.run.stop_chunkers, &shared.chunkers.die[slot]) {
+                match e.append_error() {
+                    Some(append) => shared.run.append_error(format!("chunker {slot}: {e}"), append),
+                    None => shared.run.error(format!("chunker {slot}: {e}")),
+                }
+            }
+            shared.chunkers.running.fetch_sub(1, Ordering::SeqCst);
+        })
+        .expect("spawn chunker");
+    shared.chunkers.handles.lock().push(handle);
+}
+
+/// This process's share of the shards.
+struct Balance {
+    /// Shards this process should hold at most (0 until the members were first counted).
+    target: AtomicUsize,
+    /// Shards it holds.
+    held: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Balance {
+    /// Takes one more shard's place if under the share.
+    fn try_take(&self) -> bool {
+        let target = self.target.load(Ordering::SeqCst);
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                (h < target).then_some(h + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives one shard's place up if over the share (one shard at a time decides to).
+    fn over_share(&self) -> bool {
+        let target = self.target.load(Ordering::SeqCst);
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                (h > target).then(|| h - 1)
+            })
+            .is_ok()
+    }
+}
+
+/// Runs `f` on `rt`, giving up after `bound`.
+fn bounded<F: std::future::Future>(
+    rt: &Handle,
+    bound: Duration,
+    f: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    rt.block_on(async { tokio::time::timeout(bound, f).await })
+}
+
+/// Most processes that can share one cluster's shards (member slots in the lease bucket).
+const MEMBER_SLOTS: usize = 16;
+
+/// Keeps one `member-NN` lease for this process and its share of the shards up to date: the
+/// live members are the unexpired `member-NN` leases.
+fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, partitions: usize) {
+    // Every request is bounded, so a hung request cannot freeze the share.
+    let bound = leases.ttl();
+    let mut mine: Option<Lease> = None;
+    while !balance.stop.load(Ordering::SeqCst) {
+        if let Some(lease) = mine.as_mut() {
+            if !matches!(bounded(rt, bound, leases.renew(lease)), Ok(Ok(true))) {
+                mine = None;
+            }
+        }
+        if mine.is_none() {
+            for i in 0..MEMBER_SLOTS {
+                if let Ok(Ok(Some(lease))) =
+                    bounded(rt, bound, leases.try_acquire(&format!("member-{i:02}"), owner))
+                {
+                    mine = Some(lease);
+                    break;
+                }
+            }
+        }
+        let now = ss_nats::lease::now_unix_ms();
+        let mut live = 0;
+        let mut counted = true;
+        for i in 0..MEMBER_SLOTS {
+            match bounded(rt, bound, leases.holder(&format!("member-{i:02}"))) {
+                Ok(Ok(Some(h))) if h.expires_unix_ms > now => live += 1,
+                Ok(Ok(_)) => {}
+                _ => counted = false,
+            }
+        }
+        if counted {
+            let n = live.max(1);
+            let target = partitions.div_ceil(n);
+            if balance.target.swap(target, Ordering::SeqCst) != target {
+                eprintln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
+            }
+        }
+        let next = Instant::now() + leases.ttl() / 3;
+        while Instant::now() < next && !balance.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if let Some(lease) = mine {
+        let _ = bounded(rt, bound, leases.release(&lease));
+    }
+}
+
+/// One partition's shard as this process competes for it.
+struct OwnedShard {
+    p: usize,
+    input: NatsFrames,
+    log: NatsFrames,
+    leases: Leases,
+    owner: String,
+    rt: Handle,
+    shared: Arc<Shared>,
+    balance: Arc<Balance>,
+}
+
+/// Why an owner gave a shard up.
+enum GaveUp {
+    /// The run is ending (the lease is released).
+    Stop,
+    /// More shards than this process's share (the lease is released; its place was already
+    /// given back).
+    Rebalance,
+    /// The lease was lost or could not be renewed in time, or another owner fenced us.
+    Lost(String),
+}
+
+impl OwnedShard {
+    fn key(&self) -> String {
+        format!("shard-{:03}", self.p)
+    }
+
+    fn run(self) {
+        let retry = (self.leases.ttl() / 4).min(Duration::from_millis(500));
+        loop {
+            if self.shared.run.abort.load(Ordering::SeqCst)
+                || self.shared.run.stop_shards.load(Ordering::SeqCst)
+            {
+                return;
+            }
+            if !self.balance.try_take() {
+                std::thread::sleep(retry);
+                continue;
+            }
+            let lease = match self
+                .rt
+                .block_on(self.leases.try_acquire(&self.key(), &self.owner))
+            {
+                Ok(Some(lease)) => lease,
+                Ok(None) | Err(_) => {
+                    // Held by a live owner, or the cluster is unreachable: try again later.
+                    self.balance.held.fetch_sub(1, Ordering::SeqCst);
+                    std::thread::sleep(retry);
+                    continue;
+                }
+            };
+            let (lease, outcome) = self.own(lease);
+            match outcome {
+                GaveUp::Stop => {
+                    self.balance.held.fetch_sub(1, Ordering::SeqCst);
+                    let _ = self.rt.block_on(self.leases.release(&lease));
+                    return;
+                }
+                GaveUp::Rebalance => {
+                    let _ = self.rt.block_on(self.leases.release(&lease));
+                    // Let another process take it before competing again.
+                    std::thread::sleep(self.leases.ttl() / 2);
+                }
+                GaveUp::Lost(why) => {
+                    self.balance.held.fetch_sub(1, Ordering::SeqCst);
+                    self.shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
+                    std::thread::sleep(retry);
+                }
+            }
+        }
+    }
+
+    /// Recovers the shard and runs transactions while the lease holds.
+    fn own(&self, mut lease: Lease) -> (Lease, GaveUp) {
+        let name = format!("shard-{:03}", self.p);
+        let shared = &self.shared;
+        let progress = &shared.shards.progress[self.p];
+        let ttl = self.leases.ttl();
+        let mut renewed_at = Instant::now();
+        let summer = Summer::new(shared.shards.summer_config.clone());
+        let mut shard = match Shard::recover(
+            &name,
+            summer,
+            &self.input,
+            self.log.clone(),
+            ShardConfig::default(),
+        ) {
+            Ok(s) => s,
+            Err(e) => return (lease, GaveUp::Lost(format!("recovering: {e}"))),
+        };
+        shared.shards.recoveries.fetch_add(1, Ordering::Relaxed);
+        loop {
+            if shared.run.abort.load(Ordering::Relaxed) {
+                return (lease, GaveUp::Stop);
+            }
+            if renewed_at.elapsed() >= ttl / 3 {
+                match self.rt.block_on(self.leases.renew(&mut lease)) {
+                    Ok(true) => renewed_at = Instant::now(),
+                    Ok(false) => return (lease, GaveUp::Lost("the lease was taken".into())),
+                    Err(_) => {} // Try again before the next transaction.
+                }
+            }
+            if renewed_at.elapsed() >= ttl * 2 / 3 {
+                return (
+                    lease,
+                    GaveUp::Lost(format!(
+                        "could not renew the lease for {:?}",
+                        renewed_at.elapsed()
+                    )),
+                );
+            }
+            if !shared.run.stop_shards.load(Ordering::SeqCst) && self.balance.over_share() {
+                if let Err(e) = shard.settle() {
+                    shared.run.shard_error(e.to_string(), &e);
+                }
+                return (lease, GaveUp::Rebalance);
+            }
+            if shared.run.stop_shards.load(Ordering::SeqCst) {
+                match self.input.durable_head() {
+                    Ok(head) if shard.input_offset() >= head => {
+                        if let Err(e) = shard.settle() {
+                            shared.run.shard_error(e.to_string(), &e);
+                        }
+                        return (lease, GaveUp::Stop);
+                    }
+                    _ => {}
+                }
+            }
+            match shard.run_transaction(Duration::from_millis(20)) {
+                Ok(report) => {
+                    let c = shard.app().counters();
+                    if report.placed_at.is_some() {
+                        progress.txns.fetch_add(1, Ordering::Relaxed);
+                    }
+                    progress.duplicates.store(c.duplicates, Ordering::Relaxed);
+                    progress.expired.store(c.expired, Ordering::Relaxed);
+                }
+                Err(e @ ShardError::Violation { .. }) => {
+                    shared.run.violation(e.to_string());
+                    return (lease, GaveUp::Stop);
+                }
+                // Fenced by another owner, or the cluster unreachable past the retry bound: give
+                // the shard up; whoever holds the lease next recovers it from its log.
+                Err(e) => return (lease, GaveUp::Lost(e.to_string())),
+            }
+        }
+    }
+}
+
+/// `journal ls --nats`: the stream-sum streams with their first and last positions, in the
+/// shape `journal ls` prints for a data directory (no fragments).
+pub fn journal_ls(urls: &str, as_json: bool) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let rt = runtime()?;
+    let nats = match connect(&rt, urls) {
+        Ok(n) => n,
+        Err(code) => return Ok(code),
+    };
+    let mut journals = Vec::new();
+    for name in rt.block_on(nats.journal_names())? {
+        let j = rt.block_on(nats.existing_journal(&name))?;
+        let begin = rt.block_on(j.first_sequence())? - 1;
+        let end = rt.block_on(j.head())?;
+        journals.push(serde_json::json!({"name": name, "begin": begin, "end": end, "fragments": []}));
+    }
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{}", serde_json::json!({ "journals": journals }))?;
+    } else {
+        writeln!(
+            out,
+            "{:<12} {:>16} {:>16}  (stream sequences)",
+            "journal", "begin", "end"
+        )?;
+        for j in &journals {
+            let (begin, end) = (j["begin"].as_u64().unwrap_or(0), j["end"].as_u64().unwrap_or(0));
+            writeln!(
+                out,
+                "{:<12} {begin:>16} {end:>16}",
+                j["name"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `journal read --nats`: one JSON line per message, as `journal read` prints, up to the head
+/// as of the start.
+pub fn journal_read(urls: &str, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let rt = runtime()?;
+    let nats = match connect(&rt, urls) {
+        Ok(n) => n,
+        Err(code) => return Ok(code),
+    };
+    let j = match rt.block_on(nats.existing_journal(name)) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("stream-sum: error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let head = rt.block_on(j.head())?;
+    let start = match from {
+        Some(f) => f,
+        None => rt.block_on(j.first_sequence())? - 1,
+    };
+    anyhow::ensure!(
+        start <= head,
+        "journal {name:?}: --from {start} is past the journal's end ({head})"
+    );
+    let mut reader = rt.block_on(j.reader(start))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while reader.position() < head {
+        let frame = rt.block_on(reader.next())?;
+        for m in ss_log::frame::messages(&frame.payload) {
+            let line = crate::journal_cmd::message_json(name, frame.sequence - 1, m?);
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// `verify --nats`: the same exactly-once check as for a data directory, over the cluster's
+/// streams (shard logs' heads captured before the chunk journals', for a consistent cut).
+pub fn verify(urls: &str, json: bool) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    let nats = match connect(&rt, urls) {
+        Ok(n) => n,
+        Err(code) => return Ok(code),
+    };
+    let names = rt.block_on(nats.journal_names())?;
+    let open = |prefix: &str| -> anyhow::Result<Vec<NatsFrames>> {
+        let mut v = Vec::new();
+        for n in names.iter().filter(|n| n.starts_with(prefix)) {
+            v.push(NatsFrames::new(
+                rt.block_on(nats.existing_journal(n))?,
+                rt.handle().clone(),
+            ));
+        }
+        Ok(v)
+    };
+    let sum_journals = open("sums-")?;
+    let chunk_journals = open("chunks-")?;
+    let code = crate::verify::check_boundary(&format!("NATS {urls}"), &sum_journals, &chunk_journals, json)?;
+    drop((sum_journals, chunk_journals));
+    drop(rt);
+    Ok(code)
+}

@@ -1,0 +1,291 @@
+//! `run --nats` against a real 3-node JetStream cluster (started by the ss-nats harness): two
+//! processes share the shards, every Sum lands exactly once and `verify --nats` agrees (and
+//! catches a duplicated Sum); a stale shard owner is fenced;
+//! bad input exits 3 having written nothing. Skips (saying so) without nats-server unless `CI`
+//! is set.
+
+use std::collections::HashMap;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ss_chunker::stream_gen::{split_stream_id, stream_id};
+use ss_consumer::message::{Chunk, Message, StreamId};
+use ss_consumer::shard::{Shard, ShardConfig, ShardError};
+use ss_consumer::summer::{Summer, SummerConfig};
+use ss_log::{Batch, FrameJournal, FrameReader};
+use ss_nats::cluster::{server_for_test, Cluster, ClusterOptions};
+use ss_nats::{Nats, NatsFrames, StreamSpec};
+
+fn start(test: &str) -> Option<Cluster> {
+    let server = server_for_test(test)?;
+    Some(Cluster::start(ClusterOptions::new(server)).expect("cluster starts"))
+}
+
+fn stream_sum() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stream-sum"))
+}
+
+fn run_args(urls: &str, seed: &str) -> Vec<String> {
+    [
+        "run",
+        "--nats",
+        urls,
+        "--duration",
+        "10s",
+        "--partitions",
+        "4",
+        "--chunkers",
+        "1",
+        "--streams",
+        "16",
+        "--seed",
+        seed,
+        "--sla",
+        "20s",
+        "--lease-ttl",
+        "4s",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "run --nats failed ({:?}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON summary")
+}
+
+/// Every Sum in the shard logs, by stream id (the audit: each finished stream exactly once).
+async fn sums_by_stream(nats: &Nats, partitions: usize) -> HashMap<u64, usize> {
+    let mut sums = HashMap::new();
+    for p in 0..partitions {
+        let j = nats.existing_journal(&format!("sums-{p:03}")).await.unwrap();
+        let head = j.head().await.unwrap();
+        let mut r = j.reader(0).await.unwrap();
+        while r.position() < head {
+            let f = r.next().await.unwrap();
+            for m in ss_log::frame::messages(&f.payload) {
+                if let Message::Sum(s) = Message::decode(m.unwrap()).unwrap() {
+                    *sums.entry(s.stream.0).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// Two `run --nats` processes at once: both finish with every one of their streams verified
+/// (the chunkers' own SHA-1 equals the Sum, exactly once, within the SLA), both ran shard
+/// transactions (the shards were split), each saw the other's Sums, and the shard logs hold
+/// exactly one Sum per finished stream of each run.
+#[test]
+fn nats_two_processes_share_shards() {
+    let Some(cluster) = start("nats_two_processes_share_shards") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let spawn = |seed: &str| {
+        stream_sum()
+            .args(run_args(&urls, seed))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("1");
+    std::thread::sleep(Duration::from_millis(500));
+    let b = spawn("2");
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (sa, sb) = (summary(&a), summary(&b));
+    eprintln!("A: {sa}\nB: {sb}");
+    let mut finished_by_run = HashMap::new();
+    for s in [&sa, &sb] {
+        assert_eq!(s["violations"], 0);
+        assert!(s["completed"].as_bool().unwrap());
+        let finished = s["streams_finished"].as_u64().unwrap();
+        assert!(finished > 0);
+        assert_eq!(s["sums_verified"].as_u64().unwrap(), finished);
+        assert!(
+            s["shard_transactions"].as_u64().unwrap() > 0,
+            "each process must own shards: {s}"
+        );
+        assert!(
+            s["sums_previous_runs"].as_u64().unwrap() > 0,
+            "each sees the other's Sums: {s}"
+        );
+        finished_by_run.insert(s["run_id"].as_u64().unwrap() as u32, finished);
+    }
+    assert_ne!(sa["run_id"], sb["run_id"], "each process takes its own run id");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(Nats::connect(&urls)).unwrap();
+    let sums = rt.block_on(sums_by_stream(&nats, 4));
+    let duplicated: Vec<_> = sums.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "duplicate Sums: {duplicated:?}");
+    let mut total = 0;
+    for (run, finished) in finished_by_run {
+        let landed = sums
+            .keys()
+            .filter(|s| split_stream_id(StreamId(**s)).0 == run)
+            .count() as u64;
+        assert_eq!(
+            landed, finished,
+            "run {run}: Sums in the shard logs vs streams finished"
+        );
+        total += finished;
+    }
+
+    // verify --nats recomputes every stream's SHA-1 from the chunk streams: all verified.
+    let verify = || {
+        stream_sum()
+            .args(["verify", "--nats", &urls, "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["violations"], 0, "{report}");
+    assert_eq!(report["sums_verified"].as_u64().unwrap(), total, "{report}");
+    assert_eq!(report["shard_logs"], 4);
+
+    // Negative control: a second copy of one Sum in a shard log is a violation verify reports.
+    let log = NatsFrames::new(
+        rt.block_on(nats.existing_journal("sums-000")).unwrap(),
+        rt.handle().clone(),
+    );
+    let mut r = log.reader(0).unwrap();
+    let sum = loop {
+        let f = r.try_next().unwrap().expect("sums-000 holds a Sum");
+        let found = f
+            .messages()
+            .map(|m| m.unwrap().to_vec())
+            .find(|m| matches!(Message::decode(m), Ok(Message::Sum(_))));
+        if let Some(m) = found {
+            break m;
+        }
+    };
+    log.submit(&Batch::single(&sum)).unwrap();
+    let out = verify();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify JSON: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["violations"], 1, "{report}");
+    assert!(
+        report["violation_messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("2 Sums"),
+        "{report}"
+    );
+}
+
+/// Two owners of one shard on the cluster: the one that recovered first but commits second is
+/// fenced by the shard log's expected last sequence and writes nothing; the log holds one Sum.
+#[test]
+fn nats_stale_owner_is_fenced() {
+    let Some(cluster) = start("nats_stale_owner_is_fenced") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(Nats::connect(&cluster.urls())).unwrap();
+    let spec = StreamSpec { replicas: 3 };
+    let journal = |name: &str| {
+        NatsFrames::new(
+            rt.block_on(nats.journal(name, spec)).unwrap(),
+            rt.handle().clone(),
+        )
+    };
+    let (input, log) = (journal("chunks-000"), journal("sums-000"));
+    let stream = stream_id(1, 0, 0);
+    let mut batch = Batch::new();
+    for (seq, is_final) in [(0, false), (1, true)] {
+        batch.push_with(|b| {
+            Chunk {
+                stream,
+                seq,
+                is_final,
+                data: b"some data",
+            }
+            .encode(b)
+        });
+    }
+    input.submit(&batch).unwrap();
+    let config = ShardConfig {
+        pipelined: false,
+        ..ShardConfig::default()
+    };
+    let recover = || {
+        Shard::recover(
+            "shard-000",
+            Summer::new(SummerConfig::default()),
+            &input,
+            log.clone(),
+            config.clone(),
+        )
+        .unwrap()
+    };
+    let mut stale = recover();
+    let mut fresh = recover();
+    fresh.run_transaction(Duration::from_secs(5)).unwrap();
+    let head = log.durable_head().unwrap();
+    match stale.run_transaction(Duration::from_secs(5)) {
+        Err(ShardError::Fenced { .. }) => {}
+        other => panic!("the stale owner must be fenced, got {other:?}"),
+    }
+    assert_eq!(log.durable_head().unwrap(), head, "a fenced owner writes nothing");
+    let mut r = log.reader(0).unwrap();
+    let mut sums = 0;
+    while r.offset() < head {
+        let f = r.try_next().unwrap().unwrap();
+        for m in f.messages() {
+            sums += matches!(Message::decode(m.unwrap()).unwrap(), Message::Sum(_)) as usize;
+        }
+    }
+    assert_eq!(sums, 1);
+}
+
+/// Bad input: an unreachable URL, a server without JetStream, and streams that exist with other
+/// settings all exit 3 with an error naming the problem, and create no stream.
+#[test]
+fn nats_bad_input_exits_3() {
+    let Some(cluster) = start("nats_bad_input_exits_3") else {
+        return;
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = stream_sum()
+        .args(run_args(&format!("nats://{closed}"), "1"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to NATS"));
+
+    // chunks-001 exists with one replica: run names it and the difference, and makes nothing.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(Nats::connect(&cluster.urls())).unwrap();
+    rt.block_on(nats.journal("chunks-001", StreamSpec { replicas: 1 }))
+        .unwrap();
+    let out = stream_sum()
+        .args(run_args(&cluster.urls(), "1"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("chunks-001") && stderr.contains("replicas is 1, stream-sum needs 3"),
+        "{stderr}"
+    );
+    let names = rt.block_on(nats.journal_names()).unwrap();
+    assert_eq!(names, vec!["chunks-001".to_string()], "nothing else was created");
+}
