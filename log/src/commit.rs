@@ -66,10 +66,6 @@ impl Completion {
         self.led.load(Ordering::Acquire) || self.result.get().is_some()
     }
 
-    pub fn result(&self) -> Option<&Result<(), AppendError>> {
-        self.result.get()
-    }
-
     pub fn completed_at(&self) -> Option<Instant> {
         self.completed_at.get().copied()
     }

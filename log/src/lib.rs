@@ -87,9 +87,11 @@ pub struct Options {
     /// the next fragments instead of being unlinked (at most [`spare::RECYCLED_MAX`] wait), so
     /// a journal under retention writes into files that already exist: no growth to make
     /// durable at each commit. Their old frames are never valid at their new offsets, so
-    /// nothing is cleared. Off by default: a read-only process (`verify`, `journal read`) that
-    /// mapped a sealed fragment before retention removed it would see its bytes change when the
-    /// writer reuses the file (docs/design.md, "Recycling").
+    /// nothing is cleared. On by default (it acts only when retention runs). A file that a
+    /// reader still holds, in this process or another (a read-only `verify` beside the writer),
+    /// is never reused: every open file holds a shared claim
+    /// ([`StorageFile::try_claim_exclusive`]), and a file whose exclusive claim fails is unlinked
+    /// instead (docs/design.md, "Recycling").
     pub recycle: bool,
     pub storage: Arc<dyn Storage>,
 }
@@ -102,7 +104,7 @@ impl Default for Options {
             batch_max_messages: 1 << 20,
             pending_max_bytes: 8 << 20,
             preallocate: false,
-            recycle: false,
+            recycle: true,
             storage: Arc::new(RealStorage),
         }
     }
@@ -472,5 +474,13 @@ impl StorageFile for NoFile {
 
     fn set_len(&self, _len: u64) -> std::io::Result<()> {
         Err(std::io::Error::other("an empty read-only journal has no file"))
+    }
+
+    fn try_claim_exclusive(&self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+
+    fn share(&self) -> std::io::Result<()> {
+        Ok(())
     }
 }

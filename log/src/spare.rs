@@ -215,23 +215,53 @@ impl RecycledFragments {
         Ok(())
     }
 
-    /// Takes the oldest waiting file that no reader of this process still holds, renamed to
-    /// `path` and opened; `None` if there is none. The caller syncs the directory before
-    /// writing into it.
+    /// Takes the oldest waiting file that no reader holds, renamed to `path` and opened; `None`
+    /// if there is none. A waiting file that a reader turns out to hold (a read-only process that
+    /// opened it before retention renamed it aside, or a map of it still alive in this process)
+    /// is unlinked instead: its reader keeps its bytes, and the roll creates a new file. The
+    /// caller syncs the directory before writing into the returned file.
     pub fn take_as(&self, path: &Path, map_len_hint: u64) -> Option<std::io::Result<Arc<dyn StorageFile>>> {
-        let taken = {
-            let mut waiting = self.waiting.lock();
-            // A reader positioned in the removed fragment holds it (and may hold payloads
-            // mapped from it): its bytes must not change under it.
-            let i = waiting
-                .iter()
-                .position(|w| w.fragment.as_ref().is_none_or(|f| Arc::strong_count(f) == 1))?;
-            waiting.remove(i)
-        };
-        let opened = self
-            .storage
-            .rename(&taken.path, path)
-            .and_then(|()| self.storage.open(path, OpenMode::ReadWrite, map_len_hint));
-        Some(opened)
+        loop {
+            let taken = {
+                let mut waiting = self.waiting.lock();
+                // A reader of this process positioned in the removed fragment holds it (and may
+                // hold payloads mapped from it): its bytes must not change under it.
+                let i = waiting
+                    .iter()
+                    .position(|w| w.fragment.as_ref().is_none_or(|f| Arc::strong_count(f) == 1))?;
+                waiting.remove(i)
+            };
+            // Closes this process's descriptor of it, and with it that descriptor's shared claim
+            // (unless a map of it is still alive: then the claim below fails).
+            drop(taken.fragment);
+            match self.claim_as(&taken.path, path, map_len_hint) {
+                Ok(Some(file)) => return Some(Ok(file)),
+                Ok(None) => {
+                    // Held by a reader: unlinking leaves its bytes to it. Not synced: if the
+                    // name survives a crash, the next open adopts or removes it.
+                    let _ = self.storage.remove_file(&taken.path);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Renames the waiting file `from` to `to` while holding it exclusively, so that no reader
+    /// can open it between its old name and its new one; `None` if a reader holds it.
+    fn claim_as(
+        &self,
+        from: &Path,
+        to: &Path,
+        map_len_hint: u64,
+    ) -> std::io::Result<Option<Arc<dyn StorageFile>>> {
+        let held = self.storage.open(from, OpenMode::ReadWrite, 0)?;
+        if !held.try_claim_exclusive()? {
+            return Ok(None);
+        }
+        self.storage.rename(from, to)?;
+        // Readers opening the new name wait for this (their claims are shared).
+        held.share()?;
+        let file = self.storage.open(to, OpenMode::ReadWrite, map_len_hint)?;
+        Ok(Some(file))
     }
 }

@@ -77,6 +77,12 @@ impl StorageFile for PanickingFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
+    fn try_claim_exclusive(&self) -> io::Result<bool> {
+        self.inner.try_claim_exclusive()
+    }
+    fn share(&self) -> io::Result<()> {
+        self.inner.share()
+    }
 }
 
 fn open(armed: &Arc<AtomicBool>) -> Log {

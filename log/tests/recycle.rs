@@ -246,3 +246,55 @@ fn without_recycling_retention_unlinks() {
         "a new, growing fragment"
     );
 }
+
+/// Real files, a read-only `Log` beside the writer (as `verify` or `journal read` beside `run`):
+/// its descriptors hold shared claims, so the writer does not reuse a recycled file that the
+/// read-only reader still maps; it unlinks it instead, and the reader's bytes stay as they were.
+/// A recycled file that no reader holds is reused. (Before the claims, the reused file's new
+/// frames showed through the reader's map.)
+#[test]
+fn a_read_only_process_keeps_the_bytes_of_a_fragment_the_writer_recycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = |fragment_max_bytes| ss_log::Options {
+        storage: std::sync::Arc::new(ss_log::RealStorage),
+        ..opts(std::sync::Arc::new(ss_log::RealStorage), fragment_max_bytes)
+    };
+    let log = Log::open(dir.path(), real(FRAGMENT_MAX_BYTES)).unwrap();
+    let j = log.journal(JOURNAL).unwrap();
+    let written = append_tagged(&j, "a", 12);
+    let journal_dir = dir.path().join(ss_log::JOURNALS_DIR).join(JOURNAL);
+    let recycled = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&journal_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(RECYCLED_PREFIX))
+            .collect();
+        names.sort();
+        names
+    };
+
+    let read_only = Log::open_read_only(dir.path(), real(FRAGMENT_MAX_BYTES)).unwrap();
+    let rj = read_only.existing_journal(JOURNAL).unwrap();
+    let mut reader = rj.reader(0);
+    let frame = reader.try_next().unwrap().unwrap();
+    let held = frame.payload().clone();
+    let held_copy = held.to_vec();
+    assert_eq!(&held_copy[4..], &written[0][..]);
+
+    assert_eq!(j.remove_below(j.durable_head()).unwrap(), 2);
+    assert_eq!(recycled().len(), 2, "both removed fragments wait to be reused");
+    // Two rolls. Fragment 0's file is mapped by the read-only reader: unlinked, not reused.
+    // Fragment 992's file was never opened by it: reused.
+    append_tagged(&j, "b", 8);
+    assert!(recycled().is_empty(), "one reused, the held one unlinked");
+    assert_eq!(
+        held.to_vec(),
+        held_copy,
+        "the read-only reader's mapped bytes did not change"
+    );
+    // The reader reads the rest of its fragment as it was written.
+    for expected in &written[1..4] {
+        let frame = reader.try_next().unwrap().unwrap();
+        assert_eq!(&frame.payload()[4..], &expected[..]);
+    }
+}
