@@ -8,7 +8,9 @@ use crate::cli::RunArgs;
 
 /// Journal limits for stream-sum. Fragments are not preallocated: measured here, zero-filling
 /// spares cost this bandwidth-bound workload a quarter of its throughput and doubled its Sum
-/// latency p99 (docs/benchmarks.md). 16 MiB frames hold a summer snapshot of up to
+/// latency p99 (docs/benchmarks.md). Fragments removed by retention (`--retention`, `soak`)
+/// are recycled as the next ones (`Options::recycle`, the default): no file growth to sync at
+/// each commit once the first fragments are recycled. 16 MiB frames hold a summer snapshot of up to
 /// `OPEN_STREAMS_MAX` open streams (112 B each) plus its finished window (12 B per entry).
 pub(crate) fn log_options() -> Options {
     Options {

@@ -79,6 +79,7 @@ impl Params {
             batch_max_messages: 1024,
             pending_max_bytes: 256 << 10,
             preallocate: self.preallocate,
+            recycle: true,
             storage: Arc::new(sim.clone()),
         }
     }

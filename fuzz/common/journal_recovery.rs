@@ -46,6 +46,7 @@ pub fn options(storage: &SimStorage) -> Options {
         batch_max_messages: 16,
         pending_max_bytes: 1024,
         preallocate: false,
+        recycle: true,
         storage: Arc::new(storage.clone()),
     }
 }

@@ -8,7 +8,9 @@
 //! (reopen, a process crash), read everything, retention (`remove_below`), a failing fsync with
 //! Linux semantics or a failing call (open, create, rename, unlink, ftruncate, a short write,
 //! directory fsync; EIO, ENOSPC or EMFILE; the `nth` byte's top bit), a failing read, and a disk
-//! capacity (ENOSPC).
+//! capacity (ENOSPC). Options from the first byte: fragment size, zero-filled spares, and whether
+//! retention recycles removed fragments (their stale frames then lie past the head of later
+//! fragments, which recovery and readers must never take for data).
 //!
 //! The model records every acknowledged frame (offset, end, payload) and every frame whose
 //! append failed with an indeterminate outcome (the journal was poisoned by that very append).
@@ -152,6 +154,8 @@ pub fn options(storage: &SimStorage, fragment_byte: u8) -> Options {
         pending_max_bytes: 1024,
         // Bit 2 of the same byte: zero-filled spare fragments.
         preallocate: fragment_byte & 4 != 0,
+        // Bit 3: fragments removed by retention are recycled (the default) or unlinked.
+        recycle: fragment_byte & 8 == 0,
         storage: Arc::new(storage.clone()),
     }
 }

@@ -4,12 +4,12 @@
 //! is an append-only sequence of bytes addressed by offset, stored as fragment files named by the
 //! offset where they begin ([`fragment`]). Each append writes one CRC-32C framed [`frame`] holding
 //! a [`Batch`] of messages, all or nothing. Appends from many threads and tasks are group-committed
-//! by a writer thread per journal ([`writer`]): one write and one `fdatasync` per batch, after
-//! which the durable head advances. [`Reader`]s see only durable frames, through memory maps, and
-//! can tail (blocking or async); [`Journal::frames`] scans every durable frame from an offset.
-//! Opening runs [`recovery`] on the last fragment only. All file
-//! operations go through the [`storage`] seam; `sim` (feature `fault-injection`, for tests,
-//! fuzzing and the crash tools) simulates crashes and faults.
+//! by each batch's leader, the first appender to wait for it (`commit`, [`writer`]): one write and
+//! one `fdatasync` per batch, after which the durable head advances. [`Reader`]s see only
+//! durable frames, through memory maps, and can tail (blocking or async); [`Journal::frames`]
+//! scans every durable frame from an offset. Opening runs [`recovery`] on the last fragment only.
+//! All file operations go through the [`storage`] seam; `sim` (feature `fault-injection`, for
+//! tests, fuzzing and the crash tools) simulates crashes and faults.
 //!
 //! ```
 //! use ss_log::{Batch, Log, Options};
@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 
 pub mod boundary;
+mod commit;
 pub mod error;
 pub mod fragment;
 pub mod frame;
@@ -75,13 +76,23 @@ pub struct Options {
     pub frame_max_bytes: u64,
     /// Most messages in one batch; more fail with `BatchTooLarge`.
     pub batch_max_messages: u32,
-    /// Most bytes accepted but not yet handed to the writer; appenders wait beyond it. At most
+    /// Most bytes accepted but not yet taken by a committing leader; appenders wait beyond it. At most
     /// twice this is buffered per journal (one batch filling, one being written).
     pub pending_max_bytes: u64,
     /// Zero-fill the next fragment ahead of use, so a commit's fdatasync need not also make a
     /// file size change durable ([`spare`]). Costs a spare file of `fragment_max_bytes` per busy
     /// journal and the bandwidth to zero it.
     pub preallocate: bool,
+    /// Fragments removed by retention ([`Journal::remove_below`]) are renamed aside and become
+    /// the next fragments instead of being unlinked (at most [`spare::RECYCLED_MAX`] wait), so
+    /// a journal under retention writes into files that already exist: no growth to make
+    /// durable at each commit. Their old frames are never valid at their new offsets, so
+    /// nothing is cleared. On by default (it acts only when retention runs). A file that a
+    /// reader still holds, in this process or another (a read-only `verify` beside the writer),
+    /// is never reused: every open file holds a shared claim
+    /// ([`StorageFile::try_claim_exclusive`]), and a file whose exclusive claim fails is unlinked
+    /// instead (docs/design.md, "Recycling").
+    pub recycle: bool,
     pub storage: Arc<dyn Storage>,
 }
 
@@ -93,6 +104,7 @@ impl Default for Options {
             batch_max_messages: 1 << 20,
             pending_max_bytes: 8 << 20,
             preallocate: false,
+            recycle: true,
             storage: Arc::new(RealStorage),
         }
     }
@@ -106,6 +118,7 @@ impl std::fmt::Debug for Options {
             .field("batch_max_messages", &self.batch_max_messages)
             .field("pending_max_bytes", &self.pending_max_bytes)
             .field("preallocate", &self.preallocate)
+            .field("recycle", &self.recycle)
             .finish_non_exhaustive()
     }
 }
@@ -392,18 +405,31 @@ impl Log {
 /// How often a read-only open lists a journal again when the fragment it found last vanished.
 const READ_ONLY_OPEN_ATTEMPTS: usize = 3;
 
+/// How often a read-only open reads a journal's last fragment again when it looks damaged.
+const READ_ONLY_CORRUPT_ATTEMPTS: usize = 5;
+
 /// Recovers a journal read-only. A live writer may roll twice and retention remove the fragment
-/// that was last when it was listed before it is opened; list again instead of failing.
+/// that was last when it was listed before it is opened; list again instead of failing. And a
+/// live writer committing into a *recycled* last fragment (`Options::recycle`) writes inside the
+/// file's length while the scan reads it: the scan can see a stale frame at a position the writer
+/// has not reached yet and, further on, frames the writer wrote meanwhile, which looks exactly
+/// like damage followed by a later write. Damage stays where it is; a write in progress moves on:
+/// read again, a few times, before refusing.
 fn recover_read_only(
     recover: impl Fn() -> Result<recovery::Recovered, OpenError>,
 ) -> Result<recovery::Recovered, OpenError> {
     let mut attempt = 1;
+    let mut corrupt_attempt = 1;
     loop {
         match recover() {
             Err(OpenError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound && attempt < READ_ONLY_OPEN_ATTEMPTS =>
             {
                 attempt += 1;
+            }
+            Err(OpenError::Corrupt { .. }) if corrupt_attempt < READ_ONLY_CORRUPT_ATTEMPTS => {
+                corrupt_attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
             result => return result,
         }
@@ -448,5 +474,13 @@ impl StorageFile for NoFile {
 
     fn set_len(&self, _len: u64) -> std::io::Result<()> {
         Err(std::io::Error::other("an empty read-only journal has no file"))
+    }
+
+    fn try_claim_exclusive(&self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+
+    fn share(&self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -107,21 +107,17 @@ impl Reader {
                 first,
             });
         }
-        let (fragment, fragment_end, previous) = {
-            let frags = shared.fragments.read();
-            let i = frags.partition_point(|f| f.begin <= self.offset);
-            if i == 0 {
-                return Err(ReadError::Removed {
-                    journal: shared.name.clone(),
-                    offset: self.offset,
-                    first,
-                });
-            }
-            (
-                frags[i - 1].clone(),
-                frags.get(i).map_or(head, |n| n.begin.min(head)),
-                i.checked_sub(2).map(|p| frags[p].clone()),
-            )
+        let Some(crate::commit::Located {
+            fragment,
+            end: fragment_end,
+            previous,
+        }) = shared.fragments.locate(self.offset, head)
+        else {
+            return Err(ReadError::Removed {
+                journal: shared.name.clone(),
+                offset: self.offset,
+                first,
+            });
         };
         let io_error = |e: std::io::Error| ReadError::Io {
             journal: shared.name.clone(),

@@ -99,7 +99,7 @@ pub(crate) fn recover(
     let bytes = read_whole(&*file, journal, &last_path)?;
     let file_len = bytes.len() as u64;
 
-    let (scan, garbage_end, later) = guarded(journal, &last_path, &bytes, || {
+    let (scan, garbage_end, later, stale) = guarded(journal, &last_path, &bytes, || {
         let scan = scan_fragment(&bytes, salt, last_begin);
         // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else
         // up to the last non-zero byte is what a torn write left.
@@ -108,7 +108,8 @@ pub(crate) fn recover(
             .first_error
             .as_ref()
             .and_then(|(bad_pos, _)| find_later_write(&bytes, salt, last_begin, *bad_pos, garbage_end));
-        (scan, garbage_end, later)
+        let stale = preallocate && holds_stale_frame(&bytes, salt, last_begin, scan.valid_len, garbage_end);
+        (scan, garbage_end, later, stale)
     })?;
     if let Some((bad_pos, error)) = &scan.first_error {
         if let Some(later) = later {
@@ -123,7 +124,11 @@ pub(crate) fn recover(
         }
     }
     let valid_len = scan.valid_len as u64;
-    let cut_bytes = if preallocate {
+    // A recycled fragment (`Options::recycle`) holds stale frames of its old offsets after the
+    // valid ones, up to its end: zeroing them all would cost a fragment's worth of writes at
+    // open, so it is truncated like a growing fragment instead. (Its stale frames could stay:
+    // they never validate at this offset; the torn write's frames could not.)
+    let cut_bytes = if preallocate && !stale {
         // Keep the preallocated length; zero what the torn write left, so that no frame of it
         // can ever validate behind a later, shorter append.
         let garbage = (garbage_end - scan.valid_len) as u64;
@@ -324,6 +329,25 @@ fn zero_range(file: &dyn crate::storage::StorageFile, pos: u64, len: u64) -> std
         done += n as u64;
     }
     file.sync_data()
+}
+
+/// Whether a frame header written for another offset lies in `bytes[from..end]` (a recycled
+/// fragment's stale frames: checksum valid, offset not this position's).
+fn holds_stale_frame(bytes: &[u8], salt: u32, begin: u64, from: usize, end: usize) -> bool {
+    let mut pos = from;
+    while pos + HEADER_LEN <= bytes.len() && pos < end {
+        let magic = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
+        if magic == FRAME_MAGIC
+            && matches!(
+                frame::decode_header(&bytes[pos..], salt, begin + pos as u64),
+                Err(FrameError::OffsetMismatch { .. })
+            )
+        {
+            return true;
+        }
+        pos += FRAME_ALIGN_BYTES as usize;
+    }
+    false
 }
 
 /// The offset of a valid frame starting after `bad_pos` and before `scan_end` that was written

@@ -881,4 +881,15 @@ impl StorageFile for SimFileHandle {
         f.unsynced.push(op);
         Ok(())
     }
+
+    /// The simulation is one process, whose readers are tracked by the journal itself (a
+    /// recycled fragment a reader still holds is not reused), and its reads are copies: nothing
+    /// can see a reused file's bytes change, so the claim is always granted. Not a storage step.
+    fn try_claim_exclusive(&self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    fn share(&self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -130,3 +130,138 @@ impl Spares {
         file.sync_data()
     }
 }
+
+/// Prefix of the name a fragment removed by retention is renamed to while it waits to be
+/// reused: `recycled-<old begin, 20 digits>.spare`.
+pub const RECYCLED_PREFIX: &str = "recycled-";
+/// Suffix of recycled fragments' names.
+pub const RECYCLED_SUFFIX: &str = ".spare";
+/// Most removed fragments kept for reuse per journal; retention unlinks the others. Two cover a
+/// roll while a reader still holds the newest one.
+pub const RECYCLED_MAX: usize = 2;
+
+/// The name a fragment beginning at `old_begin` waits under once removed by retention.
+pub fn recycled_file_name(old_begin: u64) -> String {
+    format!(
+        "{RECYCLED_PREFIX}{}{RECYCLED_SUFFIX}",
+        crate::fragment::fragment_file_name(old_begin).trim_end_matches(crate::fragment::FRAGMENT_SUFFIX)
+    )
+}
+
+/// One removed fragment waiting to be reused.
+struct Waiting {
+    path: PathBuf,
+    /// The removed fragment, to tell whether a reader of this process still holds it.
+    fragment: Option<Arc<crate::fragment::Fragment>>,
+}
+
+/// Fragments removed by retention, renamed aside, to become the next fragments
+/// (`Options::recycle`). A recycled file keeps its old bytes: frames of the offsets it held
+/// before. They never validate at their new place (a frame's header checksum covers its own
+/// offset), so recovery and readers see them as the end of the data, exactly as they see zeros,
+/// and nothing needs clearing. Reusing a file that is already allocated and written makes a
+/// commit's `fdatasync` cheaper than one that also grows the file.
+pub(crate) struct RecycledFragments {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    waiting: Mutex<Vec<Waiting>>,
+}
+
+impl RecycledFragments {
+    /// The pool of journal directory `dir`, adopting files recycled by an earlier process (up to
+    /// [`RECYCLED_MAX`]; others are removed).
+    pub fn open(dir: &Path, storage: Arc<dyn Storage>) -> RecycledFragments {
+        let mut names: Vec<String> = storage
+            .list_dir(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with(RECYCLED_PREFIX) && n.ends_with(RECYCLED_SUFFIX))
+            .collect();
+        names.sort();
+        let mut waiting = Vec::new();
+        for name in names {
+            let path = dir.join(&name);
+            if waiting.len() < RECYCLED_MAX {
+                waiting.push(Waiting { path, fragment: None });
+            } else {
+                let _ = storage.remove_file(&path);
+            }
+        }
+        RecycledFragments {
+            dir: dir.to_path_buf(),
+            storage,
+            waiting: Mutex::new(waiting),
+        }
+    }
+
+    /// Whether retention should rename a removed fragment aside rather than unlink it.
+    pub fn has_room(&self) -> bool {
+        self.waiting.lock().len() < RECYCLED_MAX
+    }
+
+    /// Whether a recycled file is waiting (a roll would reuse it).
+    pub fn ready(&self) -> bool {
+        !self.waiting.lock().is_empty()
+    }
+
+    /// Renames a fragment removed by retention aside (the caller syncs the directory).
+    pub fn recycle(&self, fragment: &Arc<crate::fragment::Fragment>) -> std::io::Result<()> {
+        let path = self.dir.join(recycled_file_name(fragment.begin));
+        self.storage.rename(&fragment.path, &path)?;
+        self.waiting.lock().push(Waiting {
+            path,
+            fragment: Some(fragment.clone()),
+        });
+        Ok(())
+    }
+
+    /// Takes the oldest waiting file that no reader holds, renamed to `path` and opened; `None`
+    /// if there is none. A waiting file that a reader turns out to hold (a read-only process that
+    /// opened it before retention renamed it aside, or a map of it still alive in this process)
+    /// is unlinked instead: its reader keeps its bytes, and the roll creates a new file. The
+    /// caller syncs the directory before writing into the returned file.
+    pub fn take_as(&self, path: &Path, map_len_hint: u64) -> Option<std::io::Result<Arc<dyn StorageFile>>> {
+        loop {
+            let taken = {
+                let mut waiting = self.waiting.lock();
+                // A reader of this process positioned in the removed fragment holds it (and may
+                // hold payloads mapped from it): its bytes must not change under it.
+                let i = waiting
+                    .iter()
+                    .position(|w| w.fragment.as_ref().is_none_or(|f| Arc::strong_count(f) == 1))?;
+                waiting.remove(i)
+            };
+            // Closes this process's descriptor of it, and with it that descriptor's shared claim
+            // (unless a map of it is still alive: then the claim below fails).
+            drop(taken.fragment);
+            match self.claim_as(&taken.path, path, map_len_hint) {
+                Ok(Some(file)) => return Some(Ok(file)),
+                Ok(None) => {
+                    // Held by a reader: unlinking leaves its bytes to it. Not synced: if the
+                    // name survives a crash, the next open adopts or removes it.
+                    let _ = self.storage.remove_file(&taken.path);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Renames the waiting file `from` to `to` while holding it exclusively, so that no reader
+    /// can open it between its old name and its new one; `None` if a reader holds it.
+    fn claim_as(
+        &self,
+        from: &Path,
+        to: &Path,
+        map_len_hint: u64,
+    ) -> std::io::Result<Option<Arc<dyn StorageFile>>> {
+        let held = self.storage.open(from, OpenMode::ReadWrite, 0)?;
+        if !held.try_claim_exclusive()? {
+            return Ok(None);
+        }
+        self.storage.rename(from, to)?;
+        // Readers opening the new name wait for this (their claims are shared).
+        held.share()?;
+        let file = self.storage.open(to, OpenMode::ReadWrite, map_len_hint)?;
+        Ok(Some(file))
+    }
+}

@@ -60,6 +60,14 @@ pub trait StorageFile: Send + Sync {
     /// `fdatasync`.
     fn sync_data(&self) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Claims the file for reuse (a recycled fragment about to become the next one): `Ok(false)`
+    /// if anyone else, in this process or another, has it open for reading. Every open file holds
+    /// a shared claim for as long as it (or a memory map of it) lives; this upgrades this
+    /// descriptor's claim to an exclusive one (the real storage: `flock(LOCK_EX | LOCK_NB)`).
+    /// Undo it with [`StorageFile::share`] once the file has its new name.
+    fn try_claim_exclusive(&self) -> io::Result<bool>;
+    /// Turns an exclusive claim back into a shared one (`flock(LOCK_SH)`).
+    fn share(&self) -> io::Result<()>;
 }
 
 /// The real filesystem.
@@ -97,6 +105,7 @@ impl Storage for RealStorage {
             OpenMode::ReadOnly => &mut options,
         };
         let file = options.open(path)?;
+        claim_shared(&file, path, mode)?;
         Ok(Arc::new(RealFile {
             file,
             reads: MappedFile::new(path.to_path_buf(), map_len_hint),
@@ -133,6 +142,32 @@ impl Storage for RealStorage {
     }
 }
 
+/// Takes the shared claim every open file holds (see [`StorageFile::try_claim_exclusive`]) and,
+/// for an existing file, checks that `path` still names it. A writer reusing a recycled fragment
+/// holds the exclusive claim only across renaming it, so the wait here is that short; a reader
+/// that opened the old name just before it was renamed aside finds the name gone or naming
+/// another file once it gets its claim, and reports the fragment as not found (removed by
+/// retention) instead of reading bytes that are being rewritten.
+fn claim_shared(file: &File, path: &Path, mode: OpenMode) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    file.lock_shared()?;
+    if mode == OpenMode::CreateNew {
+        return Ok(());
+    }
+    let opened = file.metadata()?;
+    let named = std::fs::metadata(path)?;
+    if (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} was renamed away (recycled by retention) while it was being opened",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 struct RealFile {
     file: File,
     reads: MappedFile,
@@ -159,6 +194,18 @@ impl StorageFile for RealFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+
+    fn try_claim_exclusive(&self) -> io::Result<bool> {
+        match self.file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn share(&self) -> io::Result<()> {
+        self.file.lock_shared()
     }
 }
 
@@ -241,6 +288,12 @@ mod intercept {
         }
         fn set_len(&self, file: &dyn StorageFile, len: u64) -> io::Result<()> {
             file.set_len(len)
+        }
+        fn try_claim_exclusive(&self, file: &dyn StorageFile) -> io::Result<bool> {
+            file.try_claim_exclusive()
+        }
+        fn share(&self, file: &dyn StorageFile) -> io::Result<()> {
+            file.share()
         }
     }
 
@@ -327,6 +380,12 @@ mod intercept {
         }
         fn set_len(&self, len: u64) -> io::Result<()> {
             self.intercept.set_len(&*self.inner, len)
+        }
+        fn try_claim_exclusive(&self) -> io::Result<bool> {
+            self.intercept.try_claim_exclusive(&*self.inner)
+        }
+        fn share(&self) -> io::Result<()> {
+            self.intercept.share(&*self.inner)
         }
     }
 }

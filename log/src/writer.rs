@@ -1,101 +1,125 @@
-//! The writer thread of a journal: one write and one fdatasync per group-commit batch.
+//! The I/O of one commit, run by the batch's leader: one write and one `fdatasync` per batch
+//! (plus, at a roll, the seal of the full fragment and the creation of the next), and the roll
+//! back of a batch whose write failed. It uses only what it needs of the journal
+//! ([`WriteContext`]); the state machine deciding who commits what is `crate::commit`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::commit::{FragmentSet, TakenBatch};
 use crate::error::AppendError;
-use crate::journal::{JournalShared, TakenBatch};
-use crate::storage::StorageFile;
+use crate::fragment::{fragment_file_name, Fragment};
+use crate::spare::{RecycledFragments, Spares};
+use crate::stats::JournalStats;
+use crate::storage::{OpenMode, Storage, StorageFile};
 
-pub(crate) struct Writer {
-    pub shared: Arc<JournalShared>,
-    /// Begin offset of the fragment being written.
-    pub cur_begin: u64,
-    pub cur_file: Arc<dyn StorageFile>,
-    /// Begin offsets of fragments created by the batch being written.
-    pub created: Vec<u64>,
+/// What a commit's I/O needs of its journal.
+pub(crate) struct WriteContext<'a> {
+    pub dir: &'a Path,
+    pub storage: &'a dyn Storage,
+    pub fragments: &'a FragmentSet,
+    pub stats: &'a JournalStats,
+    pub spares: Option<&'a Spares>,
+    pub recycled: Option<&'a RecycledFragments>,
+    pub map_len_hint: u64,
+    pub fragment_max_bytes: u64,
 }
 
-enum WriteFailure {
+/// The fragment being written. Owned by the journal, used by one leader at a time.
+pub(crate) struct Cursor {
+    /// Begin offset of the fragment being written.
+    cur_begin: u64,
+    cur_file: Arc<dyn StorageFile>,
+    /// Begin offsets of fragments created by the batch being written.
+    created: Vec<u64>,
+}
+
+pub(crate) enum WriteFailure {
     /// A write or file creation failed; nothing was made durable, the batch can be rolled back.
-    Write {
-        error: std::io::Error,
-        path: std::path::PathBuf,
-    },
+    Write { error: std::io::Error, path: PathBuf },
     /// An fsync failed: what is on the medium is unknown, so the journal is poisoned.
     Sync(String),
 }
 
-impl Writer {
-    pub fn run(mut self) {
-        let mut recycled = None;
-        while let Some(batch) = self.shared.take_batch(recycled.take()) {
-            match self.write_batch(&batch) {
-                Ok(()) => self.shared.batch_durable(&batch),
-                Err(WriteFailure::Sync(reason)) => self.shared.poison(&batch, reason),
-                Err(WriteFailure::Write { error, path }) => self.roll_back(&batch, error, path),
-            }
-            recycled = Some(batch.bytes);
+/// The append error for a failed write: `NoSpace` for a full disk (ENOSPC, EDQUOT), else `Io`.
+pub(crate) fn append_error(journal: &str, error: std::io::Error, path: PathBuf) -> AppendError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        AppendError::NoSpace {
+            journal: journal.to_string(),
+            fragment: path,
+        }
+    } else {
+        AppendError::Io {
+            journal: journal.to_string(),
+            fragment: path,
+            reason: error.to_string(),
+        }
+    }
+}
+
+impl Cursor {
+    pub fn new(cur_begin: u64, cur_file: Arc<dyn StorageFile>) -> Cursor {
+        Cursor {
+            cur_begin,
+            cur_file,
+            created: Vec::new(),
         }
     }
 
-    fn cur_path(&self) -> std::path::PathBuf {
-        self.shared
-            .dir
-            .join(crate::fragment::fragment_file_name(self.cur_begin))
+    fn cur_path(&self, cx: &WriteContext<'_>) -> PathBuf {
+        cx.dir.join(fragment_file_name(self.cur_begin))
     }
 
-    fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), WriteFailure> {
+    fn write_at(&self, cx: &WriteContext<'_>, offset: u64, bytes: &[u8]) -> Result<(), WriteFailure> {
         debug_assert!(offset >= self.cur_begin);
         self.cur_file
             .write_all_at(offset - self.cur_begin, bytes)
             .map_err(|error| WriteFailure::Write {
                 error,
-                path: self.cur_path(),
+                path: self.cur_path(cx),
             })
     }
 
-    fn sync(&self) -> Result<(), WriteFailure> {
+    fn sync(&self, cx: &WriteContext<'_>) -> Result<(), WriteFailure> {
         let started = std::time::Instant::now();
         let synced = self.cur_file.sync_data();
-        self.shared.stats.fsynced(started.elapsed());
+        cx.stats.fsynced(started.elapsed());
         synced.map_err(|e| {
-            WriteFailure::Sync(format!("fdatasync of {} failed: {e}", self.cur_path().display()))
+            WriteFailure::Sync(format!(
+                "fdatasync of {} failed: {e}",
+                self.cur_path(cx).display()
+            ))
         })
     }
 
-    fn write_batch(&mut self, batch: &TakenBatch) -> Result<(), WriteFailure> {
+    /// Writes a batch and makes it durable. At each roll point: write the bytes before it,
+    /// `fdatasync` them (sealing the fragment), create the next fragment and fsync the directory
+    /// before writing into it. Then one write and one `fdatasync` of the rest.
+    pub fn write_batch(&mut self, cx: &WriteContext<'_>, batch: &TakenBatch) -> Result<(), WriteFailure> {
         let mut start = 0usize;
         let mut offset = batch.begin;
         self.created.clear();
         for &(at, new_begin) in &batch.rolls {
             if at > start {
-                self.write_at(offset, &batch.bytes[start..at])?;
+                self.write_at(cx, offset, &batch.bytes[start..at])?;
                 // Seal the full fragment before creating the next: recovery relies on every
                 // fragment but the last being durable.
-                self.sync()?;
+                self.sync(cx)?;
             }
             // Counted as created before it exists: a failure part way (a spare renamed but not
             // opened, say) must not leave a file there for a roll back to miss.
             self.created.push(new_begin);
-            let (fragment, file) =
-                self.shared
-                    .open_new_fragment(new_begin)
-                    .map_err(|error| WriteFailure::Write {
-                        error,
-                        path: self
-                            .shared
-                            .dir
-                            .join(crate::fragment::fragment_file_name(new_begin)),
-                    })?;
-            self.shared.push_fragment(fragment);
+            let (fragment, file) = open_new_fragment(cx, new_begin).map_err(|error| WriteFailure::Write {
+                error,
+                path: cx.dir.join(fragment_file_name(new_begin)),
+            })?;
+            cx.stats.fragment_created();
+            cx.fragments.push(fragment);
             // Make the new name durable before writing into it: a power loss keeps any subset of
             // the directory operations since the last directory sync, so two fragments created
             // before one sync could leave the later without the earlier (a hole).
-            self.shared.opts.storage.sync_dir(&self.shared.dir).map_err(|e| {
-                WriteFailure::Sync(format!(
-                    "fsync of directory {} failed: {e}",
-                    self.shared.dir.display()
-                ))
+            cx.storage.sync_dir(cx.dir).map_err(|e| {
+                WriteFailure::Sync(format!("fsync of directory {} failed: {e}", cx.dir.display()))
             })?;
             self.cur_file = file;
             self.cur_begin = new_begin;
@@ -103,13 +127,15 @@ impl Writer {
             offset = new_begin;
         }
         if start < batch.bytes.len() {
-            self.write_at(offset, &batch.bytes[start..])?;
+            self.write_at(cx, offset, &batch.bytes[start..])?;
         }
-        self.sync()?;
-        if let Some(spares) = &self.shared.spares {
-            // Past half of this fragment: have the next one zero-filled in time for the roll.
-            let used = batch.begin + batch.bytes.len() as u64 - self.cur_begin;
-            if used * 2 >= self.shared.opts.fragment_max_bytes {
+        self.sync(cx)?;
+        if let Some(spares) = cx.spares {
+            // Past half of this fragment: have the next one zero-filled in time for the roll,
+            // unless a recycled fragment is waiting.
+            let used = batch.end() - self.cur_begin;
+            let recycled_ready = cx.recycled.is_some_and(|r| r.ready());
+            if used * 2 >= cx.fragment_max_bytes && !recycled_ready {
                 spares.want();
             }
         }
@@ -117,61 +143,48 @@ impl Writer {
     }
 
     /// Undoes a batch whose write failed: removes fragments it created, cuts the current fragment
-    /// back to the durable head, and fails the batch (and what queued behind it). If the undo
-    /// itself fails, the journal is poisoned.
-    fn roll_back(&mut self, batch: &TakenBatch, error: std::io::Error, path: std::path::PathBuf) {
-        let durable = self.shared.durable_head();
-        let journal = self.shared.name.clone();
+    /// back to the durable head and syncs it. Returns the begin of the fragment the journal
+    /// continues in. An error here poisons the journal.
+    pub fn roll_back(&mut self, cx: &WriteContext<'_>, durable: u64) -> std::io::Result<u64> {
         let created = std::mem::take(&mut self.created);
-        let mut undo = || -> std::io::Result<()> {
-            if let Some(&first_created) = created.first() {
-                self.shared.drop_fragments_from(first_created);
-                // Newest first, each unlink made durable before the next: a power loss keeps any
-                // subset of unsynced directory operations, and a surviving later fragment without
-                // its predecessor would be a hole.
-                for &begin in created.iter().rev() {
-                    let path = self.shared.dir.join(crate::fragment::fragment_file_name(begin));
-                    match self.shared.opts.storage.remove_file(&path) {
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        other => other?,
-                    }
-                    self.shared.opts.storage.sync_dir(&self.shared.dir)?;
+        if let Some(&first_created) = created.first() {
+            cx.fragments.drop_from(first_created);
+            // Newest first, each unlink made durable before the next: a power loss keeps any
+            // subset of unsynced directory operations, and a surviving later fragment without
+            // its predecessor would be a hole.
+            for &begin in created.iter().rev() {
+                let path = cx.dir.join(fragment_file_name(begin));
+                match cx.storage.remove_file(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    other => other?,
                 }
+                cx.storage.sync_dir(cx.dir)?;
             }
-            let last = self
-                .shared
-                .fragments
-                .read()
-                .last()
-                .cloned()
-                .expect("a fragment remains");
-            self.cur_begin = last.begin;
-            self.cur_file = last
-                .file(&*self.shared.opts.storage, self.shared.map_len_hint())?
-                .clone();
-            self.cur_file.set_len(durable - self.cur_begin)?;
-            self.cur_file.sync_data()
-        };
-        if let Err(undo_error) = undo() {
-            let reason = format!(
-                "write to {} failed ({error}) and undoing it failed: {undo_error}",
-                path.display()
-            );
-            self.shared.poison(batch, reason);
-            return;
         }
-        let append_error = if error.kind() == std::io::ErrorKind::StorageFull {
-            AppendError::NoSpace {
-                journal,
-                fragment: path,
-            }
-        } else {
-            AppendError::Io {
-                journal,
-                fragment: path,
-                reason: error.to_string(),
-            }
-        };
-        self.shared.batch_failed(batch, append_error, self.cur_begin);
+        let last = cx.fragments.last();
+        self.cur_begin = last.begin;
+        self.cur_file = last.file(cx.storage, cx.map_len_hint)?.clone();
+        self.cur_file.set_len(durable - self.cur_begin)?;
+        self.cur_file.sync_data()?;
+        Ok(self.cur_begin)
     }
+}
+
+/// Creates the fragment beginning at `begin`: a fragment recycled by retention renamed, if one
+/// is ready, else the zero-filled spare renamed, if one is ready, else a new empty file.
+fn open_new_fragment(
+    cx: &WriteContext<'_>,
+    begin: u64,
+) -> std::io::Result<(Arc<Fragment>, Arc<dyn StorageFile>)> {
+    let path = cx.dir.join(fragment_file_name(begin));
+    let reused = cx
+        .recycled
+        .and_then(|r| r.take_as(&path, cx.map_len_hint))
+        .or_else(|| cx.spares.and_then(|s| s.take_as(&path, cx.map_len_hint)));
+    let file = match reused {
+        Some(file) => file?,
+        None => cx.storage.open(&path, OpenMode::CreateNew, cx.map_len_hint)?,
+    };
+    let fragment = Fragment::with_file(begin, cx.dir, file.clone());
+    Ok((Arc::new(fragment), file))
 }

@@ -78,6 +78,7 @@ fn options(storage: &SimStorage) -> ss_log::Options {
         batch_max_messages: 16,
         pending_max_bytes: 2048,
         preallocate: PREALLOCATE.with(|p| p.get()),
+        recycle: true,
         storage: Arc::new(storage.clone()),
     }
 }

@@ -34,6 +34,17 @@ fn assert_removed(result: Result<Option<ss_log::Frame>, ReadError>, offset: u64,
     }
 }
 
+/// The names of every file in the simulated storage, sorted.
+fn file_names(storage: &SimStorage) -> Vec<String> {
+    let mut names: Vec<String> = storage
+        .files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Removes the fragments below an offset in the middle of the fourth fragment (the first three),
 /// then everything but the current fragment; checks the files, `first_offset`, readers below
 /// (new and already positioned) and above, appends, a reopen and a crash.
@@ -84,7 +95,15 @@ fn remove_below_removes_whole_fragments_and_reads_of_removed_ranges_fail() {
     );
     let current = begins[5];
     assert_eq!(j.first_offset(), current);
-    assert_eq!(storage.files().len(), 1, "{:?}", storage.files());
+    // Only the current fragment is left, beside the first two removed, renamed aside to be
+    // recycled (`Options::recycle`: at most `RECYCLED_MAX` wait; the others were unlinked).
+    assert_eq!(ss_log::spare::RECYCLED_MAX, 2);
+    let expected_files = [
+        ss_log::fragment::fragment_file_name(current),
+        ss_log::spare::recycled_file_name(begins[0]),
+        ss_log::spare::recycled_file_name(begins[1]),
+    ];
+    assert_eq!(file_names(&storage), expected_files, "{:?}", storage.files());
     assert_removed(j.reader(begins[4]).try_next(), begins[4], current);
     assert_eq!(single_messages(&read_all(&j)), payloads[20..]);
     assert_eq!(j.last_frame().unwrap().unwrap().offset, acks[21].offset);
@@ -103,8 +122,8 @@ fn remove_below_removes_whole_fragments_and_reads_of_removed_ranges_fail() {
 
     let survivor = storage.crash(CrashMode::LoseUnsynced);
     assert_eq!(
-        survivor.files().len(),
-        1,
+        file_names(&survivor),
+        expected_files,
         "removals were made durable (directory synced)"
     );
     let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);

@@ -139,10 +139,27 @@ fn ours_system(extra: &str) -> AppendSystem {
         name: "ours (ss-log)",
         role: Role::Ours,
         config: format!(
-            "Journal::append of a one-message Batch, durable on return; default Options \
-             (32 MiB fragments, not zero-filled: each commit extends the file){extra}"
+            "Journal::append of a one-message Batch, durable on return; default Options, no \
+             retention (a growing journal: 32 MiB fragments, not zero-filled, each commit extends \
+             the file){extra}"
         ),
         open: Box::new(|dir| Ok(Box::new(OursAppender::open(dir)?))),
+    }
+}
+
+/// Our journal with retention and `Options::recycle`: like for like with
+/// okaywal, whose checkpointing recycles its segments.
+fn ours_recycling_system() -> AppendSystem {
+    AppendSystem {
+        name: "ours, retention + recycling",
+        role: Role::OursVariant,
+        config: "the same journal, Options::recycle on, with retention (remove_below the head every 64 \
+                 appends): removed fragments are renamed aside and become the next fragments \
+                 (Options::recycle), never re-zeroed; two fragments were filled and \
+                 recycled before timing, so commits write into existing files, as in a soak; \
+                 like for like with okaywal's checkpointing, which recycles its segments"
+            .to_string(),
+        open: Box::new(|dir| Ok(Box::new(OursAppender::open_recycling(dir)?))),
     }
 }
 
@@ -232,9 +249,10 @@ fn writer_thread_extending_system() -> AppendSystem {
 /// (a) durable 128-byte appends from 8 concurrent writer threads.
 pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyhow::Result<Vec<Row>> {
     const RAW_FILE_BYTES: u64 = 64 << 20;
-    let mut systems = vec![ours_system(
-        "; 8 threads calling append, group-committed by the journal",
-    )];
+    let mut systems = vec![
+        ours_system("; 8 threads calling append, group-committed by the journal (leader-based)"),
+        ours_recycling_system(),
+    ];
     systems.extend(peer_systems(true));
     systems.push(AppendSystem {
         name: "raw group commit",
@@ -287,7 +305,7 @@ pub fn large_single_writer(
     raw_file_bytes: u64,
     only: &[String],
 ) -> anyhow::Result<Vec<Row>> {
-    let mut systems = vec![ours_system("")];
+    let mut systems = vec![ours_system(""), ours_recycling_system()];
     systems.extend(peer_systems(false));
     systems.push(AppendSystem {
         name: "raw pwrite+fdatasync",

@@ -61,6 +61,7 @@ impl Workload {
             batch_max_messages: 4096,
             pending_max_bytes: 64 << 10,
             preallocate: self.preallocate,
+            recycle: true,
             storage: Arc::new(storage.clone()),
         }
     }

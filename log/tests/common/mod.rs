@@ -24,6 +24,7 @@ pub fn opts(storage: Arc<dyn Storage>, fragment_max_bytes: u64) -> Options {
         batch_max_messages: 64,
         pending_max_bytes: 8 * 1024,
         preallocate: false,
+        recycle: true,
         storage,
     }
 }

@@ -1,5 +1,6 @@
 //! Our journal: each call is one `Journal::append` of a one-message batch, which returns once the
-//! frame is durable. Concurrent calls are group-committed by the journal's writer thread.
+//! frame is durable. Concurrent calls are group-committed: the first waiting appender leads a
+//! batch and writes and syncs it on its own thread.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +73,31 @@ impl OursAppender {
             .remove_below(ours.journal.durable_head())
             .context("dropping our first fragment")?;
         let mut ours = ours;
+        ours.opened_head = ours.journal.durable_head();
+        Ok(ours)
+    }
+
+    /// The default options with retention, as a journal under retention runs (a soak): every
+    /// 64 appends, fragments below the head are removed, and (the default `Options::recycle`)
+    /// renamed aside to become the next fragments. Before timing, two fragments are filled and
+    /// removed, so the journal writes into recycled fragments from the start, as it does in a
+    /// steady state (okaywal, its peer here, also starts with its segments preallocated).
+    pub fn open_recycling(dir: &Path) -> anyhow::Result<OursAppender> {
+        let opts = Options {
+            recycle: true,
+            ..Options::default()
+        };
+        let mut ours = Self::open_with(dir, opts)?;
+        ours.retention_every = 64;
+        let filler = Batch::single(&vec![0u8; 1 << 20]);
+        while ours.journal.stats().fragments_removed_total < 2 {
+            ours.journal
+                .append(&filler)
+                .context("filling our first fragments")?;
+            ours.journal
+                .remove_below(ours.journal.durable_head())
+                .context("recycling our first fragments")?;
+        }
         ours.opened_head = ours.journal.durable_head();
         Ok(ours)
     }

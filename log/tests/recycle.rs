@@ -1,0 +1,300 @@
+//! Fragment recycling (`Options::recycle`, on by default): fragments removed by retention are
+//! renamed aside and become the next fragments, keeping their old bytes. Those stale frames never
+//! validate at their new offsets, so reads, recovery and crashes at every storage call (process
+//! crash and power loss) find exactly the acknowledged frames and the right head.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use ss_log::sim::{CrashMode, SimStorage};
+use ss_log::spare::{RECYCLED_MAX, RECYCLED_PREFIX};
+use ss_log::{Batch, Journal, Log};
+
+const JOURNAL: &str = "recycled";
+/// 200-byte messages make 248-byte frames: four per 1024-byte fragment.
+const FRAME_BYTES: u64 = 248;
+const FRAGMENT_MAX_BYTES: u64 = 1024;
+
+fn recycled_files(storage: &SimStorage) -> Vec<String> {
+    storage
+        .files()
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .filter(|n| n.starts_with(RECYCLED_PREFIX))
+        .collect()
+}
+
+fn file_len(storage: &SimStorage, path: &Path) -> u64 {
+    storage.read_file(path).expect("file exists").len() as u64
+}
+
+/// Appends `count` tagged 200-byte messages, one frame each; returns the payloads.
+fn append_tagged(j: &Journal, tag: &str, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let p = payload(&format!("{tag}{i}"), 200);
+            j.append(&Batch::single(&p)).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Three full fragments, then retention of the first two: they are renamed aside (their names
+/// gone, their bytes kept), and the next two rolls reuse them, stale frames and all.
+fn journal_with_recycled_fragments(storage: &SimStorage) -> (Log, Journal, Vec<Vec<u8>>) {
+    let log = open_sim(storage, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    let mut written = append_tagged(&j, "a", 12);
+    assert_eq!(j.fragments().len(), 3);
+    assert_eq!(j.remove_below(j.durable_head()).unwrap(), 2);
+    assert_eq!(recycled_files(storage).len(), RECYCLED_MAX.min(2));
+    for b in [0, 4 * FRAME_BYTES] {
+        assert!(
+            storage.read_file(&fragment_path(JOURNAL, b)).is_none(),
+            "fragment {b} removed"
+        );
+    }
+    // One frame rolls into a recycled file: it keeps its old length, stale frames beyond the head.
+    written.extend(append_tagged(&j, "b", 1));
+    let last = j.fragments().last().unwrap().clone();
+    assert_eq!(last.begin, 12 * FRAME_BYTES);
+    assert_eq!(recycled_files(storage).len(), 1, "the roll took a recycled file");
+    assert!(
+        file_len(storage, &last.path) > FRAME_BYTES,
+        "the new fragment is a recycled file holding stale bytes past its one frame"
+    );
+    (log, j, written)
+}
+
+#[test]
+fn retention_renames_fragments_aside_and_rolls_reuse_them() {
+    let storage = SimStorage::new(5);
+    let (_log, j, written) = journal_with_recycled_fragments(&storage);
+    let before = j.stats();
+    // Three more frames fill that fragment, the next rolls into the other recycled file.
+    let mut all = written;
+    all.extend(append_tagged(&j, "c", 4));
+    assert!(recycled_files(&storage).is_empty(), "both recycled files reused");
+    let after = j.stats();
+    assert_eq!(
+        after.fragments_created_total - before.fragments_created_total,
+        1,
+        "a recycled fragment counts as created"
+    );
+    // Readers see exactly the appended frames: no stale frame validates past the head.
+    let first = j.first_offset();
+    assert_eq!(
+        single_messages(&read_from(&j, first)),
+        all[(first / FRAME_BYTES) as usize..]
+    );
+    assert_eq!(j.durable_head(), all.len() as u64 * FRAME_BYTES);
+}
+
+#[test]
+fn recovery_over_a_recycled_fragment_with_stale_bytes_finds_the_head() {
+    for mode in [CrashMode::Process, CrashMode::PowerLoss, CrashMode::TearUnsynced] {
+        let storage = SimStorage::new(9);
+        let (log, j, written) = journal_with_recycled_fragments(&storage);
+        let head = j.durable_head();
+        drop(j);
+        drop(log);
+        let survivor = storage.crash(mode);
+        let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);
+        let j = log.journal(JOURNAL).unwrap();
+        assert_eq!(
+            j.durable_head(),
+            head,
+            "{mode:?}: the head is the last acknowledged frame's end"
+        );
+        assert!(
+            j.recovery_cut_bytes() > 0,
+            "{mode:?}: the stale bytes after the head are cut"
+        );
+        let last = j.last_frame().unwrap().expect("a last frame");
+        assert_eq!((last.offset, last.end), (head - FRAME_BYTES, head), "{mode:?}");
+        let first = j.first_offset();
+        assert_eq!(
+            single_messages(&read_from(&j, first)),
+            written[(first / FRAME_BYTES) as usize..],
+            "{mode:?}"
+        );
+        // And appends continue there, across the other recycled file.
+        let more = append_tagged(&j, "d", 5);
+        let frames = read_from(&j, head);
+        assert_eq!(single_messages(&frames), more, "{mode:?}");
+    }
+}
+
+/// Crashes at every storage call while appending into recycled fragments (rolls into them,
+/// their first writes, over stale frames): after either crash mode, every acknowledged append is
+/// there, in order, and nothing else but a prefix of the unacknowledged ones.
+#[test]
+fn crashes_at_every_call_while_writing_over_stale_frames_keep_exactly_the_acknowledged() {
+    for mode in [CrashMode::Process, CrashMode::PowerLoss] {
+        for crash_at in 0..40 {
+            let storage = SimStorage::new(100 + crash_at);
+            let (log, j, mut acked) = journal_with_recycled_fragments(&storage);
+            storage.crash_after_ops(crash_at);
+            let mut attempted = acked.clone();
+            for i in 0..8 {
+                let p = payload(&format!("e{i}"), 200);
+                attempted.push(p.clone());
+                match j.append(&Batch::single(&p)) {
+                    Ok(_) => acked.push(p),
+                    Err(_) => break,
+                }
+            }
+            drop(j);
+            drop(log);
+            let survivor = storage.crash(mode);
+            let log = Log::open(DATA_DIR, sim_opts(&survivor, FRAGMENT_MAX_BYTES))
+                .unwrap_or_else(|e| panic!("{mode:?}, crash at {crash_at}: reopen: {e}"));
+            let j = log.journal(JOURNAL).unwrap();
+            let first = j.first_offset();
+            let skip = (first / FRAME_BYTES) as usize;
+            let read = single_messages(&read_from(&j, first));
+            assert!(
+                read.len() >= acked.len() - skip,
+                "{mode:?}, crash at {crash_at}: {} frames read, {} acknowledged",
+                read.len(),
+                acked.len() - skip
+            );
+            assert_eq!(
+                read,
+                attempted[skip..skip + read.len()],
+                "{mode:?}, crash at {crash_at}: frames are a prefix of what was appended"
+            );
+            assert_eq!(j.durable_head(), (skip + read.len()) as u64 * FRAME_BYTES);
+        }
+    }
+}
+
+/// A reader of this process still positioned in a removed fragment keeps its bytes: the roll
+/// does not reuse a recycled file whose fragment a reader holds.
+#[test]
+fn a_fragment_held_by_a_reader_is_not_reused() {
+    let storage = SimStorage::new(21);
+    let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    let written = append_tagged(&j, "a", 12);
+    let mut reader = j.reader(0);
+    let frame = reader.try_next().unwrap().unwrap();
+    assert_eq!(frame.payload().as_ref().len(), 4 + 200);
+    let held = frame.payload().clone();
+    assert_eq!(j.remove_below(j.durable_head()).unwrap(), 2);
+    // Two rolls: the first may reuse fragment 992's file, never fragment 0's, which is held.
+    append_tagged(&j, "b", 8);
+    assert_eq!(
+        recycled_files(&storage),
+        vec![format!("{RECYCLED_PREFIX}00000000000000000000.spare")],
+        "the held fragment's file still waits"
+    );
+    assert_eq!(held, frame.payload().clone());
+    assert_eq!(&held[4..], &written[0][..], "the held payload is unchanged");
+    drop(reader);
+    // Once the reader is gone, the next roll reuses it.
+    append_tagged(&j, "c", 4);
+    assert!(recycled_files(&storage).is_empty());
+}
+
+/// Recycled files left by an earlier process are adopted at open and reused.
+#[test]
+fn recycled_files_survive_a_reopen_and_are_reused() {
+    let storage = SimStorage::new(33);
+    {
+        let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
+        let j = log.journal(JOURNAL).unwrap();
+        append_tagged(&j, "a", 12);
+        j.remove_below(j.durable_head()).unwrap();
+        assert_eq!(recycled_files(&storage).len(), 2);
+    }
+    let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    append_tagged(&j, "b", 1);
+    assert_eq!(
+        recycled_files(&storage).len(),
+        1,
+        "a roll after reopening reused one"
+    );
+    let last = j.fragments().last().unwrap().clone();
+    assert!(
+        file_len(&storage, &last.path) > FRAME_BYTES,
+        "the new fragment is a recycled file"
+    );
+}
+
+/// `Options::recycle = false`: retention unlinks, as before.
+#[test]
+fn without_recycling_retention_unlinks() {
+    let storage = SimStorage::new(34);
+    let opts = ss_log::Options {
+        recycle: false,
+        ..sim_opts(&storage, FRAGMENT_MAX_BYTES)
+    };
+    let log = Log::open(DATA_DIR, opts).unwrap();
+    let j = log.journal(JOURNAL).unwrap();
+    append_tagged(&j, "a", 12);
+    assert_eq!(j.remove_below(j.durable_head()).unwrap(), 2);
+    assert!(recycled_files(&storage).is_empty());
+    append_tagged(&j, "b", 1);
+    let last = j.fragments().last().unwrap().clone();
+    assert_eq!(
+        file_len(&storage, &last.path),
+        FRAME_BYTES,
+        "a new, growing fragment"
+    );
+}
+
+/// Real files, a read-only `Log` beside the writer (as `verify` or `journal read` beside `run`):
+/// its descriptors hold shared claims, so the writer does not reuse a recycled file that the
+/// read-only reader still maps; it unlinks it instead, and the reader's bytes stay as they were.
+/// A recycled file that no reader holds is reused. (Before the claims, the reused file's new
+/// frames showed through the reader's map.)
+#[test]
+fn a_read_only_process_keeps_the_bytes_of_a_fragment_the_writer_recycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = |fragment_max_bytes| ss_log::Options {
+        storage: std::sync::Arc::new(ss_log::RealStorage),
+        ..opts(std::sync::Arc::new(ss_log::RealStorage), fragment_max_bytes)
+    };
+    let log = Log::open(dir.path(), real(FRAGMENT_MAX_BYTES)).unwrap();
+    let j = log.journal(JOURNAL).unwrap();
+    let written = append_tagged(&j, "a", 12);
+    let journal_dir = dir.path().join(ss_log::JOURNALS_DIR).join(JOURNAL);
+    let recycled = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&journal_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(RECYCLED_PREFIX))
+            .collect();
+        names.sort();
+        names
+    };
+
+    let read_only = Log::open_read_only(dir.path(), real(FRAGMENT_MAX_BYTES)).unwrap();
+    let rj = read_only.existing_journal(JOURNAL).unwrap();
+    let mut reader = rj.reader(0);
+    let frame = reader.try_next().unwrap().unwrap();
+    let held = frame.payload().clone();
+    let held_copy = held.to_vec();
+    assert_eq!(&held_copy[4..], &written[0][..]);
+
+    assert_eq!(j.remove_below(j.durable_head()).unwrap(), 2);
+    assert_eq!(recycled().len(), 2, "both removed fragments wait to be reused");
+    // Two rolls. Fragment 0's file is mapped by the read-only reader: unlinked, not reused.
+    // Fragment 992's file was never opened by it: reused.
+    append_tagged(&j, "b", 8);
+    assert!(recycled().is_empty(), "one reused, the held one unlinked");
+    assert_eq!(
+        held.to_vec(),
+        held_copy,
+        "the read-only reader's mapped bytes did not change"
+    );
+    // The reader reads the rest of its fragment as it was written.
+    for expected in &written[1..4] {
+        let frame = reader.try_next().unwrap().unwrap();
+        assert_eq!(&frame.payload()[4..], &expected[..]);
+    }
+}
