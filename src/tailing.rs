@@ -79,7 +79,9 @@ pub(crate) fn tail_sums<J: FrameJournal>(p: usize, journal: J, start: u64, share
             Ok(None) => continue,
             Err(e) => return shared.run.error(format!("tailing {}: {e}", journal.name())),
         };
-        let seen_at = Instant::now();
+        // The Sum's latency ends when it became durable (the SLA's definition), not when this
+        // thread woke to read it; a backend that cannot tell gives the time it was read.
+        let seen_at = journal.durable_at(frame.end).unwrap_or_else(Instant::now);
         for m in frame.messages() {
             let sum = match m
                 .map_err(|e| e.to_string())

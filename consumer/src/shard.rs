@@ -134,6 +134,10 @@ pub struct ShardConfig {
     pub txn_max_input_bytes: u64,
     /// ...or this long after it started (checked between frames)...
     pub txn_max_duration: Duration,
+    /// ...or this long after its first output (a Sum) was produced (checked between frames), so
+    /// an output waits for at most this much more input before its commit starts. This bounds
+    /// output latency when input backs up (the other bounds then take 20 ms or 4 MiB).
+    pub txn_max_output_delay: Duration,
     /// ...or once its outputs plus its delta reach this many bytes (checked between frames; one
     /// input frame's outputs may go past it), so a transaction frame stays below the journal's
     /// `frame_max_bytes`.
@@ -188,6 +192,7 @@ impl Default for ShardConfig {
             txn_max_messages: 1 << 16,
             txn_max_input_bytes: 4 << 20,
             txn_max_duration: Duration::from_millis(20),
+            txn_max_output_delay: Duration::from_millis(1),
             txn_max_output_bytes: 1 << 20,
             snapshot_min_delta_bytes: 1 << 20,
             pipelined: true,
@@ -492,8 +497,9 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
         Ok(())
     }
 
-    fn txn_full(&self, report: &TxnReport, started: Instant) -> bool {
-        report.input_messages >= self.config.txn_max_messages as u64
+    fn txn_full(&self, report: &TxnReport, started: Instant, first_output_at: Option<Instant>) -> bool {
+        first_output_at.is_some_and(|at| at.elapsed() >= self.config.txn_max_output_delay)
+            || report.input_messages >= self.config.txn_max_messages as u64
             || report.input_bytes >= self.config.txn_max_input_bytes
             || (self.frame.payload().len() + self.app.delta_bytes_hint()) as u64
                 >= self.config.txn_max_output_bytes
@@ -538,8 +544,15 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
     /// Applies `first` and then what input is already durable, within the transaction bounds.
     fn apply_available(&mut self, first: Frame, report: &mut TxnReport) -> Result<(), ShardError> {
         let started = Instant::now();
+        let mut first_output_at = None;
         self.apply_frame(&first, report)?;
-        while !self.txn_full(report, started) {
+        loop {
+            if first_output_at.is_none() && !self.frame.is_empty() {
+                first_output_at = Some(Instant::now());
+            }
+            if self.txn_full(report, started, first_output_at) {
+                break;
+            }
             match self.reader.try_next().map_err(|e| self.read_error(e))? {
                 Some(frame) => self.apply_frame(&frame, report)?,
                 None => break,

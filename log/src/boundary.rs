@@ -47,6 +47,12 @@ pub trait FrameJournal: Clone + Send + Sync + 'static {
     fn failures(&self) -> u64;
     /// [`FrameJournal::submit`] unless an append failed since `failures()` was `since`.
     fn submit_unless_failed(&self, since: u64, batch: &Batch) -> Result<Self::Pending, AppendError>;
+    /// When the frame ending at `end` became durable, if the backend still knows (a reader that
+    /// sees a frame some time after that learns when it really landed); `None` otherwise.
+    fn durable_at(&self, end: u64) -> Option<Instant> {
+        let _ = end;
+        None
+    }
 }
 
 /// Frames in order from a position.
@@ -75,6 +81,11 @@ pub trait PendingFrame: Send {
 impl FrameJournal for Journal {
     type Reader = Reader;
     type Pending = PendingAppend;
+
+    #[inline]
+    fn durable_at(&self, end: u64) -> Option<Instant> {
+        Journal::durable_at(self, end)
+    }
 
     #[inline]
     fn name(&self) -> &str {

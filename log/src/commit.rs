@@ -97,10 +97,16 @@ impl Completion {
     }
 }
 
+/// How many publications of the durable head [`DurableHead::durable_at`] remembers.
+const DURABLE_TIMES_KEPT: usize = 256;
+
 /// The durable head: readers see exactly the bytes below it. It only grows, over whole batches,
 /// each published after its `fdatasync` returned.
 pub(crate) struct DurableHead {
     head: AtomicU64,
+    /// The last [`DURABLE_TIMES_KEPT`] heads published and when, oldest first, and whether
+    /// older ones were dropped ([`DurableHead::durable_at`]).
+    recent: parking_lot::Mutex<(std::collections::VecDeque<(u64, Instant)>, bool)>,
     /// The journal closed: nothing more will become durable.
     closed: AtomicBool,
     changed: Event,
@@ -110,6 +116,7 @@ impl DurableHead {
     pub fn new(head: u64) -> DurableHead {
         DurableHead {
             head: AtomicU64::new(head),
+            recent: parking_lot::Mutex::new((std::collections::VecDeque::new(), false)),
             closed: AtomicBool::new(false),
             changed: Event::new(),
         }
@@ -128,8 +135,28 @@ impl DurableHead {
             "journal {journal:?}: a batch must begin at the durable head"
         );
         assert!(end >= head, "journal {journal:?}: the durable head only grows");
+        {
+            let mut recent = self.recent.lock();
+            if recent.0.len() == DURABLE_TIMES_KEPT {
+                recent.0.pop_front();
+                recent.1 = true;
+            }
+            recent.0.push_back((end, Instant::now()));
+        }
         self.head.store(end, Ordering::Release);
         self.changed.notify(usize::MAX);
+    }
+
+    /// When the head first reached `end` or beyond, if that was among the last
+    /// [`DURABLE_TIMES_KEPT`] publications; `None` if it has not yet, or too long ago.
+    pub fn durable_at(&self, end: u64) -> Option<Instant> {
+        let recent = self.recent.lock();
+        let (times, dropped) = &*recent;
+        let i = times.partition_point(|&(head, _)| head < end);
+        if i == 0 && *dropped {
+            return None;
+        }
+        times.get(i).map(|&(_, at)| at)
     }
 
     /// Wakes every waiter without moving (poisoning, closing).

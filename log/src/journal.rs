@@ -720,6 +720,12 @@ impl Journal {
         Ok(doomed.len())
     }
 
+    /// When the frame ending at `end` became durable in this process, if it was among the last
+    /// 256 commits (a tailing reader learns when a frame landed, not when it woke to read it).
+    pub fn durable_at(&self, end: u64) -> Option<Instant> {
+        self.shared.head.durable_at(end)
+    }
+
     /// This journal's append, commit, fsync and fragment counters since this process opened it.
     pub fn stats(&self) -> crate::stats::StatsSnapshot {
         self.shared.stats.snapshot()
