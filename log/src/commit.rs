@@ -787,6 +787,33 @@ mod tests {
     }
 
     #[test]
+    fn durable_at_tells_when_the_head_first_passed_an_offset() {
+        let head = DurableHead::new(0);
+        assert_eq!(head.durable_at(10), None, "not durable yet");
+        head.advance("j", 0, 10);
+        let first = head.durable_at(10).expect("known");
+        assert_eq!(head.durable_at(5), Some(first), "a frame ending inside the batch");
+        head.advance("j", 10, 20);
+        let second = head.durable_at(20).expect("known");
+        assert!(second >= first);
+        assert_eq!(
+            head.durable_at(10),
+            Some(first),
+            "the earlier batch keeps its time"
+        );
+        assert_eq!(head.durable_at(21), None);
+        for i in 0..DURABLE_TIMES_KEPT as u64 {
+            head.advance("j", 20 + i, 21 + i);
+        }
+        assert_eq!(
+            head.durable_at(10),
+            None,
+            "forgotten: older than the kept publications"
+        );
+        assert!(head.durable_at(20 + DURABLE_TIMES_KEPT as u64).is_some());
+    }
+
+    #[test]
     fn the_durable_head_only_grows_and_wakes_waiters() {
         let head = Arc::new(DurableHead::new(8));
         let h = head.clone();
@@ -794,7 +821,7 @@ mod tests {
             std::thread::spawn(move || h.wait_beyond(8, Instant::now() + std::time::Duration::from_secs(10)));
         head.advance("j", 8, 16);
         assert_eq!(waiter.join().expect("waiter"), 16);
-        let result = std::panic::catch_unwind(|| head.advance("j", 8, 24));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| head.advance("j", 8, 24)));
         assert!(result.is_err(), "a batch not beginning at the head is refused");
         head.close();
         assert_eq!(

@@ -153,7 +153,7 @@ fn ours_recycling_system() -> AppendSystem {
     AppendSystem {
         name: "ours, retention + recycling",
         role: Role::OursVariant,
-        config: "the same journal, Options::recycle on, with retention (remove_below the head every 64 \
+        config: "the same journal, default Options (Options::recycle is on by default), with retention (remove_below the head every 64 \
                  appends): removed fragments are renamed aside and become the next fragments \
                  (Options::recycle), never re-zeroed; two fragments were filled and \
                  recycled before timing, so commits write into existing files, as in a soak; \
@@ -250,7 +250,7 @@ fn writer_thread_extending_system() -> AppendSystem {
 pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyhow::Result<Vec<Row>> {
     const RAW_FILE_BYTES: u64 = 64 << 20;
     let mut systems = vec![
-        ours_system("; 8 threads calling append, group-committed by the journal (leader-based)"),
+        ours_system("; 8 threads calling append, group-committed by the journal (an appender commits alone when no commit is in flight; under contention its helper thread commits batch after batch)"),
         ours_recycling_system(),
     ];
     systems.extend(peer_systems(true));

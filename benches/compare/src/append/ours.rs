@@ -1,6 +1,7 @@
 //! Our journal: each call is one `Journal::append` of a one-message batch, which returns once the
-//! frame is durable. Concurrent calls are group-committed: the first waiting appender leads a
-//! batch and writes and syncs it on its own thread.
+//! frame is durable. Concurrent calls are group-committed: an appender that finds no commit in
+//! flight writes and syncs its batch on its own thread; under contention the journal's helper
+//! thread commits batch after batch.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,10 +84,8 @@ impl OursAppender {
     /// removed, so the journal writes into recycled fragments from the start, as it does in a
     /// steady state (okaywal, its peer here, also starts with its segments preallocated).
     pub fn open_recycling(dir: &Path) -> anyhow::Result<OursAppender> {
-        let opts = Options {
-            recycle: true,
-            ..Options::default()
-        };
+        let opts = Options::default();
+        assert!(opts.recycle, "recycling is on by default");
         let mut ours = Self::open_with(dir, opts)?;
         ours.retention_every = 64;
         let filler = Batch::single(&vec![0u8; 1 << 20]);
