@@ -325,6 +325,7 @@ fn recovery_fixture() -> RecoveryFixture {
         txn_max_input_bytes: u64::MAX,
         txn_max_output_bytes: u64::MAX,
         txn_max_duration: Duration::from_secs(600),
+        txn_max_output_delay: Duration::from_secs(600),
         ..ShardConfig::default()
     };
     let recover = |name: &str, config: ShardConfig| {

@@ -70,6 +70,7 @@ fn recover(input: &Journal, log: &Log) -> Shard<Summer> {
         // Every input frame (100 or 10 chunks) is one transaction.
         txn_max_messages: TOUCHED_PER_TXN,
         txn_max_duration: Duration::from_secs(60),
+        txn_max_output_delay: Duration::from_secs(60),
         ..ShardConfig::default()
     };
     Shard::recover(

@@ -62,6 +62,7 @@ impl Params {
                 // Long enough never to end a transaction: bounds by count and bytes keep the
                 // transactions small and replayable.
                 txn_max_duration: Duration::from_secs(60),
+                txn_max_output_delay: Duration::from_secs(60),
                 snapshot_min_delta_bytes: rng.random_range(64..=2048),
                 pipelined: rng.random_bool(0.5),
                 ..ShardConfig::default()
@@ -751,7 +752,13 @@ fn every_finished_stream_has_exactly_one_correct_sum_across_crashes() {
     let first: u64 =
         std::env::var("SS_CRASH_FIRST_SEED").map_or(0, |v| v.parse().expect("SS_CRASH_FIRST_SEED"));
     for seed in first..first + seeds {
-        run_seed(seed, &mut stats, false);
+        // Name the seed of any failure, whichever assertion (here or in a helper) reports it.
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(seed, &mut stats, false)));
+        if let Err(panic) = ran {
+            eprintln!("exactly_once_crashes: seed {seed} failed (rerun: SS_CRASH_SEEDS=1 SS_CRASH_FIRST_SEED={seed})");
+            std::panic::resume_unwind(panic);
+        }
     }
     eprintln!(
         "exactly_once_crashes: {seeds} seeds, {} crashes injected in {:.1} s: {stats:#?}",
@@ -916,6 +923,7 @@ fn shard_outputs_with_crashes_equal_those_of_a_crash_free_run() {
         let reference_config = ShardConfig {
             txn_max_messages: 1 << 16,
             txn_max_duration: Duration::from_secs(60),
+            txn_max_output_delay: Duration::from_secs(60),
             pipelined: false,
             ..ShardConfig::default()
         };
@@ -925,6 +933,7 @@ fn shard_outputs_with_crashes_equal_those_of_a_crash_free_run() {
             txn_max_messages: rng.random_range(1..10),
             txn_max_input_bytes: 4 << 10,
             txn_max_duration: Duration::from_secs(60),
+            txn_max_output_delay: Duration::from_secs(60),
             snapshot_min_delta_bytes: rng.random_range(100..2000),
             pipelined: rng.random_bool(0.5),
             ..ShardConfig::default()

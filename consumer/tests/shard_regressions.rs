@@ -217,6 +217,7 @@ fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
         log.journal("sums").unwrap(),
         ShardConfig {
             txn_max_duration: Duration::from_secs(60),
+            txn_max_output_delay: Duration::from_secs(60),
             pipelined: false,
             ..ShardConfig::default()
         },

@@ -458,10 +458,11 @@ pub fn summer(root: &Path, plan: &SummerPlan) -> anyhow::Result<Vec<Row>> {
     }
     let c = &pipelined;
     let bounds = format!(
-        "a transaction ends at {} messages, {} MiB of input or {} ms",
+        "a transaction ends at {} messages, {} MiB of input, {} ms, or {} ms after its first Sum",
         c.txn_max_messages,
         c.txn_max_input_bytes >> 20,
-        c.txn_max_duration.as_millis()
+        c.txn_max_duration.as_millis(),
+        c.txn_max_output_delay.as_millis()
     );
     let input_note = format!(
         "{} chunks, {:.1} MB of chunk data in {} frames, {} streams",

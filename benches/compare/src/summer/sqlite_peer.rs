@@ -209,9 +209,13 @@ pub fn run_until(
     while frames.offset() < input_end {
         let txn_started = Instant::now();
         let (mut messages, mut input_bytes) = (0usize, 0u64);
+        // The same bounds as our shard, the output delay included: a transaction ends at most
+        // `txn_max_output_delay` after its first Sum.
+        let mut first_output_at: Option<Instant> = None;
         while messages < config.txn_max_messages
             && input_bytes < config.txn_max_input_bytes
             && txn_started.elapsed() < config.txn_max_duration
+            && first_output_at.is_none_or(|at| at.elapsed() < config.txn_max_output_delay)
         {
             let Some(frame) = frames.next().transpose().context("reading the chunk journal")? else {
                 break;
@@ -221,6 +225,9 @@ pub fn run_until(
                 messages += 1;
             }
             input_bytes += frame.end - frame.offset;
+            if first_output_at.is_none() && !summer.finished_in_batch.is_empty() {
+                first_output_at = Some(Instant::now());
+            }
         }
         summer.commit(frames.offset())?;
         txns += 1;
