@@ -148,9 +148,15 @@ impl Storage for RealStorage {
 /// that opened the old name just before it was renamed aside finds the name gone or naming
 /// another file once it gets its claim, and reports the fragment as not found (removed by
 /// retention) instead of reading bytes that are being rewritten.
+///
+/// On a file system without `flock` (some network and FUSE file systems) no claim is taken, and
+/// [`StorageFile::try_claim_exclusive`] always refuses there, so nothing is recycled on it.
 fn claim_shared(file: &File, path: &Path, mode: OpenMode) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    file.lock_shared()?;
+    match file.lock_shared() {
+        Err(e) if !claims_supported(&e) => {}
+        other => other?,
+    }
     if mode == OpenMode::CreateNew {
         return Ok(());
     }
@@ -166,6 +172,15 @@ fn claim_shared(file: &File, path: &Path, mode: OpenMode) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// False for the errors of a file system that has no `flock` (EOPNOTSUPP, ENOLCK, ENOSYS).
+fn claims_supported(error: &io::Error) -> bool {
+    !(error.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            error.raw_os_error(),
+            Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS)
+        ))
 }
 
 struct RealFile {
@@ -200,6 +215,8 @@ impl StorageFile for RealFile {
         match self.file.try_lock() {
             Ok(()) => Ok(true),
             Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            // No claims on this file system: readers cannot be seen, so never reuse.
+            Err(std::fs::TryLockError::Error(e)) if !claims_supported(&e) => Ok(false),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
