@@ -324,6 +324,8 @@ const SWEEP_AFTER_HELP: &str = "\
 Steps: `max` (saturated: its achieved MB/s is the maximum), then each --loads percentage of it,
 then `saturated` again (the two saturated rows show the run-to-run noise). Each step is
 `stream-sum run --duration D --json` plus the arguments after `--`, with RUST_LOG=warn.
+Before each step the sweep syncs the file system of --data and waits 3 s, so no step inherits
+the previous step's (or the baselines') writeback and deletions.
 Latency is the run's summary: final chunk durable to Sum durable, over the whole step.
 
 Example (issue 12's sweep, with the machine baselines measured first on the same disk):

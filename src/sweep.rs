@@ -183,12 +183,12 @@ fn run_baselines(script: &Path, dir: &Path) -> anyhow::Result<serde_json::Value>
         .with_context(|| format!("baselines script {} printed no JSON: {text}", script.display()))
 }
 
-/// How long the sweep lets the disk rest after a step's directory is removed and synced.
+/// How long the sweep lets the disk rest, after syncing it, before each step.
 const SETTLE: Duration = Duration::from_secs(3);
 
-/// Lets the disk go idle before the next step: flushes the filesystem holding `dir` (the
-/// removed step's deletions and any writeback still queued) and waits [`SETTLE`]. Without it a
-/// step inherits the previous one's deletions and writeback (measured on the quiet machine: Sum
+/// Lets the disk go idle before a step: flushes the file system holding `dir` (the previous
+/// step's deletions, the baselines' files, any writeback still queued) and waits [`SETTLE`].
+/// Without it a step inherits the previous one's deletions and writeback (measured on the quiet machine: Sum
 /// latency p99 10.7 ms at 75% right after the saturated step, 2.3-2.8 ms in separate runs).
 fn settle_disk(dir: &Path) {
     let synced = Command::new("sync").arg("-f").arg(dir).status();
@@ -223,9 +223,9 @@ fn run_step(
         humantime::format_duration(args.duration),
         dir.display()
     );
+    settle_disk(&args.data);
     let result = run_child(args, &dir, rate);
     let _ = std::fs::remove_dir_all(&dir);
-    settle_disk(&args.data);
     let (code, summary, stderr_tail) = result?;
     let field = |k: &str| summary[k].as_f64().unwrap_or(0.0);
     let violations = summary["violations"].as_u64().unwrap_or(0);
