@@ -80,7 +80,8 @@ impl Params {
             batch_max_messages: 1024,
             pending_max_bytes: 256 << 10,
             preallocate: self.preallocate,
-            recycle: true,
+            // `SS_NO_RECYCLE` set: retention unlinks (to bisect a failure between the two).
+            recycle: std::env::var_os("SS_NO_RECYCLE").is_none(),
             storage: Arc::new(sim.clone()),
         }
     }
