@@ -466,7 +466,7 @@ impl Run<'_> {
     fn collect(&mut self, i: usize) -> Result<(), ss_log::ReadError> {
         let world = self.world.as_ref().expect("world is open");
         let (contents, offset) = &mut self.collected[i];
-        *offset = read_shard_log_into(world.shards[i].shard_log(), *offset, contents)?;
+        read_shard_log_into(world.shards[i].shard_log(), offset, contents)?;
         Ok(())
     }
 

@@ -89,20 +89,23 @@ impl ShardLogContents {
 /// (Sums, Expired) followed by exactly one checkpoint whose input offsets never go backwards.
 pub fn read_shard_log(journal: &Journal) -> ShardLogContents {
     let mut out = ShardLogContents::default();
-    read_shard_log_into(journal, journal.first_offset(), &mut out)
+    read_shard_log_into(journal, &mut journal.first_offset(), &mut out)
         .unwrap_or_else(|e| panic!("reading shard log {}: {e}", journal.name()));
     out
 }
 
-/// Reads the durable frames of a shard log from `offset` (a frame boundary) into `out`, checked
-/// as [`read_shard_log`] does; returns the offset reached (the durable head), or the read error
-/// (e.g. the simulated storage died meanwhile).
+/// Reads the durable frames of a shard log from `*offset` (a frame boundary) into `out`, checked
+/// as [`read_shard_log`] does, advancing `*offset` past each frame as it is added, so that after
+/// a read error (e.g. the simulated storage died meanwhile) `out` and `*offset` still agree and a
+/// later call resumes after the last frame added. (They once disagreed: frames read before an
+/// error were added but `*offset` kept its old value, the next call read them again, and the
+/// harness reported repeated Sums and checkpoints going back that the log did not hold.)
 pub fn read_shard_log_into(
     journal: &Journal,
-    offset: u64,
+    offset: &mut u64,
     out: &mut ShardLogContents,
-) -> Result<u64, ss_log::ReadError> {
-    let mut frames = journal.frames(offset);
+) -> Result<(), ss_log::ReadError> {
+    let mut frames = journal.frames(*offset);
     let mut last_input_offset = out.checkpoints.last().map_or(0, |c| c.1);
     while let Some(frame) = frames.next().transpose()? {
         let messages: Vec<&[u8]> = frames
@@ -136,8 +139,9 @@ pub fn read_shard_log_into(
                 ),
             }
         }
+        *offset = frames.offset();
     }
-    Ok(frames.offset())
+    Ok(())
 }
 
 /// Every chunk in an input journal, in order, with the offset of its frame.
