@@ -173,17 +173,21 @@ impl DurableHead {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// The head, if it is past `offset` or the journal closed (a wait for `offset` is over).
+    fn beyond(&self, offset: u64) -> Option<u64> {
+        let head = self.get();
+        (head > offset || self.is_closed()).then_some(head)
+    }
+
     /// Waits until the head passes `offset`, the journal closes, or `deadline` passes; returns
     /// the head.
     pub fn wait_beyond(&self, offset: u64, deadline: Instant) -> u64 {
         loop {
-            let head = self.get();
-            if head > offset || self.is_closed() {
+            if let Some(head) = self.beyond(offset) {
                 return head;
             }
             let listener = self.changed.listen();
-            let head = self.get();
-            if head > offset || self.is_closed() {
+            if let Some(head) = self.beyond(offset) {
                 return head;
             }
             if listener.wait_deadline(deadline).is_none() {
@@ -195,13 +199,11 @@ impl DurableHead {
     /// Async [`DurableHead::wait_beyond`], without a deadline.
     pub async fn wait_beyond_async(&self, offset: u64) -> u64 {
         loop {
-            let head = self.get();
-            if head > offset || self.is_closed() {
+            if let Some(head) = self.beyond(offset) {
                 return head;
             }
             let listener = self.changed.listen();
-            let head = self.get();
-            if head > offset || self.is_closed() {
+            if let Some(head) = self.beyond(offset) {
                 return head;
             }
             listener.await;
