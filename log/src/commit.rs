@@ -3,10 +3,10 @@
 //! - [`CommitState`]: the group-commit state machine. Appenders [`place`](CommitState::place)
 //!   frames into the *filling* batch (conditional appends, backpressure and fragment roll
 //!   decisions happen here, where offsets are assigned). A batch is committed by its **leader**:
-//!   the first appender that waits on it (or, for async and pipelined appenders, the journal's
-//!   helper thread). A leader that finds no commit in flight [`take`](CommitState::take)s the
-//!   batch and writes and syncs it on its own thread; appenders that arrive meanwhile fill the
-//!   next batch, and the first of them to wait leads it as soon as the commit in flight ends.
+//!   the first appender that waits on it while no commit is in flight, which
+//!   [`take`](CommitState::take)s the batch and writes and syncs it on its own thread; otherwise
+//!   (a commit in flight, or async and pipelined appenders) the journal's helper thread, which
+//!   takes it as soon as the commit in flight ends.
 //!   Failures roll back ([`failed`](CommitState::failed)) or poison
 //!   ([`poison`](CommitState::poison)).
 //! - [`DurableHead`]: the offset below which everything is durable (an atomic), the event that

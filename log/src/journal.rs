@@ -2,13 +2,13 @@
 //!
 //! Appenders encode their frame straight into the *filling* batch under one short lock (the
 //! offset is only known there, and the header checksum covers it). The batch is committed by
-//! its **leader**, on the leader's own thread: the first appender that waits for it. A leader
-//! that finds no commit in flight takes the whole batch, writes it with one `write`, makes it
-//! durable with one `fdatasync`, advances the durable head and wakes the batch's appenders.
-//! Appenders arriving meanwhile fill the next batch; the first of them to wait leads it as soon
-//! as the commit in flight ends. No appender hands its frame to another thread on this path.
-//! Appenders that must not block on I/O (async tasks, and pipelined `submit`s that wait later)
-//! leave the commit to the journal's **helper thread**, which leads their batches the same way.
+//! its **leader**. The first appender that waits for a batch while no commit is in flight leads
+//! it on its own thread: it takes the whole batch, writes it with one `write`, makes it durable
+//! with one `fdatasync`, advances the durable head and wakes the batch's appenders (a lone
+//! writer never hands its frame to another thread). A batch whose first waiter finds a commit in
+//! flight (contention) goes to the journal's **helper thread**, which commits batch after batch
+//! as long as they keep coming; so do the batches of appenders that must not block on I/O (async
+//! tasks, and pipelined `submit`s that wait later).
 //! The state machine is [`crate::commit::CommitState`]; the I/O of a commit is in
 //! [`crate::writer`]. The filling batch is capped at `pending_max_bytes`; appenders that do not
 //! fit wait (backpressure), so at most two batches of memory are in use.
@@ -74,7 +74,8 @@ impl PendingAppend {
     }
 
     /// Blocks until the frame is durable (or its batch failed). If nobody leads the frame's
-    /// batch yet, the caller does: it writes and syncs the batch on this thread.
+    /// batch yet and no commit is in flight, the caller does: it writes and syncs the batch on
+    /// this thread; with a commit in flight, the journal's helper thread commits it.
     pub fn wait(self) -> Result<AppendAck, AppendError> {
         self.shared.lead_or_follow(&self.done);
         self.done.wait().clone().map(|()| self.ack)
