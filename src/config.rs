@@ -34,7 +34,10 @@ pub(crate) fn log_options_for(fragment_max_bytes: u64) -> Options {
 /// Summer limits for a run: streams are expired only after far more input than any live
 /// stream's chunks can be apart (each chunker cycles through its streams, so a live stream's
 /// chunks are at most about streams × chunkers / partitions chunks apart in a partition).
-pub(crate) fn summer_config(args: &RunArgs) -> SummerConfig {
+/// Open streams are capped at `OPEN_STREAMS_MAX`, and lower if a snapshot of that many would not
+/// fit one frame of `frame_max_bytes` (a shard refuses such a shard log; past the cap a new
+/// stream stops the shard with a limit error, exit 3, rather than a snapshot it cannot commit).
+pub(crate) fn summer_config(args: &RunArgs, frame_max_bytes: u64) -> SummerConfig {
     let gap_bytes = (args.streams * args.chunkers * args.max_chunk_bytes / args.partitions) as u64;
     let default = SummerConfig::default();
     SummerConfig {
@@ -42,6 +45,7 @@ pub(crate) fn summer_config(args: &RunArgs) -> SummerConfig {
         max_open_streams: OPEN_STREAMS_MAX,
         ..default
     }
+    .fitting_frames_of(frame_max_bytes)
 }
 
 /// Largest chunk a run may generate (a chunk batch must fit one 16 MiB frame).

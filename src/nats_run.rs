@@ -119,7 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     for j in &shard_logs {
         tail_heads.push(j.durable_head()?);
     }
-    let shared = new_shared(&args, run.run_id, tail_heads);
+    let shared = new_shared(&args, run.run_id, tail_heads, frame_max);
     install_ctrl_c(shared.clone())?;
     let owner = format!("pid{}-run{}", std::process::id(), run.run_id);
     eprintln!(

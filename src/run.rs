@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 use ss_chunker::chunker::FLUSH_BYTES_DEFAULT;
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, CHUNKERS_MAX};
 use ss_chunker::verifier::Verifier;
-use ss_consumer::shard::ShardConfig;
+use ss_consumer::shard::{checkpoint_frame_overhead_bytes, ShardConfig};
+use ss_consumer::summer::SummerConfig;
 use ss_log::{AppendError, Journal, Log, OpenError};
 
 use crate::chunkers::{spawn_chunker, ChunkerCtx};
@@ -68,7 +69,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         shard_logs.push(log.journal(&shard_log_name(p))?);
     }
     let tail_heads = shard_logs.iter().map(Journal::durable_head).collect();
-    let shared = new_shared(&args, run.run_id, tail_heads);
+    let frame_max_bytes = log_options_for(args.fragment_max_bytes).frame_max_bytes;
+    let shared = new_shared(&args, run.run_id, tail_heads, frame_max_bytes);
     install_ctrl_c(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
     eprintln!(
@@ -194,12 +196,12 @@ pub(crate) fn check_limits(args: &RunArgs) -> Result<(), String> {
 }
 
 /// The largest frame a run writes: a chunk batch (flushed past FLUSH_BYTES_DEFAULT, plus one
-/// chunk and message headers) or a summer snapshot (its finished window and room for four times
-/// the live streams: abandoned streams awaiting expiry stay open too).
+/// chunk and message headers) or a summer snapshot frame (its finished window and room for four
+/// times the live streams: abandoned streams awaiting expiry stay open too).
 pub(crate) fn frame_needed_bytes(args: &RunArgs) -> u64 {
     let batch_bytes_max = (FLUSH_BYTES_DEFAULT + args.max_chunk_bytes + (64 << 10)) as u64;
-    let snapshot_bytes_max = summer_config(args).snapshot_bytes_max(4 * args.streams * args.chunkers);
-    batch_bytes_max.max(snapshot_bytes_max)
+    let snapshot_bytes_max = SummerConfig::default().snapshot_bytes_max(4 * args.streams * args.chunkers);
+    batch_bytes_max.max(snapshot_bytes_max + checkpoint_frame_overhead_bytes())
 }
 
 /// Binds the metrics address and opens the record file, if asked for; `None` (the reason
@@ -256,9 +258,14 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Option<(Log, RunStart)>> {
     }
 }
 
-/// The state the run's threads share.
-/// The state the run's threads share; the Sum tailers start at `tail_heads` (one per partition).
-pub(crate) fn new_shared(args: &RunArgs, run_id: u32, tail_heads: Vec<u64>) -> Arc<Shared> {
+/// The state the run's threads share; the Sum tailers start at `tail_heads` (one per partition),
+/// and the summers' limits fit frames of `frame_max_bytes`.
+pub(crate) fn new_shared(
+    args: &RunArgs,
+    run_id: u32,
+    tail_heads: Vec<u64>,
+    frame_max_bytes: u64,
+) -> Arc<Shared> {
     // Chunkers killed by faults are replaced in fresh slots, so stream ids are never reused.
     let slots = if args.faults == FaultMode::None {
         args.chunkers
@@ -267,7 +274,7 @@ pub(crate) fn new_shared(args: &RunArgs, run_id: u32, tail_heads: Vec<u64>) -> A
     };
     Arc::new(Shared {
         run: RunState::new(run_id),
-        shards: ShardSupervision::new(args.partitions, summer_config(args)),
+        shards: ShardSupervision::new(args.partitions, summer_config(args, frame_max_bytes)),
         sums: SumTailing {
             verifiers: (0..slots)
                 .map(|c| Arc::new(Mutex::new(Verifier::new(run_id, c as u8, args.sla))))

@@ -226,7 +226,8 @@ fn nats_stale_owner_is_fenced() {
     let recover = || {
         Shard::recover(
             "shard-000",
-            Summer::new(SummerConfig::default()),
+            // The server's max_payload (1 MiB by default) bounds a snapshot.
+            Summer::new(SummerConfig::default().fitting_frames_of(log.frame_max_bytes())),
             &input,
             log.clone(),
             config.clone(),

@@ -20,6 +20,7 @@ use ss_log::{
 
 use crate::checkpoint::{Checkpoint, CheckpointKind, CHECKPOINT_HEADER_BYTES};
 use crate::message::DecodeError;
+use ss_log::frame::{frame_len_bytes, MESSAGE_LEN_PREFIX_BYTES};
 
 /// The state machine a shard drives.
 pub trait Application {
@@ -33,8 +34,17 @@ pub trait Application {
     /// About how many bytes [`Application::write_delta`] would write now (bounds a
     /// transaction's frame together with its outputs).
     fn delta_bytes_hint(&self) -> usize;
+    /// The most bytes [`Application::apply`] and [`Application::before_frame`] can add, over one
+    /// input frame at `frame_offset` with `message_count` messages, to the outputs and to what
+    /// [`Application::delta_bytes_hint`] reports. The shard applies a further input frame only
+    /// while this still fits the transaction's frame.
+    fn apply_bytes_max(&self, frame_offset: u64, message_count: u32) -> u64;
     /// Writes the whole state, and forgets what was touched.
     fn write_snapshot(&mut self, out: &mut Vec<u8>);
+    /// The most bytes [`Application::write_snapshot`] can ever write, within the application's
+    /// own limits. A shard refuses to start on a shard log whose frames cannot hold it: a
+    /// snapshot that outgrew its frame could never be committed, and the shard would stall.
+    fn snapshot_bytes_max(&self) -> u64;
     /// Replaces the state with a snapshot.
     fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
     /// Applies a delta written by [`Application::write_delta`].
@@ -123,6 +133,19 @@ impl ShardError {
             },
         }
     }
+}
+
+/// Bytes of application state (outputs plus delta, or a snapshot) that one transaction frame can
+/// hold in a shard log whose frames hold at most `frame_max_bytes`: the frame's header, padding
+/// and the checkpoint's own header taken off (8 bytes spare for any alignment).
+pub fn checkpoint_state_room_bytes(frame_max_bytes: u64) -> u64 {
+    frame_max_bytes.saturating_sub(checkpoint_frame_overhead_bytes())
+}
+
+/// Bytes of a transaction frame that are not application state: see
+/// [`checkpoint_state_room_bytes`].
+pub fn checkpoint_frame_overhead_bytes() -> u64 {
+    frame_len_bytes(0) + 8 + (MESSAGE_LEN_PREFIX_BYTES + CHECKPOINT_HEADER_BYTES) as u64
 }
 
 /// Transaction bounds and snapshot policy.
@@ -247,6 +270,11 @@ pub struct Shard<A: Application, J: FrameJournal = Journal> {
     delta_bytes_since_snapshot: u64,
     last_snapshot_bytes: u64,
     frame: Batch,
+    /// An input frame read but not applied: it would not have fitted the transaction's frame, so
+    /// it opens the next transaction. Input offsets (checkpoints included) stop before it.
+    carried: Option<Frame>,
+    /// [`checkpoint_state_room_bytes`] of the shard log.
+    state_room_bytes: u64,
     in_flight: Option<J::Pending>,
     /// Input offset covered by the last durable checkpoint.
     durable_input_offset: u64,
@@ -421,9 +449,22 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
                 ),
             });
         }
+        let state_room_bytes = checkpoint_state_room_bytes(log.frame_max_bytes());
+        if app.snapshot_bytes_max() > state_room_bytes {
+            return Err(ShardError::Limit {
+                shard: name.to_string(),
+                offset: input_offset,
+                error: AppError::Limit(format!(
+                    "a snapshot may take up to {} bytes, but a frame of the shard log {:?} (frame_max_bytes {}) holds at most {state_room_bytes} bytes of checkpoint state: raise the shard log's frame limit or lower the application's limits (for a summer, max_open_streams or finished_window)",
+                    app.snapshot_bytes_max(),
+                    log.name(),
+                    log.frame_max_bytes()
+                )),
+            });
+        }
         let mut config = config;
-        // One transaction is one frame: keep its outputs and delta well inside the shard log's
-        // largest frame (one input frame's outputs may still go past the bound).
+        // One transaction is one frame: a further input frame is applied only while its most
+        // output still fits (`apply_available`); past half the frame, the transaction ends.
         config.txn_max_output_bytes = config.txn_max_output_bytes.min(log.frame_max_bytes() / 2);
         Ok(Shard {
             name: name.to_string(),
@@ -437,6 +478,8 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
             delta_bytes_since_snapshot: delta_bytes,
             last_snapshot_bytes: snapshot_bytes,
             frame: Batch::with_capacity(64 << 10),
+            carried: None,
+            state_room_bytes,
             in_flight: None,
             durable_input_offset: input_offset,
             durable_snapshot_offset: snapshot_offset,
@@ -470,7 +513,25 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
 
     /// Input offset applied so far (including the open transaction).
     pub fn input_offset(&self) -> u64 {
-        self.reader.offset()
+        match &self.carried {
+            Some(frame) => frame.offset,
+            None => self.reader.offset(),
+        }
+    }
+
+    /// The next input frame already durable: the carried one first.
+    fn try_next_input(&mut self) -> Result<Option<Frame>, ShardError> {
+        if let Some(frame) = self.carried.take() {
+            return Ok(Some(frame));
+        }
+        self.reader.try_next().map_err(|e| self.read_error(e))
+    }
+
+    /// Whether `frame` may join the open transaction: the most it can add keeps the
+    /// transaction's outputs and delta within one shard-log frame.
+    fn fits(&self, frame: &Frame) -> bool {
+        let now = (self.frame.payload().len() + self.app.delta_bytes_hint()) as u64;
+        now + self.app.apply_bytes_max(frame.offset, frame.message_count) <= self.state_room_bytes
     }
 
     pub fn shard_log(&self) -> &J {
@@ -512,7 +573,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
         debug_assert!(self.frame.is_empty() && self.in_flight.is_none());
         let pending = self.commit_frame(report, true)?;
         report.snapshot_bytes = std::mem::take(&mut report.checkpoint_bytes);
-        self.pending_checkpoint = Some((self.reader.offset(), self.snapshot_offset));
+        self.pending_checkpoint = Some((self.input_offset(), self.snapshot_offset));
         self.in_flight = Some(pending);
         Ok(())
     }
@@ -553,8 +614,12 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
             if self.txn_full(report, started, first_output_at) {
                 break;
             }
-            match self.reader.try_next().map_err(|e| self.read_error(e))? {
-                Some(frame) => self.apply_frame(&frame, report)?,
+            match self.try_next_input()? {
+                Some(frame) if self.fits(&frame) => self.apply_frame(&frame, report)?,
+                Some(frame) => {
+                    self.carried = Some(frame);
+                    break;
+                }
                 None => break,
             }
         }
@@ -565,7 +630,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
     /// the bounds, and commits. With nothing to apply, only settles an in-flight append.
     pub fn run_transaction(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
         let mut report = self.begin_transaction()?;
-        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
+        let first = match self.try_next_input()? {
             Some(f) => Some(f),
             None => {
                 self.settle()?;
@@ -640,7 +705,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
             !snapshot || self.frame.is_empty(),
             "a snapshot frame carries no outputs"
         );
-        let input_offset = self.reader.offset();
+        let input_offset = self.input_offset();
         // Invariant: a checkpoint never points past what its input has made durable (readers
         // only return durable frames, and the durable head only grows).
         assert!(
@@ -705,7 +770,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
     }
 
     fn finish_commit(&mut self, pending: J::Pending) -> Result<(), ShardError> {
-        let input_offset = self.reader.offset();
+        let input_offset = self.input_offset();
         if let Some(previous) = self.in_flight.take() {
             self.settled(previous.wait())?;
         }
@@ -739,7 +804,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
 
     /// Runs transactions until the input reaches `input_end` (and it is all committed).
     pub fn run_until(&mut self, input_end: u64, idle_wait: Duration) -> Result<(), ShardError> {
-        while self.reader.offset() < input_end {
+        while self.input_offset() < input_end {
             self.run_transaction(idle_wait)?;
         }
         self.settle()
@@ -751,7 +816,7 @@ impl<A: Application> Shard<A, Journal> {
     /// Async [`Shard::run_transaction`].
     pub async fn run_transaction_async(&mut self, idle_wait: Duration) -> Result<TxnReport, ShardError> {
         let mut report = self.begin_transaction()?;
-        let first = match self.reader.try_next().map_err(|e| self.read_error(e))? {
+        let first = match self.try_next_input()? {
             Some(f) => Some(f),
             None => {
                 self.settle_async().await?;
@@ -764,7 +829,7 @@ impl<A: Application> Shard<A, Journal> {
         let Some(first) = first else { return Ok(report) };
         self.apply_available(first, &mut report)?;
         let pending = self.commit(&mut report)?;
-        let input_offset = self.reader.offset();
+        let input_offset = self.input_offset();
         if let Some(previous) = self.in_flight.take() {
             self.settled(previous.durable().await)?;
         }

@@ -28,9 +28,10 @@ use std::collections::{HashMap, VecDeque};
 
 use sha1::digest::common::hazmat::{SerializableState, SerializedState};
 use sha1::{Digest, Sha1};
+use ss_log::frame::MESSAGE_LEN_PREFIX_BYTES;
 use ss_log::Batch;
 
-use crate::message::{Chunk, Cursor, DecodeError, Expired, StreamId, Sum};
+use crate::message::{Chunk, Cursor, DecodeError, Expired, StreamId, Sum, EXPIRED_BYTES, SUM_BYTES};
 use crate::shard::{AppError, Application};
 
 /// Bytes of a serialized running SHA-1 (sha1 crate `SerializableState`).
@@ -40,8 +41,9 @@ const OPEN_ENTRY_BYTES: usize = 8 + 4 + 8 + SHA1_STATE_BYTES;
 const FINISHED_ENTRY_BYTES: usize = 12;
 
 /// Summer limits. A snapshot holds 112 B per open stream and 12 B per finished-window entry, and
-/// must fit in one journal frame: the defaults (25,000 and 50,000: 3.4 MB) fit the journal's
-/// default 4 MiB `frame_max_bytes`; raise both together.
+/// must fit in one journal frame (a shard refuses to start otherwise): the defaults (25,000 and
+/// 50,000: 3.4 MB) fit the journal's default 4 MiB `frame_max_bytes`; raise both together, or
+/// size `max_open_streams` with [`SummerConfig::fitting_frames_of`].
 #[derive(Debug, Clone)]
 pub struct SummerConfig {
     pub max_open_streams: usize,
@@ -57,6 +59,23 @@ impl SummerConfig {
     /// most: the reserve `write_snapshot` makes).
     pub fn snapshot_bytes_max(&self, open_streams: usize) -> u64 {
         (12 + open_streams * OPEN_ENTRY_BYTES + self.finished_window * FINISHED_ENTRY_BYTES + 48) as u64
+    }
+
+    /// The most open streams whose snapshot (with a full finished window) fits in `state_bytes`.
+    fn open_streams_within(&self, state_bytes: u64) -> usize {
+        let fixed = self.snapshot_bytes_max(0);
+        (state_bytes.saturating_sub(fixed) / OPEN_ENTRY_BYTES as u64) as usize
+    }
+
+    /// This config with `max_open_streams` lowered, if need be, so that a snapshot fits one frame
+    /// of a shard log whose frames hold `frame_max_bytes` (0 if not even the finished window fits:
+    /// lower `finished_window` first).
+    pub fn fitting_frames_of(self, frame_max_bytes: u64) -> SummerConfig {
+        let fitting = self.open_streams_within(crate::shard::checkpoint_state_room_bytes(frame_max_bytes));
+        SummerConfig {
+            max_open_streams: self.max_open_streams.min(fitting),
+            ..self
+        }
     }
 }
 
@@ -297,6 +316,23 @@ impl Application for Summer {
             + self.finished_since_delta * 12
             + self.expired_since_delta.len() * 8
             + 64
+    }
+
+    fn apply_bytes_max(&self, frame_offset: u64, message_count: u32) -> u64 {
+        // A chunk opens or touches one stream (an open entry in the delta), or finishes one (a
+        // Sum out, a finished entry in the delta); a duplicate adds nothing.
+        let per_chunk = OPEN_ENTRY_BYTES.max(MESSAGE_LEN_PREFIX_BYTES + SUM_BYTES + FINISHED_ENTRY_BYTES);
+        // An expiry check may expire every open stream: an Expired out and an id in the delta.
+        let expiries = if frame_offset >= self.next_expiry_check {
+            self.open.len() * (MESSAGE_LEN_PREFIX_BYTES + EXPIRED_BYTES + 8)
+        } else {
+            0
+        };
+        (message_count as usize * per_chunk + expiries) as u64
+    }
+
+    fn snapshot_bytes_max(&self) -> u64 {
+        self.config.snapshot_bytes_max(self.config.max_open_streams)
     }
 
     fn write_snapshot(&mut self, out: &mut Vec<u8>) {

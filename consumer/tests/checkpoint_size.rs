@@ -75,7 +75,8 @@ fn recover(input: &Journal, log: &Log) -> Shard<Summer> {
     };
     Shard::recover(
         "shard-0",
-        Summer::new(SummerConfig::default()),
+        // 13,366 open streams fit a 2 MiB frame beside the default finished window.
+        Summer::new(SummerConfig::default().fitting_frames_of(2 << 20)),
         input,
         log.journal("sums-0").unwrap(),
         config,

@@ -76,7 +76,7 @@ impl Params {
     fn options(&self, sim: &SimStorage) -> Options {
         Options {
             fragment_max_bytes: self.fragment_max_bytes,
-            frame_max_bytes: 20 << 10,
+            frame_max_bytes: FRAME_MAX_BYTES,
             batch_max_messages: 1024,
             pending_max_bytes: 256 << 10,
             preallocate: self.preallocate,
@@ -87,13 +87,19 @@ impl Params {
     }
 }
 
+/// The shard logs' largest frame.
+const FRAME_MAX_BYTES: u64 = 20 << 10;
+
 /// A summer that never expires streams: in this test every stream keeps arriving until it is
-/// finished or abandoned, and abandoned ones must simply get no Sum.
+/// finished or abandoned, and abandoned ones must simply get no Sum. Its snapshot fits a frame:
+/// a finished window longer than a seed's streams (at most 40), and open streams to match.
 fn summer() -> Summer {
-    Summer::new(SummerConfig {
+    let config = SummerConfig {
         expire_after_bytes: u64::MAX,
+        finished_window: 256,
         ..SummerConfig::default()
-    })
+    };
+    Summer::new(config.fitting_frames_of(FRAME_MAX_BYTES))
 }
 
 struct Stream {
@@ -838,12 +844,16 @@ fn write_expiry_input(seed: u64, input: &Journal) -> u64 {
     input.durable_head()
 }
 
+/// A summer expiring streams soon, whose snapshot fits the 16 KiB frames of
+/// `run_with_crashes`.
 fn expiring_summer() -> Summer {
-    Summer::new(SummerConfig {
+    let config = SummerConfig {
         expire_after_bytes: 12 << 10,
         expire_check_interval_bytes: 1500,
+        finished_window: 256,
         ..SummerConfig::default()
-    })
+    };
+    Summer::new(config.fitting_frames_of(16 << 10))
 }
 
 /// Every output (Sums and Expired records, in order) of a shard log.

@@ -192,14 +192,16 @@ fn shard_refuses_a_checkpoint_past_its_inputs_head() {
 /// Found by the storage-fault suite with seven fault kinds: after a long ENOSPC outage a shard's
 /// transaction touched so many streams that its frame (outputs plus delta) exceeded the shard
 /// log's `frame_max_bytes`, and the shard stopped for good. The output bound is now capped at
-/// half the largest frame.
+/// half the largest frame. (64 KiB frames: 400 open streams fit a snapshot; their delta does not
+/// fit half a frame.)
 #[test]
 fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
     let sim = SimStorage::new(6);
+    let frame_max_bytes = 64 << 10;
     let log = Log::open(
         DATA_DIR,
         Options {
-            frame_max_bytes: 8 << 10,
+            frame_max_bytes,
             ..Options::with_storage(Arc::new(sim.clone()))
         },
     )
@@ -210,9 +212,14 @@ fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
             .append(&chunk_batch([chunk(stream, 0, false, b"opening chunk")]))
             .unwrap();
     }
+    let summer = SummerConfig {
+        finished_window: 256,
+        ..SummerConfig::default()
+    }
+    .fitting_frames_of(frame_max_bytes);
     let mut shard = Shard::recover(
         "shard",
-        Summer::new(SummerConfig::default()),
+        Summer::new(summer),
         &input,
         log.journal("sums").unwrap(),
         ShardConfig {
@@ -226,4 +233,107 @@ fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
     shard
         .run_until(input.durable_head(), Duration::ZERO)
         .expect("every transaction fits in a frame");
+}
+
+/// Found by the storage-fault suite (seeds 1582 and 2208): the shard ended a transaction once
+/// its outputs passed half a frame, but checked only between input frames, so one large input
+/// frame after a transaction just under half could push the frame past `frame_max_bytes`; the
+/// shard could then never commit. Here a frame finishing 160 streams (6,080 bytes of Sums, and
+/// a delta the shard counts as 1,984: under half of 16 KiB) is followed by one finishing 280
+/// (10,640 bytes of Sums more: 16,720 together). The second must open the next transaction, and
+/// every Sum must land.
+#[test]
+fn a_large_input_frame_after_a_nearly_half_full_transaction_opens_the_next_one() {
+    let sim = SimStorage::new(7);
+    let frame_max_bytes = 16 << 10;
+    let log = Log::open(
+        DATA_DIR,
+        Options {
+            frame_max_bytes,
+            ..Options::with_storage(Arc::new(sim.clone()))
+        },
+    )
+    .unwrap();
+    let input = log.journal("chunks").unwrap();
+    let mut next_stream = 0u64;
+    for streams in [160u64, 280, 170] {
+        let finished: Vec<_> = (next_stream..next_stream + streams)
+            .map(|stream| chunk(stream, 0, true, b"x"))
+            .collect();
+        next_stream += streams;
+        input.append(&chunk_batch(finished)).unwrap();
+    }
+    let summer = SummerConfig {
+        finished_window: 16,
+        ..SummerConfig::default()
+    }
+    .fitting_frames_of(frame_max_bytes);
+    let sums = log.journal("sums").unwrap();
+    let mut shard = Shard::recover(
+        "shard",
+        Summer::new(summer),
+        &input,
+        sums.clone(),
+        ShardConfig {
+            txn_max_duration: Duration::from_secs(60),
+            txn_max_output_delay: Duration::from_secs(60),
+            pipelined: false,
+            ..ShardConfig::default()
+        },
+    )
+    .unwrap();
+    shard
+        .run_until(input.durable_head(), Duration::ZERO)
+        .expect("every transaction fits in a frame");
+    assert_eq!(shard.app().counters().sums, next_stream);
+    assert_eq!(shard.input_offset(), input.durable_head());
+    drop(shard);
+    let recovered = Shard::recover(
+        "shard",
+        Summer::new(
+            SummerConfig {
+                finished_window: 16,
+                ..SummerConfig::default()
+            }
+            .fitting_frames_of(frame_max_bytes),
+        ),
+        &input,
+        sums,
+        ShardConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(recovered.durable_input_offset(), input.durable_head());
+    assert_eq!(recovered.app().counters().sums, next_stream);
+}
+
+/// A summer whose snapshot could outgrow the shard log's frame (the default finished window of
+/// 50,000 takes 600 KB; these frames hold 12 KiB) would stall the shard the moment a snapshot
+/// came due. The shard refuses to start instead, naming the shard log and the sizes.
+#[test]
+fn a_shard_whose_snapshot_cannot_fit_a_frame_refuses_to_start() {
+    let sim = SimStorage::new(8);
+    let log = Log::open(
+        DATA_DIR,
+        Options {
+            frame_max_bytes: 12 << 10,
+            ..Options::with_storage(Arc::new(sim.clone()))
+        },
+    )
+    .unwrap();
+    let input = log.journal("chunks").unwrap();
+    let refused = Shard::recover(
+        "shard",
+        Summer::new(SummerConfig::default()),
+        &input,
+        log.journal("sums").unwrap(),
+        ShardConfig::default(),
+    );
+    let Err(error @ ShardError::Limit { .. }) = refused else {
+        panic!("expected a limit error, got {:?}", refused.map(|_| ()))
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("\"sums\"") && message.contains("12288") && message.contains("finished_window"),
+        "{message}"
+    );
 }

@@ -37,6 +37,20 @@ const SHARD_IDLE_WAIT: Duration = Duration::from_millis(1);
 /// A graceful end that takes longer than this is reported as a hang.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The journals' largest frame: small, so transactions and batches split often.
+const FRAME_MAX_BYTES: u64 = 12 << 10;
+
+/// A summer whose snapshot fits a 12 KiB frame: a finished window far longer than any seed's
+/// streams (the default window of 50,000 alone would take 600 KB), and as many open streams as
+/// fit beside it (81).
+fn summer() -> Summer {
+    let config = SummerConfig {
+        finished_window: 256,
+        ..SummerConfig::default()
+    };
+    Summer::new(config.fitting_frames_of(FRAME_MAX_BYTES))
+}
+
 /// Sizes of the workload (small, so hundreds of seeds run in seconds).
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -57,7 +71,7 @@ impl Workload {
     pub fn options(&self, storage: &SimStorage) -> Options {
         Options {
             fragment_max_bytes: self.fragment_max_bytes,
-            frame_max_bytes: 12 << 10,
+            frame_max_bytes: FRAME_MAX_BYTES,
             batch_max_messages: 4096,
             pending_max_bytes: 64 << 10,
             preallocate: self.preallocate,
@@ -193,7 +207,7 @@ impl Process {
         }
         let mut shards = Vec::new();
         for p in 0..PARTITIONS {
-            let summer = Summer::new(SummerConfig::default());
+            let summer = summer();
             shards.push(
                 Shard::recover(
                     &shard_name(p),
