@@ -660,7 +660,10 @@ fn run_seeds(seeds: &[u64], harness: Harness) -> (BTreeMap<FaultKind, KindTotals
 /// has failed since the chunker started.
 #[test]
 fn no_space_under_a_pipelined_chunker_leaves_no_gap_in_a_stream() {
-    let seeds: Vec<u64> = (0..NO_SPACE_PIPELINED_SEEDS * FAULT_KINDS)
+    // The ENOSPC seeds among the first 400 of that kind, or among the seeds `SS_STORAGE_FAULT_SEEDS`
+    // (or `SS_STORAGE_FAULT_SEED`) names.
+    let seeds: Vec<u64> = seeds_from_env(NO_SPACE_PIPELINED_SEEDS * FAULT_KINDS)
+        .into_iter()
         .filter(|s| FaultKind::for_seed(*s) == FaultKind::NoSpace)
         .collect();
     let (_, violations) = run_seeds(

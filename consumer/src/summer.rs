@@ -494,6 +494,57 @@ mod tests {
             .collect()
     }
 
+    /// The shard refuses a shard log whose frames cannot hold `snapshot_bytes_max`, and ends a
+    /// transaction before `apply_bytes_max` could overflow its frame: both must be upper bounds.
+    #[test]
+    fn snapshot_and_apply_bounds_hold_at_the_limits() {
+        let config = SummerConfig {
+            max_open_streams: 40,
+            finished_window: 30,
+            expire_after_bytes: 1_000,
+            expire_check_interval_bytes: 500,
+        };
+        let mut s = Summer::new(config.clone());
+        let mut out = Batch::new();
+        for id in 0..50 {
+            s.apply(&chunk(1000 + id, 0, true, b"done"), 0, &mut out).unwrap();
+        }
+        let input: Vec<Vec<u8>> = (0..40).map(|id| chunk(id, 0, false, b"open")).collect();
+        let before = (out.payload().len() + s.delta_bytes_hint()) as u64;
+        let bound = s.apply_bytes_max(0, input.len() as u32);
+        for c in &input {
+            s.apply(c, 0, &mut out).unwrap();
+        }
+        let after = (out.payload().len() + s.delta_bytes_hint()) as u64;
+        assert!(after - before <= bound, "{} > {bound}", after - before);
+        let hint = s.delta_bytes_hint();
+        let mut delta = Vec::new();
+        s.write_delta(&mut delta);
+        assert!(
+            delta.len() <= hint,
+            "the hint bounds the delta: {} > {hint}",
+            delta.len()
+        );
+        let mut snapshot = Vec::new();
+        s.write_snapshot(&mut snapshot);
+        assert_eq!(
+            snapshot.len() as u64,
+            s.snapshot_bytes_max(),
+            "a full summer's snapshot is the bound"
+        );
+        // An expiry check past every stream's horizon expires all 40: within the bound too.
+        let mut expiries = Batch::new();
+        let before = s.delta_bytes_hint() as u64;
+        let bound = s.apply_bytes_max(10_000, 0);
+        s.before_frame(10_000, &mut expiries).unwrap();
+        assert_eq!(s.open_streams(), 0);
+        let added = expiries.payload().len() as u64 + s.delta_bytes_hint() as u64 - before;
+        assert!(
+            added > 0 && added <= bound,
+            "expiring every stream: {added} > {bound}"
+        );
+    }
+
     #[test]
     fn stream_sum_equals_sha1_of_its_chunks_and_duplicates_are_skipped() {
         let mut s = Summer::new(SummerConfig::default());
