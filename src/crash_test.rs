@@ -94,6 +94,8 @@ struct CrashTestReport {
     kills: usize,
     streams_finished: usize,
     sums_verified: usize,
+    /// Acknowledged finals or seen Sums that retention removed (`--retention`): not checkable.
+    unverifiable: u64,
     lost: usize,
     duplicated: usize,
     mismatched: usize,
@@ -117,6 +119,9 @@ fn run_child(
     command.arg("run");
     if args.unsafe_split_commit {
         command.arg("--unsafe-split-commit");
+    }
+    if args.retention {
+        command.arg("--retention");
     }
     let mut child = command
         .arg("--data")
@@ -200,17 +205,17 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
         bail!("final graceful run exited with {status}:\n{stderr_tail}");
     }
     let (verify_violations, mut violation_messages) = run_verify(&args)?;
-    let (lost, duplicated, mismatched, verified) =
-        check_history(&args, &history.lock(), &mut violation_messages)?;
+    let checked = check_history(&args, &history.lock(), &mut violation_messages)?;
     let h = history.lock();
     let report = CrashTestReport {
         cycles: args.cycles,
         kills,
         streams_finished: h.finals.len(),
-        sums_verified: verified,
-        lost,
-        duplicated,
-        mismatched,
+        sums_verified: checked.verified,
+        unverifiable: checked.unverifiable,
+        lost: checked.lost.len(),
+        duplicated: checked.duplicated.len(),
+        mismatched: checked.mismatched.len(),
         verify_violations,
         violation_messages,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -307,13 +312,14 @@ fn print_report(args: &CrashTestArgs, report: &CrashTestReport) -> anyhow::Resul
         println!(
             "crash-test: {} cycles, {} SIGKILLs, {:.1} s\n\
              streams finished (final chunk acknowledged): {}\n\
-             Sums verified against the parent's history: {}\n\
+             Sums verified against the parent's history: {} (unverifiable, removed by retention: {})\n\
              lost: {}, duplicated: {}, mismatched: {}, verify violations: {}",
             report.cycles,
             report.kills,
             report.elapsed_s,
             report.streams_finished,
             report.sums_verified,
+            report.unverifiable,
             report.lost,
             report.duplicated,
             report.mismatched,
@@ -327,12 +333,12 @@ fn print_report(args: &CrashTestArgs, report: &CrashTestReport) -> anyhow::Resul
 }
 
 /// Checks the parent's history against the journals (the audit's history check; `verify`
-/// checks the journals against themselves). Returns (lost, duplicated, mismatched, verified).
+/// checks the journals against themselves), adding each violation to `messages`.
 fn check_history(
     args: &CrashTestArgs,
     history: &History,
     messages: &mut Vec<String>,
-) -> anyhow::Result<(usize, usize, usize, usize)> {
+) -> anyhow::Result<audit::Findings> {
     let log = Log::open_read_only(&args.data, crate::config::log_options())?;
     let mut chunks = ChunkIndex::default();
     let mut sums = SumIndex::default();
@@ -353,10 +359,5 @@ fn check_history(
     ] {
         messages.extend(list.iter().map(|m| format!("{kind}: {m}")));
     }
-    Ok((
-        findings.lost.len(),
-        findings.duplicated.len(),
-        findings.mismatched.len(),
-        findings.verified,
-    ))
+    Ok(findings)
 }

@@ -41,6 +41,40 @@ fn crash_test_sigkill_20_cycles_loses_and_duplicates_nothing() {
     }
 }
 
+/// The same with `--retention`: fragments behind the shards' checkpoints are removed and recycled
+/// as new fragments (renamed under flock claims) while children are killed. What retention
+/// removed is unverifiable; everything else the parent saw acknowledged must hold.
+#[test]
+fn crash_test_sigkill_with_retention_and_recycling_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stream_sum()
+        .args([
+            "crash-test",
+            "--cycles",
+            "12",
+            "--seed",
+            "11",
+            "--retention",
+            "--json",
+        ])
+        .args(["--fragment-max-bytes", "1048576", "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let report = json_of(&out);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    assert!(report["kills"].as_u64().unwrap() >= 6, "{report}");
+    assert!(report["sums_verified"].as_u64().unwrap() > 50, "{report}");
+    assert!(
+        report["unverifiable"].as_u64().unwrap() > 0,
+        "retention removed nothing: {report}"
+    );
+    for field in ["lost", "duplicated", "mismatched", "verify_violations"] {
+        assert_eq!(report[field], 0, "{field}: {report}");
+    }
+}
+
 /// Summers that write their checkpoint and their Sums in two appends lose Sums when killed in
 /// between; the crash suite must notice (proof that it can fail).
 #[test]

@@ -102,6 +102,9 @@ pub struct ChunkIndex {
     /// Retention removed chunks (before or during the scan): Sums for streams no chunk journal
     /// holds are unverifiable rather than violations.
     pub retained: bool,
+    /// Per chunk journal: its first stored offset when the scan began (retention removed what
+    /// lay below).
+    pub first_offsets: HashMap<String, u64>,
     /// Damage within the chunk journals: gaps in a stream, chunks after the final one.
     pub violations: Vec<String>,
 }
@@ -110,12 +113,14 @@ impl ChunkIndex {
     /// Rebuilds every stream of one chunk journal, from its first offset to its durable head,
     /// stepping over ranges that retention removes meanwhile.
     pub fn scan(journal: &Journal) -> Result<ChunkIndex, AuditError> {
+        let first = journal.first_offset();
         let mut index = ChunkIndex {
-            retained: journal.first_offset() > 0,
+            retained: first > 0,
+            first_offsets: HashMap::from([(journal.name().to_string(), first)]),
             ..ChunkIndex::default()
         };
         let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
-        let mut frames = journal.frames(journal.first_offset()).step_over_removed();
+        let mut frames = journal.frames(first).step_over_removed();
         loop {
             let gaps_before = frames.gaps().len();
             let Some(frame) = frames.next().transpose()? else {
@@ -148,6 +153,7 @@ impl ChunkIndex {
         let first = journal.first_offset()?;
         let mut index = ChunkIndex {
             retained: first > 0,
+            first_offsets: HashMap::from([(journal.name().to_string(), first)]),
             ..ChunkIndex::default()
         };
         let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
@@ -244,7 +250,15 @@ impl ChunkIndex {
         self.duplicate_chunks += other.duplicate_chunks;
         self.gaps += other.gaps;
         self.retained |= other.retained;
+        self.first_offsets.extend(other.first_offsets);
         self.violations.extend(other.violations);
+    }
+
+    /// Whether retention removed the place `at` (below its journal's first offset at the scan).
+    pub fn removed(&self, at: &At) -> bool {
+        self.first_offsets
+            .get(&at.journal)
+            .is_some_and(|&first| at.offset < first)
     }
 }
 
@@ -267,13 +281,18 @@ pub struct SumIndex {
     pub expired: u64,
     /// Per input (chunk journal) name: its shard's progress.
     pub progress: HashMap<String, ShardProgress>,
+    /// Per shard log: its first stored offset when the scan began.
+    pub first_offsets: HashMap<String, u64>,
 }
 
 impl SumIndex {
     /// Collects the Sums of one shard log, whose shard reads the chunk journal `input`, stepping
     /// over ranges that retention removes meanwhile.
     pub fn scan(journal: &Journal, input: &str) -> Result<SumIndex, AuditError> {
-        let mut index = SumIndex::default();
+        let mut index = SumIndex {
+            first_offsets: HashMap::from([(journal.name().to_string(), journal.first_offset())]),
+            ..SumIndex::default()
+        };
         let mut progress = ShardProgress::default();
         let mut frames = journal.frames(journal.first_offset()).step_over_removed();
         // After removed Sums, the first checkpoint read bounds the input they could have covered.
@@ -372,6 +391,14 @@ impl SumIndex {
         self.count += other.count;
         self.expired += other.expired;
         self.progress.extend(other.progress);
+        self.first_offsets.extend(other.first_offsets);
+    }
+
+    /// Whether retention removed the place `at` (below its shard log's first offset at the scan).
+    pub fn removed(&self, at: &At) -> bool {
+        self.first_offsets
+            .get(&at.journal)
+            .is_some_and(|&first| at.offset < first)
     }
 }
 
@@ -599,7 +626,10 @@ fn check_history_into(
             .sums
             .get(&sum.stream)
             .is_some_and(|found| found.iter().any(|(s, a)| s.sha1 == sum.sha1 && a == at));
-        if !still_there {
+        if !still_there && sums.removed(at) {
+            // Delivered, then removed by retention (its shard had snapshotted past it).
+            findings.unverifiable += 1;
+        } else if !still_there {
             let message = format!(
                 "stream {}: Sum seen durable in {at} is no longer there",
                 sum.stream
@@ -631,13 +661,20 @@ fn check_acknowledged(
     findings: &mut Findings,
 ) {
     if let (Some(chunks), Some(at)) = (chunks, &ack.at) {
-        if !chunks.finals_at.contains(&(id, at.clone())) {
+        // A final chunk retention removed is not checked for; its Sum still is, below.
+        if !chunks.finals_at.contains(&(id, at.clone())) && !chunks.removed(at) {
             let message = format!("stream {id}: final chunk acknowledged durable in {at} is not there");
             return findings.flag(Kind::Lost, id, message);
         }
     }
     let found = sums.sums.get(&id).map_or(&[][..], Vec::as_slice);
     let Some((sum, at)) = found.first() else {
+        let removed_below = |at: &At| sums.progress.get(&at.journal).map_or(0, |p| p.sums_removed_below);
+        if ack.at.as_ref().is_some_and(|at| at.offset < removed_below(at)) {
+            // Its Sum may have been in the shard-log fragments retention removed.
+            findings.unverifiable += 1;
+            return;
+        }
         let message = format!("stream {id}: final chunk acknowledged durable, but no Sum");
         return findings.flag(Kind::Lost, id, message);
     };

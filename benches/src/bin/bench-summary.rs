@@ -4,9 +4,10 @@
 //! drift on a shared machine hits both sides alike; the ratio reported is the median of the
 //! per-round ratios. Prints a table, then one JSON object on the last line.
 //!
-//! Usage: `cargo run --release -p ss-benches --bin bench-summary [ROUNDS]`, from the repository
-//! root; files go to `$SS_BENCH_DIR` or `target/bench-scratch` (journals for reads and opens are
-//! cached there between runs).
+//! Usage: `cargo run --release -p ss-benches --bin bench-summary [ROUNDS [ROW]]`, from the
+//! repository root (ROW: only the rows whose JSON names contain it, e.g. `append_small`); files go
+//! to `$SS_BENCH_DIR` or `target/bench-scratch` (journals for reads and opens are cached there
+//! between runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -418,14 +419,24 @@ fn main() {
         "bench dir {} ({rounds} rounds of {SLICE:?} per side)",
         root.display()
     );
-    let summary = json!({
-        "append_64kib": large_appends(&root, rounds, "64 KiB", 64 << 10),
-        "append_1mib": large_appends(&root, rounds, "1 MiB", 1 << 20),
-        "append_small": small_appends(&root, rounds),
-        "read_4kib": reads(&root, rounds, "4 KiB", 4 << 10),
-        "read_64kib": reads(&root, rounds, "64 KiB", 64 << 10),
-        "open": opens(&root),
-        "checksum_64kib": checksums(rounds),
-    });
-    println!("{summary}");
+    // A second argument runs only the rows whose names contain it (e.g. `append_small`).
+    let only = std::env::args().nth(2);
+    let rows: [(&str, &dyn Fn() -> Value); 7] = [
+        ("append_64kib", &|| {
+            large_appends(&root, rounds, "64 KiB", 64 << 10)
+        }),
+        ("append_1mib", &|| large_appends(&root, rounds, "1 MiB", 1 << 20)),
+        ("append_small", &|| small_appends(&root, rounds)),
+        ("read_4kib", &|| reads(&root, rounds, "4 KiB", 4 << 10)),
+        ("read_64kib", &|| reads(&root, rounds, "64 KiB", 64 << 10)),
+        ("open", &|| opens(&root)),
+        ("checksum_64kib", &|| checksums(rounds)),
+    ];
+    let mut summary = serde_json::Map::new();
+    for (name, row) in rows {
+        if only.as_deref().is_none_or(|only| name.contains(only)) {
+            summary.insert(name.to_string(), row());
+        }
+    }
+    println!("{}", Value::Object(summary));
 }
