@@ -18,27 +18,35 @@ fn json_of(out: &std::process::Output) -> serde_json::Value {
     })
 }
 
-/// 20 SIGKILL cycles of a child `run`, then a graceful run and verify: nothing acknowledged is
-/// lost, nothing duplicated or mismatched. Fragments of 1 MiB, so kills land inside rolls.
-#[test]
-fn crash_test_sigkill_20_cycles_loses_and_duplicates_nothing() {
+/// Runs `crash-test ARGS --json --fragment-max-bytes 1048576` on a fresh directory, asserts it
+/// succeeded with nothing lost, duplicated or mismatched, and returns its report.
+fn crash_test_holding(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let out = stream_sum()
-        .args(["crash-test", "--cycles", "20", "--seed", "7", "--json"])
-        .args(["--fragment-max-bytes", "1048576", "--data"])
+        .arg("crash-test")
+        .args(args)
+        .args(["--json", "--fragment-max-bytes", "1048576", "--data"])
         .arg(dir.path().join("data"))
         .output()
         .unwrap();
     let report = json_of(&out);
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{report}");
+    for field in ["lost", "duplicated", "mismatched", "verify_violations"] {
+        assert_eq!(report[field], 0, "{field}: {report}");
+    }
+    report
+}
+
+/// 20 SIGKILL cycles of a child `run`, then a graceful run and verify: nothing acknowledged is
+/// lost, nothing duplicated or mismatched. Fragments of 1 MiB, so kills land inside rolls.
+#[test]
+fn crash_test_sigkill_20_cycles_loses_and_duplicates_nothing() {
+    let report = crash_test_holding(&["--cycles", "20", "--seed", "7"]);
     assert_eq!(report["cycles"], 20);
     assert!(report["kills"].as_u64().unwrap() >= 10, "{report}");
     assert!(report["streams_finished"].as_u64().unwrap() > 100, "{report}");
     assert_eq!(report["sums_verified"], report["streams_finished"]);
-    for field in ["lost", "duplicated", "mismatched", "verify_violations"] {
-        assert_eq!(report[field], 0, "{field}: {report}");
-    }
 }
 
 /// The same with `--retention`: fragments behind the shards' checkpoints are removed and recycled
@@ -46,33 +54,13 @@ fn crash_test_sigkill_20_cycles_loses_and_duplicates_nothing() {
 /// removed is unverifiable; everything else the parent saw acknowledged must hold.
 #[test]
 fn crash_test_sigkill_with_retention_and_recycling_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = stream_sum()
-        .args([
-            "crash-test",
-            "--cycles",
-            "12",
-            "--seed",
-            "11",
-            "--retention",
-            "--json",
-        ])
-        .args(["--fragment-max-bytes", "1048576", "--data"])
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    let report = json_of(&out);
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{report}");
+    let report = crash_test_holding(&["--cycles", "12", "--seed", "11", "--retention"]);
     assert!(report["kills"].as_u64().unwrap() >= 6, "{report}");
     assert!(report["sums_verified"].as_u64().unwrap() > 50, "{report}");
     assert!(
         report["unverifiable"].as_u64().unwrap() > 0,
         "retention removed nothing: {report}"
     );
-    for field in ["lost", "duplicated", "mismatched", "verify_violations"] {
-        assert_eq!(report[field], 0, "{field}: {report}");
-    }
 }
 
 /// Summers that write their checkpoint and their Sums in two appends lose Sums when killed in

@@ -189,6 +189,35 @@ fn shard_refuses_a_checkpoint_past_its_inputs_head() {
     );
 }
 
+/// A simulated log whose frames hold at most `frame_max_bytes`.
+fn log_with_frames_of(seed: u64, frame_max_bytes: u64) -> Log {
+    let sim = SimStorage::new(seed);
+    let options = Options {
+        frame_max_bytes,
+        ..Options::with_storage(Arc::new(sim))
+    };
+    Log::open(DATA_DIR, options).unwrap()
+}
+
+/// A summer with a `finished_window`-entry window and as many open streams as fit those frames.
+fn summer_fitting(finished_window: usize, frame_max_bytes: u64) -> Summer {
+    let config = SummerConfig {
+        finished_window,
+        ..SummerConfig::default()
+    };
+    Summer::new(config.fitting_frames_of(frame_max_bytes))
+}
+
+/// Transactions bounded by size only (never by time), each waited for: replayable boundaries.
+fn bounded_by_size_only() -> ShardConfig {
+    ShardConfig {
+        txn_max_duration: Duration::from_secs(60),
+        txn_max_output_delay: Duration::from_secs(60),
+        pipelined: false,
+        ..ShardConfig::default()
+    }
+}
+
 /// Found by the storage-fault suite with seven fault kinds: after a long ENOSPC outage a shard's
 /// transaction touched so many streams that its frame (outputs plus delta) exceeded the shard
 /// log's `frame_max_bytes`, and the shard stopped for good. The output bound is now capped at
@@ -196,38 +225,20 @@ fn shard_refuses_a_checkpoint_past_its_inputs_head() {
 /// fit half a frame.)
 #[test]
 fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
-    let sim = SimStorage::new(6);
     let frame_max_bytes = 64 << 10;
-    let log = Log::open(
-        DATA_DIR,
-        Options {
-            frame_max_bytes,
-            ..Options::with_storage(Arc::new(sim.clone()))
-        },
-    )
-    .unwrap();
+    let log = log_with_frames_of(6, frame_max_bytes);
     let input = log.journal("chunks").unwrap();
     for stream in 0..400u64 {
         input
             .append(&chunk_batch([chunk(stream, 0, false, b"opening chunk")]))
             .unwrap();
     }
-    let summer = SummerConfig {
-        finished_window: 256,
-        ..SummerConfig::default()
-    }
-    .fitting_frames_of(frame_max_bytes);
     let mut shard = Shard::recover(
         "shard",
-        Summer::new(summer),
+        summer_fitting(256, frame_max_bytes),
         &input,
         log.journal("sums").unwrap(),
-        ShardConfig {
-            txn_max_duration: Duration::from_secs(60),
-            txn_max_output_delay: Duration::from_secs(60),
-            pipelined: false,
-            ..ShardConfig::default()
-        },
+        bounded_by_size_only(),
     )
     .unwrap();
     shard
@@ -244,16 +255,8 @@ fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
 /// every Sum must land.
 #[test]
 fn a_large_input_frame_after_a_nearly_half_full_transaction_opens_the_next_one() {
-    let sim = SimStorage::new(7);
     let frame_max_bytes = 16 << 10;
-    let log = Log::open(
-        DATA_DIR,
-        Options {
-            frame_max_bytes,
-            ..Options::with_storage(Arc::new(sim.clone()))
-        },
-    )
-    .unwrap();
+    let log = log_with_frames_of(7, frame_max_bytes);
     let input = log.journal("chunks").unwrap();
     let mut next_stream = 0u64;
     for streams in [160u64, 280, 170] {
@@ -263,23 +266,13 @@ fn a_large_input_frame_after_a_nearly_half_full_transaction_opens_the_next_one()
         next_stream += streams;
         input.append(&chunk_batch(finished)).unwrap();
     }
-    let summer = SummerConfig {
-        finished_window: 16,
-        ..SummerConfig::default()
-    }
-    .fitting_frames_of(frame_max_bytes);
     let sums = log.journal("sums").unwrap();
     let mut shard = Shard::recover(
         "shard",
-        Summer::new(summer),
+        summer_fitting(16, frame_max_bytes),
         &input,
         sums.clone(),
-        ShardConfig {
-            txn_max_duration: Duration::from_secs(60),
-            txn_max_output_delay: Duration::from_secs(60),
-            pipelined: false,
-            ..ShardConfig::default()
-        },
+        bounded_by_size_only(),
     )
     .unwrap();
     shard
@@ -290,13 +283,7 @@ fn a_large_input_frame_after_a_nearly_half_full_transaction_opens_the_next_one()
     drop(shard);
     let recovered = Shard::recover(
         "shard",
-        Summer::new(
-            SummerConfig {
-                finished_window: 16,
-                ..SummerConfig::default()
-            }
-            .fitting_frames_of(frame_max_bytes),
-        ),
+        summer_fitting(16, frame_max_bytes),
         &input,
         sums,
         ShardConfig::default(),
@@ -311,15 +298,7 @@ fn a_large_input_frame_after_a_nearly_half_full_transaction_opens_the_next_one()
 /// came due. The shard refuses to start instead, naming the shard log and the sizes.
 #[test]
 fn a_shard_whose_snapshot_cannot_fit_a_frame_refuses_to_start() {
-    let sim = SimStorage::new(8);
-    let log = Log::open(
-        DATA_DIR,
-        Options {
-            frame_max_bytes: 12 << 10,
-            ..Options::with_storage(Arc::new(sim.clone()))
-        },
-    )
-    .unwrap();
+    let log = log_with_frames_of(8, 12 << 10);
     let input = log.journal("chunks").unwrap();
     let refused = Shard::recover(
         "shard",
