@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use ss_log::frame::{frame_len_bytes, MESSAGE_LEN_PREFIX_BYTES};
 use ss_log::{
     AppendAck, AppendError, Batch, Frame, FrameJournal, FrameReader, Journal, PendingFrame, ReadError,
 };
 
 use crate::checkpoint::{Checkpoint, CheckpointKind, CHECKPOINT_HEADER_BYTES};
 use crate::message::DecodeError;
-use ss_log::frame::{frame_len_bytes, MESSAGE_LEN_PREFIX_BYTES};
 
 /// The state machine a shard drives.
 pub trait Application {
@@ -455,7 +455,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
                 shard: name.to_string(),
                 offset: input_offset,
                 error: AppError::Limit(format!(
-                    "a snapshot may take up to {} bytes, but a frame of the shard log {:?} (frame_max_bytes {}) holds at most {state_room_bytes} bytes of checkpoint state: raise the shard log's frame limit or lower the application's limits (for a summer, max_open_streams or finished_window)",
+                    "a snapshot may take up to {} bytes (the application's limits, or the state restored from the log if that is larger), but a frame of the shard log {:?} (frame_max_bytes {}) holds at most {state_room_bytes} bytes of checkpoint state: raise the shard log's frame limit (for `run`, --fragment-max-bytes) or lower the application's limits (for a summer, max_open_streams or finished_window)",
                     app.snapshot_bytes_max(),
                     log.name(),
                     log.frame_max_bytes()

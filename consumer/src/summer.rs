@@ -332,7 +332,13 @@ impl Application for Summer {
     }
 
     fn snapshot_bytes_max(&self) -> u64 {
-        self.config.snapshot_bytes_max(self.config.max_open_streams)
+        // A state restored under larger limits (a restart with smaller frames) may already hold
+        // more than this config allows: bound what it holds too.
+        let config = SummerConfig {
+            finished_window: self.config.finished_window.max(self.finished_order.len()),
+            ..self.config.clone()
+        };
+        config.snapshot_bytes_max(self.config.max_open_streams.max(self.open.len()))
     }
 
     fn write_snapshot(&mut self, out: &mut Vec<u8>) {

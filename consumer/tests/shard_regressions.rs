@@ -316,3 +316,58 @@ fn a_shard_whose_snapshot_cannot_fit_a_frame_refuses_to_start() {
         "{message}"
     );
 }
+
+/// A restart with smaller frames (or smaller limits) than the state was built under: the summer
+/// restored from the log holds 300 open streams, more than its new config allows beside a
+/// 2,000-entry finished window in 48 KiB frames (223). Its next snapshot could not fit, so the
+/// shard refuses to start rather than stall at that snapshot.
+#[test]
+fn a_shard_restored_with_more_state_than_its_frames_hold_refuses_to_start() {
+    let sim = SimStorage::new(9);
+    let open = |frame_max_bytes| {
+        let options = Options {
+            frame_max_bytes,
+            ..Options::with_storage(Arc::new(sim.clone()))
+        };
+        Log::open(DATA_DIR, options).unwrap()
+    };
+    {
+        let log = open(64 << 10);
+        let input = log.journal("chunks").unwrap();
+        for stream in 0..300u64 {
+            input
+                .append(&chunk_batch([chunk(stream, 0, false, b"opening chunk")]))
+                .unwrap();
+        }
+        let mut shard = Shard::recover(
+            "shard",
+            summer_fitting(256, 64 << 10),
+            &input,
+            log.journal("sums").unwrap(),
+            bounded_by_size_only(),
+        )
+        .unwrap();
+        shard.run_until(input.durable_head(), Duration::ZERO).unwrap();
+        assert_eq!(shard.app().open_streams(), 300);
+    }
+    let log = open(48 << 10);
+    let input = log.journal("chunks").unwrap();
+    let smaller = SummerConfig {
+        finished_window: 2000,
+        ..SummerConfig::default()
+    }
+    .fitting_frames_of(48 << 10);
+    assert!(smaller.max_open_streams < 300, "{}", smaller.max_open_streams);
+    let refused = Shard::recover(
+        "shard",
+        Summer::new(smaller),
+        &input,
+        log.journal("sums").unwrap(),
+        ShardConfig::default(),
+    );
+    assert!(
+        matches!(refused, Err(ShardError::Limit { .. })),
+        "{:?}",
+        refused.map(|_| ())
+    );
+}
