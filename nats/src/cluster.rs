@@ -126,6 +126,19 @@ impl ClientProxies {
     }
 }
 
+/// Why one attempt to start a cluster failed.
+enum StartError {
+    /// A node exited before the cluster was ready: worth another attempt on fresh ports.
+    NodeExited(String),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> StartError {
+        StartError::Io(e)
+    }
+}
+
 /// A running cluster. Kills its servers on drop.
 pub struct Cluster {
     opts: ClusterOptions,
@@ -149,7 +162,28 @@ fn loopback(port: u16) -> SocketAddr {
 
 impl Cluster {
     /// Starts the nodes and waits (up to 60 s) for a meta leader that all of them agree on.
+    /// A node that exits while starting (most often: a port picked free was taken by another
+    /// process before the node bound it) fails the attempt at once; in a temporary directory the
+    /// cluster is then started again on fresh ports, up to three attempts.
     pub fn start(opts: ClusterOptions) -> std::io::Result<Cluster> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match Cluster::start_once(opts.clone()) {
+                Err(StartError::NodeExited(reason)) if opts.dir.is_none() && attempt < ATTEMPTS => {
+                    eprintln!(
+                        "nats cluster: attempt {attempt} of {ATTEMPTS} failed ({reason}); trying fresh ports"
+                    );
+                    attempt += 1;
+                }
+                Err(StartError::NodeExited(reason)) => return Err(std::io::Error::other(reason)),
+                Err(StartError::Io(e)) => return Err(e),
+                Ok(cluster) => return Ok(cluster),
+            }
+        }
+    }
+
+    fn start_once(opts: ClusterOptions) -> Result<Cluster, StartError> {
         assert!(opts.nodes >= 1);
         let (dir, tempdir) = match &opts.dir {
             Some(d) => {
@@ -197,8 +231,50 @@ impl Cluster {
             cluster.write_config(i)?;
             cluster.spawn(i)?;
         }
-        cluster.wait_ready(Duration::from_secs(60))?;
+        cluster.wait_started(Duration::from_secs(60))?;
         Ok(cluster)
+    }
+
+    /// [`Cluster::wait_ready`], telling a node that exited from the rest.
+    fn wait_started(&mut self, timeout: Duration) -> Result<(), StartError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(reason) = self.exited_node()? {
+                return Err(StartError::NodeExited(reason));
+            }
+            let last = match self.meta_leader_agreed() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => "no agreed meta leader yet".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(StartError::Io(std::io::Error::other(format!(
+                    "cluster in {} not ready after {timeout:?}: {last}",
+                    self.dir.display()
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A node that has exited: its name, status and the end of its log.
+    fn exited_node(&mut self) -> std::io::Result<Option<String>> {
+        for node in &mut self.nodes {
+            let Some(child) = node.child.as_mut() else {
+                continue;
+            };
+            if let Some(status) = child.try_wait()? {
+                node.child = None;
+                let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                return Ok(Some(format!(
+                    "node {} exited ({status}) while starting: {}",
+                    node.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )));
+            }
+        }
+        Ok(None)
     }
 
     fn write_config(&self, i: usize) -> std::io::Result<()> {
@@ -328,23 +404,13 @@ impl Cluster {
         outgoing.chain(incoming).chain(clients).collect()
     }
 
-    /// Waits until every running node reports the same JetStream meta leader.
-    pub fn wait_ready(&self, timeout: Duration) -> std::io::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.meta_leader_agreed() {
-                Ok(Some(_)) => return Ok(()),
-                Ok(None) => "no agreed meta leader yet".to_string(),
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Err(std::io::Error::other(format!(
-                    "cluster in {} not ready after {timeout:?}: {last}",
-                    self.dir.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    /// Waits until every running node reports the same JetStream meta leader; fails at once if
+    /// a node exits meanwhile.
+    pub fn wait_ready(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.wait_started(timeout).map_err(|e| match e {
+            StartError::NodeExited(reason) => std::io::Error::other(reason),
+            StartError::Io(e) => e,
+        })
     }
 
     /// The meta leader's name if every running node names the same one.
@@ -395,5 +461,31 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     match resp.split_once("\r\n\r\n") {
         Some((_, body)) => Ok(body.to_string()),
         None => Err(std::io::Error::other("malformed HTTP response")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that exits while the cluster starts (here: a "server" that is `false`, as a node
+    /// whose port was taken would) fails the start at once, after three attempts on fresh
+    /// ports, naming the node, instead of waiting out the 60 s for a meta leader.
+    #[test]
+    fn a_node_exiting_at_start_fails_the_start_at_once_and_names_it() {
+        let started = Instant::now();
+        let error = match Cluster::start(ClusterOptions::new(PathBuf::from("/bin/false"))) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a cluster of `false` started"),
+        };
+        assert!(
+            error.contains("exited") && error.contains("while starting"),
+            "{error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
