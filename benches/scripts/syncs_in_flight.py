@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Raw `pwrite` + `fdatasync` on a pre-written 64 MiB file: one sync in flight at a time, against
 two threads each writing its own batch (one lock around the writes, syncs overlapping), against
-one sync of twice the bytes. Tells whether a journal with two commits in flight could beat one
-commit of the same window. Usage: syncs_in_flight.py FILE (the file is overwritten and left).
+one sync of twice the bytes; and 160 KiB batches at 2, 3, 4 and 8 in flight. Tells whether a
+journal with several commits in flight could beat one commit of the same window.
+Usage: syncs_in_flight.py FILE (the file is overwritten and left).
 """
 import os
 import sys
@@ -60,6 +61,10 @@ def in_flight(fd, batch, depth=2):
 def main():
     fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
     prewrite(fd)
+    batch = 160 << 10
+    one = serial(fd, batch)
+    depths = ", ".join(f"depth {d} {in_flight(fd, batch, d) / one:.2f}x" for d in (2, 3, 4, 8))
+    print(f"160 KiB batches, syncs per second against one in flight ({one * batch / 1e6:.0f} MB/s): {depths}")
     for batch in (128 << 10, 256 << 10):
         one = serial(fd, batch)
         two = in_flight(fd, batch)
