@@ -275,9 +275,9 @@ pub struct CrashTestArgs {
     #[arg(long, default_value = "33554432", value_parser = parse_fragment_bytes)]
     pub fragment_max_bytes: u64,
     /// Run every child with `--retention` (as `soak` does): fragments behind the shards'
-    /// checkpoints are removed and recycled as new fragments while children are killed. Final
-    /// chunks and Sums that retention removed count as unverifiable, not lost; the rest of the
-    /// history is checked as without it.
+    /// checkpoints are removed and recycled as new fragments while children are killed. The
+    /// history is then also checked after every cycle, before retention removes what it names;
+    /// final chunks and Sums removed before any check count as unverifiable, not lost.
     #[arg(long)]
     pub retention: bool,
     /// Print the final summary as one JSON object on stdout.

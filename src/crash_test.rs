@@ -10,7 +10,13 @@
 //! **duplicated**; a Sum whose SHA-1 differs from the chunker's is **mismatched**; a Sum seen
 //! durable that is no longer in its shard log is lost too. Appends in flight at a kill are
 //! indeterminate: they may land or not, and neither is a violation.
+//!
+//! With `--retention` the children remove (and recycle) fragments, so by the end most of the
+//! history is gone from the journals. The parent then also checks its history after every
+//! cycle, at rest (the child is dead): an acknowledged final chunk whose shard checkpointed past
+//! it must have its Sum by then (one append holds both), and the checks add up.
 
+use std::collections::{BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use ss_consumer::audit::{self, At, ChunkIndex, History, SumIndex};
+use ss_consumer::audit::{self, At, ChunkIndex, History, Settled, SumIndex};
 use ss_consumer::message::{StreamId, Sum};
 use ss_log::Log;
 
@@ -94,8 +100,9 @@ struct CrashTestReport {
     kills: usize,
     streams_finished: usize,
     sums_verified: usize,
-    /// Acknowledged finals or seen Sums that retention removed (`--retention`): not checkable.
-    unverifiable: u64,
+    /// Acknowledged final chunks that no check could decide (`--retention` removed their chunks
+    /// or Sums before any check looked).
+    unverifiable: usize,
     lost: usize,
     duplicated: usize,
     mismatched: usize,
@@ -191,12 +198,16 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
         args.data.display(),
         args.seed
     );
+    let mut checks = HistoryChecks::default();
     for cycle in 1..=args.cycles {
         let report = kill_cycle(&args, &history, &mut rng, cycle)?;
         if !report.exited_first {
             kills += 1;
         }
         per_cycle.push(report);
+        if args.retention {
+            checks.add(check_history(&args, &history.lock(), Settled::No)?);
+        }
     }
     eprintln!("crash-test: final graceful run");
     let (_, status, stderr_tail) = run_child(&args, &history, "2s", args.seed ^ 0x5eed, None)?;
@@ -205,17 +216,23 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
         bail!("final graceful run exited with {status}:\n{stderr_tail}");
     }
     let (verify_violations, mut violation_messages) = run_verify(&args)?;
-    let checked = check_history(&args, &history.lock(), &mut violation_messages)?;
+    checks.add(check_history(&args, &history.lock(), Settled::Yes)?);
+    checks.messages_into(&mut violation_messages);
     let h = history.lock();
+    // Acknowledged finals that no check could decide: retention removed their chunks or Sums
+    // before any check looked.
+    let decided =
+        checks.verified.len() + checks.lost.len() + checks.duplicated.len() + checks.mismatched.len();
+    let unverifiable = h.finals.len().saturating_sub(decided);
     let report = CrashTestReport {
         cycles: args.cycles,
         kills,
         streams_finished: h.finals.len(),
-        sums_verified: checked.verified,
-        unverifiable: checked.unverifiable,
-        lost: checked.lost.len(),
-        duplicated: checked.duplicated.len(),
-        mismatched: checked.mismatched.len(),
+        sums_verified: checks.verified.len(),
+        unverifiable,
+        lost: checks.lost.len(),
+        duplicated: checks.duplicated.len(),
+        mismatched: checks.mismatched.len(),
         verify_violations,
         violation_messages,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -312,7 +329,7 @@ fn print_report(args: &CrashTestArgs, report: &CrashTestReport) -> anyhow::Resul
         println!(
             "crash-test: {} cycles, {} SIGKILLs, {:.1} s\n\
              streams finished (final chunk acknowledged): {}\n\
-             Sums verified against the parent's history: {} (unverifiable, removed by retention: {})\n\
+             Sums verified against the parent's history: {} (undecided, removed by retention first: {})\n\
              lost: {}, duplicated: {}, mismatched: {}, verify violations: {}",
             report.cycles,
             report.kills,
@@ -332,12 +349,45 @@ fn print_report(args: &CrashTestArgs, report: &CrashTestReport) -> anyhow::Resul
     Ok(())
 }
 
-/// Checks the parent's history against the journals (the audit's history check; `verify`
-/// checks the journals against themselves), adding each violation to `messages`.
+/// What the history checks found, added up over the checks after each cycle (`--retention`) and
+/// the final one: a stream verified once counts once, a violation found twice is listed once.
+#[derive(Default)]
+struct HistoryChecks {
+    verified: HashSet<StreamId>,
+    lost: BTreeSet<String>,
+    duplicated: BTreeSet<String>,
+    mismatched: BTreeSet<String>,
+    other: BTreeSet<String>,
+}
+
+impl HistoryChecks {
+    fn add(&mut self, findings: audit::Findings) {
+        self.verified.extend(findings.verified_streams);
+        self.lost.extend(findings.lost);
+        self.duplicated.extend(findings.duplicated);
+        self.mismatched.extend(findings.mismatched);
+        self.other.extend(findings.other);
+    }
+
+    fn messages_into(&self, messages: &mut Vec<String>) {
+        for (kind, list) in [
+            ("lost", &self.lost),
+            ("duplicated", &self.duplicated),
+            ("mismatched", &self.mismatched),
+            ("other", &self.other),
+        ] {
+            messages.extend(list.iter().map(|m| format!("{kind}: {m}")));
+        }
+    }
+}
+
+/// Checks the parent's history against the journals at rest (the audit's history check;
+/// `verify` checks the journals against themselves). `settled`: whether every input was applied
+/// (after the graceful run), else finals past their shard's checkpoint are pending.
 fn check_history(
     args: &CrashTestArgs,
     history: &History,
-    messages: &mut Vec<String>,
+    settled: Settled,
 ) -> anyhow::Result<audit::Findings> {
     let log = Log::open_read_only(&args.data, crate::config::log_options())?;
     let mut chunks = ChunkIndex::default();
@@ -350,14 +400,5 @@ fn check_history(
             sums.merge(SumIndex::scan(&j, &format!("chunks-{partition}"))?);
         }
     }
-    let findings = audit::check_history(history, Some(&chunks), &sums);
-    for (kind, list) in [
-        ("lost", &findings.lost),
-        ("duplicated", &findings.duplicated),
-        ("mismatched", &findings.mismatched),
-        ("other", &findings.other),
-    ] {
-        messages.extend(list.iter().map(|m| format!("{kind}: {m}")));
-    }
-    Ok(findings)
+    Ok(audit::check_history(history, Some(&chunks), &sums, settled))
 }

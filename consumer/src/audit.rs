@@ -465,6 +465,8 @@ pub struct Findings {
     /// Streams with exactly one Sum, equal to the recomputed SHA-1 ([`check_journals`]) or to
     /// the acknowledged one ([`check_history`]).
     pub verified: usize,
+    /// The streams [`check_history`] verified (so that checks at several moments add up).
+    pub verified_streams: HashSet<StreamId>,
     /// Finished streams whose final chunk lies past their shard's checkpoint.
     pub pending: usize,
     /// Streams or Sums retention made impossible to check.
@@ -510,7 +512,7 @@ impl Findings {
 pub fn audit(chunks: &ChunkIndex, sums: &SumIndex, history: &History, settled: Settled) -> Findings {
     let mut findings = check_journals(chunks, sums, settled);
     let verified = findings.verified;
-    check_history_into(history, Some(chunks), sums, &mut findings);
+    check_history_into(history, Some(chunks), sums, settled, &mut findings);
     findings.verified = verified;
     findings
 }
@@ -602,11 +604,17 @@ fn check_unfinished(chunks: &ChunkIndex, sums: &SumIndex, findings: &mut Finding
 
 /// The journals against `history`: every acknowledged final chunk is still in its chunk journal
 /// (if `chunks` were scanned) and its stream has exactly one Sum, equal to the acknowledged
-/// SHA-1; every Sum seen durable is still there; with a complete history, no other stream has a
-/// Sum.
-pub fn check_history(history: &History, chunks: Option<&ChunkIndex>, sums: &SumIndex) -> Findings {
+/// SHA-1, unless it is pending (`settled` is [`Settled::No`] and the final chunk lies past its
+/// shard's checkpoint, or where it lies is unknown); every Sum seen durable is still there; with
+/// a complete history, no other stream has a Sum.
+pub fn check_history(
+    history: &History,
+    chunks: Option<&ChunkIndex>,
+    sums: &SumIndex,
+    settled: Settled,
+) -> Findings {
     let mut findings = Findings::default();
-    check_history_into(history, chunks, sums, &mut findings);
+    check_history_into(history, chunks, sums, settled, &mut findings);
     findings
 }
 
@@ -614,12 +622,13 @@ fn check_history_into(
     history: &History,
     chunks: Option<&ChunkIndex>,
     sums: &SumIndex,
+    settled: Settled,
     findings: &mut Findings,
 ) {
     let mut ids: Vec<&StreamId> = history.finals.keys().collect();
     ids.sort();
     for id in ids {
-        check_acknowledged(*id, &history.finals[id], chunks, sums, findings);
+        check_acknowledged(*id, &history.finals[id], chunks, sums, settled, findings);
     }
     for (sum, at) in &history.sums_seen {
         let still_there = sums
@@ -658,6 +667,7 @@ fn check_acknowledged(
     ack: &Acknowledged,
     chunks: Option<&ChunkIndex>,
     sums: &SumIndex,
+    settled: Settled,
     findings: &mut Findings,
 ) {
     if let (Some(chunks), Some(at)) = (chunks, &ack.at) {
@@ -669,8 +679,21 @@ fn check_acknowledged(
     }
     let found = sums.sums.get(&id).map_or(&[][..], Vec::as_slice);
     let Some((sum, at)) = found.first() else {
-        let removed_below = |at: &At| sums.progress.get(&at.journal).map_or(0, |p| p.sums_removed_below);
-        if ack.at.as_ref().is_some_and(|at| at.offset < removed_below(at)) {
+        let progress = |at: &At| sums.progress.get(&at.journal).copied().unwrap_or_default();
+        let past_checkpoint = ack
+            .at
+            .as_ref()
+            .is_none_or(|at| at.offset >= progress(at).checkpoint_input_offset);
+        if settled == Settled::No && past_checkpoint {
+            // Its shard has not checkpointed past it yet: the Sum may still come.
+            findings.pending += 1;
+            return;
+        }
+        if ack
+            .at
+            .as_ref()
+            .is_some_and(|at| at.offset < progress(at).sums_removed_below)
+        {
             // Its Sum may have been in the shard-log fragments retention removed.
             findings.unverifiable += 1;
             return;
@@ -692,5 +715,6 @@ fn check_acknowledged(
         findings.flag(Kind::Mismatched, id, message);
     } else if found.len() == 1 {
         findings.verified += 1;
+        findings.verified_streams.insert(id);
     }
 }

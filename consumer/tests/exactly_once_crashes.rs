@@ -649,7 +649,7 @@ impl Run<'_> {
                 sums.add(*sum, At { journal, offset });
             }
         }
-        let findings = audit::check_history(&history, None, &sums);
+        let findings = audit::check_history(&history, None, &sums, audit::Settled::Yes);
         let violations: Vec<&String> = findings.violations().collect();
         assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
         assert_eq!(findings.verified, history.finals.len(), "seed {seed}");
