@@ -188,8 +188,9 @@ const SETTLE: Duration = Duration::from_secs(3);
 
 /// Lets the disk go idle before a step: flushes the file system holding `dir` (the previous
 /// step's deletions, the baselines' files, any writeback still queued) and waits [`SETTLE`].
-/// Without it a step inherits the previous one's deletions and writeback (measured on the quiet machine: Sum
-/// latency p99 10.7 ms at 75% right after the saturated step, 2.3-2.8 ms in separate runs).
+/// Without it a step inherits the previous one's deletions and writeback (measured on the quiet
+/// machine: Sum latency p99 10.7 ms at 75% right after the saturated step, 2.3-2.8 ms in
+/// separate runs).
 fn settle_disk(dir: &Path) {
     let synced = Command::new("sync").arg("-f").arg(dir).status();
     if !matches!(synced, Ok(status) if status.success()) {

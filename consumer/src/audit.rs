@@ -102,9 +102,8 @@ pub struct ChunkIndex {
     /// Retention removed chunks (before or during the scan): Sums for streams no chunk journal
     /// holds are unverifiable rather than violations.
     pub retained: bool,
-    /// Per chunk journal: its first stored offset when the scan began (retention removed what
-    /// lay below).
-    pub first_offsets: HashMap<String, u64>,
+    /// Where the chunk journals began when scanned (retention removed what lay below).
+    pub first_offsets: FirstOffsets,
     /// Damage within the chunk journals: gaps in a stream, chunks after the final one.
     pub violations: Vec<String>,
 }
@@ -116,7 +115,7 @@ impl ChunkIndex {
         let first = journal.first_offset();
         let mut index = ChunkIndex {
             retained: first > 0,
-            first_offsets: HashMap::from([(journal.name().to_string(), first)]),
+            first_offsets: FirstOffsets::of(journal.name(), first),
             ..ChunkIndex::default()
         };
         let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
@@ -153,7 +152,7 @@ impl ChunkIndex {
         let first = journal.first_offset()?;
         let mut index = ChunkIndex {
             retained: first > 0,
-            first_offsets: HashMap::from([(journal.name().to_string(), first)]),
+            first_offsets: FirstOffsets::of(journal.name(), first),
             ..ChunkIndex::default()
         };
         let mut open: HashMap<StreamId, OpenStream> = HashMap::new();
@@ -250,15 +249,23 @@ impl ChunkIndex {
         self.duplicate_chunks += other.duplicate_chunks;
         self.gaps += other.gaps;
         self.retained |= other.retained;
-        self.first_offsets.extend(other.first_offsets);
+        self.first_offsets.0.extend(other.first_offsets.0);
         self.violations.extend(other.violations);
+    }
+}
+
+/// Per journal: its first stored offset when it was scanned.
+#[derive(Debug, Clone, Default)]
+pub struct FirstOffsets(HashMap<String, u64>);
+
+impl FirstOffsets {
+    fn of(journal: &str, first: u64) -> FirstOffsets {
+        FirstOffsets(HashMap::from([(journal.to_string(), first)]))
     }
 
     /// Whether retention removed the place `at` (below its journal's first offset at the scan).
     pub fn removed(&self, at: &At) -> bool {
-        self.first_offsets
-            .get(&at.journal)
-            .is_some_and(|&first| at.offset < first)
+        self.0.get(&at.journal).is_some_and(|&first| at.offset < first)
     }
 }
 
@@ -281,8 +288,8 @@ pub struct SumIndex {
     pub expired: u64,
     /// Per input (chunk journal) name: its shard's progress.
     pub progress: HashMap<String, ShardProgress>,
-    /// Per shard log: its first stored offset when the scan began.
-    pub first_offsets: HashMap<String, u64>,
+    /// Where the shard logs began when scanned.
+    pub first_offsets: FirstOffsets,
 }
 
 impl SumIndex {
@@ -290,7 +297,7 @@ impl SumIndex {
     /// over ranges that retention removes meanwhile.
     pub fn scan(journal: &Journal, input: &str) -> Result<SumIndex, AuditError> {
         let mut index = SumIndex {
-            first_offsets: HashMap::from([(journal.name().to_string(), journal.first_offset())]),
+            first_offsets: FirstOffsets::of(journal.name(), journal.first_offset()),
             ..SumIndex::default()
         };
         let mut progress = ShardProgress::default();
@@ -391,14 +398,7 @@ impl SumIndex {
         self.count += other.count;
         self.expired += other.expired;
         self.progress.extend(other.progress);
-        self.first_offsets.extend(other.first_offsets);
-    }
-
-    /// Whether retention removed the place `at` (below its shard log's first offset at the scan).
-    pub fn removed(&self, at: &At) -> bool {
-        self.first_offsets
-            .get(&at.journal)
-            .is_some_and(|&first| at.offset < first)
+        self.first_offsets.0.extend(other.first_offsets.0);
     }
 }
 
@@ -635,7 +635,7 @@ fn check_history_into(
             .sums
             .get(&sum.stream)
             .is_some_and(|found| found.iter().any(|(s, a)| s.sha1 == sum.sha1 && a == at));
-        if !still_there && sums.removed(at) {
+        if !still_there && sums.first_offsets.removed(at) {
             // Delivered, then removed by retention (its shard had snapshotted past it).
             findings.unverifiable += 1;
         } else if !still_there {
@@ -672,7 +672,7 @@ fn check_acknowledged(
 ) {
     if let (Some(chunks), Some(at)) = (chunks, &ack.at) {
         // A final chunk retention removed is not checked for; its Sum still is, below.
-        if !chunks.finals_at.contains(&(id, at.clone())) && !chunks.removed(at) {
+        if !chunks.finals_at.contains(&(id, at.clone())) && !chunks.first_offsets.removed(at) {
             let message = format!("stream {id}: final chunk acknowledged durable in {at} is not there");
             return findings.flag(Kind::Lost, id, message);
         }

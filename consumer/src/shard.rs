@@ -450,13 +450,14 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
             });
         }
         let state_room_bytes = checkpoint_state_room_bytes(log.frame_max_bytes());
-        if app.snapshot_bytes_max() > state_room_bytes {
+        let snapshot_bytes_max = app.snapshot_bytes_max();
+        if snapshot_bytes_max > state_room_bytes {
             return Err(ShardError::Limit {
                 shard: name.to_string(),
                 offset: input_offset,
                 error: AppError::Limit(format!(
                     "a snapshot may take up to {} bytes (the application's limits, or the state restored from the log if that is larger), but a frame of the shard log {:?} (frame_max_bytes {}) holds at most {state_room_bytes} bytes of checkpoint state: raise the shard log's frame limit (for `run`, --fragment-max-bytes) or lower the application's limits (for a summer, max_open_streams or finished_window)",
-                    app.snapshot_bytes_max(),
+                    snapshot_bytes_max,
                     log.name(),
                     log.frame_max_bytes()
                 )),

@@ -189,12 +189,11 @@ fn shard_refuses_a_checkpoint_past_its_inputs_head() {
     );
 }
 
-/// A simulated log whose frames hold at most `frame_max_bytes`.
-fn log_with_frames_of(seed: u64, frame_max_bytes: u64) -> Log {
-    let sim = SimStorage::new(seed);
+/// The log on `sim`, opened with frames of at most `frame_max_bytes`.
+fn log_with_frames_of(sim: &SimStorage, frame_max_bytes: u64) -> Log {
     let options = Options {
         frame_max_bytes,
-        ..Options::with_storage(Arc::new(sim))
+        ..Options::with_storage(Arc::new(sim.clone()))
     };
     Log::open(DATA_DIR, options).unwrap()
 }
@@ -226,7 +225,7 @@ fn bounded_by_size_only() -> ShardConfig {
 #[test]
 fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
     let frame_max_bytes = 64 << 10;
-    let log = log_with_frames_of(6, frame_max_bytes);
+    let log = log_with_frames_of(&SimStorage::new(6), frame_max_bytes);
     let input = log.journal("chunks").unwrap();
     for stream in 0..400u64 {
         input
@@ -256,7 +255,7 @@ fn shard_transaction_touching_many_streams_stays_within_the_largest_frame() {
 #[test]
 fn a_large_input_frame_after_a_nearly_half_full_transaction_opens_the_next_one() {
     let frame_max_bytes = 16 << 10;
-    let log = log_with_frames_of(7, frame_max_bytes);
+    let log = log_with_frames_of(&SimStorage::new(7), frame_max_bytes);
     let input = log.journal("chunks").unwrap();
     let mut next_stream = 0u64;
     for streams in [160u64, 280, 170] {
@@ -298,7 +297,7 @@ fn a_large_input_frame_after_a_nearly_half_full_transaction_opens_the_next_one()
 /// came due. The shard refuses to start instead, naming the shard log and the sizes.
 #[test]
 fn a_shard_whose_snapshot_cannot_fit_a_frame_refuses_to_start() {
-    let log = log_with_frames_of(8, 12 << 10);
+    let log = log_with_frames_of(&SimStorage::new(8), 12 << 10);
     let input = log.journal("chunks").unwrap();
     let refused = Shard::recover(
         "shard",
@@ -324,15 +323,8 @@ fn a_shard_whose_snapshot_cannot_fit_a_frame_refuses_to_start() {
 #[test]
 fn a_shard_restored_with_more_state_than_its_frames_hold_refuses_to_start() {
     let sim = SimStorage::new(9);
-    let open = |frame_max_bytes| {
-        let options = Options {
-            frame_max_bytes,
-            ..Options::with_storage(Arc::new(sim.clone()))
-        };
-        Log::open(DATA_DIR, options).unwrap()
-    };
     {
-        let log = open(64 << 10);
+        let log = log_with_frames_of(&sim, 64 << 10);
         let input = log.journal("chunks").unwrap();
         for stream in 0..300u64 {
             input
@@ -350,7 +342,7 @@ fn a_shard_restored_with_more_state_than_its_frames_hold_refuses_to_start() {
         shard.run_until(input.durable_head(), Duration::ZERO).unwrap();
         assert_eq!(shard.app().open_streams(), 300);
     }
-    let log = open(48 << 10);
+    let log = log_with_frames_of(&sim, 48 << 10);
     let input = log.journal("chunks").unwrap();
     let smaller = SummerConfig {
         finished_window: 2000,

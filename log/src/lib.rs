@@ -5,10 +5,9 @@
 //! offset where they begin ([`fragment`]). Each append writes one CRC-32C framed [`frame`] holding
 //! a [`Batch`] of messages, all or nothing. Appends from many threads and tasks are group-committed
 //! by each batch's leader (a lone appender itself; under contention the journal's helper thread;
-//! `commit`, [`writer`]): one write and
-//! one `fdatasync` per batch, after which the durable head advances. [`Reader`]s see only
-//! durable frames, through memory maps, and can tail (blocking or async); [`Journal::frames`]
-//! scans every durable frame from an offset. Opening runs [`recovery`] on the last fragment only.
+//! `commit`, [`writer`]): one write and one `fdatasync` per batch, after which the durable head
+//! advances. [`Reader`]s see only durable frames, through memory maps, and can tail (blocking or
+//! async); [`Journal::frames`] scans every durable frame from an offset. Opening runs [`recovery`] on the last fragment only.
 //! All file operations go through the [`storage`] seam; `sim` (feature `fault-injection`, for
 //! tests, fuzzing and the crash tools) simulates crashes and faults.
 //!
