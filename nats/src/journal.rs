@@ -267,6 +267,17 @@ pub(crate) async fn retry_or_fail(
     started: Instant,
     detail: String,
 ) -> Result<(), NatsError> {
+    retry_or_fail_within(stream, what, started, RETRY_FOR, detail).await
+}
+
+/// Like [`retry_or_fail`], giving up once `retry_for` has passed since `started`.
+pub(crate) async fn retry_or_fail_within(
+    stream: &str,
+    what: &'static str,
+    started: Instant,
+    retry_for: Duration,
+    detail: String,
+) -> Result<(), NatsError> {
     if !is_transient(&detail) {
         return Err(NatsError::Request {
             stream: stream.to_string(),
@@ -275,7 +286,7 @@ pub(crate) async fn retry_or_fail(
         });
     }
     let waited = started.elapsed();
-    if waited > RETRY_FOR {
+    if waited > retry_for {
         return Err(NatsError::Unavailable {
             stream: stream.to_string(),
             what,

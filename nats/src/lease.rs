@@ -13,7 +13,7 @@
 //! for a moment (the old one has not noticed its lease expired). The shard log's conditional
 //! append (expected last sequence) is what keeps the stale one from writing.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 const CAS_ATTEMPTS: usize = 100;
 
 use crate::error::NatsError;
+use crate::journal::{retry_or_fail, retry_or_fail_within};
 
 /// The bucket holding stream-sum's shard leases.
 pub const BUCKET: &str = "ss-leases";
@@ -109,25 +110,32 @@ impl Leases {
                 })
                 .await;
         }
-        let kv = js
-            .get_key_value(BUCKET)
-            .await
-            .map_err(|e| err("opening the lease bucket", e))?;
-        let info = kv
-            .status()
-            .await
-            .map_err(|e| err("reading the lease bucket", e))?;
-        let have = info.info.config.num_replicas;
-        if have != replicas {
-            return Err(NatsError::StreamMismatch {
-                stream: format!("KV_{BUCKET}"),
-                differences: vec![format!("replicas is {have}, stream-sum needs {replicas}")],
-            });
-        }
-        let stream = js
-            .get_stream(format!("KV_{BUCKET}"))
-            .await
-            .map_err(|e| err("opening the lease bucket", e))?;
+        // A bucket just made (here or by another process) may have no leader yet: until it
+        // answers, its reads time out and its writes find "no stream". Wait for it here, so
+        // the first lease operation does not spend its TTL on an election.
+        let name = format!("KV_{BUCKET}");
+        let started = Instant::now();
+        let (kv, stream) = loop {
+            let opened = async {
+                let kv = js.get_key_value(BUCKET).await.map_err(|e| e.to_string())?;
+                let info = kv.status().await.map_err(|e| e.to_string())?;
+                kv.entry("ready-probe").await.map_err(|e| e.to_string())?;
+                let stream = js.get_stream(&name).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((kv, info.info.config.num_replicas, stream))
+            };
+            match opened.await {
+                Ok((kv, have, stream)) => {
+                    if have != replicas {
+                        return Err(NatsError::StreamMismatch {
+                            stream: name,
+                            differences: vec![format!("replicas is {have}, stream-sum needs {replicas}")],
+                        });
+                    }
+                    break (kv, stream);
+                }
+                Err(detail) => retry_or_fail(&name, "opening the lease bucket", started, detail).await?,
+            }
+        };
         Ok(Leases {
             kv,
             js: js.clone(),
@@ -142,7 +150,18 @@ impl Leases {
 
     /// Who holds `key` (possibly expired), if anyone ever did.
     pub async fn holder(&self, key: &str) -> Result<Option<Holder>, NatsError> {
-        let entry = self.kv.entry(key).await.map_err(|e| err("reading a lease", e))?;
+        self.holder_since(key, Instant::now()).await
+    }
+
+    /// [`Leases::holder`], retrying transient failures until the TTL has passed since `started`
+    /// (a lease operation that takes longer is of no use to its holder).
+    async fn holder_since(&self, key: &str, started: Instant) -> Result<Option<Holder>, NatsError> {
+        let entry = loop {
+            match self.kv.entry(key).await {
+                Ok(entry) => break entry,
+                Err(e) => self.retry(started, "reading a lease", e.to_string()).await?,
+            }
+        };
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(None);
         };
@@ -154,18 +173,24 @@ impl Leases {
         }))
     }
 
+    /// Sleeps before the next try of a transient failure (a leader election, a server
+    /// restarting), or returns the error to report: a permanent one, or any once the TTL has
+    /// passed since `started`.
+    async fn retry(&self, started: Instant, what: &'static str, detail: String) -> Result<(), NatsError> {
+        retry_or_fail_within(&format!("KV_{BUCKET}"), what, started, self.ttl, detail).await
+    }
+
     /// Takes `key` for `owner` if nobody holds it, its lease expired, or `owner` already holds
     /// it. `Ok(None)`: another owner holds it (or won a race for it).
     pub async fn try_acquire(&self, key: &str, owner: &str) -> Result<Option<Lease>, NatsError> {
         let value = self.value(owner);
         let expires_unix_ms = value.expires_unix_ms;
-        let bytes: bytes::Bytes = serde_json::to_vec(&value).expect("serializable").into();
         let expected = match self.holder(key).await? {
             None => None,
             Some(h) if h.owner == owner || h.expires_unix_ms <= now_unix_ms() => Some(h.revision),
             Some(_) => return Ok(None),
         };
-        let Some(revision) = self.compare_and_set(key, bytes, expected).await? else {
+        let Some(revision) = self.compare_and_set(key, &value, expected).await? else {
             return Ok(None);
         };
         Ok(Some(Lease {
@@ -180,9 +205,8 @@ impl Leases {
     /// last renewal, which they may only do after it expired): stop the shard.
     pub async fn renew(&self, lease: &mut Lease) -> Result<bool, NatsError> {
         let value = self.value(&lease.owner);
-        let bytes: bytes::Bytes = serde_json::to_vec(&value).expect("serializable").into();
         match self
-            .compare_and_set(&lease.key, bytes, Some(lease.revision))
+            .compare_and_set(&lease.key, &value, Some(lease.revision))
             .await?
         {
             Some(r) => {
@@ -200,8 +224,7 @@ impl Leases {
             owner: lease.owner.clone(),
             expires_unix_ms: 0,
         };
-        let bytes: bytes::Bytes = serde_json::to_vec(&value).expect("serializable").into();
-        self.compare_and_set(&lease.key, bytes, Some(lease.revision))
+        self.compare_and_set(&lease.key, &value, Some(lease.revision))
             .await?;
         Ok(())
     }
@@ -216,28 +239,45 @@ impl Leases {
     /// races on every version tried, so this reads the bucket's last sequence, checks the key
     /// is unchanged, and publishes conditional on that sequence; a write to any other key in
     /// between makes it read and check again.
+    ///
+    /// Transient failures are retried until the TTL has passed. A write whose answer was lost
+    /// (a timeout, a leader change) may have landed: if the key then holds exactly our value
+    /// (owner and expiry to the millisecond), that was our write, and its revision is returned.
     async fn compare_and_set(
         &self,
         key: &str,
-        value: bytes::Bytes,
+        value: &LeaseValue,
         expected: Option<u64>,
     ) -> Result<Option<u64>, NatsError> {
         let subject = format!("$KV.{BUCKET}.{key}");
+        let payload: bytes::Bytes = serde_json::to_vec(value).expect("serializable").into();
         let mut stream = self.stream.clone();
+        let started = Instant::now();
+        let mut maybe_landed = false;
         for _ in 0..CAS_ATTEMPTS {
-            let last = stream
-                .info()
-                .await
-                .map_err(|e| err("reading the lease bucket", e))?
-                .state
-                .last_sequence;
-            let current = self.holder(key).await?.map(|h| h.revision);
+            let last = loop {
+                match stream.info().await {
+                    Ok(info) => break info.state.last_sequence,
+                    Err(e) => {
+                        self.retry(started, "reading the lease bucket", e.to_string())
+                            .await?
+                    }
+                }
+            };
+            let current = self.holder_since(key, started).await?;
+            if maybe_landed {
+                if let Some(h) = current.as_ref().filter(|h| h.owner == value.owner) {
+                    if h.expires_unix_ms == value.expires_unix_ms {
+                        return Ok(Some(h.revision));
+                    }
+                }
+            }
             // A released or never-set key: any value counts as "no holder" for `None`.
-            if current != expected {
+            if current.map(|h| h.revision) != expected {
                 return Ok(None);
             }
             let msg = PublishMessage::build()
-                .payload(value.clone())
+                .payload(payload.clone())
                 .expected_last_sequence(last);
             let ack = match self.js.send_publish(subject.clone(), msg).await {
                 Ok(fut) => fut.await,
@@ -246,7 +286,10 @@ impl Leases {
             match ack {
                 Ok(ack) => return Ok(Some(ack.sequence)),
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence || lost_race(&e) => continue,
-                Err(e) => return Err(err("writing a lease", e)),
+                Err(e) => {
+                    maybe_landed = true;
+                    self.retry(started, "writing a lease", e.to_string()).await?;
+                }
             }
         }
         Err(err(
