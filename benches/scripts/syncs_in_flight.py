@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Raw `pwrite` + `fdatasync` on a pre-written 64 MiB file: one sync in flight at a time, against
 two threads each writing its own batch (one lock around the writes, syncs overlapping), against
-one sync of twice the bytes; and 160 KiB batches at 2, 3, 4 and 8 in flight. Tells whether a
-journal with several commits in flight could beat one commit of the same window.
+one sync of twice the bytes; 160 KiB batches at 2, 3, 4 and 8 in flight; and bench-summary's
+append_small window (2,048 frames of 160 B, 320 KiB) split into 2, 4 and 8 batches in flight,
+against one sync of the whole window. Tells whether a journal with several commits in flight
+could beat one commit of the same window.
 Usage: syncs_in_flight.py FILE (the file is overwritten and left).
 """
 import os
@@ -65,6 +67,13 @@ def main():
     one = serial(fd, batch)
     depths = ", ".join(f"depth {d} {in_flight(fd, batch, d) / one:.2f}x" for d in (2, 3, 4, 8))
     print(f"160 KiB batches, syncs per second against one in flight ({one * batch / 1e6:.0f} MB/s): {depths}")
+    window = 2048 * 160
+    whole = serial(fd, window) * window
+    splits = ", ".join(
+        f"{d} x {window // d >> 10} KiB in flight {in_flight(fd, window // d, d) * (window // d) / whole:.2f}x"
+        for d in (2, 4, 8)
+    )
+    print(f"the {window >> 10} KiB window, bytes per second against one sync of it ({whole / 1e6:.0f} MB/s): {splits}")
     for batch in (128 << 10, 256 << 10):
         one = serial(fd, batch)
         two = in_flight(fd, batch)
