@@ -77,6 +77,13 @@ pub enum FrameError {
     PayloadChecksum { stored: u32, computed: u32 },
     #[error("malformed message list: {detail}")]
     BadMessages { detail: String },
+    #[error(
+        "the fragment's file ends at journal offset {file_end}, but the journal goes on to offset \
+         {next} (the next fragment's begin, or the head): offsets {file_end}..{next} ({} bytes) are \
+         in no file (a fragment file was removed, or this one truncated)",
+        next - file_end
+    )]
+    FragmentShort { file_end: u64, next: u64 },
 }
 
 /// Checksum salt of a journal: CRC-32C of its name, so frames never validate in another journal.

@@ -166,6 +166,14 @@ impl Reader {
                 available: limit,
             }));
         }
+        if pos == available.len() && limit < fragment_end - fragment.begin {
+            // The file ends where the journal goes on: the bytes up to the next fragment (or the
+            // head) are gone, which is not an all-zero frame.
+            return Err(corrupt(frame::FrameError::FragmentShort {
+                file_end: self.offset,
+                next: fragment_end,
+            }));
+        }
         // A page that faults while the frame is checked (EIO, or truncated away by another
         // process) reads as zeros instead of killing the process; the fault, not the zeros, is
         // the error. See `crate::mmap`.

@@ -180,3 +180,62 @@ fn bit_flip_in_sealed_fragment_fails_the_read_of_that_frame() {
     let later = read_from(&j, acks[3].offset);
     assert_eq!(single_messages(&later), payloads[3..]);
 }
+
+/// A sealed fragment whose file is cut short, or gone from between two others, leaves offsets in
+/// no file: the read there fails naming the missing range (from where the file ends to where the
+/// journal goes on), not "zeroed bytes"; frames before it still read.
+#[test]
+fn a_sealed_fragment_cut_short_or_removed_names_the_missing_offsets() {
+    let storage = SimStorage::new(15);
+    let payloads: Vec<Vec<u8>> = (0..10).map(|i| payload(&format!("m{i}"), 200)).collect();
+    let acks = write_frames(&storage, 1024, &payloads);
+    // Four 248-byte frames per fragment: fragments begin at acks[0], acks[4] and acks[8].
+    let second = fragment_path(JOURNAL, acks[4].offset);
+    let whole = storage.read_file(&second).expect("the second fragment");
+    storage.write_file(&second, &whole[..(acks[5].offset - acks[4].offset) as usize]);
+    let expect_short = |j: &ss_log::Journal, from: u64, file_end: u64| {
+        let mut r = j.reader(from);
+        let mut read = 0;
+        let err = loop {
+            match r.try_next() {
+                Ok(Some(_)) => read += 1,
+                Ok(None) => panic!("read to the head past missing offsets"),
+                Err(e) => break e,
+            }
+        };
+        match &err {
+            ReadError::Corrupt {
+                offset,
+                error: ss_log::frame::FrameError::FragmentShort { file_end: end, next },
+                ..
+            } => {
+                assert_eq!((*offset, *end, *next), (file_end, file_end, acks[8].offset));
+            }
+            other => panic!("expected FragmentShort, got {other}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("offsets {file_end}..{}", acks[8].offset)),
+            "{text}"
+        );
+        read
+    };
+    {
+        let log = open_sim(&storage, 1024);
+        let j = log.journal(JOURNAL).unwrap();
+        assert_eq!(
+            expect_short(&j, 0, acks[5].offset),
+            5,
+            "frames before the cut read"
+        );
+        assert_eq!(single_messages(&read_from(&j, acks[8].offset)), payloads[8..]);
+    }
+    ss_log::Storage::remove_file(&storage, &second).unwrap();
+    let log = open_sim(&storage, 1024);
+    let j = log.journal(JOURNAL).unwrap();
+    assert_eq!(
+        expect_short(&j, 0, acks[4].offset),
+        4,
+        "the first fragment reads whole"
+    );
+}
