@@ -59,8 +59,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let Some((metrics, mut recorder)) = open_outputs(&args) else {
         return Ok(EXIT_ERROR);
     };
-    let Some((log, run)) = open_data(&args)? else {
-        return Ok(EXIT_ERROR);
+    let (log, run) = match open_data(&args)? {
+        Ok(opened) => opened,
+        Err(exit) => return Ok(exit),
     };
     let mut inputs = Vec::new();
     let mut shard_logs = Vec::new();
@@ -237,25 +238,56 @@ fn open_outputs(args: &RunArgs) -> Option<(Option<MetricsServer>, Option<Recorde
 
 /// Opens the data directory and takes a run id; `Ok(None)` (the reason printed) if it is in
 /// use or the disk is full.
-fn open_data(args: &RunArgs) -> anyhow::Result<Option<(Log, RunStart)>> {
+/// Opens the data directory and takes this run's id, or prints why not and returns the exit
+/// status.
+fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
     let log = match Log::open(&args.data, log_options_for(args.fragment_max_bytes)) {
         Ok(log) => log,
         Err(e @ OpenError::Locked { .. }) => {
             eprintln!("stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work");
-            return Ok(None);
+            return Ok(Err(EXIT_ERROR));
         }
         Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
     };
+    let held = partitions_held(&log)?;
+    if held > args.partitions {
+        eprintln!(
+            "stream-sum: error: {} holds {held} partitions ({}..{}), more than --partitions {}: \
+             a run must serve every partition that holds data, or streams an earlier run finished \
+             there would never get their Sums; run with --partitions {held} (or more)",
+            args.data.display(),
+            chunk_journal_name(0),
+            chunk_journal_name(held - 1),
+            args.partitions
+        );
+        return Ok(Err(EXIT_USAGE));
+    }
     match crate::runs::take_run_id(&log, args.seed) {
-        Ok(run) => Ok(Some((log, run))),
+        Ok(run) => Ok(Ok((log, run))),
         Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
             Some(cause @ AppendError::NoSpace { .. }) => {
                 eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
-                Ok(None)
+                Ok(Err(EXIT_ERROR))
             }
             _ => Err(e),
         },
     }
+}
+
+/// How many partitions the directory's journals cover: one past the highest `chunks-NNN` or
+/// `sums-NNN` (0 for a new directory).
+fn partitions_held(log: &Log) -> anyhow::Result<usize> {
+    let names = log
+        .journal_names()
+        .with_context(|| format!("listing the journals of {}", log.dir().display()))?;
+    Ok(names
+        .iter()
+        .filter_map(|n| n.strip_prefix("chunks-").or_else(|| n.strip_prefix("sums-")))
+        .filter(|digits| digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|digits| digits.parse::<usize>().ok())
+        .map(|p| p + 1)
+        .max()
+        .unwrap_or(0))
 }
 
 /// The state the run's threads share; the Sum tailers start at `tail_heads` (one per partition),

@@ -148,3 +148,35 @@ fn run_killed_mid_way_then_second_run_resumes_and_verifies() {
         "{v}"
     );
 }
+
+/// A run with fewer partitions than the directory holds would leave the others' streams without
+/// a summer (an earlier run's finished streams there would never get their Sums): it is refused
+/// with exit 2, naming the count to use, before it writes anything (no run id taken). More
+/// partitions than the directory holds is fine.
+#[test]
+fn a_run_with_fewer_partitions_than_the_directory_holds_is_refused_and_writes_nothing() {
+    let t = temp_data();
+    small_run(&t.data, "1s");
+    let before = journal_ls(&t.data);
+    let mut args = small_run_args(&t.data, "1s");
+    let at = args.iter().position(|a| a == "--partitions").unwrap() + 1;
+    args[at] = "1".into();
+    let out = cli(&args);
+    out.expect_code(2, "run with --partitions 1 over 2 partitions");
+    assert!(
+        out.stderr.contains("holds 2 partitions") && out.stderr.contains("--partitions 2"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        journal_end(&journal_ls(&t.data), "runs"),
+        journal_end(&before, "runs"),
+        "the refused run took a run id"
+    );
+    args[at] = "3".into();
+    let out = cli(&args);
+    out.expect_code(0, "run with --partitions 3 over 2 partitions");
+    assert_eq!(u64_field(&out.json(), "run_id"), 2);
+    let v = verify_json(&t.data, 0);
+    assert_eq!(u64_field(&v, "violations"), 0, "{v}");
+}
