@@ -86,6 +86,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
+    let held = match rt.block_on(nats.journal_names()) {
+        Ok(held) => held,
+        Err(e) => {
+            eprintln!("stream-sum: error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    if let Err(e) =
+        crate::run::check_partitions_held(&held, args.partitions, &format!("the cluster at {urls}"))
+    {
+        eprintln!("stream-sum: error: {e}");
+        return Ok(EXIT_USAGE);
+    }
     let mut names = vec![RUNS_JOURNAL.to_string()];
     for p in 0..args.partitions {
         names.push(chunk_journal_name(p));

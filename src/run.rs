@@ -249,17 +249,11 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
     };
-    let held = partitions_held(&log)?;
-    if held > args.partitions {
-        eprintln!(
-            "stream-sum: error: {} holds {held} partitions ({}..{}), more than --partitions {}: \
-             a run must serve every partition that holds data, or streams an earlier run finished \
-             there would never get their Sums; run with --partitions {held} (or more)",
-            args.data.display(),
-            chunk_journal_name(0),
-            chunk_journal_name(held - 1),
-            args.partitions
-        );
+    let names = log
+        .journal_names()
+        .with_context(|| format!("listing the journals of {}", args.data.display()))?;
+    if let Err(e) = check_partitions_held(&names, args.partitions, &args.data.display().to_string()) {
+        eprintln!("stream-sum: error: {e}");
         return Ok(Err(EXIT_USAGE));
     }
     match crate::runs::take_run_id(&log, args.seed) {
@@ -274,20 +268,28 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
     }
 }
 
-/// How many partitions the directory's journals cover: one past the highest `chunks-NNN` or
-/// `sums-NNN` (0 for a new directory).
-fn partitions_held(log: &Log) -> anyhow::Result<usize> {
-    let names = log
-        .journal_names()
-        .with_context(|| format!("listing the journals of {}", log.dir().display()))?;
-    Ok(names
+/// Refuses `partitions` if the journals `names` (of `place`: a data directory or a cluster) cover
+/// more: one past the highest `chunks-NNN` or `sums-NNN`. A run must serve every partition that
+/// holds data, or streams an earlier run finished there would never get their Sums.
+pub(crate) fn check_partitions_held(names: &[String], partitions: usize, place: &str) -> Result<(), String> {
+    let held = names
         .iter()
         .filter_map(|n| n.strip_prefix("chunks-").or_else(|| n.strip_prefix("sums-")))
         .filter(|digits| digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit()))
         .filter_map(|digits| digits.parse::<usize>().ok())
         .map(|p| p + 1)
         .max()
-        .unwrap_or(0))
+        .unwrap_or(0);
+    if held <= partitions {
+        return Ok(());
+    }
+    Err(format!(
+        "{place} holds {held} partitions ({}..{}), more than --partitions {partitions}: a run must \
+         serve every partition that holds data, or streams an earlier run finished there would \
+         never get their Sums; run with --partitions {held} (or more)",
+        chunk_journal_name(0),
+        chunk_journal_name(held - 1),
+    ))
 }
 
 /// The state the run's threads share; the Sum tailers start at `tail_heads` (one per partition),

@@ -255,7 +255,8 @@ fn nats_stale_owner_is_fenced() {
 }
 
 /// Bad input: an unreachable URL, a server without JetStream, and streams that exist with other
-/// settings all exit 3 with an error naming the problem, and create no stream.
+/// settings all exit 3 with an error naming the problem, and create no stream; more partitions on
+/// the cluster than `--partitions` exits 2, creating nothing.
 #[test]
 fn nats_bad_input_exits_3() {
     let Some(cluster) = start("nats_bad_input_exits_3") else {
@@ -289,4 +290,21 @@ fn nats_bad_input_exits_3() {
     );
     let names = rt.block_on(nats.journal_names()).unwrap();
     assert_eq!(names, vec!["chunks-001".to_string()], "nothing else was created");
+
+    // The cluster holds a sixth partition: a run with 4 would leave it without a summer. It is
+    // refused (exit 2, naming the count to use) before anything is made.
+    rt.block_on(nats.journal("chunks-005", StreamSpec { replicas: 1 }))
+        .unwrap();
+    let out = stream_sum()
+        .args(run_args(&cluster.urls(), "1"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("holds 6 partitions") && stderr.contains("--partitions 6"),
+        "{stderr}"
+    );
+    let names = rt.block_on(nats.journal_names()).unwrap();
+    assert_eq!(names, ["chunks-001", "chunks-005"], "nothing else was created");
 }
