@@ -105,6 +105,11 @@ fn nats_two_processes_share_shards() {
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let (sa, sb) = (summary(&a), summary(&b));
     eprintln!("A: {sa}\nB: {sb}");
+    eprintln!(
+        "A stderr:\n{}\nB stderr:\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
     let mut finished_by_run = HashMap::new();
     for s in [&sa, &sb] {
         assert_eq!(s["violations"], 0);

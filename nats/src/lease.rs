@@ -110,16 +110,16 @@ impl Leases {
                 })
                 .await;
         }
-        // A bucket just made (here or by another process) may have no leader yet: until it
-        // answers, its reads time out and its writes find "no stream". Wait for it here, so
-        // the first lease operation does not spend its TTL on an election.
+        // A bucket just made (here or by another process) may have no leader yet: its reads
+        // time out and its writes find "no stream" until it has one. Opening does not wait
+        // for that (a probe read here could hang for the client's whole request timeout and
+        // delay the run's start); each lease operation retries such failures instead.
         let name = format!("KV_{BUCKET}");
         let started = Instant::now();
         let (kv, stream) = loop {
             let opened = async {
                 let kv = js.get_key_value(BUCKET).await.map_err(|e| e.to_string())?;
                 let info = kv.status().await.map_err(|e| e.to_string())?;
-                kv.entry("ready-probe").await.map_err(|e| e.to_string())?;
                 let stream = js.get_stream(&name).await.map_err(|e| e.to_string())?;
                 Ok::<_, String>((kv, info.info.config.num_replicas, stream))
             };
