@@ -278,38 +278,36 @@ fn nats_bad_input_exits_3() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to NATS"));
 
-    // chunks-001 exists with one replica: run names it and the difference, and makes nothing.
+    // A run over the cluster exits with `code`, its error naming each of `named`, and leaves
+    // exactly the journals `left`.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let nats = rt.block_on(Nats::connect(&cluster.urls())).unwrap();
+    let refused = |code: i32, named: &[&str], left: &[&str]| {
+        let out = stream_sum()
+            .args(run_args(&cluster.urls(), "1"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        assert!(named.iter().all(|n| stderr.contains(n)), "{stderr}");
+        let names = rt.block_on(nats.journal_names()).unwrap();
+        assert_eq!(names, left, "nothing else was created");
+    };
+    // chunks-001 exists with one replica: run names it and the difference, and makes nothing.
     rt.block_on(nats.journal("chunks-001", StreamSpec { replicas: 1 }))
         .unwrap();
-    let out = stream_sum()
-        .args(run_args(&cluster.urls(), "1"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(
-        stderr.contains("chunks-001") && stderr.contains("replicas is 1, stream-sum needs 3"),
-        "{stderr}"
+    refused(
+        3,
+        &["chunks-001", "replicas is 1, stream-sum needs 3"],
+        &["chunks-001"],
     );
-    let names = rt.block_on(nats.journal_names()).unwrap();
-    assert_eq!(names, vec!["chunks-001".to_string()], "nothing else was created");
-
     // The cluster holds a sixth partition: a run with 4 would leave it without a summer. It is
     // refused (exit 2, naming the count to use) before anything is made.
     rt.block_on(nats.journal("chunks-005", StreamSpec { replicas: 1 }))
         .unwrap();
-    let out = stream_sum()
-        .args(run_args(&cluster.urls(), "1"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("holds 6 partitions") && stderr.contains("--partitions 6"),
-        "{stderr}"
+    refused(
+        2,
+        &["holds 6 partitions", "--partitions 6"],
+        &["chunks-001", "chunks-005"],
     );
-    let names = rt.block_on(nats.journal_names()).unwrap();
-    assert_eq!(names, ["chunks-001", "chunks-005"], "nothing else was created");
 }
