@@ -154,7 +154,10 @@ fn run_on_full_tmpfs_exits_3_naming_no_space_then_resumes_and_verifies() {
 
     mount.remount(TMPFS_FREED_SIZE);
     // Rate-limited: unlimited, even the small run writes hundreds of MB a second.
+    // The full run used the default 4 partitions; a resumed run must serve them all.
     let mut resumed_args = small_run_args(&data, "2s");
+    let partitions = resumed_args.iter().position(|a| a == "--partitions").unwrap() + 1;
+    resumed_args[partitions] = "4".to_string();
     resumed_args.extend(["--max-mb-per-s".to_string(), "20".to_string()]);
     let resumed = cli(&resumed_args);
     resumed.expect_code(0, "run after space returned");
