@@ -236,10 +236,9 @@ fn open_outputs(args: &RunArgs) -> Option<(Option<MetricsServer>, Option<Recorde
     Some((metrics, recorder))
 }
 
-/// Opens the data directory and takes a run id; `Ok(None)` (the reason printed) if it is in
-/// use or the disk is full.
-/// Opens the data directory and takes this run's id, or prints why not and returns the exit
-/// status.
+/// Opens the data directory and takes this run's id. `Ok(Err(exit status))`, the reason
+/// printed, if the directory is in use, holds more partitions than the run serves, or the disk
+/// is full.
 fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
     let log = match Log::open(&args.data, log_options_for(args.fragment_max_bytes)) {
         Ok(log) => log,
