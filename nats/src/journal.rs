@@ -130,16 +130,23 @@ impl Nats {
         self.client.server_info().max_payload
     }
 
-    /// Names of the stream-sum journals (streams on `ss.*`), sorted.
+    /// Names of the stream-sum journals (streams on `ss.*`), sorted. Transient failures (a
+    /// cluster still electing its meta leader answers nothing) are retried, as opening is.
     pub async fn journal_names(&self) -> Result<Vec<String>, NatsError> {
+        let started = Instant::now();
+        loop {
+            match self.list_journal_names().await {
+                Ok(names) => return Ok(names),
+                Err(detail) => retry_or_fail("", "listing streams", started, detail).await?,
+            }
+        }
+    }
+
+    async fn list_journal_names(&self) -> Result<Vec<String>, String> {
         let mut names = Vec::new();
         let mut list = self.js.streams();
         while let Some(info) = list.next().await {
-            let info = info.map_err(|e| NatsError::Request {
-                stream: String::new(),
-                what: "listing streams",
-                detail: e.to_string(),
-            })?;
+            let info = info.map_err(|e| e.to_string())?;
             if info.config.subjects == [subject_of(&info.config.name)] {
                 names.push(info.config.name);
             }
