@@ -7,7 +7,8 @@
 //! by each batch's leader (a lone appender itself; under contention the journal's helper thread;
 //! `commit`, [`writer`]): one write and one `fdatasync` per batch, after which the durable head
 //! advances. [`Reader`]s see only durable frames, through memory maps, and can tail (blocking or
-//! async); [`Journal::frames`] scans every durable frame from an offset. Opening runs [`recovery`] on the last fragment only.
+//! async); [`Journal::frames`] scans every durable frame from an offset. Opening runs
+//! [`recovery`] on the last fragment only.
 //! All file operations go through the [`storage`] seam; `sim` (feature `fault-injection`, for
 //! tests, fuzzing and the crash tools) simulates crashes and faults.
 //!

@@ -265,12 +265,12 @@ impl Leases {
                 }
             };
             let current = self.holder_since(key, started).await?;
-            if maybe_landed {
-                if let Some(h) = current.as_ref().filter(|h| h.owner == value.owner) {
-                    if h.expires_unix_ms == value.expires_unix_ms {
-                        return Ok(Some(h.revision));
-                    }
-                }
+            // After a write whose answer was lost: exactly our value means it landed.
+            let landed = |h: &&Holder| {
+                maybe_landed && h.owner == value.owner && h.expires_unix_ms == value.expires_unix_ms
+            };
+            if let Some(h) = current.as_ref().filter(landed) {
+                return Ok(Some(h.revision));
             }
             // A released or never-set key: any value counts as "no holder" for `None`.
             if current.map(|h| h.revision) != expected {
