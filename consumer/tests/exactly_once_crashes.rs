@@ -82,6 +82,8 @@ impl Params {
             preallocate: self.preallocate,
             // `SS_NO_RECYCLE` set: retention unlinks (to bisect a failure between the two).
             recycle: std::env::var_os("SS_NO_RECYCLE").is_none(),
+            // Several scan-start hints per fragment: every recovery here starts from one.
+            scan_hint_interval_bytes: self.fragment_max_bytes / 4,
             storage: Arc::new(sim.clone()),
         }
     }

@@ -47,6 +47,8 @@ pub fn options(storage: &SimStorage) -> Options {
         pending_max_bytes: 1024,
         preallocate: false,
         recycle: true,
+        // A scan-start hint every few frames, so the image holds one for the fuzzer to damage.
+        scan_hint_interval_bytes: 64,
         storage: Arc::new(storage.clone()),
     }
 }
@@ -128,7 +130,11 @@ fn build_sequential() -> Image {
 
 fn regroup_last_fragment(base: &Image) -> Image {
     let mut image = base.clone();
-    let (name, bytes) = image.files.iter_mut().next_back().expect("a fragment");
+    let (name, bytes) = image
+        .files
+        .iter_mut()
+        .rfind(|(name, _)| parse_fragment_name(name).is_some())
+        .expect("a fragment");
     let begin = parse_fragment_name(name).expect("fragment name");
     let salt = frame::journal_salt(JOURNAL);
     let mut regrouped = Vec::new();

@@ -156,6 +156,8 @@ pub fn options(storage: &SimStorage, fragment_byte: u8) -> Options {
         preallocate: fragment_byte & 4 != 0,
         // Bit 3: fragments removed by retention are recycled (the default) or unlinked.
         recycle: fragment_byte & 8 == 0,
+        // A scan-start hint every frame or two: recovery after each crash starts from one.
+        scan_hint_interval_bytes: 64,
         storage: Arc::new(storage.clone()),
     }
 }

@@ -7,6 +7,7 @@ use ss_consumer::checkpoint::{Checkpoint, CheckpointKind};
 use ss_consumer::message::{Chunk, Expired, StreamId, Sum};
 use ss_consumer::shard::Application;
 use ss_consumer::summer::Summer;
+use ss_log::fragment::parse_fragment_name;
 use ss_log::frame::{self, Batch, FrameHeader, FRAME_KIND_BATCH};
 use ss_log::sim::CrashMode;
 
@@ -89,14 +90,16 @@ fn frame_decode(seeds: &mut Vec<Seed>) {
 
 fn journal_recovery(seeds: &mut Vec<Seed>) {
     let t = "journal_recovery";
-    let files = base_image(0).files.len() as u8;
-    let last = files - 1;
-    let last_len = base_image(0)
-        .files
-        .values()
-        .next_back()
-        .expect("a fragment")
-        .len() as u16;
+    let image = &base_image(0).files;
+    // Files sort by name: the fragments (digits), then `scan-start.hint`.
+    let index_of = |name: &str| image.keys().position(|n| n == name).expect("file in the image") as u8;
+    let last_name = image
+        .keys()
+        .rfind(|n| parse_fragment_name(n).is_some())
+        .expect("a fragment");
+    let last = index_of(last_name);
+    let last_len = image[last_name].len() as u16;
+    let hint = index_of(ss_log::scan_hint::SCAN_HINT_FILE);
     seed(seeds, t, "seed-intact", vec![0]);
     seed(seeds, t, "seed-intact-grouped-tail", vec![1]);
     let mut w = InputWriter::default();
@@ -120,6 +123,14 @@ fn journal_recovery(seeds: &mut Vec<Seed>) {
     let mut w = InputWriter::default();
     w.u8(0).u8(6).u8(last).u8(0).u16(0).u8(96).u16(last_len);
     seed(seeds, t, "seed-old-frame-copied-after-tail", w.bytes);
+    // The scan-start hint: damaged (recovery scans the whole fragment), and trusted over damage
+    // before it (open keeps the head; readers refuse the damaged frame).
+    let mut w = InputWriter::default();
+    w.u8(0).u8(0).u8(hint).u16(17).u8(0x01);
+    seed(seeds, t, "seed-flip-in-scan-hint", w.bytes);
+    let mut w = InputWriter::default();
+    w.u8(0).u8(0).u8(last).u16(45).u8(0x10);
+    seed(seeds, t, "seed-flip-before-scan-hint", w.bytes);
 }
 
 fn message_decode(seeds: &mut Vec<Seed>) {

@@ -176,7 +176,9 @@ impl JournalShared {
             space: Event::new(),
             head: DurableHead::new(recovered.head),
             fragments: FragmentSet::new(recovered.fragments),
-            cursor: Mutex::new(writable.then(|| Cursor::new(last_begin, recovered.last_file))),
+            cursor: Mutex::new(
+                writable.then(|| Cursor::new(last_begin, recovered.last_file, recovered.scan_hint)),
+            ),
             helper: Mutex::new(None),
             last_frame: Mutex::new(recovered.last_frame),
             recovery_cut_bytes: recovered.cut_bytes,
@@ -415,6 +417,7 @@ impl JournalShared {
             recycled: self.recycled.as_ref(),
             map_len_hint: self.map_len_hint(),
             fragment_max_bytes: self.opts.fragment_max_bytes,
+            salt: self.salt,
         };
         match cursor.write_batch(&cx, &batch) {
             Ok(()) => {

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::error::OpenError;
 use crate::fragment::{parse_fragment_name, Fragment};
 use crate::frame::{self, FrameError, FRAME_ALIGN_BYTES, FRAME_MAGIC, HEADER_LEN};
+use crate::scan_hint::{read_scan_hint, ScanHint, ScanHintWriter};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
 /// Highest begin offset a fragment may have (2^62: offsets within it cannot overflow).
@@ -32,6 +33,8 @@ pub(crate) struct Recovered {
     pub last_frame: Option<u64>,
     /// Bytes cut from a torn tail.
     pub cut_bytes: u64,
+    /// Records scan-start hints from here on (the writer's cursor keeps it).
+    pub scan_hint: ScanHintWriter,
 }
 
 fn io_err(journal: &str, what: &'static str, path: &Path, source: std::io::Error) -> OpenError {
@@ -48,14 +51,15 @@ fn io_err(journal: &str, what: &'static str, path: &Path, source: std::io::Error
 // open") reads top to bottom as its steps, with each scan already a named helper; issue 12 is
 // changing the tail handling (recycled fragments), so a split waits for that to land.
 pub(crate) fn recover(
-    storage: &dyn Storage,
     dir: &Path,
     journal: &str,
     salt: u32,
-    map_len_hint: u64,
+    opts: &crate::Options,
     writable: bool,
-    preallocate: bool,
 ) -> Result<Recovered, OpenError> {
+    let storage = &*opts.storage;
+    let map_len_hint = opts.fragment_max_bytes;
+    let preallocate = opts.preallocate;
     let names = storage
         .list_dir(dir)
         .map_err(|e| io_err(journal, "listing", dir, e))?;
@@ -96,34 +100,46 @@ pub(crate) fn recover(
     let file = storage
         .open(&last_path, mode, map_len_hint)
         .map_err(|e| io_err(journal, "opening", &last_path, e))?;
-    let bytes = read_whole(&*file, journal, &last_path)?;
-    let file_len = bytes.len() as u64;
-
-    let (scan, garbage_end, later, stale) = guarded(journal, &last_path, &bytes, || {
-        let scan = scan_fragment(&bytes, salt, last_begin);
-        // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else
-        // up to the last non-zero byte is what a torn write left.
-        let garbage_end = scan.valid_len + last_nonzero(&bytes[scan.valid_len..]).map_or(0, |i| i + 1);
-        let later = scan
-            .first_error
-            .as_ref()
-            .and_then(|(bad_pos, _)| find_later_write(&bytes, salt, last_begin, *bad_pos, garbage_end));
-        let stale = preallocate && holds_stale_frame(&bytes, salt, last_begin, scan.valid_len, garbage_end);
-        (scan, garbage_end, later, stale)
-    })?;
+    let file_len = file
+        .len()
+        .map_err(|e| io_err(journal, "reading length of", &last_path, e))?;
+    // Validate from the scan-start hint if it holds up (scan_hint.rs), else from the start.
+    let hint = read_scan_hint(storage, dir, salt);
+    let hinted_start = ScanHint::start_in(hint, last_begin);
+    let mut last = scan_last_fragment(
+        &*file,
+        journal,
+        &last_path,
+        salt,
+        last_begin,
+        hinted_start,
+        preallocate,
+    )?;
+    if hinted_start > 0 && !hint.is_some_and(|h| last.hint_held(&h, last_begin)) {
+        last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, 0, preallocate)?;
+    }
+    let LastScan {
+        base,
+        bytes,
+        scan,
+        garbage_end,
+        later,
+        stale,
+        last_write_begin,
+    } = last;
     if let Some((bad_pos, error)) = &scan.first_error {
         if let Some(later) = later {
             return Err(OpenError::Corrupt {
                 journal: journal.to_string(),
                 fragment: last_path,
-                offset: last_begin + *bad_pos as u64,
+                offset: last_begin + base + *bad_pos as u64,
                 detail: format!(
                     "{error}; a frame from a later write follows at offset {later}, so this is damage, not a torn write"
                 ),
             });
         }
     }
-    let valid_len = scan.valid_len as u64;
+    let valid_len = base + scan.valid_len as u64;
     // A recycled fragment (`Options::recycle`) holds stale frames of its old offsets after the
     // valid ones, up to its end: zeroing them all would cost a fragment's worth of writes at
     // open, so it is truncated like a growing fragment instead. (Its stale frames could stay:
@@ -158,15 +174,13 @@ pub(crate) fn recover(
     // so nothing is written after it), so a writable open writes that write's frames again,
     // making their pages dirty, before syncing.
     if writable {
-        if let Some(last_pos) = scan.last_frame_pos {
-            let last = frame::decode_frame(&bytes[last_pos..], salt, last_begin + last_pos as u64)
-                .expect("the scan validated this frame");
-            let from = last.write_begin.saturating_sub(last_begin) as usize;
+        if let Some(write_begin) = last_write_begin {
+            let from = (write_begin.saturating_sub(last_begin) - base) as usize;
             // From a copy: `bytes` may be a map of this very file.
-            let copy = guarded(journal, &last_path, &bytes, || {
+            let copy = guarded(journal, &last_path, base, &bytes, || {
                 Vec::from(&bytes[from..scan.valid_len])
             })?;
-            file.write_all_at(from as u64, &copy)
+            file.write_all_at(base + from as u64, &copy)
                 .map_err(|e| io_err(journal, "rewriting the last write of", &last_path, e))?;
         }
     }
@@ -179,9 +193,20 @@ pub(crate) fn recover(
     // zero-filled spare renamed in) does not mean the journal is empty: the last frame is in an
     // earlier fragment, which must end exactly where the next begins.
     let last_frame = match scan.last_frame_pos {
-        Some(p) => Some(last_begin + p as u64),
-        None => last_frame_before(storage, &fragments, last_begin, journal, salt, map_len_hint)?,
+        Some(p) => Some(last_begin + base + p as u64),
+        None => last_frame_before(storage, &fragments, last_begin, journal, salt, map_len_hint, hint)?,
     };
+    // The last write is durable now: record it as the hint if the next open would otherwise read
+    // much more (a journal written before hints existed, or whose hint was lost).
+    let mut scan_hint = ScanHintWriter::new(hint.filter(|_| base > 0), opts.scan_hint_interval_bytes);
+    if writable {
+        if let Some(write_begin) = last_write_begin {
+            if write_begin > last_begin {
+                let at = (write_begin - last_begin - base) as usize;
+                scan_hint.after_durable_write(storage, dir, salt, last_begin, write_begin, &bytes[at..]);
+            }
+        }
+    }
     fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
     Ok(Recovered {
         fragments,
@@ -189,11 +214,84 @@ pub(crate) fn recover(
         head: last_begin + valid_len,
         last_frame,
         cut_bytes,
+        scan_hint,
+    })
+}
+
+/// What validating the last fragment from `base` found.
+struct LastScan {
+    /// Position in the fragment where validation started (0, or the scan-start hint's).
+    base: u64,
+    /// The fragment's bytes from `base` to its end.
+    bytes: bytes::Bytes,
+    /// Positions relative to `base`.
+    scan: FragmentScan,
+    /// End of the non-zero bytes after the valid frames, relative to `base`.
+    garbage_end: usize,
+    /// A frame of a later write after the first invalid position (then it is damage).
+    later: Option<u64>,
+    /// A stale frame (another offset's) after the valid frames: a recycled fragment.
+    stale: bool,
+    /// Where the last valid frame's group-commit write began (journal offset).
+    last_write_begin: Option<u64>,
+}
+
+impl LastScan {
+    /// Whether a scan from `hint`'s `base` is as good as one from the fragment start: the very
+    /// frame the hint recorded lies there, valid, and the last write (which open rewrites) began
+    /// at or after it.
+    fn hint_held(&self, hint: &ScanHint, fragment_begin: u64) -> bool {
+        self.scan.valid_len > 0
+            && hint.names_frame(&self.bytes)
+            && self
+                .last_write_begin
+                .is_some_and(|w| w >= fragment_begin + self.base)
+    }
+}
+
+/// Reads the last fragment from position `base` to its end and validates it frame by frame
+/// (recovery steps 2 and 3 of docs/design.md).
+fn scan_last_fragment(
+    file: &dyn StorageFile,
+    journal: &str,
+    path: &Path,
+    salt: u32,
+    fragment_begin: u64,
+    base: u64,
+    preallocate: bool,
+) -> Result<LastScan, OpenError> {
+    let bytes = read_from(file, base, journal, path)?;
+    let begin = fragment_begin + base;
+    guarded(journal, path, base, &bytes, || {
+        let scan = scan_fragment(&bytes, salt, begin);
+        // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else
+        // up to the last non-zero byte is what a torn write left.
+        let garbage_end = scan.valid_len + last_nonzero(&bytes[scan.valid_len..]).map_or(0, |i| i + 1);
+        let later = scan
+            .first_error
+            .as_ref()
+            .and_then(|(bad_pos, _)| find_later_write(&bytes, salt, begin, *bad_pos, garbage_end));
+        let stale = preallocate && holds_stale_frame(&bytes, salt, begin, scan.valid_len, garbage_end);
+        let last_write_begin = scan.last_frame_pos.map(|p| {
+            frame::decode_frame(&bytes[p..], salt, begin + p as u64)
+                .expect("the scan validated this frame")
+                .write_begin
+        });
+        LastScan {
+            base,
+            bytes: bytes.clone(),
+            scan,
+            garbage_end,
+            later,
+            stale,
+            last_write_begin,
+        }
     })
 }
 
 /// The last frame of the sealed fragments (`sealed`, in order), which end at `end`: scans them
-/// backwards until one holds a frame, checking each ends where its successor begins.
+/// backwards until one holds a frame, checking each ends where its successor begins. A fragment
+/// the scan-start hint is for is scanned from the hint if a valid frame lies there.
 fn last_frame_before(
     storage: &dyn Storage,
     sealed: &[Arc<Fragment>],
@@ -201,16 +299,28 @@ fn last_frame_before(
     journal: &str,
     salt: u32,
     map_len_hint: u64,
+    hint: Option<ScanHint>,
 ) -> Result<Option<u64>, OpenError> {
     for fragment in sealed.iter().rev() {
         let file = fragment
             .file(storage, map_len_hint)
             .map_err(|e| io_err(journal, "opening", &fragment.path, e))?;
-        let bytes = read_whole(&**file, journal, &fragment.path)?;
-        let scan = guarded(journal, &fragment.path, &bytes, || {
-            scan_fragment(&bytes, salt, fragment.begin)
-        })?;
-        let valid_end = fragment.begin + scan.valid_len as u64;
+        // The scan from `base`, and whether it holds the frame the hint recorded, valid.
+        let scan_from = |base: u64| -> Result<(FragmentScan, bool), OpenError> {
+            let bytes = read_from(&**file, base, journal, &fragment.path)?;
+            guarded(journal, &fragment.path, base, &bytes, || {
+                let scan = scan_fragment(&bytes, salt, fragment.begin + base);
+                let hinted = scan.valid_len > 0 && hint.is_some_and(|h| h.names_frame(&bytes));
+                (scan, hinted)
+            })
+        };
+        let mut base = ScanHint::start_in(hint, fragment.begin);
+        let (mut scan, hinted) = scan_from(base)?;
+        if base > 0 && !hinted {
+            base = 0;
+            scan = scan_from(0)?.0;
+        }
+        let valid_end = fragment.begin + base + scan.valid_len as u64;
         if valid_end != end {
             return Err(OpenError::Corrupt {
                 journal: journal.to_string(),
@@ -223,33 +333,45 @@ fn last_frame_before(
             });
         }
         if let Some(p) = scan.last_frame_pos {
-            return Ok(Some(fragment.begin + p as u64));
+            return Ok(Some(fragment.begin + base + p as u64));
         }
         end = fragment.begin;
     }
     Ok(None)
 }
 
-/// The whole content of a fragment file (a view of its memory map, for real files).
-fn read_whole(file: &dyn StorageFile, journal: &str, path: &Path) -> Result<bytes::Bytes, OpenError> {
+/// The content of a fragment file from position `base` to its end (a view of its memory map,
+/// for real files); empty if the file is no longer than `base`.
+fn read_from(
+    file: &dyn StorageFile,
+    base: u64,
+    journal: &str,
+    path: &Path,
+) -> Result<bytes::Bytes, OpenError> {
     let len = file
         .len()
         .map_err(|e| io_err(journal, "reading length of", path, e))?;
-    if len == 0 {
+    if len <= base {
         return Ok(bytes::Bytes::new());
     }
-    file.read_at(0, len as usize)
+    file.read_at(base, (len - base) as usize)
         .map_err(|e| io_err(journal, "reading", path, e))
 }
 
-/// Runs `f`, which reads `bytes` (a map of `path`), inside [`crate::mmap::catch_faults`]: a page
+/// Runs `f`, which reads `bytes` (a map of `path` from position `base`), inside [`crate::mmap::catch_faults`]: a page
 /// that faults (EIO after eviction, or truncated by another process) is an I/O error naming the
 /// byte, not a SIGBUS and not "corruption".
-fn guarded<T>(journal: &str, path: &Path, bytes: &[u8], f: impl FnOnce() -> T) -> Result<T, OpenError> {
+fn guarded<T>(
+    journal: &str,
+    path: &Path,
+    base: u64,
+    bytes: &[u8],
+    f: impl FnOnce() -> T,
+) -> Result<T, OpenError> {
     match crate::mmap::catch_faults(f) {
         (result, None) => Ok(result),
         (_, Some(addr)) => {
-            let at = addr.wrapping_sub(bytes.as_ptr() as usize);
+            let at = base + addr.wrapping_sub(bytes.as_ptr() as usize) as u64;
             Err(io_err(
                 journal,
                 "reading",

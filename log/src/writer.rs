@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::commit::{FragmentSet, TakenBatch};
 use crate::error::AppendError;
 use crate::fragment::{fragment_file_name, Fragment};
+use crate::scan_hint::ScanHintWriter;
 use crate::spare::{RecycledFragments, Spares};
 use crate::stats::JournalStats;
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -23,6 +24,8 @@ pub(crate) struct WriteContext<'a> {
     pub recycled: Option<&'a RecycledFragments>,
     pub map_len_hint: u64,
     pub fragment_max_bytes: u64,
+    /// The journal salt (the scan-start hint is checksummed with it).
+    pub salt: u32,
 }
 
 /// The fragment being written. Owned by the journal, used by one leader at a time.
@@ -32,6 +35,7 @@ pub(crate) struct Cursor {
     cur_file: Arc<dyn StorageFile>,
     /// Begin offsets of fragments created by the batch being written.
     created: Vec<u64>,
+    scan_hint: ScanHintWriter,
 }
 
 pub(crate) enum WriteFailure {
@@ -58,11 +62,12 @@ pub(crate) fn append_error(journal: &str, error: std::io::Error, path: PathBuf) 
 }
 
 impl Cursor {
-    pub fn new(cur_begin: u64, cur_file: Arc<dyn StorageFile>) -> Cursor {
+    pub fn new(cur_begin: u64, cur_file: Arc<dyn StorageFile>, scan_hint: ScanHintWriter) -> Cursor {
         Cursor {
             cur_begin,
             cur_file,
             created: Vec::new(),
+            scan_hint,
         }
     }
 
@@ -130,6 +135,11 @@ impl Cursor {
             self.write_at(cx, offset, &batch.bytes[start..])?;
         }
         self.sync(cx)?;
+        // `offset` is where this batch's write into the current fragment began, a frame start
+        // with every byte before it now durable: open may start validating there.
+        let first_frame = &batch.bytes[start..];
+        self.scan_hint
+            .after_durable_write(cx.storage, cx.dir, cx.salt, self.cur_begin, offset, first_frame);
         if let Some(spares) = cx.spares {
             // Past half of this fragment: have the next one zero-filled in time for the roll,
             // unless a recycled fragment is waiting.

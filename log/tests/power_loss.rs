@@ -79,6 +79,8 @@ fn options(storage: &SimStorage) -> ss_log::Options {
         pending_max_bytes: 2048,
         preallocate: PREALLOCATE.with(|p| p.get()),
         recycle: true,
+        // Several scan-start hints per fragment: recovery starts from them under every fault.
+        scan_hint_interval_bytes: FRAGMENT_MAX_BYTES / 4,
         storage: Arc::new(storage.clone()),
     }
 }

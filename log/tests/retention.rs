@@ -96,12 +96,14 @@ fn remove_below_removes_whole_fragments_and_reads_of_removed_ranges_fail() {
     let current = begins[5];
     assert_eq!(j.first_offset(), current);
     // Only the current fragment is left, beside the first two removed, renamed aside to be
-    // recycled (`Options::recycle`: at most `RECYCLED_MAX` wait; the others were unlinked).
+    // recycled (`Options::recycle`: at most `RECYCLED_MAX` wait; the others were unlinked), and
+    // the scan-start hint (never removed by retention).
     assert_eq!(ss_log::spare::RECYCLED_MAX, 2);
     let expected_files = [
         ss_log::fragment::fragment_file_name(current),
         ss_log::spare::recycled_file_name(begins[0]),
         ss_log::spare::recycled_file_name(begins[1]),
+        ss_log::scan_hint::SCAN_HINT_FILE.to_string(),
     ];
     assert_eq!(file_names(&storage), expected_files, "{:?}", storage.files());
     assert_removed(j.reader(begins[4]).try_next(), begins[4], current);

@@ -76,6 +76,7 @@ impl Workload {
             pending_max_bytes: 64 << 10,
             preallocate: self.preallocate,
             recycle: true,
+            scan_hint_interval_bytes: self.fragment_max_bytes / 4,
             storage: Arc::new(storage.clone()),
         }
     }

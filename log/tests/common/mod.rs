@@ -25,6 +25,8 @@ pub fn opts(storage: Arc<dyn Storage>, fragment_max_bytes: u64) -> Options {
         pending_max_bytes: 8 * 1024,
         preallocate: false,
         recycle: true,
+        // Several hints per fragment, so every suite over these options exercises them.
+        scan_hint_interval_bytes: fragment_max_bytes / 4,
         storage,
     }
 }
@@ -115,6 +117,8 @@ pub struct Counts {
     pub syncs: AtomicU64,
     pub dir_syncs: AtomicU64,
     pub writes: AtomicU64,
+    /// Bytes asked of `read_at` of fragment files (`.frag`).
+    pub fragment_bytes_read: AtomicU64,
 }
 
 impl Intercept for Counting {
@@ -129,6 +133,57 @@ impl Intercept for Counting {
     fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
         self.counts.syncs.fetch_add(1, Ordering::Relaxed);
         file.sync_data()
+    }
+    fn open(
+        &self,
+        inner: &dyn Storage,
+        path: &Path,
+        mode: ss_log::storage::OpenMode,
+        map_len_hint: u64,
+    ) -> io::Result<Arc<dyn StorageFile>> {
+        let file = inner.open(path, mode, map_len_hint)?;
+        let fragment = path.extension().is_some_and(|e| e == "frag");
+        Ok(if fragment {
+            Arc::new(ReadCounted {
+                file,
+                counts: self.counts.clone(),
+            })
+        } else {
+            file
+        })
+    }
+}
+
+/// A fragment file whose `read_at` lengths are added to [`Counts::fragment_bytes_read`].
+struct ReadCounted {
+    file: Arc<dyn StorageFile>,
+    counts: Arc<Counts>,
+}
+
+impl StorageFile for ReadCounted {
+    fn len(&self) -> io::Result<u64> {
+        self.file.len()
+    }
+    fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(pos, buf)
+    }
+    fn read_at(&self, pos: u64, len: usize) -> io::Result<bytes::Bytes> {
+        self.counts
+            .fragment_bytes_read
+            .fetch_add(len as u64, Ordering::Relaxed);
+        self.file.read_at(pos, len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn try_claim_exclusive(&self) -> io::Result<bool> {
+        self.file.try_claim_exclusive()
+    }
+    fn share(&self) -> io::Result<()> {
+        self.file.share()
     }
 }
 

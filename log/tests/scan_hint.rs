@@ -1,0 +1,201 @@
+//! The scan-start hint (`scan_hint.rs`, docs/design.md "The scan-start hint"): opening reads the
+//! last fragment only from the hint, and a hint that does not hold up (damaged, forged, for bytes
+//! no longer there, left from a journal deleted by hand) costs a full scan, never a wrong head.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use common::{payload, read_all, CountingStorage, ReadFrame};
+use ss_log::fragment::fragment_file_name;
+use ss_log::scan_hint::{ScanHint, SCAN_HINT_FILE, SCAN_HINT_INTERVAL_BYTES};
+use ss_log::{Batch, Log, OpenError, Options, ReadError};
+
+const JOURNAL: &str = "events";
+const PAYLOAD_BYTES: usize = 60 << 10;
+/// Frames written: about 6 MiB, all in the first (32 MiB) fragment.
+const FRAMES: usize = 100;
+
+fn journal_dir(data: &Path) -> PathBuf {
+    data.join(ss_log::JOURNALS_DIR).join(JOURNAL)
+}
+
+fn first_fragment(data: &Path) -> PathBuf {
+    journal_dir(data).join(fragment_file_name(0))
+}
+
+/// A journal of [`FRAMES`] frames of 60 KiB, one append each, in one fragment.
+fn write_journal(data: &Path) -> Vec<ReadFrame> {
+    let log = Log::open(data, Options::default()).unwrap();
+    let journal = log.journal(JOURNAL).unwrap();
+    for i in 0..FRAMES {
+        journal
+            .append(&Batch::single(&payload(&format!("frame {i}"), PAYLOAD_BYTES)))
+            .unwrap();
+    }
+    assert_eq!(journal.fragments().len(), 1);
+    read_all(&journal)
+}
+
+/// Opens `data` over storage that counts the bytes read from fragment files; returns the
+/// journal's frames (read after the count was taken) and the bytes open read.
+fn open_counted(data: &Path) -> Result<(Vec<ReadFrame>, u64), OpenError> {
+    let counting = CountingStorage::new(Arc::new(ss_log::RealStorage));
+    let counts = counting.counts.clone();
+    let log = Log::open(data, Options::with_storage(Arc::new(counting)))?;
+    let journal = log.existing_journal(JOURNAL)?;
+    let read_at_open = counts.fragment_bytes_read.load(Ordering::Relaxed);
+    Ok((read_all(&journal), read_at_open))
+}
+
+fn stored_hint(data: &Path) -> Option<ScanHint> {
+    let bytes = std::fs::read(journal_dir(data).join(SCAN_HINT_FILE)).ok()?;
+    ScanHint::decode(&bytes, ss_log::frame::journal_salt(JOURNAL))
+}
+
+fn write_hint(data: &Path, hint: ScanHint) {
+    let bytes = hint.encode(ss_log::frame::journal_salt(JOURNAL));
+    std::fs::write(journal_dir(data).join(SCAN_HINT_FILE), bytes).unwrap();
+}
+
+#[test]
+fn open_reads_the_last_fragment_from_the_scan_start_hint_not_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_journal(dir.path());
+    let fragment_len = std::fs::metadata(first_fragment(dir.path())).unwrap().len();
+    let hint = stored_hint(dir.path()).expect("the writer recorded a hint");
+    assert_eq!(hint.fragment_begin, 0);
+    assert!(
+        fragment_len - hint.scan_from < SCAN_HINT_INTERVAL_BYTES + PAYLOAD_BYTES as u64 + 4096,
+        "hint at {} of a {fragment_len}-byte fragment",
+        hint.scan_from
+    );
+
+    let (frames, read) = open_counted(dir.path()).unwrap();
+    assert_eq!(frames, written);
+    assert!(
+        read <= SCAN_HINT_INTERVAL_BYTES + 2 * PAYLOAD_BYTES as u64,
+        "open read {read} bytes of a {fragment_len}-byte last fragment"
+    );
+
+    // Without the hint, open validates the whole fragment, and records a hint again.
+    std::fs::remove_file(journal_dir(dir.path()).join(SCAN_HINT_FILE)).unwrap();
+    let (frames, read) = open_counted(dir.path()).unwrap();
+    assert_eq!(frames, written);
+    assert!(read >= fragment_len, "open read {read} of {fragment_len} bytes");
+    let again = stored_hint(dir.path()).expect("a writable open records a hint");
+    assert_eq!(again.scan_from, written.last().unwrap().offset);
+    let (_, read) = open_counted(dir.path()).unwrap();
+    assert!(read <= 2 * PAYLOAD_BYTES as u64, "open read {read} bytes");
+}
+
+#[test]
+fn damage_before_the_hint_is_refused_by_readers_instead_of_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_journal(dir.path());
+    let hint = stored_hint(dir.path()).unwrap();
+    let damaged = &written[3];
+    assert!(damaged.end < hint.scan_from);
+    let path = first_fragment(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[damaged.offset as usize + 100] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    // Open trusts the hint: the head is unchanged; the first reader there refuses the frame.
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let journal = log.existing_journal(JOURNAL).unwrap();
+    assert_eq!(journal.durable_head(), written.last().unwrap().end);
+    let error = journal
+        .frames(0)
+        .find_map(Result::err)
+        .expect("the damaged frame is refused");
+    match error {
+        ReadError::Corrupt { offset, .. } => assert_eq!(offset, damaged.offset),
+        other => panic!("expected Corrupt at {}, got {other}", damaged.offset),
+    }
+    drop((journal, log));
+
+    // Without the hint open sees the damage itself (later writes follow it) and refuses.
+    std::fs::remove_file(journal_dir(dir.path()).join(SCAN_HINT_FILE)).unwrap();
+    match open_counted(dir.path()) {
+        Err(OpenError::Corrupt { offset, .. }) => assert_eq!(offset, damaged.offset),
+        Err(other) => panic!("expected Corrupt at {}, got {other}", damaged.offset),
+        Ok(_) => panic!("open accepted a damaged frame followed by later writes"),
+    }
+}
+
+#[test]
+fn a_hint_that_does_not_hold_up_costs_a_full_scan_and_never_a_wrong_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_journal(dir.path());
+    let real = stored_hint(dir.path()).unwrap();
+    let fragment_len = std::fs::metadata(first_fragment(dir.path())).unwrap().len();
+    let mid = &written[FRAMES / 2];
+    let forged = [
+        // Inside a frame, not at its start.
+        ScanHint {
+            scan_from: mid.offset + 4096,
+            ..real
+        },
+        // A real frame start, but not the frame the writer recorded.
+        ScanHint {
+            scan_from: mid.offset,
+            ..real
+        },
+        // Past the end of the fragment.
+        ScanHint {
+            scan_from: fragment_len + 8,
+            ..real
+        },
+    ];
+    for hint in forged {
+        write_hint(dir.path(), hint);
+        let (frames, read) = open_counted(dir.path()).unwrap();
+        assert_eq!(frames, written, "with {hint:?}");
+        assert!(read >= fragment_len, "with {hint:?} open read only {read} bytes");
+    }
+    // A torn or damaged record is no hint at all.
+    let mut bytes = real.encode(ss_log::frame::journal_salt(JOURNAL));
+    bytes[20] ^= 1;
+    std::fs::write(journal_dir(dir.path()).join(SCAN_HINT_FILE), bytes).unwrap();
+    let (frames, read) = open_counted(dir.path()).unwrap();
+    assert_eq!(frames, written);
+    assert!(read >= fragment_len);
+
+    // The fragment cut short of the hint by hand: the frame is not there, the scan starts over
+    // and finds the head at the last whole frame.
+    write_hint(dir.path(), real);
+    let cut_at = real.scan_from - 100;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(first_fragment(dir.path()))
+        .unwrap()
+        .set_len(cut_at)
+        .unwrap();
+    let (frames, _) = open_counted(dir.path()).unwrap();
+    let kept: Vec<ReadFrame> = written.iter().filter(|f| f.end <= cut_at).cloned().collect();
+    assert_eq!(frames, kept);
+}
+
+#[test]
+fn a_hint_left_from_fragments_deleted_by_hand_is_not_used_for_the_new_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path());
+    assert!(stored_hint(dir.path()).is_some());
+    std::fs::remove_file(first_fragment(dir.path())).unwrap();
+
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let journal = log.journal(JOURNAL).unwrap();
+    assert_eq!(journal.durable_head(), 0);
+    assert!(
+        stored_hint(dir.path()).is_none(),
+        "starting the journal again removed the old hint"
+    );
+    let ack = journal.append(&Batch::single(b"new life")).unwrap();
+    drop((journal, log));
+    let (frames, _) = open_counted(dir.path()).unwrap();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].offset, ack.offset);
+}
