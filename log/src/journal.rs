@@ -223,6 +223,9 @@ impl JournalShared {
         if let Some(handle) = self.helper.lock().take() {
             let _ = handle.join();
         }
+        if let Some(cursor) = self.cursor.lock().as_mut() {
+            cursor.record_scan_hint(&*self.opts.storage, &self.dir, self.salt);
+        }
         if let Some(spares) = &self.spares {
             spares.close();
         }

@@ -98,7 +98,9 @@ pub struct Options {
     /// The writer records a scan-start hint ([`scan_hint`]) each time a write begins at least
     /// this far past the last hint (or the fragment's start), so that opening validates less
     /// than this plus the last write of the last fragment instead of all of it. Smaller costs
-    /// a 32-byte unsynced write more often; 1 MiB costs one per MiB written.
+    /// a 32-byte unsynced write more often; 1 MiB costs one per MiB written. Close, and a
+    /// writable open, also record the last write. `u64::MAX` records no hint at all (an existing
+    /// one is still used).
     pub scan_hint_interval_bytes: u64,
     pub storage: Arc<dyn Storage>,
 }

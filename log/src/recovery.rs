@@ -173,7 +173,11 @@ pub(crate) fn recover(
     // Only the last group-commit write can be in that state (a failed fsync poisons the journal,
     // so nothing is written after it), so a writable open writes that write's frames again,
     // making their pages dirty, before syncing.
-    if writable {
+    //
+    // Unless the hint names that very write: it was recorded after the write's fdatasync
+    // returned, so its pages reached the medium.
+    let last_write_synced = base > 0 && hint.is_some_and(|h| Some(h.scan_from) == last_write_begin);
+    if writable && !last_write_synced {
         if let Some(write_begin) = last_write_begin {
             let from = (write_begin.saturating_sub(last_begin) - base) as usize;
             // From a copy: `bytes` may be a map of this very file.
@@ -196,15 +200,14 @@ pub(crate) fn recover(
         Some(p) => Some(last_begin + base + p as u64),
         None => last_frame_before(storage, &fragments, last_begin, journal, salt, map_len_hint, hint)?,
     };
-    // The last write is durable now: record it as the hint if the next open would otherwise read
-    // much more (a journal written before hints existed, or whose hint was lost).
+    // The last write is durable now: record it as the hint, so the next open reads (and writes)
+    // only that write, unless appends move on.
     let mut scan_hint = ScanHintWriter::new(hint.filter(|_| base > 0), opts.scan_hint_interval_bytes);
     if writable {
-        if let Some(write_begin) = last_write_begin {
-            if write_begin > last_begin {
-                let at = (write_begin - last_begin - base) as usize;
-                scan_hint.after_durable_write(storage, dir, salt, last_begin, write_begin, &bytes[at..]);
-            }
+        if let Some(write_begin) = last_write_begin.filter(|&w| w > last_begin) {
+            let at = (write_begin - last_begin - base) as usize;
+            scan_hint.after_durable_write(storage, dir, salt, last_begin, write_begin, &bytes[at..]);
+            scan_hint.record_latest(storage, dir, salt);
         }
     }
     fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));

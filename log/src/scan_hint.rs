@@ -117,6 +117,8 @@ pub fn read_scan_hint(storage: &dyn Storage, dir: &Path, salt: u32) -> Option<Sc
 pub(crate) struct ScanHintWriter {
     /// The hint believed to be stored (read at open, or last written).
     recorded: Option<ScanHint>,
+    /// The latest durable write past its fragment's start, as a hint (recorded at close).
+    latest: Option<ScanHint>,
     file: Option<Arc<dyn StorageFile>>,
     interval_bytes: u64,
 }
@@ -125,6 +127,7 @@ impl ScanHintWriter {
     pub fn new(recorded: Option<ScanHint>, interval_bytes: u64) -> ScanHintWriter {
         ScanHintWriter {
             recorded,
+            latest: None,
             file: None,
             interval_bytes,
         }
@@ -132,8 +135,8 @@ impl ScanHintWriter {
 
     /// A write that began at journal offset `write_begin`, in the fragment beginning at
     /// `fragment_begin`, is durable (its `fdatasync` returned); `first_frame` is its first frame
-    /// (at least its header). Records it as the hint if it began at least
-    /// `interval_bytes` past where the hint now lets a scan start.
+    /// (at least its header). Records it as the hint if it began at least `interval_bytes` past
+    /// where the hint now lets a scan start, and remembers it for [`Self::record_latest`].
     /// A failure is ignored: the hint is an optimisation, and a stale or missing one only makes
     /// the next open read more.
     pub fn after_durable_write(
@@ -145,8 +148,7 @@ impl ScanHintWriter {
         write_begin: u64,
         first_frame: &[u8],
     ) {
-        let scan_start = fragment_begin + ScanHint::start_in(self.recorded, fragment_begin);
-        if write_begin < scan_start.saturating_add(self.interval_bytes.max(1)) {
+        if write_begin <= fragment_begin {
             return;
         }
         let Some(frame_crc) = first_frame.get(HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4) else {
@@ -157,6 +159,27 @@ impl ScanHintWriter {
             scan_from: write_begin,
             frame_crc: u32::from_le_bytes(frame_crc.try_into().expect("4 bytes")),
         };
+        self.latest = Some(hint);
+        let scan_start = fragment_begin + ScanHint::start_in(self.recorded, fragment_begin);
+        if write_begin >= scan_start.saturating_add(self.interval_bytes.max(1)) {
+            self.store(storage, dir, salt, hint);
+        }
+    }
+
+    /// Records the latest durable write as the hint, if it is not already (at close, and at open
+    /// once recovery synced the last write): the next open then reads only that write, and, as
+    /// the hint proves its `fdatasync` returned, need not write it again. Never with an interval
+    /// of `u64::MAX` (hints off).
+    pub fn record_latest(&mut self, storage: &dyn Storage, dir: &Path, salt: u32) {
+        if self.interval_bytes == u64::MAX {
+            return;
+        }
+        if let Some(hint) = self.latest.filter(|&h| self.recorded != Some(h)) {
+            self.store(storage, dir, salt, hint);
+        }
+    }
+
+    fn store(&mut self, storage: &dyn Storage, dir: &Path, salt: u32, hint: ScanHint) {
         if self.write(storage, dir, &hint.encode(salt)).is_ok() {
             self.recorded = Some(hint);
         } else {

@@ -152,6 +152,12 @@ impl Cursor {
         Ok(())
     }
 
+    /// Records the last durable write as the scan-start hint (at close: the next open then reads
+    /// only that write and need not rewrite it).
+    pub fn record_scan_hint(&mut self, storage: &dyn Storage, dir: &Path, salt: u32) {
+        self.scan_hint.record_latest(storage, dir, salt);
+    }
+
     /// Undoes a batch whose write failed: removes fragments it created, cuts the current fragment
     /// back to the durable head and syncs it. Returns the begin of the fragment the journal
     /// continues in. An error here poisons the journal.

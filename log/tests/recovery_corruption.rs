@@ -11,8 +11,22 @@ use ss_log::{AppendAck, Batch, Log, OpenError, ReadError};
 
 const JOURNAL: &str = "flips";
 
+/// Options that never record a scan-start hint: these tests are about what open itself sees in
+/// the whole last fragment. With a hint, damage before it is the readers' to find instead
+/// (`scan_hint.rs`: `damage_before_the_hint_is_refused_by_readers_instead_of_open`).
+fn unhinted(storage: &SimStorage, fragment_max_bytes: u64) -> ss_log::Options {
+    ss_log::Options {
+        scan_hint_interval_bytes: u64::MAX,
+        ..sim_opts(storage, fragment_max_bytes)
+    }
+}
+
+fn open_unhinted(storage: &SimStorage, fragment_max_bytes: u64) -> Log {
+    Log::open(DATA_DIR, unhinted(storage, fragment_max_bytes)).expect("open simulated log")
+}
+
 fn write_frames(storage: &SimStorage, fragment_max_bytes: u64, payloads: &[Vec<u8>]) -> Vec<AppendAck> {
-    let log = open_sim(storage, fragment_max_bytes);
+    let log = open_unhinted(storage, fragment_max_bytes);
     let j = log.journal(JOURNAL).unwrap();
     payloads
         .iter()
@@ -36,7 +50,7 @@ fn bit_flip_in_last_frame_cuts_it_and_appends_continue() {
         let byte = last.offset + i as u64;
         storage.write_file(&path, &image);
         storage.flip_bit(&path, byte, (i % 8) as u8);
-        let log = open_sim(&storage, 1 << 20);
+        let log = open_unhinted(&storage, 1 << 20);
         let j = log.journal(JOURNAL).unwrap();
         assert_eq!(j.durable_head(), last.offset, "flip at byte {byte}");
         assert_eq!(
@@ -63,7 +77,7 @@ fn assert_open_refuses(
     offset: u64,
 ) {
     let before = storage.read_file(fragment).unwrap();
-    let log = open_sim(storage, fragment_max_bytes);
+    let log = open_unhinted(storage, fragment_max_bytes);
     let err = log
         .journal(JOURNAL)
         .expect_err("open must refuse a corrupt journal");
@@ -90,7 +104,7 @@ fn assert_open_refuses(
         before,
         "a refused open must not cut anything"
     );
-    let ro = Log::open_read_only(DATA_DIR, sim_opts(storage, fragment_max_bytes)).unwrap();
+    let ro = Log::open_read_only(DATA_DIR, unhinted(storage, fragment_max_bytes)).unwrap();
     assert!(
         matches!(ro.existing_journal(JOURNAL), Err(OpenError::Corrupt { .. })),
         "a read-only open refuses too"
@@ -126,7 +140,7 @@ fn bit_flip_in_earlier_frame_followed_by_valid_frames_refuses_open() {
         }
     }
     storage.write_file(&path, &image);
-    let log = open_sim(&storage, 1 << 20);
+    let log = open_unhinted(&storage, 1 << 20);
     assert_eq!(
         single_messages(&read_all(&log.journal(JOURNAL).unwrap())),
         payloads
@@ -159,7 +173,7 @@ fn bit_flip_in_sealed_fragment_fails_the_read_of_that_frame() {
     let acks = write_frames(&storage, 1024, &payloads);
     let path = fragment_path(JOURNAL, 0);
     storage.flip_bit(&path, acks[2].offset + HEADER_LEN as u64 + 10, 0);
-    let log = open_sim(&storage, 1024);
+    let log = open_unhinted(&storage, 1024);
     let j = log.journal(JOURNAL).unwrap();
     let mut r = j.reader(0);
     for p in &payloads[..2] {
@@ -221,7 +235,7 @@ fn a_sealed_fragment_cut_short_or_removed_names_the_missing_offsets() {
         read
     };
     {
-        let log = open_sim(&storage, 1024);
+        let log = open_unhinted(&storage, 1024);
         let j = log.journal(JOURNAL).unwrap();
         assert_eq!(
             expect_short(&j, 0, acks[5].offset),
@@ -231,7 +245,7 @@ fn a_sealed_fragment_cut_short_or_removed_names_the_missing_offsets() {
         assert_eq!(single_messages(&read_from(&j, acks[8].offset)), payloads[8..]);
     }
     ss_log::Storage::remove_file(&storage, &second).unwrap();
-    let log = open_sim(&storage, 1024);
+    let log = open_unhinted(&storage, 1024);
     let j = log.journal(JOURNAL).unwrap();
     assert_eq!(
         expect_short(&j, 0, acks[4].offset),

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use common::{payload, read_all, CountingStorage, ReadFrame};
+use common::{payload, read_all, CountingStorage, ReadFrame, DATA_DIR};
 use ss_log::fragment::fragment_file_name;
 use ss_log::scan_hint::{ScanHint, SCAN_HINT_FILE, SCAN_HINT_INTERVAL_BYTES};
+use ss_log::sim::{CrashMode, SimStorage};
 use ss_log::{Batch, Log, OpenError, Options, ReadError};
 
 const JOURNAL: &str = "events";
@@ -39,15 +40,32 @@ fn write_journal(data: &Path) -> Vec<ReadFrame> {
     read_all(&journal)
 }
 
-/// Opens `data` over storage that counts the bytes read from fragment files; returns the
-/// journal's frames (read after the count was taken) and the bytes open read.
-fn open_counted(data: &Path) -> Result<(Vec<ReadFrame>, u64), OpenError> {
-    let counting = CountingStorage::new(Arc::new(ss_log::RealStorage));
+/// What an open read and wrote of fragment files.
+#[derive(Debug, Clone, Copy)]
+struct OpenCost {
+    read: u64,
+    written: u64,
+}
+
+/// Opens `data` over `storage` wrapped to count fragment reads and writes; returns the journal's
+/// frames (read after the counts were taken) and what open read and wrote.
+fn open_counted_over(
+    data: &Path,
+    storage: Arc<dyn ss_log::Storage>,
+) -> Result<(Vec<ReadFrame>, OpenCost), OpenError> {
+    let counting = CountingStorage::new(storage);
     let counts = counting.counts.clone();
     let log = Log::open(data, Options::with_storage(Arc::new(counting)))?;
     let journal = log.existing_journal(JOURNAL)?;
-    let read_at_open = counts.fragment_bytes_read.load(Ordering::Relaxed);
-    Ok((read_all(&journal), read_at_open))
+    let cost = OpenCost {
+        read: counts.fragment_bytes_read.load(Ordering::Relaxed),
+        written: counts.fragment_bytes_written.load(Ordering::Relaxed),
+    };
+    Ok((read_all(&journal), cost))
+}
+
+fn open_counted(data: &Path) -> Result<(Vec<ReadFrame>, OpenCost), OpenError> {
+    open_counted_over(data, Arc::new(ss_log::RealStorage))
 }
 
 fn stored_hint(data: &Path) -> Option<ScanHint> {
@@ -61,34 +79,72 @@ fn write_hint(data: &Path, hint: ScanHint) {
 }
 
 #[test]
-fn open_reads_the_last_fragment_from_the_scan_start_hint_not_from_its_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let written = write_journal(dir.path());
-    let fragment_len = std::fs::metadata(first_fragment(dir.path())).unwrap().len();
-    let hint = stored_hint(dir.path()).expect("the writer recorded a hint");
-    assert_eq!(hint.fragment_begin, 0);
+fn after_a_crash_open_reads_the_last_fragment_from_the_last_hint_not_from_its_start() {
+    let sim = SimStorage::new(5);
+    let (crashed, written) = {
+        let log = Log::open(DATA_DIR, Options::with_storage(Arc::new(sim.clone()))).unwrap();
+        let journal = log.journal(JOURNAL).unwrap();
+        for i in 0..FRAMES {
+            journal
+                .append(&Batch::single(&payload(&format!("frame {i}"), PAYLOAD_BYTES)))
+                .unwrap();
+        }
+        let frames = read_all(&journal);
+        // The process dies before closing: the hint is the last one the commits recorded.
+        (sim.crash(CrashMode::Process), frames)
+    };
+    let data = Path::new(DATA_DIR);
+    let fragment_len = crashed.read_file(&first_fragment(data)).unwrap().len() as u64;
+    let hint = crashed
+        .read_file(&journal_dir(data).join(SCAN_HINT_FILE))
+        .and_then(|b| ScanHint::decode(&b, ss_log::frame::journal_salt(JOURNAL)))
+        .expect("the commits recorded a hint");
     assert!(
         fragment_len - hint.scan_from < SCAN_HINT_INTERVAL_BYTES + PAYLOAD_BYTES as u64 + 4096,
         "hint at {} of a {fragment_len}-byte fragment",
         hint.scan_from
     );
-
-    let (frames, read) = open_counted(dir.path()).unwrap();
+    let (frames, cost) = open_counted_over(data, Arc::new(crashed)).unwrap();
     assert_eq!(frames, written);
     assert!(
-        read <= SCAN_HINT_INTERVAL_BYTES + 2 * PAYLOAD_BYTES as u64,
-        "open read {read} bytes of a {fragment_len}-byte last fragment"
+        cost.read <= SCAN_HINT_INTERVAL_BYTES + 2 * PAYLOAD_BYTES as u64,
+        "open read {} bytes of a {fragment_len}-byte last fragment",
+        cost.read
+    );
+    // The last write was not the hinted one: open writes it again before syncing (fsyncgate).
+    assert!(cost.written >= PAYLOAD_BYTES as u64, "{cost:?}");
+}
+
+#[test]
+fn after_a_clean_close_open_reads_only_the_last_write_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_journal(dir.path());
+    let fragment_len = std::fs::metadata(first_fragment(dir.path())).unwrap().len();
+    let hint = stored_hint(dir.path()).expect("close recorded a hint");
+    assert_eq!(hint.fragment_begin, 0);
+    assert_eq!(hint.scan_from, written.last().unwrap().offset);
+
+    let (frames, cost) = open_counted(dir.path()).unwrap();
+    assert_eq!(frames, written);
+    assert!(cost.read <= 2 * PAYLOAD_BYTES as u64, "{cost:?}");
+    assert_eq!(
+        cost.written, 0,
+        "the hinted last write was synced: nothing to write again"
     );
 
-    // Without the hint, open validates the whole fragment, and records a hint again.
+    // Without the hint, open validates the whole fragment, writes the last write again, and
+    // records a hint naming it.
     std::fs::remove_file(journal_dir(dir.path()).join(SCAN_HINT_FILE)).unwrap();
-    let (frames, read) = open_counted(dir.path()).unwrap();
+    let (frames, cost) = open_counted(dir.path()).unwrap();
     assert_eq!(frames, written);
-    assert!(read >= fragment_len, "open read {read} of {fragment_len} bytes");
-    let again = stored_hint(dir.path()).expect("a writable open records a hint");
-    assert_eq!(again.scan_from, written.last().unwrap().offset);
-    let (_, read) = open_counted(dir.path()).unwrap();
-    assert!(read <= 2 * PAYLOAD_BYTES as u64, "open read {read} bytes");
+    assert!(cost.read >= fragment_len, "{cost:?} of {fragment_len} bytes");
+    assert!(cost.written >= PAYLOAD_BYTES as u64, "{cost:?}");
+    assert_eq!(stored_hint(dir.path()), Some(hint));
+    let (_, cost) = open_counted(dir.path()).unwrap();
+    assert!(
+        cost.read <= 2 * PAYLOAD_BYTES as u64 && cost.written == 0,
+        "{cost:?}"
+    );
 }
 
 #[test]
@@ -152,17 +208,17 @@ fn a_hint_that_does_not_hold_up_costs_a_full_scan_and_never_a_wrong_head() {
     ];
     for hint in forged {
         write_hint(dir.path(), hint);
-        let (frames, read) = open_counted(dir.path()).unwrap();
+        let (frames, cost) = open_counted(dir.path()).unwrap();
         assert_eq!(frames, written, "with {hint:?}");
-        assert!(read >= fragment_len, "with {hint:?} open read only {read} bytes");
+        assert!(cost.read >= fragment_len, "with {hint:?}: {cost:?}");
     }
     // A torn or damaged record is no hint at all.
     let mut bytes = real.encode(ss_log::frame::journal_salt(JOURNAL));
     bytes[20] ^= 1;
     std::fs::write(journal_dir(dir.path()).join(SCAN_HINT_FILE), bytes).unwrap();
-    let (frames, read) = open_counted(dir.path()).unwrap();
+    let (frames, cost) = open_counted(dir.path()).unwrap();
     assert_eq!(frames, written);
-    assert!(read >= fragment_len);
+    assert!(cost.read >= fragment_len, "{cost:?}");
 
     // The fragment cut short of the hint by hand: the frame is not there, the scan starts over
     // and finds the head at the last whole frame.

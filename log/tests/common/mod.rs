@@ -119,6 +119,8 @@ pub struct Counts {
     pub writes: AtomicU64,
     /// Bytes asked of `read_at` of fragment files (`.frag`).
     pub fragment_bytes_read: AtomicU64,
+    /// Bytes written to fragment files.
+    pub fragment_bytes_written: AtomicU64,
 }
 
 impl Intercept for Counting {
@@ -154,7 +156,7 @@ impl Intercept for Counting {
     }
 }
 
-/// A fragment file whose `read_at` lengths are added to [`Counts::fragment_bytes_read`].
+/// A fragment file whose reads and writes are counted in [`Counts`].
 struct ReadCounted {
     file: Arc<dyn StorageFile>,
     counts: Arc<Counts>,
@@ -165,6 +167,9 @@ impl StorageFile for ReadCounted {
         self.file.len()
     }
     fn write_all_at(&self, pos: u64, buf: &[u8]) -> io::Result<()> {
+        self.counts
+            .fragment_bytes_written
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         self.file.write_all_at(pos, buf)
     }
     fn read_at(&self, pos: u64, len: usize) -> io::Result<bytes::Bytes> {
