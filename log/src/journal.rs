@@ -176,9 +176,14 @@ impl JournalShared {
             space: Event::new(),
             head: DurableHead::new(recovered.head),
             fragments: FragmentSet::new(recovered.fragments),
-            cursor: Mutex::new(
-                writable.then(|| Cursor::new(last_begin, recovered.last_file, recovered.scan_hint)),
-            ),
+            cursor: Mutex::new(writable.then(|| {
+                Cursor::new(
+                    last_begin,
+                    recovered.last_file,
+                    recovered.scan_hint,
+                    recovered.head,
+                )
+            })),
             helper: Mutex::new(None),
             last_frame: Mutex::new(recovered.last_frame),
             recovery_cut_bytes: recovered.cut_bytes,
@@ -224,7 +229,7 @@ impl JournalShared {
             let _ = handle.join();
         }
         if let Some(cursor) = self.cursor.lock().as_mut() {
-            cursor.record_scan_hint(&*self.opts.storage, &self.dir, self.salt);
+            cursor.close(&*self.opts.storage, &self.dir, self.salt, self.opts.preallocate);
         }
         if let Some(spares) = &self.spares {
             spares.close();

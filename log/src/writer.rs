@@ -36,6 +36,9 @@ pub(crate) struct Cursor {
     /// Begin offsets of fragments created by the batch being written.
     created: Vec<u64>,
     scan_hint: ScanHintWriter,
+    /// End of the last write whose `fdatasync` returned (the durable head as this cursor knows
+    /// it, which the journal publishes only after the cursor is released).
+    synced_end: u64,
 }
 
 pub(crate) enum WriteFailure {
@@ -62,12 +65,18 @@ pub(crate) fn append_error(journal: &str, error: std::io::Error, path: PathBuf) 
 }
 
 impl Cursor {
-    pub fn new(cur_begin: u64, cur_file: Arc<dyn StorageFile>, scan_hint: ScanHintWriter) -> Cursor {
+    pub fn new(
+        cur_begin: u64,
+        cur_file: Arc<dyn StorageFile>,
+        scan_hint: ScanHintWriter,
+        head: u64,
+    ) -> Cursor {
         Cursor {
             cur_begin,
             cur_file,
             created: Vec::new(),
             scan_hint,
+            synced_end: head,
         }
     }
 
@@ -135,6 +144,7 @@ impl Cursor {
             self.write_at(cx, offset, &batch.bytes[start..])?;
         }
         self.sync(cx)?;
+        self.synced_end = batch.end();
         // `offset` is where this batch's write into the current fragment began, a frame start
         // with every byte before it now durable: open may start validating there.
         let first_frame = &batch.bytes[start..];
@@ -152,10 +162,19 @@ impl Cursor {
         Ok(())
     }
 
-    /// Records the last durable write as the scan-start hint (at close: the next open then reads
-    /// only that write and need not rewrite it).
-    pub fn record_scan_hint(&mut self, storage: &dyn Storage, dir: &Path, salt: u32) {
+    /// At close: records the last durable write as the scan-start hint (the next open then reads
+    /// only that write and need not rewrite it), and, unless fragments are `preallocate`d (whose
+    /// length is kept on purpose), cuts what lies past it in the current fragment (a recycled
+    /// file's stale frames), which the next open would otherwise read to the end of the file
+    /// looking for damage. Both are best effort: a failure, or a crash before either is durable,
+    /// leaves what the next open handles anyway.
+    pub fn close(&mut self, storage: &dyn Storage, dir: &Path, salt: u32, preallocate: bool) {
         self.scan_hint.record_latest(storage, dir, salt);
+        let valid_len = self.synced_end.saturating_sub(self.cur_begin);
+        if !preallocate && self.cur_file.len().is_ok_and(|len| len > valid_len) {
+            // Readers read only below the durable head, which never passes `synced_end`.
+            let _ = self.cur_file.set_len(valid_len);
+        }
     }
 
     /// Undoes a batch whose write failed: removes fragments it created, cuts the current fragment
@@ -182,6 +201,7 @@ impl Cursor {
         self.cur_file = last.file(cx.storage, cx.map_len_hint)?.clone();
         self.cur_file.set_len(durable - self.cur_begin)?;
         self.cur_file.sync_data()?;
+        self.synced_end = durable;
         Ok(self.cur_begin)
     }
 }

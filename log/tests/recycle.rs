@@ -98,9 +98,10 @@ fn recovery_over_a_recycled_fragment_with_stale_bytes_finds_the_head() {
         let storage = SimStorage::new(9);
         let (log, j, written) = journal_with_recycled_fragments(&storage);
         let head = j.durable_head();
+        // The process dies while the journal is open (a clean close would cut the stale bytes).
+        let survivor = storage.crash(mode);
         drop(j);
         drop(log);
-        let survivor = storage.crash(mode);
         let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);
         let j = log.journal(JOURNAL).unwrap();
         assert_eq!(

@@ -255,3 +255,55 @@ fn a_hint_left_from_fragments_deleted_by_hand_is_not_used_for_the_new_journal() 
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].offset, ack.offset);
 }
+
+#[test]
+fn a_clean_close_cuts_a_recycled_fragments_stale_tail_so_open_reads_only_the_last_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options {
+        fragment_max_bytes: 1 << 20,
+        frame_max_bytes: 256 << 10,
+        ..Options::default()
+    };
+    let (written, last_begin, stale_len) = {
+        let log = Log::open(dir.path(), options()).unwrap();
+        let journal = log.journal(JOURNAL).unwrap();
+        for i in 0..80 {
+            journal
+                .append(&Batch::single(&payload(&format!("frame {i}"), PAYLOAD_BYTES)))
+                .unwrap();
+            journal
+                .remove_below(journal.durable_head().saturating_sub(2 << 20))
+                .unwrap();
+        }
+        let last = journal.fragments().last().unwrap().clone();
+        let file_len = std::fs::metadata(&last.path).unwrap().len();
+        assert!(
+            file_len > last.end - last.begin,
+            "the last fragment is a recycled file with stale bytes past the head"
+        );
+        let frames = read_all(&journal);
+        (frames, last.begin, file_len - (last.end - last.begin))
+    };
+    let path = journal_dir(dir.path()).join(fragment_file_name(last_begin));
+    let head = written.last().unwrap().end;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        head - last_begin,
+        "close cut the {stale_len} stale bytes"
+    );
+    let counting = CountingStorage::new(Arc::new(ss_log::RealStorage));
+    let counts = counting.counts.clone();
+    let log = Log::open(
+        dir.path(),
+        Options {
+            storage: Arc::new(counting),
+            ..options()
+        },
+    )
+    .unwrap();
+    let journal = log.existing_journal(JOURNAL).unwrap();
+    let read = counts.fragment_bytes_read.load(Ordering::Relaxed);
+    assert!(read <= 2 * PAYLOAD_BYTES as u64, "open read {read} bytes");
+    assert_eq!(journal.durable_head(), head);
+    assert_eq!(read_all(&journal), written);
+}
