@@ -126,6 +126,8 @@ pub(crate) fn recover(
         later,
         stale,
         last_write_begin,
+        last_write_header,
+        ..
     } = last;
     if let Some((bad_pos, error)) = &scan.first_error {
         if let Some(later) = later {
@@ -204,9 +206,8 @@ pub(crate) fn recover(
     // only that write, unless appends move on.
     let mut scan_hint = ScanHintWriter::new(hint.filter(|_| base > 0), opts.scan_hint_interval_bytes);
     if writable {
-        if let Some(write_begin) = last_write_begin.filter(|&w| w > last_begin) {
-            let at = (write_begin - last_begin - base) as usize;
-            scan_hint.after_durable_write(storage, dir, salt, last_begin, write_begin, &bytes[at..]);
+        if let (Some(write_begin), Some(header)) = (last_write_begin, last_write_header) {
+            scan_hint.after_durable_write(storage, dir, salt, last_begin, write_begin, &header);
             scan_hint.record_latest(storage, dir, salt);
         }
     }
@@ -237,6 +238,10 @@ struct LastScan {
     stale: bool,
     /// Where the last valid frame's group-commit write began (journal offset).
     last_write_begin: Option<u64>,
+    /// The header of the frame at `base` (copied: the map is read only inside `guarded`).
+    base_header: Option<[u8; HEADER_LEN]>,
+    /// The header of the first frame of the last write, if that write began in this scan.
+    last_write_header: Option<[u8; HEADER_LEN]>,
 }
 
 impl LastScan {
@@ -244,8 +249,7 @@ impl LastScan {
     /// frame the hint recorded lies there, valid, and the last write (which open rewrites) began
     /// at or after it.
     fn hint_held(&self, hint: &ScanHint, fragment_begin: u64) -> bool {
-        self.scan.valid_len > 0
-            && hint.names_frame(&self.bytes)
+        self.base_header.is_some_and(|h| hint.names_frame(&h))
             && self
                 .last_write_begin
                 .is_some_and(|w| w >= fragment_begin + self.base)
@@ -280,6 +284,15 @@ fn scan_last_fragment(
                 .expect("the scan validated this frame")
                 .write_begin
         });
+        let header_at = |pos: usize| -> [u8; HEADER_LEN] {
+            bytes[pos..pos + HEADER_LEN]
+                .try_into()
+                .expect("a valid frame's header")
+        };
+        let base_header = (scan.valid_len > 0).then(|| header_at(0));
+        let last_write_header = last_write_begin
+            .filter(|&w| w >= begin)
+            .map(|w| header_at((w - begin) as usize));
         LastScan {
             base,
             bytes: bytes.clone(),
@@ -288,6 +301,8 @@ fn scan_last_fragment(
             later,
             stale,
             last_write_begin,
+            base_header,
+            last_write_header,
         }
     })
 }
