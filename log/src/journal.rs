@@ -229,7 +229,14 @@ impl JournalShared {
             let _ = handle.join();
         }
         if let Some(cursor) = self.cursor.lock().as_mut() {
-            cursor.close(&*self.opts.storage, &self.dir, self.salt, self.opts.preallocate);
+            let last_begin = self.fragments.last().begin;
+            cursor.close(
+                &*self.opts.storage,
+                &self.dir,
+                self.salt,
+                self.opts.preallocate,
+                last_begin,
+            );
         }
         if let Some(spares) = &self.spares {
             spares.close();

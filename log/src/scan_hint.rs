@@ -11,6 +11,8 @@
 //! frame the writer saw durable, not one a later incarnation of the journal wrote there);
 //! otherwise recovery scans the fragment from its start, as it always did. Bytes of the last
 //! fragment before a used hint are checked by readers frame by frame, like sealed fragments.
+//! Close, and a writable open once it synced the last write, record that last write itself: the
+//! next open then reads only it, and does not write it again (its sync is known to have returned).
 //!
 //! Byte layout (little-endian), docs/design.md "The scan-start hint":
 //!

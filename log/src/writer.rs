@@ -120,6 +120,9 @@ impl Cursor {
                 // fragment but the last being durable.
                 self.sync(cx)?;
             }
+            // Durable up to the roll point now (a later failure in this batch must not let
+            // `close` cut it: the next fragment may already exist).
+            self.synced_end = new_begin;
             // Counted as created before it exists: a failure part way (a spare renamed but not
             // opened, say) must not leave a file there for a roll back to miss.
             self.created.push(new_begin);
@@ -168,10 +171,20 @@ impl Cursor {
     /// file's stale frames), which the next open would otherwise read to the end of the file
     /// looking for damage. Both are best effort: a failure, or a crash before either is durable,
     /// leaves what the next open handles anyway.
-    pub fn close(&mut self, storage: &dyn Storage, dir: &Path, salt: u32, preallocate: bool) {
+    /// `last_begin` is where the journal's last fragment begins: a fragment that is not the last
+    /// (a batch created the next one, then failed before the cursor moved) is never cut.
+    pub fn close(
+        &mut self,
+        storage: &dyn Storage,
+        dir: &Path,
+        salt: u32,
+        preallocate: bool,
+        last_begin: u64,
+    ) {
         self.scan_hint.record_latest(storage, dir, salt);
         let valid_len = self.synced_end.saturating_sub(self.cur_begin);
-        if !preallocate && self.cur_file.len().is_ok_and(|len| len > valid_len) {
+        let is_last = self.cur_begin == last_begin;
+        if !preallocate && is_last && self.cur_file.len().is_ok_and(|len| len > valid_len) {
             // Readers read only below the durable head, which never passes `synced_end`.
             let _ = self.cur_file.set_len(valid_len);
         }

@@ -274,3 +274,46 @@ fn reopen_after_failed_directory_fsync_shows_readers_only_durable_frames() {
     );
     assert_eq!(after_power_loss, seen);
 }
+
+/// A batch that seals its fragment (written and synced up to the roll point), creates the next,
+/// and then fails the directory fsync poisons the journal with the cursor still on the sealed
+/// fragment. A clean close then must not cut the sealed fragment back to the previous batch's end
+/// (it once did, and the reopen refused: "the bytes between are missing", found by the
+/// storage-fault suite's `FailingCall` kind).
+#[test]
+fn close_after_a_failed_directory_fsync_mid_roll_keeps_the_sealed_fragment_whole() {
+    let sim = SimStorage::new(27);
+    let gated = Arc::new(GatedStorage::new(Arc::new(sim.clone())));
+    let failing = Arc::new(ss_log::storage::Intercepted::<FailingDirSync>::new(gated.clone()));
+    let all: Vec<Vec<u8>> = ["p0", "p1", "held", "fits", "rolls"]
+        .iter()
+        .map(|t| payload(t, 200))
+        .collect();
+    {
+        let log = Log::open(DATA_DIR, opts(failing.clone(), 1024)).unwrap();
+        let j = log.journal(JOURNAL).unwrap();
+        // 248-byte frames: four fill the first fragment, the fifth rolls.
+        for p in &all[..2] {
+            j.append(&Batch::single(p)).unwrap();
+        }
+        // Hold the third frame's sync, so the fourth and fifth queue up as one batch that
+        // writes into the first fragment, seals it, then rolls.
+        gated.gate.arm();
+        let held = j.submit(&Batch::single(&all[2])).unwrap();
+        gated.gate.wait_held();
+        let fits = j.submit(&Batch::single(&all[3])).unwrap();
+        let rolls = j.submit(&Batch::single(&all[4])).unwrap();
+        assert_eq!(rolls.ack().offset, 4 * 248);
+        failing.fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
+        gated.gate.release();
+        held.wait().expect("the held commit completes");
+        assert!(is_poisoned(&fits.wait()));
+        assert!(is_poisoned(&rolls.wait()));
+        assert_eq!(j.fragments().len(), 2, "the batch created the next fragment");
+    }
+    // The log was closed cleanly (dropped): reopening finds every acknowledged frame, and the
+    // sealed frame of the failed batch may be there too, never anything after a hole.
+    let log = open_sim(&sim, 1024);
+    let frames = single_messages(&read_all(&log.journal(JOURNAL).expect("reopen after close")));
+    assert!(frames.len() >= 3 && all.starts_with(&frames), "{frames:?}");
+}
