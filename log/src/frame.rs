@@ -154,6 +154,12 @@ fn read_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(b[at..at + 2].try_into().expect("2 bytes"))
 }
 
+/// The `header_crc` stored in the frame header at the start of `buf` (not checked), if `buf` holds
+/// that field.
+pub fn stored_header_crc(buf: &[u8]) -> Option<u32> {
+    (buf.len() >= HEADER_CRC_OFFSET + 4).then(|| read_u32(buf, HEADER_CRC_OFFSET))
+}
+
 /// Validates the header at the start of `buf`, which must sit at journal offset `expected_offset`.
 /// Does not look at the payload.
 pub fn decode_header(buf: &[u8], salt: u32, expected_offset: u64) -> Result<FrameHeader, FrameError> {

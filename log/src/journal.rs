@@ -180,7 +180,9 @@ impl JournalShared {
                 Cursor::new(
                     last_begin,
                     recovered.last_file,
-                    recovered.scan_hint,
+                    recovered
+                        .scan_hint
+                        .expect("a writable recovery has a hint writer"),
                     recovered.head,
                 )
             })),
@@ -230,13 +232,7 @@ impl JournalShared {
         }
         if let Some(cursor) = self.cursor.lock().as_mut() {
             let last_begin = self.fragments.last().begin;
-            cursor.close(
-                &*self.opts.storage,
-                &self.dir,
-                self.salt,
-                self.opts.preallocate,
-                last_begin,
-            );
+            cursor.close(self.opts.preallocate, last_begin);
         }
         if let Some(spares) = &self.spares {
             spares.close();
@@ -432,7 +428,6 @@ impl JournalShared {
             recycled: self.recycled.as_ref(),
             map_len_hint: self.map_len_hint(),
             fragment_max_bytes: self.opts.fragment_max_bytes,
-            salt: self.salt,
         };
         match cursor.write_batch(&cx, &batch) {
             Ok(()) => {

@@ -454,7 +454,7 @@ fn empty_journal(dir: &Path) -> recovery::Recovered {
         head: 0,
         last_frame: None,
         cut_bytes: 0,
-        scan_hint: scan_hint::ScanHintWriter::new(None, scan_hint::SCAN_HINT_INTERVAL_BYTES),
+        scan_hint: None,
     }
 }
 

@@ -33,8 +33,8 @@ pub(crate) struct Recovered {
     pub last_frame: Option<u64>,
     /// Bytes cut from a torn tail.
     pub cut_bytes: u64,
-    /// Records scan-start hints from here on (the writer's cursor keeps it).
-    pub scan_hint: ScanHintWriter,
+    /// Records scan-start hints from here on (writable opens; the writer's cursor keeps it).
+    pub scan_hint: Option<ScanHintWriter>,
 }
 
 fn io_err(journal: &str, what: &'static str, path: &Path, source: std::io::Error) -> OpenError {
@@ -126,7 +126,7 @@ pub(crate) fn recover(
         later,
         stale,
         last_write_begin,
-        last_write_header,
+        last_write_frame_crc,
         ..
     } = last;
     if let Some((bad_pos, error)) = &scan.first_error {
@@ -204,13 +204,20 @@ pub(crate) fn recover(
     };
     // The last write is durable now: record it as the hint, so the next open reads (and writes)
     // only that write, unless appends move on.
-    let mut scan_hint = ScanHintWriter::new(hint.filter(|_| base > 0), opts.scan_hint_interval_bytes);
-    if writable {
-        if let (Some(write_begin), Some(header)) = (last_write_begin, last_write_header) {
-            scan_hint.after_durable_write(storage, dir, salt, last_begin, write_begin, &header);
-            scan_hint.record_latest(storage, dir, salt);
+    let scan_hint = writable.then(|| {
+        let mut writer = ScanHintWriter::new(
+            opts.storage.clone(),
+            dir,
+            salt,
+            opts.scan_hint_interval_bytes,
+            hint.filter(|_| base > 0),
+        );
+        if let (Some(write_begin), Some(frame_crc)) = (last_write_begin, last_write_frame_crc) {
+            writer.after_durable_write(last_begin, write_begin, frame_crc);
+            writer.record_latest();
         }
-    }
+        writer
+    });
     fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
     Ok(Recovered {
         fragments,
@@ -238,10 +245,10 @@ struct LastScan {
     stale: bool,
     /// Where the last valid frame's group-commit write began (journal offset).
     last_write_begin: Option<u64>,
-    /// The header of the frame at `base` (copied: the map is read only inside `guarded`).
-    base_header: Option<[u8; HEADER_LEN]>,
-    /// The header of the first frame of the last write, if that write began in this scan.
-    last_write_header: Option<[u8; HEADER_LEN]>,
+    /// The `header_crc` of the valid frame at `base`, if there is one (read inside `guarded`).
+    base_frame_crc: Option<u32>,
+    /// The `header_crc` of the last write's first frame, if that write began in this scan.
+    last_write_frame_crc: Option<u32>,
 }
 
 impl LastScan {
@@ -249,7 +256,7 @@ impl LastScan {
     /// frame the hint recorded lies there, valid, and the last write (which open rewrites) began
     /// at or after it.
     fn hint_held(&self, hint: &ScanHint, fragment_begin: u64) -> bool {
-        self.base_header.is_some_and(|h| hint.names_frame(&h))
+        self.base_frame_crc == Some(hint.frame_crc)
             && self
                 .last_write_begin
                 .is_some_and(|w| w >= fragment_begin + self.base)
@@ -284,15 +291,12 @@ fn scan_last_fragment(
                 .expect("the scan validated this frame")
                 .write_begin
         });
-        let header_at = |pos: usize| -> [u8; HEADER_LEN] {
-            bytes[pos..pos + HEADER_LEN]
-                .try_into()
-                .expect("a valid frame's header")
-        };
-        let base_header = (scan.valid_len > 0).then(|| header_at(0));
-        let last_write_header = last_write_begin
+        let base_frame_crc = (scan.valid_len > 0)
+            .then(|| frame::stored_header_crc(&bytes))
+            .flatten();
+        let last_write_frame_crc = last_write_begin
             .filter(|&w| w >= begin)
-            .map(|w| header_at((w - begin) as usize));
+            .and_then(|w| frame::stored_header_crc(&bytes[(w - begin) as usize..]));
         LastScan {
             base,
             bytes: bytes.clone(),
@@ -301,8 +305,8 @@ fn scan_last_fragment(
             later,
             stale,
             last_write_begin,
-            base_header,
-            last_write_header,
+            base_frame_crc,
+            last_write_frame_crc,
         }
     })
 }
@@ -328,7 +332,8 @@ fn last_frame_before(
             let bytes = read_from(&**file, base, journal, &fragment.path)?;
             guarded(journal, &fragment.path, base, &bytes, || {
                 let scan = scan_fragment(&bytes, salt, fragment.begin + base);
-                let hinted = scan.valid_len > 0 && hint.is_some_and(|h| h.names_frame(&bytes));
+                let hinted = scan.valid_len > 0
+                    && hint.is_some_and(|h| frame::stored_header_crc(&bytes) == Some(h.frame_crc));
                 (scan, hinted)
             })
         };

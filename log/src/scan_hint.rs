@@ -25,10 +25,10 @@
 //! | 24..28 | `frame_crc`      | `header_crc` of the frame at `scan_from`             |
 //! | 28..32 | `reserved`       | 0                                                    |
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::frame::{FRAME_ALIGN_BYTES, HEADER_CRC_OFFSET};
+use crate::frame::FRAME_ALIGN_BYTES;
 use crate::storage::{OpenMode, Storage, StorageFile};
 
 /// Name of the hint file in a journal directory (not a fragment name, so listings ignore it).
@@ -89,12 +89,6 @@ impl ScanHint {
         hint.filter(|h| h.fragment_begin == fragment_begin)
             .map_or(0, |h| h.scan_from - fragment_begin)
     }
-
-    /// Whether `frame` (bytes from the hinted offset, already validated as a frame there) is
-    /// the frame this hint recorded.
-    pub fn names_frame(&self, frame: &[u8]) -> bool {
-        frame.get(HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4) == Some(&self.frame_crc.to_le_bytes()[..])
-    }
 }
 
 /// The hint stored in the journal directory `dir`, if there is an intact one. Any failure to
@@ -114,57 +108,61 @@ pub fn read_scan_hint(storage: &dyn Storage, dir: &Path, salt: u32) -> Option<Sc
     ScanHint::decode(&bytes, salt)
 }
 
-/// Records hints as durable writes move through a fragment. Owned by the writer's cursor (and
-/// used by recovery first), so one thread at a time.
+/// Records hints as durable writes move through a fragment, in the hint file of one journal
+/// directory. Owned by the writer's cursor (and used by recovery first), so one thread at a time.
 pub(crate) struct ScanHintWriter {
+    storage: Arc<dyn Storage>,
+    /// The journal directory.
+    dir: PathBuf,
+    salt: u32,
+    interval_bytes: u64,
     /// The hint believed to be stored (read at open, or last written).
     recorded: Option<ScanHint>,
     /// The latest durable write past its fragment's start, as a hint (recorded at close).
     latest: Option<ScanHint>,
     file: Option<Arc<dyn StorageFile>>,
-    interval_bytes: u64,
 }
 
 impl ScanHintWriter {
-    pub fn new(recorded: Option<ScanHint>, interval_bytes: u64) -> ScanHintWriter {
+    /// A writer for the journal in `dir` (checksummed with `salt`), whose stored hint is
+    /// believed to be `recorded`.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        salt: u32,
+        interval_bytes: u64,
+        recorded: Option<ScanHint>,
+    ) -> ScanHintWriter {
         ScanHintWriter {
+            storage,
+            dir: dir.to_path_buf(),
+            salt,
+            interval_bytes,
             recorded,
             latest: None,
             file: None,
-            interval_bytes,
         }
     }
 
     /// A write that began at journal offset `write_begin`, in the fragment beginning at
-    /// `fragment_begin`, is durable (its `fdatasync` returned); `first_frame` is its first frame
-    /// (at least its header). Records it as the hint if it began at least `interval_bytes` past
-    /// where the hint now lets a scan start, and remembers it for [`Self::record_latest`].
-    /// A failure is ignored: the hint is an optimisation, and a stale or missing one only makes
-    /// the next open read more.
-    pub fn after_durable_write(
-        &mut self,
-        storage: &dyn Storage,
-        dir: &Path,
-        salt: u32,
-        fragment_begin: u64,
-        write_begin: u64,
-        first_frame: &[u8],
-    ) {
+    /// `fragment_begin`, is durable (its `fdatasync` returned); `frame_crc` is the `header_crc` of
+    /// its first frame. Records it as the hint if it began at least `interval_bytes` past where
+    /// the hint now lets a scan start, and remembers it for [`Self::record_latest`]. A failure is
+    /// ignored: the hint is an optimisation, and a stale or missing one only makes the next open
+    /// read more.
+    pub fn after_durable_write(&mut self, fragment_begin: u64, write_begin: u64, frame_crc: u32) {
         if write_begin <= fragment_begin {
             return;
         }
-        let Some(frame_crc) = first_frame.get(HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4) else {
-            return;
-        };
         let hint = ScanHint {
             fragment_begin,
             scan_from: write_begin,
-            frame_crc: u32::from_le_bytes(frame_crc.try_into().expect("4 bytes")),
+            frame_crc,
         };
         self.latest = Some(hint);
         let scan_start = fragment_begin + ScanHint::start_in(self.recorded, fragment_begin);
         if write_begin >= scan_start.saturating_add(self.interval_bytes.max(1)) {
-            self.store(storage, dir, salt, hint);
+            self.store(hint);
         }
     }
 
@@ -172,17 +170,17 @@ impl ScanHintWriter {
     /// once recovery synced the last write): the next open then reads only that write, and, as
     /// the hint proves its `fdatasync` returned, need not write it again. Never with an interval
     /// of `u64::MAX` (hints off).
-    pub fn record_latest(&mut self, storage: &dyn Storage, dir: &Path, salt: u32) {
+    pub fn record_latest(&mut self) {
         if self.interval_bytes == u64::MAX {
             return;
         }
         if let Some(hint) = self.latest.filter(|&h| self.recorded != Some(h)) {
-            self.store(storage, dir, salt, hint);
+            self.store(hint);
         }
     }
 
-    fn store(&mut self, storage: &dyn Storage, dir: &Path, salt: u32, hint: ScanHint) {
-        if self.write(storage, dir, &hint.encode(salt)).is_ok() {
+    fn store(&mut self, hint: ScanHint) {
+        if self.write(&hint.encode(self.salt)).is_ok() {
             self.recorded = Some(hint);
         } else {
             // Open the file again next time (it may have been removed, or the handle gone bad).
@@ -190,9 +188,9 @@ impl ScanHintWriter {
         }
     }
 
-    fn write(&mut self, storage: &dyn Storage, dir: &Path, record: &[u8]) -> std::io::Result<()> {
+    fn write(&mut self, record: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
-            let path = dir.join(SCAN_HINT_FILE);
+            let (storage, path) = (&*self.storage, self.dir.join(SCAN_HINT_FILE));
             let len = SCAN_HINT_BYTES as u64;
             let file = match storage.open(&path, OpenMode::ReadWrite, len) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -24,8 +24,6 @@ pub(crate) struct WriteContext<'a> {
     pub recycled: Option<&'a RecycledFragments>,
     pub map_len_hint: u64,
     pub fragment_max_bytes: u64,
-    /// The journal salt (the scan-start hint is checksummed with it).
-    pub salt: u32,
 }
 
 /// The fragment being written. Owned by the journal, used by one leader at a time.
@@ -150,9 +148,10 @@ impl Cursor {
         self.synced_end = batch.end();
         // `offset` is where this batch's write into the current fragment began, a frame start
         // with every byte before it now durable: open may start validating there.
-        let first_frame = &batch.bytes[start..];
-        self.scan_hint
-            .after_durable_write(cx.storage, cx.dir, cx.salt, self.cur_begin, offset, first_frame);
+        if let Some(frame_crc) = crate::frame::stored_header_crc(&batch.bytes[start..]) {
+            self.scan_hint
+                .after_durable_write(self.cur_begin, offset, frame_crc);
+        }
         if let Some(spares) = cx.spares {
             // Past half of this fragment: have the next one zero-filled in time for the roll,
             // unless a recycled fragment is waiting.
@@ -173,15 +172,8 @@ impl Cursor {
     /// leaves what the next open handles anyway.
     /// `last_begin` is where the journal's last fragment begins: a fragment that is not the last
     /// (a batch created the next one, then failed before the cursor moved) is never cut.
-    pub fn close(
-        &mut self,
-        storage: &dyn Storage,
-        dir: &Path,
-        salt: u32,
-        preallocate: bool,
-        last_begin: u64,
-    ) {
-        self.scan_hint.record_latest(storage, dir, salt);
+    pub fn close(&mut self, preallocate: bool, last_begin: u64) {
+        self.scan_hint.record_latest();
         let valid_len = self.synced_end.saturating_sub(self.cur_begin);
         let is_last = self.cur_begin == last_begin;
         if !preallocate && is_last && self.cur_file.len().is_ok_and(|len| len > valid_len) {
