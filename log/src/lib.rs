@@ -381,21 +381,27 @@ impl Log {
                 .map_err(|e| io("creating", &dir, e))?;
             storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
         }
-        let has_fragment = storage
-            .list_dir(&dir)
-            .map_err(|e| io("listing", &dir, e))?
-            .iter()
-            .any(|n| fragment::parse_fragment_name(n).is_some());
+        let names = storage.list_dir(&dir).map_err(|e| io("listing", &dir, e))?;
+        let has_fragment = names.iter().any(|n| fragment::parse_fragment_name(n).is_some());
         if !has_fragment && self.inner.writable {
-            // A new journal, or one whose first fragment was never made durable. A scan-start hint
-            // left from fragments removed by hand is for another incarnation: remove it (its
-            // frame checksum would almost surely void it anyway).
-            let hint = dir.join(scan_hint::SCAN_HINT_FILE);
-            match storage.remove_file(&hint) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io("removing", &hint, e));
+            // A new journal, or one whose first fragment was never made durable, or one whose
+            // fragments were removed by hand. What is left of an earlier incarnation goes: its
+            // scan-start hint (its frame checksum would almost surely void it anyway), and its
+            // recycled files, whose stale frames would be valid at their own offsets in a
+            // fragment the new journal rolls into at the begin they had before. The directory
+            // sync below makes the removals durable with the first fragment.
+            let leftovers = names.iter().filter(|n| {
+                n.as_str() == scan_hint::SCAN_HINT_FILE
+                    || (n.starts_with(spare::RECYCLED_PREFIX) && n.ends_with(spare::RECYCLED_SUFFIX))
+            });
+            for name in leftovers {
+                let path = dir.join(name);
+                match storage.remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io("removing", &path, e));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
             let path = dir.join(fragment::fragment_file_name(0));
             let file = storage

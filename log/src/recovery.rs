@@ -106,31 +106,22 @@ pub(crate) fn recover(
     // Validate from the scan-start hint if it holds up (scan_hint.rs), else from the start.
     let hint = read_scan_hint(storage, dir, salt);
     let hinted_start = ScanHint::start_in(hint, last_begin);
-    let mut last = scan_last_fragment(
-        &*file,
-        journal,
-        &last_path,
-        salt,
-        last_begin,
-        hinted_start,
-        preallocate,
-    )?;
+    let mut last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, hinted_start)?;
     if hinted_start > 0 && !hint.is_some_and(|h| last.hint_held(&h, last_begin)) {
-        last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, 0, preallocate)?;
+        last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, 0)?;
     }
     let LastScan {
         base,
         bytes,
         scan,
         garbage_end,
-        later,
-        stale,
+        tail,
         last_write_begin,
         last_write_frame_crc,
         ..
     } = last;
     if let Some((bad_pos, error)) = &scan.first_error {
-        if let Some(later) = later {
+        if let Some(later) = tail.later {
             return Err(OpenError::Corrupt {
                 journal: journal.to_string(),
                 fragment: last_path,
@@ -142,19 +133,21 @@ pub(crate) fn recover(
         }
     }
     let valid_len = base + scan.valid_len as u64;
-    // A recycled fragment (`Options::recycle`) holds stale frames of its old offsets after the
-    // valid ones, up to its end: zeroing them all would cost a fragment's worth of writes at
-    // open, so it is truncated like a growing fragment instead. (Its stale frames could stay:
-    // they never validate at this offset; the torn write's frames could not.)
-    let cut_bytes = if preallocate && !stale {
-        // Keep the preallocated length; zero what the torn write left, so that no frame of it
-        // can ever validate behind a later, shorter append.
-        let garbage = (garbage_end - scan.valid_len) as u64;
-        if writable && garbage > 0 {
-            zero_range(&*file, valid_len, garbage)
+    // What the torn write left must never validate behind a later, shorter append: a growing
+    // fragment is cut back to its valid frames. A preallocated or recycled one keeps its length
+    // (cutting a recycled file would make every commit into it grow the file again), and only
+    // the bytes that could validate are zeroed: a preallocated fragment's garbage up to its zeros,
+    // a recycled one's torn frames that are whole (`torn_end`). Its stale frames stay: they never
+    // validate at this offset, and neither can a frame of the torn write that is not whole now,
+    // since a later append overwrites its header before any of the rest.
+    let keep_len = tail.stale || preallocate;
+    let cut_bytes = if keep_len {
+        let torn = if tail.stale { tail.torn_end } else { garbage_end } - scan.valid_len;
+        if writable && torn > 0 {
+            zero_range(&*file, valid_len, torn as u64)
                 .map_err(|e| io_err(journal, "zeroing torn tail of", &last_path, e))?;
         }
-        garbage
+        torn as u64
     } else {
         let cut = file_len - valid_len;
         if writable && cut > 0 {
@@ -239,10 +232,8 @@ struct LastScan {
     scan: FragmentScan,
     /// End of the non-zero bytes after the valid frames, relative to `base`.
     garbage_end: usize,
-    /// A frame of a later write after the first invalid position (then it is damage).
-    later: Option<u64>,
-    /// A stale frame (another offset's) after the valid frames: a recycled fragment.
-    stale: bool,
+    /// What lies past the first invalid position, if there is one.
+    tail: TailScan,
     /// Where the last valid frame's group-commit write began (journal offset).
     last_write_begin: Option<u64>,
     /// The `header_crc` of the valid frame at `base`, if there is one (read inside `guarded`).
@@ -272,7 +263,6 @@ fn scan_last_fragment(
     salt: u32,
     fragment_begin: u64,
     base: u64,
-    preallocate: bool,
 ) -> Result<LastScan, OpenError> {
     let bytes = read_from(file, base, journal, path)?;
     let begin = fragment_begin + base;
@@ -281,11 +271,11 @@ fn scan_last_fragment(
         // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else
         // up to the last non-zero byte is what a torn write left.
         let garbage_end = scan.valid_len + last_nonzero(&bytes[scan.valid_len..]).map_or(0, |i| i + 1);
-        let later = scan
+        let tail = scan
             .first_error
             .as_ref()
-            .and_then(|(bad_pos, _)| find_later_write(&bytes, salt, begin, *bad_pos, garbage_end));
-        let stale = preallocate && holds_stale_frame(&bytes, salt, begin, scan.valid_len, garbage_end);
+            .map(|(bad_pos, _)| scan_tail(&bytes, salt, begin, *bad_pos, garbage_end))
+            .unwrap_or_default();
         let last_write_begin = scan.last_frame_pos.map(|p| {
             frame::decode_frame(&bytes[p..], salt, begin + p as u64)
                 .expect("the scan validated this frame")
@@ -302,8 +292,7 @@ fn scan_last_fragment(
             bytes: bytes.clone(),
             scan,
             garbage_end,
-            later,
-            stale,
+            tail,
             last_write_begin,
             base_frame_crc,
             last_write_frame_crc,
@@ -476,40 +465,187 @@ fn zero_range(file: &dyn crate::storage::StorageFile, pos: u64, len: u64) -> std
     file.sync_data()
 }
 
-/// Whether a frame header written for another offset lies in `bytes[from..end]` (a recycled
-/// fragment's stale frames: checksum valid, offset not this position's).
-fn holds_stale_frame(bytes: &[u8], salt: u32, begin: u64, from: usize, end: usize) -> bool {
-    let mut pos = from;
-    while pos + HEADER_LEN <= bytes.len() && pos < end {
-        let magic = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
-        if magic == FRAME_MAGIC
-            && matches!(
-                frame::decode_header(&bytes[pos..], salt, begin + pos as u64),
-                Err(FrameError::OffsetMismatch { .. })
-            )
-        {
-            return true;
-        }
-        pos += FRAME_ALIGN_BYTES as usize;
-    }
-    false
+/// What lies past the first invalid position of the last fragment.
+#[derive(Debug, Default)]
+struct TailScan {
+    /// The offset of a valid frame written by a later write than the one that covered the
+    /// invalid position: the invalid bytes are damage, not a torn write.
+    later: Option<u64>,
+    /// Position just past the last frame there that is valid at its own offset (what a torn
+    /// write left whole), or the invalid position if there is none.
+    torn_end: usize,
+    /// Whether a frame header of another offset lies there: a recycled fragment's stale frames.
+    stale: bool,
 }
 
-/// The offset of a valid frame starting after `bad_pos` and before `scan_end` that was written
-/// by a later write than the one that covered `bad_pos`, if any.
-fn find_later_write(bytes: &[u8], salt: u32, begin: u64, bad_pos: usize, scan_end: usize) -> Option<u64> {
+/// Words compared per pass of [`scan_tail`]: a block without a frame's magic is passed over by
+/// one vectorizable fold, instead of a branch per word.
+const MAGIC_BLOCK_WORDS: usize = 512;
+
+/// Looks at every 8-aligned position of `bytes` (a fragment's bytes from journal offset `begin`)
+/// after `bad_pos`, the first invalid one, and before `scan_end`, for frames: a valid frame of
+/// a later write, valid frames of the torn write itself, and stale frames of another offset.
+/// Stops at the first later write. This reads the whole tail, which for a recycled fragment is
+/// its stale bytes to the end of the file, so it skips positions without the magic in blocks.
+fn scan_tail(bytes: &[u8], salt: u32, begin: u64, bad_pos: usize, scan_end: usize) -> TailScan {
     let bad_offset = begin + bad_pos as u64;
-    let mut pos = bad_pos + FRAME_ALIGN_BYTES as usize;
-    while pos + HEADER_LEN <= bytes.len() && pos < scan_end {
-        let magic = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
-        if magic == FRAME_MAGIC {
-            if let Ok(h) = frame::decode_frame(&bytes[pos..], salt, begin + pos as u64) {
-                if h.write_begin > bad_offset {
-                    return Some(h.offset);
+    let mut tail = TailScan {
+        torn_end: bad_pos,
+        ..TailScan::default()
+    };
+    // A frame header needs HEADER_LEN bytes, so a position past this cannot hold one.
+    let limit = scan_end.min((bytes.len() + 1).saturating_sub(HEADER_LEN));
+    let is_magic = |word: &[u8]| u32::from_le_bytes(word[..4].try_into().expect("4 bytes")) == FRAME_MAGIC;
+    let word = FRAME_ALIGN_BYTES as usize;
+    let mut block_start = bad_pos;
+    while block_start < limit {
+        let words = (limit - block_start).div_ceil(word).min(MAGIC_BLOCK_WORDS);
+        // Every word starts before `limit`, so all its header bytes lie inside `bytes`.
+        let block = &bytes[block_start..block_start + words * word];
+        if block.chunks_exact(word).fold(false, |any, w| any | is_magic(w)) {
+            for (i, w) in block.chunks_exact(word).enumerate() {
+                let pos = block_start + i * word;
+                if !is_magic(w) {
+                    continue;
+                }
+                let offset = begin + pos as u64;
+                match frame::decode_header(&bytes[pos..], salt, offset) {
+                    Err(FrameError::OffsetMismatch { .. }) => tail.stale = true,
+                    Err(_) => {}
+                    Ok(_) => {
+                        if let Ok(h) = frame::decode_frame(&bytes[pos..], salt, offset) {
+                            if h.write_begin > bad_offset {
+                                tail.later = Some(h.offset);
+                                return tail;
+                            }
+                            tail.torn_end = tail.torn_end.max(pos + h.frame_len_bytes() as usize);
+                        }
+                    }
                 }
             }
         }
-        pos += FRAME_ALIGN_BYTES as usize;
+        block_start += words * word;
     }
-    None
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{encode_frame, payload_crc, FrameHeader, FRAME_KIND_BATCH};
+    use rand::{Rng, SeedableRng};
+
+    const SALT: u32 = 0x5EED;
+    const BEGIN: u64 = 1 << 20;
+
+    /// Writes at `pos` a frame claiming journal offset `offset`, from a write that began at
+    /// `write_begin`; returns its length.
+    fn put_frame(bytes: &mut [u8], pos: usize, offset: u64, write_begin: u64, payload_len: usize) -> usize {
+        let payload = vec![0x5A; payload_len];
+        let header = FrameHeader {
+            offset,
+            write_begin,
+            payload_len: payload_len as u32,
+            kind: FRAME_KIND_BATCH,
+            payload_crc: payload_crc(SALT, &payload),
+            message_count: 0,
+        };
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, SALT, &header, &payload);
+        bytes[pos..pos + frame.len()].copy_from_slice(&frame);
+        frame.len()
+    }
+
+    /// The same search position by position, without skipping blocks.
+    fn scan_tail_plainly(bytes: &[u8], bad_pos: usize, scan_end: usize) -> (Option<u64>, usize, bool) {
+        let bad_offset = BEGIN + bad_pos as u64;
+        let (mut torn_end, mut stale) = (bad_pos, false);
+        let mut pos = bad_pos;
+        while pos + HEADER_LEN <= bytes.len() && pos < scan_end {
+            let offset = BEGIN + pos as u64;
+            match frame::decode_frame(&bytes[pos..], SALT, offset) {
+                Ok(h) if h.write_begin > bad_offset => return (Some(offset), torn_end, stale),
+                Ok(h) => torn_end = torn_end.max(pos + h.frame_len_bytes() as usize),
+                Err(FrameError::OffsetMismatch { .. }) => stale = true,
+                Err(_) => {}
+            }
+            pos += FRAME_ALIGN_BYTES as usize;
+        }
+        (None, torn_end, stale)
+    }
+
+    #[test]
+    fn tail_scan_finds_frames_at_block_edges_and_at_the_last_position() {
+        let block = MAGIC_BLOCK_WORDS * FRAME_ALIGN_BYTES as usize;
+        let len = 3 * block + 64;
+        let bad_pos = 16;
+        // A torn frame of the same write in the last word of the first block (blocks start at
+        // the invalid position).
+        let mut bytes = vec![0xEE; len];
+        let torn_at = bad_pos + block - 8;
+        let torn_len = put_frame(
+            &mut bytes,
+            torn_at,
+            BEGIN + torn_at as u64,
+            BEGIN + bad_pos as u64,
+            24,
+        );
+        let tail = scan_tail(&bytes, SALT, BEGIN, bad_pos, len);
+        assert_eq!(
+            (tail.later, tail.torn_end, tail.stale),
+            (None, torn_at + torn_len, false)
+        );
+        // A later write's frame at the last position a header fits.
+        let last = len - HEADER_LEN;
+        put_frame(&mut bytes, last, BEGIN + last as u64, BEGIN + last as u64, 0);
+        let tail = scan_tail(&bytes, SALT, BEGIN, bad_pos, len);
+        assert_eq!(tail.later, Some(BEGIN + last as u64));
+        // Not if the scan ends before it.
+        assert_eq!(scan_tail(&bytes, SALT, BEGIN, bad_pos, last).later, None);
+        // A stale frame (an earlier offset) at the invalid position itself.
+        let mut bytes = vec![0; len];
+        put_frame(&mut bytes, bad_pos, BEGIN - 4096 + bad_pos as u64, 0, 8);
+        assert!(scan_tail(&bytes, SALT, BEGIN, bad_pos, len).stale);
+    }
+
+    #[test]
+    fn tail_scan_agrees_with_a_plain_scan_of_every_position() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..300 {
+            let len = rng.random_range(64..20_000usize) / 8 * 8;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let bad_pos = rng.random_range(0..len / 2) / 8 * 8;
+            for _ in 0..rng.random_range(0..6) {
+                let payload_len = rng.random_range(0..300);
+                // Half of them at or next to a block's edge, where a skip would miss them.
+                let pos = if rng.random_bool(0.5) {
+                    let block = MAGIC_BLOCK_WORDS * FRAME_ALIGN_BYTES as usize;
+                    (bad_pos + block * rng.random_range(1..5usize))
+                        .saturating_sub(8 * rng.random_range(0..2usize))
+                } else {
+                    rng.random_range(0..len) / 8 * 8
+                };
+                if pos + HEADER_LEN + payload_len + 8 > len {
+                    continue;
+                }
+                let here = BEGIN + pos as u64;
+                let (offset, write_begin) = match rng.random_range(0..4) {
+                    0 => (here - 8 * rng.random_range(1..1000u64), 0), // stale
+                    1 => (here, BEGIN + bad_pos as u64 + 8 * rng.random_range(1..100u64)), // later
+                    _ => (
+                        here,
+                        BEGIN + bad_pos as u64 - 8 * rng.random_range(0..2u64).min(bad_pos as u64 / 8),
+                    ), // torn
+                };
+                put_frame(&mut bytes, pos, offset, write_begin.min(offset), payload_len);
+            }
+            let scan_end = rng.random_range(bad_pos..=len);
+            let tail = scan_tail(&bytes, SALT, BEGIN, bad_pos, scan_end);
+            let (later, torn_end, stale) = scan_tail_plainly(&bytes, bad_pos, scan_end);
+            assert_eq!(tail.later, later, "round {round}");
+            if later.is_none() {
+                assert_eq!((tail.torn_end, tail.stale), (torn_end, stale), "round {round}");
+            }
+        }
+    }
 }

@@ -98,6 +98,8 @@ fn recovery_over_a_recycled_fragment_with_stale_bytes_finds_the_head() {
         let storage = SimStorage::new(9);
         let (log, j, written) = journal_with_recycled_fragments(&storage);
         let head = j.durable_head();
+        let last_path = j.fragments().last().unwrap().path.clone();
+        let recycled_len = file_len(&storage, &last_path);
         // The process dies while the journal is open (a clean close would cut the stale bytes).
         let survivor = storage.crash(mode);
         drop(j);
@@ -109,9 +111,13 @@ fn recovery_over_a_recycled_fragment_with_stale_bytes_finds_the_head() {
             head,
             "{mode:?}: the head is the last acknowledged frame's end"
         );
-        assert!(
-            j.recovery_cut_bytes() > 0,
-            "{mode:?}: the stale bytes after the head are cut"
+        // Every append was acknowledged, so no torn write lies past the head: only stale frames,
+        // which stay, so that commits into the file do not grow it again.
+        assert_eq!(j.recovery_cut_bytes(), 0, "{mode:?}: nothing zeroed or cut");
+        assert_eq!(
+            file_len(&survivor, &last_path),
+            recycled_len,
+            "{mode:?}: the recycled file keeps its length"
         );
         let last = j.last_frame().unwrap().expect("a last frame");
         assert_eq!((last.offset, last.end), (head - FRAME_BYTES, head), "{mode:?}");
@@ -126,6 +132,84 @@ fn recovery_over_a_recycled_fragment_with_stale_bytes_finds_the_head() {
         let frames = read_from(&j, head);
         assert_eq!(single_messages(&frames), more, "{mode:?}");
     }
+}
+
+/// A torn write into a recycled fragment: its first frame never reached the disk, its second
+/// did, whole, with a stale frame after it. Recovery must neutralise that second frame (it is
+/// valid at its own offset) without cutting the recycled file: otherwise an append of the same
+/// length as the lost frame, then a crash, would bring it back as if it had been appended
+/// after that append.
+#[test]
+fn whole_frames_of_a_torn_write_into_a_recycled_fragment_never_come_back() {
+    let storage = SimStorage::new(11);
+    let (log, j, mut acked) = journal_with_recycled_fragments(&storage);
+    let torn_begin = j.durable_head();
+    let last_path = j.fragments().last().unwrap().path.clone();
+    let last_begin = j.fragments().last().unwrap().begin;
+    // The process dies while the journal is open (a clean close would cut the stale bytes).
+    let survivor = storage.crash(CrashMode::Process);
+    drop(j);
+    drop(log);
+    // One group-commit write of two frames past the head, as the writer lays them out, with the
+    // first frame's header damaged, and the recycled file's last stale frame after them.
+    let mut bytes = survivor.read_file(&last_path).unwrap();
+    let recycled_len = bytes.len() as u64;
+    let salt = ss_log::frame::journal_salt(JOURNAL);
+    for i in 0..2u64 {
+        let mut message = Vec::new();
+        Batch::single(&payload(&format!("t{i}"), 200))
+            .payload()
+            .clone_into(&mut message);
+        let header = ss_log::frame::FrameHeader {
+            offset: torn_begin + i * FRAME_BYTES,
+            write_begin: torn_begin,
+            payload_len: message.len() as u32,
+            kind: ss_log::frame::FRAME_KIND_BATCH,
+            payload_crc: ss_log::frame::payload_crc(salt, &message),
+            message_count: 1,
+        };
+        let mut frame = Vec::new();
+        ss_log::frame::encode_frame(&mut frame, salt, &header, &message);
+        assert_eq!(frame.len() as u64, FRAME_BYTES);
+        let at = (header.offset - last_begin) as usize;
+        bytes[at..at + frame.len()].copy_from_slice(&frame);
+    }
+    assert!((torn_begin - last_begin + 2 * FRAME_BYTES) < recycled_len);
+    bytes[(torn_begin - last_begin) as usize + 9] ^= 1;
+    survivor.write_file(&last_path, &bytes);
+    {
+        let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);
+        let j = log.journal(JOURNAL).unwrap();
+        assert_eq!(
+            j.durable_head(),
+            torn_begin,
+            "the torn write is not part of the journal"
+        );
+        assert_eq!(
+            j.recovery_cut_bytes(),
+            2 * FRAME_BYTES,
+            "zeroed from the head to the end of the torn write's whole second frame, nothing else"
+        );
+        assert_eq!(
+            file_len(&survivor, &last_path),
+            recycled_len,
+            "the recycled file keeps its length"
+        );
+        // An append exactly as long as the lost frame ends where the torn write's second began.
+        let p = payload("u0", 200);
+        j.append(&Batch::single(&p)).unwrap();
+        acked.push(p);
+        std::mem::forget(log); // dies without closing
+    }
+    let survivor = survivor.crash(CrashMode::Process);
+    let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    let first = j.first_offset();
+    assert_eq!(
+        single_messages(&read_from(&j, first)),
+        acked[(first / FRAME_BYTES) as usize..],
+        "exactly the acknowledged appends, none of the torn write"
+    );
 }
 
 /// Crashes at every storage call while appending into recycled fragments (rolls into them,
@@ -298,4 +382,44 @@ fn a_read_only_process_keeps_the_bytes_of_a_fragment_the_writer_recycles() {
         let frame = reader.try_next().unwrap().unwrap();
         assert_eq!(&frame.payload()[4..], &expected[..]);
     }
+}
+
+/// A journal reset by hand (its fragments and hint deleted, its recycled files left) starts
+/// again at offset 0. A recycled file of the old journal must not become a fragment of the new
+/// one: taken at the very begin it had before, its stale frames would be valid at their own
+/// offsets, and the first recovery would count them as appended.
+#[test]
+fn a_journal_reset_by_hand_does_not_reuse_the_old_journals_recycled_files() {
+    use ss_log::storage::Storage;
+    let storage = SimStorage::new(12);
+    let (log, j, _) = journal_with_recycled_fragments(&storage);
+    let old_waiting = recycled_files(&storage);
+    assert_eq!(old_waiting, [ss_log::spare::recycled_file_name(4 * FRAME_BYTES)]);
+    drop(j);
+    drop(log);
+    let dir = fragment_path(JOURNAL, 0).parent().unwrap().to_path_buf();
+    for name in storage.list_dir(&dir).unwrap() {
+        if !name.starts_with(RECYCLED_PREFIX) {
+            storage.remove_file(&dir.join(name)).unwrap();
+        }
+    }
+    let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    assert_eq!(j.durable_head(), 0, "the journal starts again");
+    assert!(
+        recycled_files(&storage).is_empty(),
+        "the old journal's recycled files are gone"
+    );
+    // The same appends as the old journal: the roll at 4 frames lands where the old file began.
+    let new = append_tagged(&j, "n", 5);
+    let survivor = storage.crash(CrashMode::Process);
+    drop(j);
+    drop(log);
+    let log = open_sim(&survivor, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    assert_eq!(
+        single_messages(&read_from(&j, 0)),
+        new,
+        "exactly the new journal's appends"
+    );
 }
