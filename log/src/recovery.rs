@@ -175,12 +175,19 @@ pub(crate) fn recover(
     if writable && !last_write_synced {
         if let Some(write_begin) = last_write_begin {
             let from = (write_begin.saturating_sub(last_begin) - base) as usize;
-            // From a copy: `bytes` may be a map of this very file.
-            let copy = guarded(journal, &last_path, base, &bytes, || {
-                Vec::from(&bytes[from..scan.valid_len])
-            })?;
-            file.write_all_at(base + from as u64, &copy)
-                .map_err(|e| io_err(journal, "rewriting the last write of", &last_path, e))?;
+            // Through a copy, since `bytes` may be a map of this very file; a small one reused
+            // per piece, since a copy of the whole write (up to megabytes) costs more in fresh
+            // zeroed pages than the write itself.
+            let mut copy = Vec::with_capacity(REWRITE_PIECE_BYTES.min(scan.valid_len - from));
+            for piece_start in (from..scan.valid_len).step_by(REWRITE_PIECE_BYTES) {
+                let piece = piece_start..(piece_start + REWRITE_PIECE_BYTES).min(scan.valid_len);
+                guarded(journal, &last_path, base, &bytes, || {
+                    copy.clear();
+                    copy.extend_from_slice(&bytes[piece]);
+                })?;
+                file.write_all_at(base + piece_start as u64, &copy)
+                    .map_err(|e| io_err(journal, "rewriting the last write of", &last_path, e))?;
+            }
         }
     }
     file.sync_data()
@@ -221,6 +228,9 @@ pub(crate) fn recover(
         scan_hint,
     })
 }
+
+/// Bytes of the last write copied and written again per `pwrite` at open (recovery step 5).
+const REWRITE_PIECE_BYTES: usize = 64 << 10;
 
 /// What validating the last fragment from `base` found.
 struct LastScan {
