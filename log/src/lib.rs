@@ -390,10 +390,9 @@ impl Log {
             // recycled files, whose stale frames would be valid at their own offsets in a
             // fragment the new journal rolls into at the begin they had before. The directory
             // sync below makes the removals durable with the first fragment.
-            let leftovers = names.iter().filter(|n| {
-                n.as_str() == scan_hint::SCAN_HINT_FILE
-                    || (n.starts_with(spare::RECYCLED_PREFIX) && n.ends_with(spare::RECYCLED_SUFFIX))
-            });
+            let leftovers = names
+                .iter()
+                .filter(|n| n.as_str() == scan_hint::SCAN_HINT_FILE || spare::is_recycled_file_name(n));
             for name in leftovers {
                 let path = dir.join(name);
                 match storage.remove_file(&path) {

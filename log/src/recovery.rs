@@ -518,19 +518,15 @@ fn scan_tail(bytes: &[u8], salt: u32, begin: u64, bad_pos: usize, scan_end: usiz
                 if !is_magic(w) {
                     continue;
                 }
-                let offset = begin + pos as u64;
-                match frame::decode_header(&bytes[pos..], salt, offset) {
+                // The header is checked (offset included) before the payload.
+                match frame::decode_frame(&bytes[pos..], salt, begin + pos as u64) {
+                    Ok(h) if h.write_begin > bad_offset => {
+                        tail.later = Some(h.offset);
+                        return tail;
+                    }
+                    Ok(h) => tail.torn_end = tail.torn_end.max(pos + h.frame_len_bytes() as usize),
                     Err(FrameError::OffsetMismatch { .. }) => tail.stale = true,
                     Err(_) => {}
-                    Ok(_) => {
-                        if let Ok(h) = frame::decode_frame(&bytes[pos..], salt, offset) {
-                            if h.write_begin > bad_offset {
-                                tail.later = Some(h.offset);
-                                return tail;
-                            }
-                            tail.torn_end = tail.torn_end.max(pos + h.frame_len_bytes() as usize);
-                        }
-                    }
                 }
             }
         }

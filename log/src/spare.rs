@@ -140,6 +140,11 @@ pub const RECYCLED_SUFFIX: &str = ".spare";
 /// roll while a reader still holds the newest one.
 pub const RECYCLED_MAX: usize = 2;
 
+/// Whether `name` is a recycled file's ([`recycled_file_name`]).
+pub fn is_recycled_file_name(name: &str) -> bool {
+    name.starts_with(RECYCLED_PREFIX) && name.ends_with(RECYCLED_SUFFIX)
+}
+
 /// The name a fragment beginning at `old_begin` waits under once removed by retention.
 pub fn recycled_file_name(old_begin: u64) -> String {
     format!(
@@ -175,7 +180,7 @@ impl RecycledFragments {
             .list_dir(dir)
             .unwrap_or_default()
             .into_iter()
-            .filter(|n| n.starts_with(RECYCLED_PREFIX) && n.ends_with(RECYCLED_SUFFIX))
+            .filter(|n| is_recycled_file_name(n))
             .collect();
         names.sort();
         let mut waiting = Vec::new();
