@@ -32,7 +32,7 @@ use crate::record::{Recorder, Sampler, SummaryLine};
 use crate::runs::RunStart;
 use crate::shards::run_shard;
 use crate::state::{ChunkerSupervision, Resources, RunState, ShardSupervision, Shared, SumTailing};
-use crate::summary::{max_ms, percentile_ms, Progress, Summary};
+use crate::summary::{max_ms, percentile_ms, Progress, Summary, SyncTail};
 use crate::tailing::{start_reporter, tail_sums};
 
 /// The hidden test switches (`--faults`, `--unsafe-split-commit`) need a build with fault
@@ -137,7 +137,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if completed {
         stop_and_join(&shared, &mut injector, shards, tailers);
     }
-    let summary = summarize(&args, &shared, elapsed, completed);
+    let mut summary = summarize(&args, &shared, elapsed, completed);
+    let mut syncs = SyncTail::default();
+    for log in &shard_logs {
+        syncs.add(&log.stats().fsync_seconds);
+    }
+    summary.shard_log_syncs = Some(syncs);
     log_stopped(&summary);
     let last = sampler
         .tick(&shared, Instant::now(), true)
@@ -579,6 +584,7 @@ pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, comp
             .map(|p| p.txns.load(Ordering::Relaxed))
             .sum(),
         completed,
+        shard_log_syncs: None,
     }
 }
 

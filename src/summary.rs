@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Final figures of a `run`; printed as text, or as one JSON object with `--json`.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +50,42 @@ pub struct Summary {
     pub fragments_removed: u64,
     /// True if the run stopped gracefully (every finished stream verified).
     pub completed: bool,
+    /// The shard logs' `fdatasync`s in this run (embedded journal only; `None` on JetStream):
+    /// every Sum waits for at least one that begins after it exists, so their tail bounds the
+    /// Sum latency's.
+    pub shard_log_syncs: Option<SyncTail>,
+}
+
+/// How many `fdatasync`s some journals made, and how many took longer than 1 ms and 2.5 ms (two
+/// of the journals' fixed fsync histogram bounds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncTail {
+    pub count: u64,
+    pub over_1_ms: u64,
+    pub over_2_5_ms: u64,
+}
+
+impl SyncTail {
+    /// Adds one journal's fsync histogram.
+    pub fn add(&mut self, fsync_seconds: &ss_log::HistogramSnapshot) {
+        let over = |bound_s: f64| {
+            let within = fsync_seconds
+                .buckets
+                .iter()
+                .find(|&&(b, _)| b == bound_s)
+                .map(|&(_, cumulative)| cumulative)
+                .expect("1 ms and 2.5 ms are fsync histogram bounds");
+            fsync_seconds.count - within
+        };
+        self.count += fsync_seconds.count;
+        self.over_1_ms += over(0.001);
+        self.over_2_5_ms += over(0.0025);
+    }
+
+    /// Percent of the syncs that took longer than 2.5 ms.
+    pub fn over_2_5_ms_pct(&self) -> f64 {
+        100.0 * self.over_2_5_ms as f64 / self.count.max(1) as f64
+    }
 }
 
 pub fn percentile_ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -139,6 +175,14 @@ impl Summary {
             self.fragments_removed,
             self.violations,
         );
+        if let Some(t) = self.shard_log_syncs {
+            s.push_str(&format!(
+                "shard-log fdatasyncs: {}, {:.1}% over 1 ms, {:.2}% over 2.5 ms\n",
+                t.count,
+                100.0 * t.over_1_ms as f64 / t.count.max(1) as f64,
+                t.over_2_5_ms_pct()
+            ));
+        }
         if !self.faults.is_empty() {
             s.push_str(&format!(
                 "faults injected: {} ({} shard recoveries, {} fencings, {} streams abandoned by killed chunkers)\n",
@@ -158,5 +202,62 @@ impl Summary {
             s.push_str(&format!("  ERROR: {e}\n"));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ss_log::stats::FSYNC_SECONDS_BOUNDS;
+
+    /// A journal's fsync histogram with `per_bucket[i]` syncs in bucket `i` and `overflow` past
+    /// the last bound, as `JournalStats::snapshot` gives it (cumulative per bound).
+    fn fsync_histogram(per_bucket: &[(f64, u64)], overflow: u64) -> ss_log::HistogramSnapshot {
+        let mut cumulative = 0;
+        let buckets = FSYNC_SECONDS_BOUNDS
+            .iter()
+            .map(|&b| {
+                cumulative += per_bucket.iter().find(|&&(pb, _)| pb == b).map_or(0, |&(_, n)| n);
+                (b, cumulative)
+            })
+            .collect();
+        ss_log::HistogramSnapshot {
+            buckets,
+            count: cumulative + overflow,
+            sum: 0.0,
+        }
+    }
+
+    #[test]
+    fn sync_tail_counts_the_syncs_past_1_ms_and_2_5_ms_over_several_journals() {
+        let mut tail = SyncTail::default();
+        // 10 within 0.5 ms, 4 within 1 ms (not over it), 5 in (1, 2.5], 3 in (2.5, 5], 2 past 5 s.
+        tail.add(&fsync_histogram(
+            &[(0.0005, 10), (0.001, 4), (0.0025, 5), (0.005, 3)],
+            2,
+        ));
+        assert_eq!(
+            tail,
+            SyncTail {
+                count: 24,
+                over_1_ms: 10,
+                over_2_5_ms: 5
+            }
+        );
+        tail.add(&fsync_histogram(&[(0.0001, 75), (0.01, 1)], 0));
+        assert_eq!(
+            tail,
+            SyncTail {
+                count: 100,
+                over_1_ms: 11,
+                over_2_5_ms: 6
+            }
+        );
+        assert!((tail.over_2_5_ms_pct() - 6.0).abs() < 1e-9);
+        assert_eq!(
+            SyncTail::default().over_2_5_ms_pct(),
+            0.0,
+            "no syncs, no division by zero"
+        );
     }
 }
