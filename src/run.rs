@@ -260,7 +260,7 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         eprintln!("stream-sum: error: {e}");
         return Ok(Err(EXIT_USAGE));
     }
-    match crate::runs::take_run_id(&log, args.seed) {
+    match crate::runs::take_run_id(&log, &names, args.seed) {
         Ok(run) => Ok(Ok((log, run))),
         Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
             Some(cause @ AppendError::NoSpace { .. }) => {

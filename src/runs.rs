@@ -6,6 +6,8 @@
 //! ```
 
 use anyhow::{bail, Context};
+use ss_chunker::stream_gen::split_stream_id;
+use ss_consumer::message::Message;
 use ss_log::{Batch, Log};
 
 pub const RUNS_JOURNAL: &str = "runs";
@@ -41,10 +43,36 @@ impl RunStart {
     }
 }
 
-/// Takes the next run id durably: one more than the last recorded run.
-pub fn take_run_id(log: &Log, seed: u64) -> anyhow::Result<RunStart> {
+/// The highest run id among the chunks of the chunk journals' last frames, with where it lies
+/// (journal and offset). A run publishes chunks only after its record is durable, so this is at
+/// most the last recorded run, unless the `runs` journal lost records: its last frame damaged
+/// (which open cannot tell from a torn write, and cuts) or the journal removed.
+fn highest_run_published(log: &Log, journal_names: &[String]) -> anyhow::Result<Option<(u32, String, u64)>> {
+    let mut highest: Option<(u32, String, u64)> = None;
+    for name in journal_names.iter().filter(|n| n.starts_with("chunks-")) {
+        let Some(frame) = log.journal(name)?.last_frame()? else {
+            continue;
+        };
+        for message in frame.messages() {
+            let message = message.with_context(|| format!("journal {name:?} offset {}", frame.offset))?;
+            if let Ok(Message::Chunk(chunk)) = Message::decode(message) {
+                let (run, _, _) = split_stream_id(chunk.stream);
+                if highest.as_ref().is_none_or(|(h, _, _)| run > *h) {
+                    highest = Some((run, name.clone(), frame.offset));
+                }
+            }
+        }
+    }
+    Ok(highest)
+}
+
+/// Takes the next run id durably: one more than the last recorded run, or than the highest run
+/// whose chunks the chunk journals (`journal_names` lists the data directory's) end with, if the
+/// `runs` journal lost records. Stream ids embed the run id, so reusing one would make the new
+/// run's chunks look like duplicates of the old run's.
+pub fn take_run_id(log: &Log, journal_names: &[String], seed: u64) -> anyhow::Result<RunStart> {
     let journal = log.journal(RUNS_JOURNAL)?;
-    let last = match journal.last_frame()? {
+    let recorded = match journal.last_frame()? {
         None => 0,
         Some(frame) => {
             let msg = frame.messages().next().context("empty run record")??;
@@ -56,6 +84,25 @@ pub fn take_run_id(log: &Log, seed: u64) -> anyhow::Result<RunStart> {
                 ),
             }
         }
+    };
+    let last = match highest_run_published(log, journal_names)? {
+        Some((published, name, offset)) if published > recorded => {
+            tracing::warn!(
+                recorded,
+                published,
+                journal = name.as_str(),
+                offset,
+                "the runs journal lost records"
+            );
+            eprintln!(
+                "stream-sum: warning: journal {RUNS_JOURNAL:?} records runs up to {recorded}, but journal \
+                 {name:?} holds chunks of run {published} (frame at offset {offset}): run records were lost \
+                 (damaged or removed); this run takes id {}",
+                published + 1
+            );
+            published
+        }
+        _ => recorded,
     };
     let run_id = last + 1;
     if run_id > ss_chunker::stream_gen::RUN_ID_MAX {

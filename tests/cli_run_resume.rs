@@ -180,3 +180,45 @@ fn a_run_with_fewer_partitions_than_the_directory_holds_is_refused_and_writes_no
     let v = verify_json(&t.data, 0);
     assert_eq!(u64_field(&v, "violations"), 0, "{v}");
 }
+
+/// The `runs` journal's last record damaged (open cannot tell that from a torn write and cuts
+/// it) or the journal removed: the next run must not take the lost run's id again, or its
+/// streams (same ids, and with the same seed the same content) would be skipped by the summers
+/// as duplicates of the old run's and never get their Sums. It takes one past the highest run in
+/// the chunk journals, says so, and both runs verify.
+#[test]
+fn a_run_after_the_runs_journal_lost_its_record_takes_a_fresh_run_id() {
+    for damage in ["flip a byte of the last run record", "remove the runs journal"] {
+        let t = temp_data();
+        let first = small_run(&t.data, "1s");
+        assert_eq!(u64_field(&first, "run_id"), 1, "{first}");
+        let runs_dir = t.data.join("journals").join("runs");
+        if damage.starts_with("flip") {
+            let fragment = runs_dir.join(format!("{:020}.frag", 0));
+            let mut bytes = std::fs::read(&fragment).unwrap();
+            assert!(
+                bytes.len() > 50,
+                "{damage}: the run record is {} bytes",
+                bytes.len()
+            );
+            bytes[50] ^= 1; // inside the record's payload
+            std::fs::write(&fragment, bytes).unwrap();
+        } else {
+            std::fs::remove_dir_all(&runs_dir).unwrap();
+        }
+
+        let out = cli(&small_run_args(&t.data, "1s"));
+        out.expect_code(0, damage);
+        let second = out.json();
+        assert_eq!(u64_field(&second, "run_id"), 2, "{damage}: {second}");
+        assert!(
+            out.stderr.contains("run records were lost"),
+            "{damage}: no warning:\n{}",
+            out.stderr
+        );
+        assert_eq!(u64_field(&second, "violations"), 0, "{damage}: {second}");
+        let finished = u64_field(&first, "streams_finished") + u64_field(&second, "streams_finished");
+        let v = verify_json(&t.data, 0);
+        assert_eq!(u64_field(&v, "sums_verified"), finished, "{damage}: {v}");
+    }
+}
