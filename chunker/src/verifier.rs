@@ -89,6 +89,9 @@ pub struct Verifier {
     /// Expected SHA-1 of streams whose Sum was seen before their final chunk's durability was
     /// noticed, and when the Sum was seen, kept until it is.
     early_sums: HashMap<StreamId, ([u8; 20], Instant)>,
+    /// Streams already reported as missing their Sum (SLA passed), with what their Sum must be:
+    /// a Sum arriving after that is late, not a duplicate, and is still checked.
+    overdue: HashMap<StreamId, Expected>,
 }
 
 impl Verifier {
@@ -104,6 +107,7 @@ impl Verifier {
             violations: Vec::new(),
             events: None,
             early_sums: HashMap::new(),
+            overdue: HashMap::new(),
         }
     }
 
@@ -169,6 +173,12 @@ impl Verifier {
         let (run, chunker, counter) = split_stream_id(sum.stream);
         debug_assert_eq!((run, chunker), (self.run_id, self.chunker));
         let stream = sum.stream;
+        if let Some(e) = self.overdue.remove(&stream) {
+            // Late: the missing Sum is already a violation. It must still be the right one.
+            self.check_sum(&e, sum, journal, offset);
+            self.emit_sum_seen(sum, journal, offset);
+            return;
+        }
         if self.verified.contains(counter) {
             self.violations.push(Violation(format!(
                 "duplicate Sum for stream {stream} in {journal} at offset {offset}"
@@ -181,21 +191,8 @@ impl Verifier {
             )));
             return;
         };
-        if e.sha1 != sum.sha1 || e.last_seq != sum.last_seq {
-            self.violations.push(Violation(format!(
-                "wrong Sum for stream {stream} in {journal} at offset {offset}: sha1 {} (last seq {}), expected {} (last seq {})",
-                ss_consumer::message::hex(&sum.sha1),
-                sum.last_seq,
-                ss_consumer::message::hex(&e.sha1),
-                e.last_seq
-            )));
-        }
-        self.emit(VerifierEvent::SumSeen {
-            stream,
-            sha1: sum.sha1,
-            journal: journal.to_string(),
-            offset,
-        });
+        self.check_sum(&e, sum, journal, offset);
+        self.emit_sum_seen(sum, journal, offset);
         if e.final_durable_at.is_none() {
             // Latency is recorded once the final chunk's durability time is known.
             self.early_sums.insert(stream, (e.sha1, at));
@@ -207,6 +204,29 @@ impl Verifier {
         }
         self.verified.insert(counter);
         self.sums_verified += 1;
+    }
+
+    /// Records a violation if `sum` is not the one `e` expects.
+    fn check_sum(&mut self, e: &Expected, sum: &Sum, journal: &str, offset: u64) {
+        if e.sha1 != sum.sha1 || e.last_seq != sum.last_seq {
+            self.violations.push(Violation(format!(
+                "wrong Sum for stream {} in {journal} at offset {offset}: sha1 {} (last seq {}), expected {} (last seq {})",
+                sum.stream,
+                ss_consumer::message::hex(&sum.sha1),
+                sum.last_seq,
+                ss_consumer::message::hex(&e.sha1),
+                e.last_seq
+            )));
+        }
+    }
+
+    fn emit_sum_seen(&self, sum: &Sum, journal: &str, offset: u64) {
+        self.emit(VerifierEvent::SumSeen {
+            stream: sum.stream,
+            sha1: sum.sha1,
+            journal: journal.to_string(),
+            offset,
+        });
     }
 
     /// Records a violation for every stream whose Sum is overdue at `now`.
@@ -222,12 +242,13 @@ impl Verifier {
             .collect();
         late.sort();
         for (id, waited) in late {
-            self.expected.remove(&id);
+            let e = self.expected.remove(&id).expect("listed from expected");
+            self.overdue.insert(id, e);
             self.verified.skip(split_stream_id(id).2);
             self.violations.push(Violation(format!(
-                "missing Sum for stream {id}: final chunk durable {:.1} s ago, SLA is {:.1} s",
-                waited.as_secs_f64(),
-                sla.as_secs_f64()
+                "missing Sum for stream {id}: final chunk durable {} ago, SLA is {}",
+                human_duration(waited),
+                human_duration(sla)
             )));
         }
     }
@@ -247,6 +268,16 @@ impl Verifier {
 
     pub fn latency_us(&self) -> &Histogram<u64> {
         &self.latency_us
+    }
+}
+
+/// `d` in seconds with one decimal, or in milliseconds below a second (an SLA of 3 ms must not
+/// read "0.0 s").
+fn human_duration(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
     }
 }
 
@@ -274,6 +305,31 @@ mod tests {
         assert_eq!((v.sums_verified(), v.violations().len(), v.pending()), (1, 0, 0));
         v.on_sum(&sum(id, 7), "sums-000", 100, t);
         assert!(v.violations()[0].0.contains("duplicate"));
+    }
+
+    #[test]
+    fn a_sum_after_its_sla_passed_is_late_not_a_duplicate_and_is_still_checked() {
+        let mut v = Verifier::new(1, 0, Duration::from_millis(3));
+        let (a, b) = (stream_id(1, 0, 0), stream_id(1, 0, 1));
+        let t = Instant::now();
+        for id in [a, b] {
+            v.expect(id, [7; 20], 2);
+            v.final_durable(id, t, "chunks-000", 0);
+        }
+        v.check_sla(t + Duration::from_millis(5));
+        let missing: Vec<_> = v.violations().iter().map(|x| x.0.clone()).collect();
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(missing[0].contains("SLA is 3.0 ms"), "{missing:?}");
+        // `a`'s one Sum arrives late and right: nothing more to report.
+        v.on_sum(&sum(a, 7), "sums-000", 0, t + Duration::from_millis(6));
+        assert_eq!(v.violations().len(), 2, "{:?}", v.violations());
+        // `b`'s arrives late and wrong: still a wrong Sum.
+        v.on_sum(&sum(b, 8), "sums-000", 100, t + Duration::from_millis(6));
+        assert!(v.violations()[2].0.contains("wrong Sum"), "{:?}", v.violations());
+        // A second Sum for `a` is a duplicate.
+        v.on_sum(&sum(a, 7), "sums-000", 200, t + Duration::from_millis(7));
+        assert!(v.violations()[3].0.contains("duplicate"), "{:?}", v.violations());
+        assert_eq!(v.violations().len(), 4);
     }
 
     #[test]
