@@ -44,16 +44,18 @@ pub(crate) fn spawn_chunker(ctx: &ChunkerCtx, shared: &Arc<Shared>, slot: usize)
         .name(format!("chunker-{slot}"))
         .spawn(move || {
             let shared = thread_shared;
-            match chunker.run_or_die(&shared.run.stop_chunkers, &shared.chunkers.die[slot]) {
-                Err(e) => match e.append_error() {
-                    Some(append) => shared.run.append_error(format!("chunker {slot}: {e}"), append),
-                    None => shared.run.error(format!("chunker {slot}: {e}")),
-                },
-                Ok(()) if shared.chunkers.die[slot].load(Ordering::SeqCst) => {
-                    tracing::info!(chunker = slot, "chunker killed by fault");
+            shared.run.reporting_panic(&format!("chunker-{slot}"), || {
+                match chunker.run_or_die(&shared.run.stop_chunkers, &shared.chunkers.die[slot]) {
+                    Err(e) => match e.append_error() {
+                        Some(append) => shared.run.append_error(format!("chunker {slot}: {e}"), append),
+                        None => shared.run.error(format!("chunker {slot}: {e}")),
+                    },
+                    Ok(()) if shared.chunkers.die[slot].load(Ordering::SeqCst) => {
+                        tracing::info!(chunker = slot, "chunker killed by fault");
+                    }
+                    Ok(()) => {}
                 }
-                Ok(()) => {}
-            }
+            });
             shared.chunkers.running.fetch_sub(1, Ordering::SeqCst);
         })
         .expect("spawn chunker");

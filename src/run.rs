@@ -181,11 +181,18 @@ fn check_args(args: &RunArgs) -> Result<(), String> {
 }
 
 /// The limits on a run's sizes, whatever its backend.
+/// Smallest chunk rate a chunker is given under `--max-mb-per-s` (1 KB/s).
+const RATE_PER_CHUNKER_MIN_MB_PER_S: f64 = 0.001;
+
 pub(crate) fn check_limits(args: &RunArgs) -> Result<(), String> {
     if args.chunkers > CHUNKERS_MAX {
         return Err(format!("--chunkers must be at most {CHUNKERS_MAX}"));
     }
-    if args.streams * args.chunkers > OPEN_STREAMS_MAX {
+    if args
+        .streams
+        .checked_mul(args.chunkers)
+        .is_none_or(|open| open > OPEN_STREAMS_MAX)
+    {
         return Err(format!(
             "--streams x --chunkers must be at most {OPEN_STREAMS_MAX} (the open streams one summer shard may hold)"
         ));
@@ -197,6 +204,17 @@ pub(crate) fn check_limits(args: &RunArgs) -> Result<(), String> {
     }
     if args.partitions > 1000 {
         return Err("--partitions must be at most 1000".into());
+    }
+    if let Some(mb) = args.max_mb_per_s {
+        // Each chunker paces itself to its share; a share that rounds to 0 bytes/s cannot pace.
+        let least_mb = RATE_PER_CHUNKER_MIN_MB_PER_S * args.chunkers as f64;
+        if mb < least_mb {
+            return Err(format!(
+                "--max-mb-per-s {mb} is below {RATE_PER_CHUNKER_MIN_MB_PER_S} MB/s per chunker: with \
+                 --chunkers {} it must be at least {least_mb}",
+                args.chunkers
+            ));
+        }
     }
     Ok(())
 }
@@ -336,7 +354,12 @@ fn start_tailers(shard_logs: &[Journal], shared: &Arc<Shared>) -> Vec<JoinHandle
             let start = j.durable_head();
             std::thread::Builder::new()
                 .name(format!("tail-{}", j.name()))
-                .spawn(move || tail_sums(p, j, start, &shared))
+                .spawn(move || {
+                    let thread = format!("tail-{}", j.name());
+                    shared
+                        .run
+                        .reporting_panic(&thread, || tail_sums(p, j, start, &shared))
+                })
                 .expect("spawn tailer")
         })
         .collect()
@@ -359,7 +382,11 @@ fn start_shards(
                 .expect("checked at start");
             std::thread::Builder::new()
                 .name(format!("shard-{p:03}"))
-                .spawn(move || run_shard(p, input, log_j, &shared, faults, shard_config))
+                .spawn(move || {
+                    shared.run.reporting_panic(&format!("shard-{p:03}"), || {
+                        run_shard(p, input, log_j, &shared, faults, shard_config)
+                    })
+                })
                 .expect("spawn shard")
         })
         .collect()

@@ -73,6 +73,19 @@ impl RunState {
         self.abort.store(true, Ordering::SeqCst);
     }
 
+    /// Runs a thread's body `f`; a panic in it becomes a run error naming `thread` (and so
+    /// ends the run, exit 3) instead of leaving the others waiting for work it will never do.
+    pub(crate) fn reporting_panic(&self, thread: &str, f: impl FnOnce()) {
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            self.error(format!("thread {thread} panicked: {what}"));
+        }
+    }
+
     pub(crate) fn error(&self, e: String) {
         if self.stopping() {
             tracing::debug!(error = e.as_str(), "error (run already stopping)");
@@ -253,5 +266,27 @@ fn append_failure(cause: &AppendError) -> (&'static str, &str) {
         AppendError::Closed { journal } => ("closed", journal),
         AppendError::ReadOnly { journal } => ("read_only", journal),
         AppendError::Backend { journal, .. } => ("backend", journal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_thread_body_becomes_a_run_error_that_aborts_the_run() {
+        let run = RunState::new(1);
+        run.reporting_panic("chunker-0", || {});
+        assert!(!run.abort.load(Ordering::SeqCst), "no panic, no error");
+        run.reporting_panic("chunker-0", || panic!("cannot convert float seconds"));
+        run.reporting_panic("shard-001", || panic!("{} overflow", "capacity"));
+        assert_eq!(
+            *run.errors.lock(),
+            [
+                "thread chunker-0 panicked: cannot convert float seconds",
+                "thread shard-001 panicked: capacity overflow"
+            ]
+        );
+        assert!(run.abort.load(Ordering::SeqCst));
     }
 }

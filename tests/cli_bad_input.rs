@@ -45,6 +45,24 @@ fn usage_errors_exit_2_and_name_the_flag() {
             ],
             &["--fragment-max-bytes", "1048576", "4327680"],
         ),
+        // A rate that leaves a chunker under 1 KB/s (it once panicked the chunker, and the run hung).
+        (
+            &["run", "--data", data, "--chunkers", "1", "--max-mb-per-s", "1e-7"],
+            &["--max-mb-per-s", "--chunkers 1", "at least 0.001"],
+        ),
+        // --streams x --chunkers overflowing (a wrapped product once passed the limit).
+        (
+            &[
+                "run",
+                "--data",
+                data,
+                "--chunkers",
+                "2",
+                "--streams",
+                "9223372036854775809",
+            ],
+            &["--streams x --chunkers"],
+        ),
         (&["verify", "--data", data, "--bogus"], &["--bogus"]),
         (
             &["journal", "read", "--data", data, "runs", "--from", "x"],
