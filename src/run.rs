@@ -104,14 +104,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 
     let tailers = start_tailers(&shard_logs, &shared);
     let shards = start_shards(&args, &inputs, &shard_logs, &shared);
+    // No chunk is published before every shard has recovered: a shard that refuses its logs
+    // (damage) ends the run with the chunk journals as they were, and the next run reports the
+    // same damage instead of what new chunks on top of it would look like.
+    while shared.shards.recoveries.load(Ordering::SeqCst) < args.partitions as u64
+        && !shared.run.abort.load(Ordering::SeqCst)
+        && !shared.run.stop_chunkers.load(Ordering::SeqCst)
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let started = Instant::now();
     let ctx = ChunkerCtx {
         args: args.clone(),
         run_id: run.run_id,
         inputs: inputs.clone(),
     };
-    for slot in 0..args.chunkers {
-        spawn_chunker(&ctx, &shared, slot);
+    if !shared.run.abort.load(Ordering::SeqCst) {
+        for slot in 0..args.chunkers {
+            spawn_chunker(&ctx, &shared, slot);
+        }
     }
     let mut injector = FaultInjector::new(&args, shard_logs.clone(), inputs.clone());
     let mut maintenance = Maintenance {

@@ -296,3 +296,69 @@ fn journal_read_into_closed_pipe_exits_0() {
     out.expect_code(0, "journal read | head -1");
     assert!(out.stderr.is_empty(), "stderr:\n{}", out.stderr);
 }
+
+/// A shard log damaged in the middle (valid frames follow): `run` exits 3 naming the shard log's
+/// fragment, and publishes nothing first. Shards recover before any chunker starts, so the chunk
+/// journals end where they did, and a second `run` reports the same damage (chunks published on
+/// top of it once led the next run to a different, misleading diagnosis).
+#[test]
+fn a_run_refused_for_a_damaged_shard_log_publishes_no_chunk_first() {
+    let t = temp_data();
+    small_run(&t.data, "1s");
+    let ls = journal_ls(&t.data);
+    let fragment = ls["journals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "sums-000")
+        .expect("sums-000 listed")["fragments"][0]
+        .clone();
+    let begin = u64_field(&fragment, "begin");
+    let path = str_field(&fragment, "path").to_string();
+    let lines = journal_read(&t.data, "sums-000", None);
+    // Recovery reads from the last checkpoint's snapshot on: damage a frame it reads, with a
+    // valid frame after it (so it is damage, not a torn tail).
+    let snapshot = lines
+        .iter()
+        .rev()
+        .find(|l| l["kind"] == "checkpoint")
+        .map(|l| u64_field(l, "snapshot_offset"))
+        .expect("a checkpoint in sums-000");
+    let mut frames: Vec<u64> = lines
+        .iter()
+        .map(|l| u64_field(l, "offset"))
+        .filter(|&o| o > snapshot)
+        .collect();
+    frames.dedup();
+    assert!(
+        frames.len() >= 2,
+        "too few frames after the snapshot at {snapshot}: {frames:?}"
+    );
+    let damaged = frames[(frames.len() - 1) / 2];
+    let mut bytes = std::fs::read(&path).expect("read fragment");
+    // Byte 4 of the frame's first message: past the 40-byte header and the 4-byte length prefix.
+    bytes[(damaged - begin + 40 + 4) as usize] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("write fragment");
+    let chunk_ends = |ls: &serde_json::Value| -> Vec<u64> {
+        journal_names(ls, "chunks-")
+            .iter()
+            .map(|n| journal_end(ls, n))
+            .collect()
+    };
+    let before = chunk_ends(&ls);
+
+    for attempt in ["first", "second"] {
+        let out = cli(&small_run_args(&t.data, "1s"));
+        out.expect_code(3, &format!("{attempt} run over a damaged shard log"));
+        assert!(
+            out.stderr.contains(&path) && out.stderr.contains(&format!("offset {damaged}")),
+            "{attempt} run: stderr does not name {path} at offset {damaged}:\n{}",
+            out.stderr
+        );
+        assert_eq!(
+            chunk_ends(&journal_ls(&t.data)),
+            before,
+            "{attempt} run published chunks before refusing"
+        );
+    }
+}

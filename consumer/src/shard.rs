@@ -99,9 +99,10 @@ pub enum ShardError {
         #[source]
         error: ReadError,
     },
-    #[error("shard {shard}: shard log {journal:?} offset {offset}: {detail}")]
+    #[error("shard {shard}: journal {journal:?} offset {offset}: {detail}")]
     Corrupt {
         shard: String,
+        /// The journal that broke: the shard log, or the input (a checkpoint past its head).
         journal: String,
         offset: u64,
         detail: String,
