@@ -82,6 +82,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     for scan in sum_scans {
         sums.merge(scan?);
     }
+    check_checkpoints_within_inputs(&sums, &chunk_journals)?;
     let place = args.data.display().to_string();
     print_report(
         &place,
@@ -91,6 +92,36 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         live,
         args.json,
     )
+}
+
+/// A shard's checkpoint past the end of its input (the chunk journal lost bytes the summer had
+/// consumed: its last frames damaged and cut as a torn write, or the journal removed) is
+/// damage, not an exactly-once violation: refuse (exit 3) naming both journals, as `run` does,
+/// rather than report the streams it cut off as unfinished ones with Sums. The chunk journals
+/// were opened after the shard logs, so a live writer's input can only be further along.
+fn check_checkpoints_within_inputs(sums: &SumIndex, chunk_journals: &[Journal]) -> anyhow::Result<()> {
+    let mut inputs: Vec<(&String, u64)> = sums
+        .progress
+        .iter()
+        .map(|(input, p)| (input, p.checkpoint_input_offset))
+        .collect();
+    inputs.sort();
+    for (input, checkpoint) in inputs {
+        let head = chunk_journals
+            .iter()
+            .find(|j| j.name() == input.as_str())
+            .map_or(0, Journal::durable_head);
+        if checkpoint > head {
+            anyhow::bail!(
+                "journal {input:?} ends at offset {head}, but its shard's log ({:?}) checkpoints input offset \
+                 {checkpoint}: the chunk journal lost bytes the summer had already consumed (damage cut \
+                 as a torn tail, or the journal removed); restore it from a backup, or remove both \
+                 journals to start over",
+                input.replacen("chunks-", "sums-", 1)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `verify` over journals behind the journal boundary (JetStream): the shard logs' heads are

@@ -362,3 +362,40 @@ fn a_run_refused_for_a_damaged_shard_log_publishes_no_chunk_first() {
         );
     }
 }
+
+/// A chunk journal that lost its tail (here its last fragment cut to half, as a torn tail would
+/// be) while its shard had checkpointed past that: `verify` exits 3 naming both journals, as
+/// damage, instead of exit 1 with "Sum for an unfinished stream" for every stream the cut took.
+#[test]
+fn verify_calls_a_checkpoint_past_its_inputs_end_damage_not_a_violation() {
+    let t = temp_data();
+    small_run(&t.data, "1s");
+    let ls = journal_ls(&t.data);
+    let fragments = ls["journals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "chunks-000")
+        .expect("chunks-000 listed")["fragments"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let last = fragments.last().expect("a fragment");
+    let path = str_field(last, "path");
+    let len = std::fs::metadata(path).unwrap().len();
+    assert!(len > 4096, "{path} holds only {len} bytes");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let out = cli(&["verify", "--data", t.data.to_str().unwrap()]);
+    out.expect_code(3, "verify over a chunk journal that lost its tail");
+    assert!(
+        out.stderr.contains("\"chunks-000\"") && out.stderr.contains("\"sums-000\""),
+        "stderr does not name both journals:\n{}",
+        out.stderr
+    );
+}
