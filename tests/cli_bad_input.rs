@@ -399,3 +399,33 @@ fn verify_calls_a_checkpoint_past_its_inputs_end_damage_not_a_violation() {
         out.stderr
     );
 }
+
+/// A stray file among the journals is not a journal: `journal ls`, `verify` and `run` step over
+/// it. A path that exists but is not a data directory (a file, an empty directory) is named as
+/// such, not as missing.
+#[test]
+fn stray_files_are_not_journals_and_a_non_data_directory_is_named_as_such() {
+    let t = temp_data();
+    small_run(&t.data, "500ms");
+    std::fs::write(t.data.join("journals").join("README"), "notes\n").unwrap();
+    let d = t.data.to_str().unwrap();
+    cli(&["journal", "ls", "--data", d]).expect_code(0, "journal ls beside a stray file");
+    cli(&["verify", "--data", d]).expect_code(0, "verify beside a stray file");
+
+    let file = t.dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let empty = t.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for path in [&file, &empty] {
+        let p = path.to_str().unwrap();
+        for args in [vec!["verify", "--data", p], vec!["journal", "ls", "--data", p]] {
+            let out = cli(&args);
+            out.expect_code(3, &format!("{args:?}"));
+            assert!(
+                out.stderr.contains("is not a stream-sum data directory") && out.stderr.contains(p),
+                "{args:?}:\n{}",
+                out.stderr
+            );
+        }
+    }
+}

@@ -14,6 +14,10 @@ pub enum OpenError {
     Locked { dir: PathBuf },
     #[error("data directory {dir} does not exist")]
     NoDataDir { dir: PathBuf },
+    /// `dir` exists but holds no `journals` directory (a file, an empty directory, another
+    /// program's directory).
+    #[error("{dir} is not a stream-sum data directory: it has no journals directory ({dir}/journals)")]
+    NotADataDir { dir: PathBuf },
     #[error("journal {journal:?} does not exist in {dir}")]
     NoSuchJournal { journal: String, dir: PathBuf },
     #[error(

@@ -251,7 +251,12 @@ impl Log {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         if !opts.storage.is_dir(&dir.join(JOURNALS_DIR)) {
-            return Err(OpenError::NoDataDir { dir });
+            // (A regular file at `dir` is not a directory to the storage, but it does exist.)
+            return Err(if opts.storage.is_dir(&dir) || dir.exists() {
+                OpenError::NotADataDir { dir }
+            } else {
+                OpenError::NoDataDir { dir }
+            });
         }
         Ok(Log {
             inner: Arc::new(LogInner {
@@ -302,7 +307,8 @@ impl Log {
                 source,
             })?
             .into_iter()
-            .filter(|n| is_valid_journal_name(n))
+            // A journal is a directory: a stray file beside them (a README, say) is none.
+            .filter(|n| is_valid_journal_name(n) && self.inner.opts.storage.is_dir(&dir.join(n)))
             .collect();
         names.sort();
         Ok(names)
