@@ -8,7 +8,7 @@ use ss_consumer::message::{hex, Message};
 use ss_log::{Log, ReadError};
 
 use crate::cli::JournalCommand;
-use crate::exit::EXIT_OK;
+use crate::exit::{EXIT_OK, EXIT_USAGE};
 use crate::runs::RunStart;
 
 pub fn journal(command: JournalCommand) -> anyhow::Result<u8> {
@@ -83,6 +83,14 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
 }
 
 fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
+    if !ss_log::is_valid_journal_name(name) {
+        // A bad name is a bad command line, whatever the directory holds.
+        eprintln!(
+            "stream-sum: error: {}",
+            ss_log::OpenError::BadName { journal: name.into() }
+        );
+        return Ok(EXIT_USAGE);
+    }
     let log = Log::open_read_only(data, crate::config::log_options())?;
     let journal = log.existing_journal(name)?;
     let start = from.unwrap_or_else(|| journal.first_offset());

@@ -69,6 +69,10 @@ fn usage_errors_exit_2_and_name_the_flag() {
             &["--from", "x"],
         ),
         (&["journal", "frobnicate"], &["frobnicate"]),
+        (
+            &["journal", "read", "--data", data, "../x"],
+            &["invalid journal name", "../x"],
+        ),
     ];
     for (args, named) in cases {
         let out = cli(args);
