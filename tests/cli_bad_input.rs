@@ -207,14 +207,7 @@ fn corrupt_chunk_fragment_exits_3_naming_fragment_and_offset() {
     let t = temp_data();
     small_run(&t.data, "500ms");
     let ls = journal_ls(&t.data);
-    let journal = ls["journals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == "chunks-000")
-        .expect("chunks-000 listed")
-        .clone();
-    let fragment = &journal["fragments"][0];
+    let fragment = &journal_fragments(&ls, "chunks-000")[0];
     let (begin, end) = (u64_field(fragment, "begin"), u64_field(fragment, "end"));
     let path = str_field(fragment, "path").to_string();
     let mut frames: Vec<u64> = journal_read(&t.data, "chunks-000", None)
@@ -310,13 +303,7 @@ fn a_run_refused_for_a_damaged_shard_log_publishes_no_chunk_first() {
     let t = temp_data();
     small_run(&t.data, "1s");
     let ls = journal_ls(&t.data);
-    let fragment = ls["journals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == "sums-000")
-        .expect("sums-000 listed")["fragments"][0]
-        .clone();
+    let fragment = journal_fragments(&ls, "sums-000")[0].clone();
     let begin = u64_field(&fragment, "begin");
     let path = str_field(&fragment, "path").to_string();
     let lines = journal_read(&t.data, "sums-000", None);
@@ -375,15 +362,7 @@ fn verify_calls_a_checkpoint_past_its_inputs_end_damage_not_a_violation() {
     let t = temp_data();
     small_run(&t.data, "1s");
     let ls = journal_ls(&t.data);
-    let fragments = ls["journals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == "chunks-000")
-        .expect("chunks-000 listed")["fragments"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let fragments = journal_fragments(&ls, "chunks-000");
     let last = fragments.last().expect("a fragment");
     let path = str_field(last, "path");
     let len = std::fs::metadata(path).unwrap().len();

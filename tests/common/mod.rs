@@ -209,16 +209,27 @@ pub fn journal_names(ls: &Value, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `end` offset `journal ls --json` gives for `name`.
-pub fn journal_end(ls: &Value, name: &str) -> u64 {
+/// The entry `journal ls --json` gives for `name`.
+pub fn journal_entry<'a>(ls: &'a Value, name: &str) -> &'a Value {
     ls["journals"]
         .as_array()
         .expect("journals array")
         .iter()
         .find(|j| j["name"] == name)
-        .unwrap_or_else(|| panic!("journal {name} not listed"))["end"]
-        .as_u64()
-        .expect("end")
+        .unwrap_or_else(|| panic!("journal {name} not listed"))
+}
+
+/// The `end` offset `journal ls --json` gives for `name`.
+pub fn journal_end(ls: &Value, name: &str) -> u64 {
+    journal_entry(ls, name)["end"].as_u64().expect("end")
+}
+
+/// The fragments `journal ls --json` lists for `name` (each with `begin`, `end`, `path`).
+pub fn journal_fragments(ls: &Value, name: &str) -> Vec<Value> {
+    journal_entry(ls, name)["fragments"]
+        .as_array()
+        .expect("fragments array")
+        .clone()
 }
 
 pub fn u64_field(v: &Value, field: &str) -> u64 {
