@@ -86,6 +86,11 @@ impl SyncTail {
     pub fn over_2_5_ms_pct(&self) -> f64 {
         100.0 * self.over_2_5_ms as f64 / self.count.max(1) as f64
     }
+
+    /// Percent of the syncs that took longer than 1 ms.
+    pub fn over_1_ms_pct(&self) -> f64 {
+        100.0 * self.over_1_ms as f64 / self.count.max(1) as f64
+    }
 }
 
 pub fn percentile_ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -179,7 +184,7 @@ impl Summary {
             s.push_str(&format!(
                 "shard-log fdatasyncs: {}, {:.1}% over 1 ms, {:.2}% over 2.5 ms\n",
                 t.count,
-                100.0 * t.over_1_ms as f64 / t.count.max(1) as f64,
+                t.over_1_ms_pct(),
                 t.over_2_5_ms_pct()
             ));
         }
@@ -254,6 +259,7 @@ mod tests {
             }
         );
         assert!((tail.over_2_5_ms_pct() - 6.0).abs() < 1e-9);
+        assert!((tail.over_1_ms_pct() - 11.0).abs() < 1e-9);
         assert_eq!(
             SyncTail::default().over_2_5_ms_pct(),
             0.0,
