@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 a violation of exactly-once or the SLA was found; 2 bad command line;
-3 operational error (data directory missing or in use, corrupt journal, I/O error).
+3 operational error (data directory missing or in use, corrupt journal, I/O error); 130 a
+second Ctrl-C (exit at once, without the graceful stop: a restart resumes, like after a crash).
 
 Data directory layout: DIR/journals/<journal>/<20-digit begin offset>.frag, where journals are
 chunks-NNN (chunk journals, one per partition), sums-NNN (each summer shard's log: Sums,

@@ -54,10 +54,26 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::from(EXIT_OK);
             }
-            eprintln!("stream-sum: error: {e:#}");
+            eprintln!("stream-sum: error: {}", error_chain(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each cause left out if the text before already
+/// ends with it (an error that prints its source would otherwise repeat it).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// A closed stdout (e.g. `| head`) is not an error.
@@ -66,4 +82,35 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(20);
+        let io_text = io.to_string();
+        // An error whose own text ends with its source's, as ss_log's I/O errors do.
+        #[derive(Debug)]
+        struct Wrapping(std::io::Error);
+        impl std::fmt::Display for Wrapping {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "creating d/journals: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapping {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Wrapping(io)).context("opening data directory d");
+        assert_eq!(
+            error_chain(&e),
+            format!("opening data directory d: creating d/journals: {io_text}")
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
+    }
 }

@@ -31,8 +31,9 @@ pub enum OpenError {
         offset: u64,
         detail: String,
     },
-    #[error("journal {journal:?}: {what} {path}: {source}")]
+    #[error("{}{what} {path}: {source}", journal_prefix(journal))]
     Io {
+        /// Empty for the data directory itself.
         journal: String,
         what: &'static str,
         path: PathBuf,
@@ -150,4 +151,13 @@ pub enum RetentionError {
     },
     #[error("journal {journal:?} is opened read-only")]
     ReadOnly { journal: String },
+}
+
+/// `journal "NAME": ` before an error about that journal; nothing for the data directory itself.
+fn journal_prefix(journal: &str) -> String {
+    if journal.is_empty() {
+        String::new()
+    } else {
+        format!("journal {journal:?}: ")
+    }
 }
