@@ -8,8 +8,12 @@ use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 a violation of exactly-once or the SLA was found; 2 bad command line;
-3 operational error (data directory missing or in use, corrupt journal, I/O error); 130 a
-second Ctrl-C (exit at once, without the graceful stop: a restart resumes, like after a crash).
+3 operational error (data directory missing or in use, corrupt journal, I/O error, less free
+space than --min-free-mb at start); 130 or 143 a second SIGINT (Ctrl-C) or SIGTERM (exit at
+once, without the graceful stop: a restart resumes, like after a crash).
+
+Signals: the first SIGINT or SIGTERM stops `run`/`soak` gracefully (no new streams; open ones
+finish and get their Sums; the summary says `stopped early by SIGTERM`).
 
 Data directory layout: DIR/journals/<journal>/<20-digit begin offset>.frag, where journals are
 chunks-NNN (chunk journals, one per partition), sums-NNN (each summer shard's log: Sums,
@@ -167,6 +171,13 @@ pub struct RunArgs {
     /// were removed as unverifiable.
     #[arg(long)]
     pub retention: bool,
+    /// Free-space guard: stop gracefully (as at the end of --duration) once the file system
+    /// holding --data has less than this many MB available, and refuse to start below it. An
+    /// unlimited run writes about 0.5 GB/s (16 GB in the default 30 s); finishing the open
+    /// streams after the stop needs a few tens of MB. 0 turns the guard off (the run then ends
+    /// with exit 3 when the disk fills). Not used with --nats.
+    #[arg(long, value_name = "MB", default_value = "256")]
+    pub min_free_mb: u64,
     /// Roll journal fragments at this size, in bytes (at least 1 MiB; frames are capped at it).
     /// Small fragments exercise rolls and retention far more often: the crash suite uses them to
     /// land kills inside rolls.

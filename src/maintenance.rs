@@ -1,5 +1,7 @@
-//! Retention and resource figures for `--retention` and `soak`.
+//! Retention and resource figures for `--retention` and `soak`, and the free-space guard
+//! (`--min-free-mb`).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,12 @@ impl Maintenance {
                 }
             }
         }
+        self.sample_resources(shared);
+    }
+
+    /// Disk use of the journals and anonymous RSS, now: once a second, and once more at the end
+    /// (a run shorter than a second would otherwise report only its first sample).
+    pub(crate) fn sample_resources(&self, shared: &Shared) {
         let disk: u64 = self
             .inputs
             .iter()
@@ -78,4 +86,70 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `dir` (statvfs
+/// `f_bavail` × `f_frsize`: blocks reserved for root are not counted as free).
+pub(crate) fn available_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// How often the guard looks: an unlimited run writes about 25 MB between two looks, well
+/// inside any margin worth setting.
+const FREE_SPACE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The free-space guard of `--min-free-mb`: stops the run gracefully (open streams finish and get
+/// their Sums) once the data directory's file system has less than `min_bytes` available,
+/// instead of letting the disk fill (which ends the run with exit 3 and leaves no room for the
+/// open streams' last chunks).
+pub(crate) struct FreeSpaceGuard {
+    dir: PathBuf,
+    min_bytes: u64,
+    next_at: Instant,
+    fired: bool,
+}
+
+impl FreeSpaceGuard {
+    /// `min_mb` = 0: the guard never fires.
+    pub(crate) fn new(dir: &Path, min_mb: u64) -> FreeSpaceGuard {
+        FreeSpaceGuard {
+            dir: dir.to_path_buf(),
+            min_bytes: min_mb.saturating_mul(1_000_000),
+            next_at: Instant::now(),
+            fired: false,
+        }
+    }
+
+    pub(crate) fn tick(&mut self, shared: &Shared, now: Instant) {
+        if self.min_bytes == 0 || self.fired || now < self.next_at {
+            return;
+        }
+        self.next_at = now + FREE_SPACE_CHECK_INTERVAL;
+        let free = match available_bytes(&self.dir) {
+            Ok(free) => free,
+            Err(e) => {
+                // Not a reason to stop: the appends themselves report a full disk.
+                tracing::warn!(data = %self.dir.display(), error = %e, "free-space guard: statvfs failed; guard off");
+                self.fired = true;
+                return;
+            }
+        };
+        if free >= self.min_bytes {
+            return;
+        }
+        self.fired = true;
+        let (free_mb, min_mb) = (free / 1_000_000, self.min_bytes / 1_000_000);
+        tracing::warn!(
+            data = %self.dir.display(),
+            free_mb,
+            min_free_mb = min_mb,
+            "free space under --min-free-mb; stopping gracefully"
+        );
+        eprintln!(
+            "\nstream-sum: {free_mb} MB free on the file system holding {}, under --min-free-mb {min_mb}: stopping: finishing open streams and waiting for their Sums (add --retention, or free space, to run longer)",
+            self.dir.display()
+        );
+        shared.run.request_stop("low free space");
+    }
 }

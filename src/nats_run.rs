@@ -34,7 +34,7 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::cli::{FaultMode, RunArgs};
 use crate::exit::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
-use crate::run::{check_limits, frame_needed_bytes, install_ctrl_c, new_shared, summarize, supervise};
+use crate::run::{check_limits, frame_needed_bytes, install_stop_signals, new_shared, summarize, supervise};
 use crate::runs::{RunStart, RUNS_JOURNAL};
 use crate::state::Shared;
 use crate::tailing::tail_sums;
@@ -133,7 +133,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         tail_heads.push(j.durable_head()?);
     }
     let shared = new_shared(&args, run.run_id, tail_heads, frame_max);
-    install_ctrl_c(shared.clone())?;
+    install_stop_signals(shared.clone())?;
     let owner = format!("pid{}-run{}", std::process::id(), run.run_id);
     eprintln!(
         "stream-sum: run {} on NATS {urls} as {owner} ({} partitions shared by lease, {} chunkers x {} streams, replicas {}, duration {}, SLA {:?})",

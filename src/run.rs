@@ -3,11 +3,11 @@
 //! Threads: one per summer shard (recover from its shard log, then transactions), one per shard
 //! log tailer (delivers each durable Sum to the verifier of the chunker that owns the stream),
 //! one per chunker. The main thread shows progress, checks SLAs and stops everything gracefully:
-//! at the end of `--duration` or on the first Ctrl-C the chunkers start no new streams, finish
+//! at the end of `--duration` or on the first SIGINT (Ctrl-C) or SIGTERM the chunkers start no new streams, finish
 //! the open ones and the run ends once every finished stream has its Sum.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use crate::cli::{FaultMode, RunArgs};
 use crate::config::{log_options_for, summer_config, MAX_CHUNK_BYTES_MAX, OPEN_STREAMS_MAX};
 use crate::exit::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 use crate::faults::FaultInjector;
-use crate::maintenance::Maintenance;
+use crate::maintenance::{available_bytes, FreeSpaceGuard, Maintenance};
 use crate::metrics_server::MetricsServer;
 use crate::record::{Recorder, Sampler, SummaryLine};
 use crate::runs::RunStart;
@@ -72,7 +72,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let tail_heads = shard_logs.iter().map(Journal::durable_head).collect();
     let frame_max_bytes = log_options_for(args.fragment_max_bytes).frame_max_bytes;
     let shared = new_shared(&args, run.run_id, tail_heads, frame_max_bytes);
-    install_ctrl_c(shared.clone())?;
+    install_stop_signals(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
     eprintln!(
         "stream-sum: run {} over {} ({} partitions, {} chunkers x {} streams, duration {}, SLA {:?})",
@@ -131,11 +131,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         shard_logs: shard_logs.clone(),
         next_at: Instant::now(),
     };
+    let mut free_space = FreeSpaceGuard::new(&args.data, args.min_free_mb);
 
     let mut sampler = Sampler::new(started);
     let completed = supervise(&args, &shared, started, &mut |shared, now| {
         injector.tick(&ctx, shared, now);
         maintenance.tick(shared, now);
+        free_space.tick(shared, now);
         if let Some(sample) = sampler.tick(shared, now, false) {
             if let Some(watch) = &watch {
                 let earlier = shared.sums.previous_runs.load(Ordering::Relaxed);
@@ -148,6 +150,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if completed {
         stop_and_join(&shared, &mut injector, shards, tailers);
     }
+    maintenance.sample_resources(&shared);
     let mut summary = summarize(&args, &shared, elapsed, completed);
     let mut syncs = SyncTail::default();
     for log in &shard_logs {
@@ -282,6 +285,10 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
     };
+    if let Some(message) = too_little_free_space(args)? {
+        eprintln!("stream-sum: error: {message}");
+        return Ok(Err(EXIT_ERROR));
+    }
     let names = log
         .journal_names()
         .with_context(|| format!("listing the journals of {}", args.data.display()))?;
@@ -299,6 +306,27 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
             _ => Err(e),
         },
     }
+}
+
+/// The refusal of a run that would start with less free space than `--min-free-mb`, if so.
+fn too_little_free_space(args: &RunArgs) -> anyhow::Result<Option<String>> {
+    if args.min_free_mb == 0 {
+        return Ok(None);
+    }
+    let free = available_bytes(&args.data).with_context(|| {
+        format!(
+            "reading the free space of the file system holding {}",
+            args.data.display()
+        )
+    })?;
+    let free_mb = free / 1_000_000;
+    Ok((free_mb < args.min_free_mb).then(|| {
+        format!(
+            "only {free_mb} MB free on the file system holding {}, under --min-free-mb {} (an unlimited run writes about 0.5 GB/s): free space, bound disk use with --retention and --max-mb-per-s, or lower --min-free-mb (0 turns the guard off)",
+            args.data.display(),
+            args.min_free_mb
+        )
+    }))
 }
 
 /// Refuses `partitions` if the journals `names` (of `place`: a data directory or a cluster) cover
@@ -477,18 +505,36 @@ fn no_space_advice(cause: &AppendError, data: &std::path::Path) -> String {
     )
 }
 
-pub(crate) fn install_ctrl_c(shared: Arc<Shared>) -> anyhow::Result<()> {
-    let presses = AtomicUsize::new(0);
-    ctrlc::set_handler(move || {
-        if presses.fetch_add(1, Ordering::SeqCst) == 0 {
-            eprintln!("\nstream-sum: stopping: finishing open streams and waiting for their Sums (Ctrl-C again to exit now)");
-            shared.run.stop_chunkers.store(true, Ordering::SeqCst);
-        } else {
-            eprintln!("\nstream-sum: interrupted again; exiting without waiting");
-            std::process::exit(130);
-        }
-    })
-    .context("installing the Ctrl-C handler")
+/// The first SIGINT (Ctrl-C) or SIGTERM (`kill`, `timeout`, a service manager's stop) stops the
+/// run gracefully: chunkers start no new streams, finish their open ones, and the run ends with
+/// its summary and exit status as at the end of `--duration`. A second one exits at once with
+/// status 128 + its number (130 for SIGINT, 143 for SIGTERM), like a crash: a restart resumes.
+/// SIGHUP keeps its default (the process ends at once): after a hangup there is no terminal left
+/// to print a summary on.
+pub(crate) fn install_stop_signals(shared: Arc<Shared>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the SIGINT/SIGTERM handler")?;
+    std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || {
+            let mut received = 0usize;
+            for signal in signals.forever() {
+                let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                received += 1;
+                if received == 1 {
+                    eprintln!(
+                        "\nstream-sum: {name}: stopping: finishing open streams and waiting for their Sums (Ctrl-C or SIGTERM again to exit now)"
+                    );
+                    shared.run.request_stop(name);
+                } else {
+                    eprintln!("\nstream-sum: {name} again; exiting without waiting");
+                    std::process::exit(128 + signal);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
 
 /// Progress, SLA checks and the graceful stop. Returns true if the run completed gracefully.
@@ -513,7 +559,7 @@ pub(crate) fn supervise(
         let now = Instant::now();
         on_tick(shared, now);
         if args.limit().is_some_and(|d| now.duration_since(started) >= d) {
-            shared.run.stop_chunkers.store(true, Ordering::SeqCst);
+            shared.run.request_stop("duration");
         }
         let mut pending = 0;
         for v in &shared.sums.verifiers {
@@ -622,6 +668,7 @@ pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, comp
             .map(|p| p.txns.load(Ordering::Relaxed))
             .sum(),
         completed,
+        stopped_by: *shared.run.stop_cause.lock(),
         shard_log_syncs: None,
     }
 }

@@ -39,6 +39,10 @@ pub(crate) struct RunState {
     /// The first append that failed for want of space (behind whatever error reported it), so
     /// the run ends by naming it and saying what to do.
     pub(crate) no_space: Mutex<Option<AppendError>>,
+    /// Why the chunkers were told to stop (the first cause wins): `duration`, `SIGINT`,
+    /// `SIGTERM` or `low free space`. None while they run, and for a run ended by a violation
+    /// or an error.
+    pub(crate) stop_cause: Mutex<Option<&'static str>>,
 }
 
 impl RunState {
@@ -53,7 +57,15 @@ impl RunState {
             violations: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
             no_space: Mutex::new(None),
+            stop_cause: Mutex::new(None),
         }
+    }
+
+    /// Starts the graceful stop: chunkers start no new streams and finish their open ones.
+    /// `cause` is recorded if it is the first.
+    pub(crate) fn request_stop(&self, cause: &'static str) {
+        self.stop_cause.lock().get_or_insert(cause);
+        self.stop_chunkers.store(true, Ordering::SeqCst);
     }
 
     /// True once the run is stopping for a violation or an error. Problems found after that are

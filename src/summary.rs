@@ -50,6 +50,9 @@ pub struct Summary {
     pub fragments_removed: u64,
     /// True if the run stopped gracefully (every finished stream verified).
     pub completed: bool,
+    /// What started the graceful stop: `duration`, `SIGINT`, `SIGTERM` or `low free space`
+    /// (`--min-free-mb`); null for a run ended by a violation or an error.
+    pub stopped_by: Option<&'static str>,
     /// The shard logs' `fdatasync`s in this run (embedded journal only; `None` on JetStream):
     /// every Sum waits for at least one that begins after it exists, so their tail bounds the
     /// Sum latency's.
@@ -150,7 +153,7 @@ impl Progress {
 impl Summary {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "stream-sum run {}: {} partitions, {} chunkers, {:.1} s\n\
+            "stream-sum run {}: {} partitions, {} chunkers, {:.1} s{}\n\
              streams: {} started, {} finished, {} Sums verified ({} Sums for earlier runs' streams)\n\
              chunks: {} ({:.1} MB) at {:.1} MB/s, {:.1}k chunks/s\n\
              Sum latency (final chunk durable -> Sum durable): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
@@ -161,6 +164,10 @@ impl Summary {
             self.partitions,
             self.chunkers,
             self.elapsed_s,
+            match self.stopped_by {
+                Some(cause) if cause != "duration" => format!(", stopped early by {cause}"),
+                _ => String::new(),
+            },
             self.streams_started,
             self.streams_finished,
             self.sums_verified,

@@ -3,7 +3,7 @@
 //! Guards against a run on a full disk ending with only the consequence of the failure ("an
 //! earlier append failed and was rolled back") while the cause, ENOSPC on a named journal and
 //! fragment, was never printed; and checks the directory it leaves resumes and verifies once
-//! space returns.
+//! space returns. Also the free-space guard (`--min-free-mb`) that stops a run before that.
 
 mod common;
 
@@ -14,6 +14,10 @@ use common::*;
 
 /// Size of the tmpfs: a default run (about 600 MB/s here) fills it in well under a second.
 const TMPFS_FULL_SIZE: &str = "size=16m";
+/// Size for the free-space guard: room for a second or so of the rate-limited small run below.
+const TMPFS_GUARD_SIZE: &str = "size=64m";
+/// The guard's margin on it: it fires once about 16 MB are written.
+const GUARD_MIN_FREE_MB: u64 = 48;
 /// Size after "freeing space": far more than the short, rate-limited resumed run below writes.
 const TMPFS_FREED_SIZE: &str = "remount,size=256m";
 
@@ -23,8 +27,9 @@ struct TmpfsMount {
 }
 
 impl TmpfsMount {
-    /// Mounts, or returns why this process may not mount (so the test is skipped).
-    fn mount(path: &Path) -> Result<TmpfsMount, String> {
+    /// Mounts with `options` (its size), or returns why this process may not mount (so the test
+    /// is skipped).
+    fn mount(path: &Path, options: &str) -> Result<TmpfsMount, String> {
         let euid = effective_uid();
         if euid != Some(0) {
             return Err(format!(
@@ -32,7 +37,7 @@ impl TmpfsMount {
             ));
         }
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", TMPFS_FULL_SIZE, "stream-sum-full-disk"])
+            .args(["-t", "tmpfs", "-o", options, "stream-sum-full-disk"])
             .arg(path)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -98,7 +103,7 @@ fn run_on_full_tmpfs_exits_3_naming_no_space_then_resumes_and_verifies() {
     let mount_point = t.dir.path().join("tmpfs");
     std::fs::create_dir(&mount_point).expect("create mount point");
     // Declared after `t`, so it is dropped (unmounted) before the temporary directory goes.
-    let mount = match TmpfsMount::mount(&mount_point) {
+    let mount = match TmpfsMount::mount(&mount_point, TMPFS_FULL_SIZE) {
         Ok(m) => m,
         Err(why) => {
             eprintln!("SKIPPED run_on_full_tmpfs_exits_3_naming_no_space_then_resumes_and_verifies: {why}");
@@ -116,6 +121,8 @@ fn run_on_full_tmpfs_exits_3_naming_no_space_then_resumes_and_verifies() {
         "30s",
         "--progress-interval",
         "60s",
+        "--min-free-mb",
+        "0",
         "--json",
     ]);
     full.expect_code(3, "run on a full tmpfs");
@@ -158,7 +165,7 @@ fn run_on_full_tmpfs_exits_3_naming_no_space_then_resumes_and_verifies() {
     let mut resumed_args = small_run_args(&data, "2s");
     let partitions = resumed_args.iter().position(|a| a == "--partitions").unwrap() + 1;
     resumed_args[partitions] = "4".to_string();
-    resumed_args.extend(["--max-mb-per-s".to_string(), "20".to_string()]);
+    resumed_args.extend(["--max-mb-per-s", "20", "--min-free-mb", "0"].map(String::from));
     let resumed = cli(&resumed_args);
     resumed.expect_code(0, "run after space returned");
     let resumed = resumed.json();
@@ -175,4 +182,67 @@ fn run_on_full_tmpfs_exits_3_naming_no_space_then_resumes_and_verifies() {
         "verify after the resumed run: {v}"
     );
     assert_eq!(u64_field(&v, "pending"), 0, "verify after the resumed run: {v}");
+}
+
+/// The free-space guard (`--min-free-mb`): a run on a 64 MiB tmpfs that keeps 48 MB free stops
+/// gracefully once less is left, before the disk fills: exit 0, `stopped_by` "low free space",
+/// every finished stream verified, and `verify` passes with nothing pending. Another run asking
+/// for more room than is left is refused with exit 3 before it takes a run id, naming the free
+/// space and `--min-free-mb`.
+#[test]
+fn a_run_stops_gracefully_at_the_free_space_guard_and_a_run_without_room_is_refused() {
+    let t = temp_data();
+    let mount_point = t.dir.path().join("tmpfs");
+    std::fs::create_dir(&mount_point).expect("create mount point");
+    let _mount = match TmpfsMount::mount(&mount_point, TMPFS_GUARD_SIZE) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED a_run_stops_gracefully_at_the_free_space_guard_and_a_run_without_room_is_refused: {why}");
+            return;
+        }
+    };
+    let data = mount_point.join("data");
+    let min_free = GUARD_MIN_FREE_MB.to_string();
+    let mut args = small_run_args(&data, "forever");
+    args.extend(["--max-mb-per-s", "20", "--min-free-mb", &min_free].map(String::from));
+    let guarded = cli(&args);
+    guarded.expect_code(0, "run stopped by the free-space guard");
+    assert!(
+        guarded
+            .stderr
+            .contains(&format!("under --min-free-mb {GUARD_MIN_FREE_MB}: stopping")),
+        "{}",
+        guarded.stderr
+    );
+    let summary = guarded.json();
+    assert_eq!(summary["stopped_by"], "low free space", "{summary}");
+    let finished = u64_field(&summary, "streams_finished");
+    assert!(finished > 0, "{summary}");
+    assert_eq!(u64_field(&summary, "sums_verified"), finished, "{summary}");
+    assert_eq!(u64_field(&summary, "violations"), 0, "{summary}");
+    let v = verify_json(&data, 0);
+    assert_eq!(u64_field(&v, "pending"), 0, "{v}");
+    assert_eq!(u64_field(&v, "violations"), 0, "{v}");
+
+    let runs_end = journal_end(&journal_ls(&data), "runs");
+    let mut args = small_run_args(&data, "1s");
+    args.extend(["--min-free-mb", "60"].map(String::from));
+    let refused = cli(&args);
+    refused.expect_code(3, "run with less free space than --min-free-mb");
+    for needle in [
+        "MB free on the file system holding",
+        "under --min-free-mb 60",
+        "--retention",
+    ] {
+        assert!(
+            refused.stderr.contains(needle),
+            "lacks {needle:?}: {}",
+            refused.stderr
+        );
+    }
+    assert_eq!(
+        journal_end(&journal_ls(&data), "runs"),
+        runs_end,
+        "the refused run took a run id"
+    );
 }
