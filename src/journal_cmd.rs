@@ -69,9 +69,25 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
                 j["fragments"].as_array().map_or(0, Vec::len)
             )?;
             for f in j["fragments"].as_array().into_iter().flatten() {
+                // A file shorter than its offsets' span: bytes truncated away, or a fragment
+                // removed by hand after it (the span then runs to the next one's begin).
+                let (bytes, file_bytes) = (
+                    f["bytes"].as_u64().unwrap_or(0),
+                    f["file_bytes"].as_u64().unwrap_or(0),
+                );
+                let short = if file_bytes < bytes {
+                    let begin = f["begin"].as_u64().unwrap_or(0);
+                    format!(
+                        "  MISSING offsets {}..{}: the file holds {file_bytes} of {bytes} bytes (truncated, or the next fragment was removed): reads there fail as damage",
+                        begin + file_bytes,
+                        begin + bytes
+                    )
+                } else {
+                    String::new()
+                };
                 writeln!(
                     out,
-                    "    {} [{}, {})",
+                    "    {} [{}, {}){short}",
                     f["path"].as_str().unwrap_or(""),
                     f["begin"],
                     f["end"]

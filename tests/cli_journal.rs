@@ -146,3 +146,38 @@ fn journal_read_sums_match_sha1_of_their_chunks() {
     }
     assert_eq!(sums_checked, u64_field(&run, "streams_finished"), "{run}");
 }
+
+/// A fragment removed by hand from between two others: `journal ls` text marks the fragment
+/// before the hole with the offsets no file holds (the JSON shows it as `bytes` above
+/// `file_bytes`), and the intact fragments carry no mark.
+#[test]
+fn journal_ls_text_marks_the_offsets_a_removed_middle_fragment_took() {
+    let t = temp_data();
+    let mut args = small_run_args(&t.data, "1s");
+    // 1 MiB fragments, so a second of 1 KiB chunks fills several.
+    args.extend(["--fragment-max-bytes", "1048576", "--max-mb-per-s", "8"].map(String::from));
+    cli(&args).expect_code(0, "run");
+    let ls = journal_ls(&t.data);
+    let fragments = journal_fragments(&ls, "chunks-000");
+    assert!(
+        fragments.len() >= 3,
+        "too few fragments to remove a middle one: {ls}"
+    );
+    let (before, removed) = (&fragments[0], &fragments[1]);
+    std::fs::remove_file(str_field(removed, "path")).expect("remove the middle fragment");
+    let out = cli(&["journal", "ls", "--data", t.data.to_str().unwrap()]);
+    out.expect_code(0, "journal ls");
+    let marked: Vec<&str> = out.stdout.lines().filter(|l| l.contains("MISSING")).collect();
+    let expected = format!(
+        "MISSING offsets {}..{}",
+        u64_field(before, "end"),
+        u64_field(removed, "end")
+    );
+    assert_eq!(marked.len(), 1, "{}", out.stdout);
+    assert!(
+        marked[0].contains(str_field(before, "path")) && marked[0].contains(&expected),
+        "expected {expected:?} on the line of {}:\n{}",
+        str_field(before, "path"),
+        out.stdout
+    );
+}
