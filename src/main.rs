@@ -8,6 +8,7 @@ mod config;
 mod crash_test;
 mod exit;
 mod faults;
+mod fd_limit;
 mod journal_cmd;
 mod logging;
 mod maintenance;
@@ -34,6 +35,7 @@ use exit::{EXIT_ERROR, EXIT_OK};
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.log_format);
+    fd_limit::raise_open_file_limit();
     let result = match cli.command {
         cli::Command::Run(args) if args.cluster.nats.is_some() => nats_run::run(args),
         cli::Command::Run(args) => run::run(args),
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::from(EXIT_OK);
             }
-            eprintln!("stream-sum: error: {}", error_chain(&e));
+            eprintln!("stream-sum: error: {}{}", error_chain(&e), fd_limit::advice(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
