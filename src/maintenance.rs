@@ -2,29 +2,72 @@
 //! (`--min-free-mb`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ss_log::Journal;
 
 use crate::state::Shared;
 
-/// Retention and resource figures, once a second (`--retention`, `soak`).
+/// Retention and resource figures, once a second (`--retention`, `soak`), on a thread of their
+/// own: removing a fragment costs a rename or unlink and a directory fsync, and with small
+/// fragments at full rate a pass can take seconds, which on the supervising thread stalled
+/// `--duration`, progress and the SLA checks.
 pub(crate) struct Maintenance {
     pub(crate) retention: bool,
     pub(crate) inputs: Vec<Journal>,
     pub(crate) shard_logs: Vec<Journal>,
-    pub(crate) next_at: Instant,
+}
+
+/// The running maintenance thread; [`MaintenanceThread::stop`] ends it after its current step.
+pub(crate) struct MaintenanceThread {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Maintenance>,
+}
+
+impl MaintenanceThread {
+    /// Stops the thread, then takes one last resource sample (a run shorter than a second would
+    /// otherwise report only its first).
+    pub(crate) fn stop(self, shared: &Shared) {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.handle.join() {
+            Ok(maintenance) => maintenance.sample_resources(shared),
+            Err(_) => shared.run.error("thread maintenance panicked".into()),
+        }
+    }
 }
 
 impl Maintenance {
-    pub(crate) fn tick(&mut self, shared: &Shared, now: Instant) {
-        if now < self.next_at {
-            return;
-        }
-        self.next_at = now + Duration::from_secs(1);
+    /// Runs a pass now and then once a second until stopped.
+    pub(crate) fn start(self, shared: Arc<Shared>) -> std::io::Result<MaintenanceThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("maintenance".into())
+            .spawn(move || {
+                let mut next_at = Instant::now();
+                while !stopping.load(Ordering::SeqCst) {
+                    if Instant::now() >= next_at {
+                        next_at += Duration::from_secs(1);
+                        shared
+                            .run
+                            .reporting_panic("maintenance", || self.pass(&shared, &stopping));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                self
+            })?;
+        Ok(MaintenanceThread { stop, handle })
+    }
+
+    fn pass(&self, shared: &Shared, stopping: &AtomicBool) {
         if self.retention {
             for (p, progress) in shared.shards.progress.iter().enumerate() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 // Input below the durable checkpoint is never read again, even after a crash.
                 let input_below = progress.durable_input_offset.load(Ordering::SeqCst);
                 // Recovery starts at the latest durable snapshot; Sums below the tail offset

@@ -125,18 +125,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let mut injector = FaultInjector::new(&args, shard_logs.clone(), inputs.clone());
-    let mut maintenance = Maintenance {
+    let maintenance = Maintenance {
         retention: args.retention,
         inputs: inputs.clone(),
         shard_logs: shard_logs.clone(),
-        next_at: Instant::now(),
-    };
+    }
+    .start(shared.clone())
+    .context("starting the maintenance thread")?;
     let mut free_space = FreeSpaceGuard::new(&args.data, args.min_free_mb);
 
     let mut sampler = Sampler::new(started);
     let completed = supervise(&args, &shared, started, &mut |shared, now| {
         injector.tick(&ctx, shared, now);
-        maintenance.tick(shared, now);
         free_space.tick(shared, now);
         if let Some(sample) = sampler.tick(shared, now, false) {
             if let Some(watch) = &watch {
@@ -147,10 +147,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     });
     let elapsed = started.elapsed();
+    maintenance.stop(&shared);
     if completed {
         stop_and_join(&shared, &mut injector, shards, tailers);
     }
-    maintenance.sample_resources(&shared);
     let mut summary = summarize(&args, &shared, elapsed, completed);
     let mut syncs = SyncTail::default();
     for log in &shard_logs {
