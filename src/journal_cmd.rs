@@ -41,7 +41,7 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
             .into_iter()
             .map(|f| {
                 let file_bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
-                json!({"begin": f.begin, "end": f.end, "bytes": f.end - f.begin, "file_bytes": file_bytes, "path": f.path})
+                json!({"begin": f.begin, "end": f.end, "bytes": f.end - f.begin, "file_bytes": file_bytes, "path": f.path.to_string_lossy()})
             })
             .collect();
         journals.push(

@@ -181,3 +181,40 @@ fn journal_ls_text_marks_the_offsets_a_removed_middle_fragment_took() {
         out.stdout
     );
 }
+
+/// A data directory whose path is not UTF-8 (Linux paths are bytes): `journal ls --json` still
+/// prints one JSON object, the path written lossily, instead of panicking while serializing it.
+#[test]
+fn journal_ls_json_over_a_non_utf8_path_prints_json() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let t = temp_data();
+    let data = t.dir.path().join(OsStr::from_bytes(b"bad\xffname"));
+    let run = cli(&[
+        OsStr::new("run"),
+        OsStr::new("--data"),
+        data.as_os_str(),
+        OsStr::new("--duration"),
+        OsStr::new("300ms"),
+        OsStr::new("--max-mb-per-s"),
+        OsStr::new("5"),
+        OsStr::new("--max-chunk-bytes"),
+        OsStr::new("1024"),
+        OsStr::new("--json"),
+    ]);
+    run.expect_code(0, "run over a non-UTF-8 path");
+    let ls = cli(&[
+        OsStr::new("journal"),
+        OsStr::new("ls"),
+        OsStr::new("--json"),
+        OsStr::new("--data"),
+        data.as_os_str(),
+    ]);
+    ls.expect_code(0, "journal ls --json over a non-UTF-8 path");
+    let ls = ls.json();
+    let fragments = journal_fragments(&ls, "chunks-000");
+    assert!(
+        str_field(&fragments[0], "path").contains("bad\u{fffd}name"),
+        "{ls}"
+    );
+}

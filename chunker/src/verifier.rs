@@ -197,12 +197,22 @@ impl Verifier {
             // Latency is recorded once the final chunk's durability time is known.
             self.early_sums.insert(stream, (e.sha1, at));
         }
+        self.verified.insert(counter);
         if let Some(t) = e.final_durable_at {
             let latency = at.saturating_duration_since(t);
             self.latency_us
                 .saturating_record(latency.as_micros().max(1) as u64);
+            if latency > self.sla {
+                // Durable past the SLA, though before the next `check_sla` looked: as late as
+                // a Sum that check reported missing, and counted the same way (not verified).
+                self.violations.push(Violation(format!(
+                    "late Sum for stream {stream} in {journal} at offset {offset}: durable {} after the final chunk, SLA is {}",
+                    human_duration(latency),
+                    human_duration(self.sla)
+                )));
+                return;
+            }
         }
-        self.verified.insert(counter);
         self.sums_verified += 1;
     }
 
@@ -330,6 +340,32 @@ mod tests {
         v.on_sum(&sum(a, 7), "sums-000", 200, t + Duration::from_millis(7));
         assert!(v.violations()[3].0.contains("duplicate"), "{:?}", v.violations());
         assert_eq!(v.violations().len(), 4);
+    }
+
+    #[test]
+    fn a_sum_durable_past_its_sla_is_late_even_before_the_next_sla_check() {
+        let mut v = Verifier::new(1, 0, Duration::from_millis(3));
+        let (a, b) = (stream_id(1, 0, 0), stream_id(1, 0, 1));
+        let t = Instant::now();
+        for id in [a, b] {
+            v.expect(id, [7; 20], 2);
+            v.final_durable(id, t, "chunks-000", 0);
+        }
+        // No `check_sla` in between: the Sums' own durability times tell.
+        v.on_sum(&sum(a, 7), "sums-000", 0, t + Duration::from_millis(2));
+        v.on_sum(&sum(b, 7), "sums-000", 100, t + Duration::from_millis(9));
+        assert_eq!(v.sums_verified(), 1);
+        let all: Vec<_> = v.violations().iter().map(|x| x.0.clone()).collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(
+            all[0].contains("late Sum for stream")
+                && all[0].contains("9.0 ms")
+                && all[0].contains("SLA is 3.0 ms"),
+            "{all:?}"
+        );
+        // A second Sum for the late stream is still a duplicate.
+        v.on_sum(&sum(b, 7), "sums-000", 200, t + Duration::from_millis(10));
+        assert!(v.violations()[1].0.contains("duplicate"), "{:?}", v.violations());
     }
 
     #[test]
