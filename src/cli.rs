@@ -59,7 +59,8 @@ pub enum Command {
     /// Sum latency against load: a saturated `run` measures the maximum rate, then runs at
     /// fractions of it (--max-mb-per-s) and saturated again print Sum latency p50/p99/max at
     /// each, as a table (or JSON) and a figure. Each step is a child `stream-sum run` on a fresh
-    /// data directory inside --data, removed after it.
+    /// data directory inside --data, removed after it. Ctrl-C or SIGTERM stops the running step
+    /// gracefully, removes its directory and exits 130 or 143 without a figure.
     #[command(after_help = SWEEP_AFTER_HELP)]
     Sweep(SweepArgs),
     /// Inspect journals.

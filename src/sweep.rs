@@ -8,8 +8,11 @@
 //! plotting code as `plot`.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
@@ -21,6 +24,49 @@ use crate::cli::SweepArgs;
 use crate::exit::{EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
 use crate::plot::{drawing, format_utc, render, Format, FONT};
 use crate::summary::SyncTail;
+
+/// A sweep's SIGINT/SIGTERM: the first is passed to the running step as SIGTERM (a Ctrl-C reaches
+/// it directly too), which stops gracefully; the sweep then removes that step's directory, as
+/// after any step, and ends without running the others. A second signal exits at once (128 + its
+/// number), leaving the step's directory.
+#[derive(Default)]
+struct Interrupt {
+    /// The first signal's number; 0 while none came.
+    signal: AtomicI32,
+    /// The running step's process id; 0 between steps.
+    child: AtomicU32,
+}
+
+impl Interrupt {
+    fn install() -> anyhow::Result<Arc<Interrupt>> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let interrupt = Arc::new(Interrupt::default());
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .context("installing the SIGINT/SIGTERM handler")?;
+        let seen = interrupt.clone();
+        std::thread::Builder::new()
+            .name("sweep-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if seen.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                        eprintln!("\nsweep: interrupted again; exiting without waiting for the step");
+                        std::process::exit(128 + signal);
+                    }
+                    eprintln!("\nsweep: interrupted: stopping the running step, then removing its directory (again to exit now)");
+                    let child = seen.child.load(Ordering::SeqCst);
+                    if let Some(pid) = rustix::process::Pid::from_raw(child as i32) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                    }
+                }
+            })
+            .context("starting the signal thread")?;
+        Ok(interrupt)
+    }
+
+    fn signal(&self) -> Option<i32> {
+        Some(self.signal.load(Ordering::SeqCst)).filter(|&s| s != 0)
+    }
+}
 
 /// One step of the sweep, from its child's JSON summary.
 #[derive(Debug, Clone, Serialize)]
@@ -87,30 +133,50 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         eprintln!("sweep: machine baselines: {b}");
     }
 
+    let interrupt = Interrupt::install()?;
     let mut steps = Vec::new();
     let result = (|| -> anyhow::Result<()> {
-        let first = run_step(&args, "max", None, None, None)?;
+        let first = run_step(&args, "max", None, None, None, &interrupt)?;
+        if interrupt.signal().is_some() {
+            return Ok(());
+        }
         let max = first.achieved_mb_per_s;
         if max <= 0.0 {
             bail!("the saturated run published nothing ({first:?})");
         }
         steps.push(Step { of_max: 1.0, ..first });
-        for &load in &args.loads {
-            let rate = max * load / 100.0;
-            steps.push(run_step(
-                &args,
-                &format!("{load}%"),
-                Some(load),
-                Some(rate),
-                Some(max),
-            )?);
+        let loads = args.loads.iter().map(|&load| (format!("{load}%"), Some(load)));
+        for (name, load) in loads.chain([("saturated".to_string(), None)]) {
+            let rate = load.map(|l| max * l / 100.0);
+            let step = run_step(&args, &name, load, rate, Some(max), &interrupt)?;
+            if interrupt.signal().is_some() {
+                // Cut short: its figures are not those of a whole step.
+                return Ok(());
+            }
+            steps.push(step);
         }
-        steps.push(run_step(&args, "saturated", None, None, Some(max))?);
         Ok(())
     })();
     if created_parent {
         // Only the step directories were in it, each removed after its step.
         let _ = std::fs::remove_dir(&args.data);
+    }
+    if let Some(signal) = interrupt.signal() {
+        if let Err(e) = result {
+            eprintln!("sweep: the interrupted step: {e:#}");
+        }
+        eprintln!(
+            "sweep: interrupted after {} whole step(s); no figure drawn, every step directory removed",
+            steps.len()
+        );
+        for step in &steps {
+            eprintln!(
+                "sweep: step {}: {:.1} MB/s, Sum latency p50 {:.2} ms p99 {:.2} ms",
+                step.name, step.achieved_mb_per_s, step.latency_ms_p50, step.latency_ms_p99
+            );
+        }
+        // 128 + the signal's number (130 or 143), as for a process the signal ended.
+        return Ok((128 + signal) as u8);
     }
     result?;
 
@@ -215,6 +281,7 @@ fn run_step(
     load_pct: Option<f64>,
     rate: Option<f64>,
     max: Option<f64>,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<Step> {
     let dir = args.data.join(format!(
         "step-{}-{}",
@@ -231,7 +298,7 @@ fn run_step(
         dir.display()
     );
     settle_disk(&args.data);
-    let result = run_child(args, &dir, rate);
+    let result = run_child(args, &dir, rate, interrupt);
     let _ = std::fs::remove_dir_all(&dir);
     let (code, summary, stderr_tail) = result?;
     let field = |k: &str| summary[k].as_f64().unwrap_or(0.0);
@@ -270,6 +337,7 @@ fn run_child(
     args: &SweepArgs,
     dir: &Path,
     rate: Option<f64>,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<(i32, serde_json::Value, String)> {
     let exe = std::env::current_exe().context("finding this executable")?;
     let mut cmd = Command::new(exe);
@@ -282,12 +350,22 @@ fn run_child(
     if let Some(rate) = rate {
         cmd.arg("--max-mb-per-s").arg(format!("{rate:.3}"));
     }
+    // Its own process group: a Ctrl-C at the terminal reaches the sweep alone, which passes it
+    // on once (two would make the step exit at once, without its summary).
     cmd.args(&args.run_args)
+        .process_group(0)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("starting `stream-sum run`")?;
+    interrupt.child.store(child.id(), Ordering::SeqCst);
+    if interrupt.signal().is_some() {
+        // The signal came while this step was starting: pass it on now.
+        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
     let stderr = child.stderr.take().expect("piped");
     let tail = std::thread::spawn(move || {
         let lines: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
@@ -301,6 +379,7 @@ fn run_child(
         .read_to_string(&mut stdout)
         .context("reading the run's summary")?;
     let status = child.wait().context("waiting for `stream-sum run`")?;
+    interrupt.child.store(0, Ordering::SeqCst);
     let tail = tail.join().unwrap_or_default();
     let code = status.code().unwrap_or(-1);
     let summary = stdout

@@ -128,3 +128,66 @@ fn sweep_bad_inputs_are_refused_up_front() {
         assert!(!dir.exists(), "{extra:?} created the sweep's directory");
     }
 }
+
+/// SIGINT to the sweep (as a Ctrl-C at the terminal) during a step: the step stops gracefully,
+/// its directory is removed as after any step, no further step runs, and the sweep exits 130.
+/// Before, the sweep died on the spot and left the step's directory (gigabytes at full rate).
+#[test]
+fn an_interrupted_sweep_removes_the_running_steps_directory_and_exits_130() {
+    let t = temp_data();
+    let dir = t.dir.path().join("sweep");
+    let svg = t.dir.path().join("sweep.svg");
+    let mut args: Vec<String> = [
+        "sweep",
+        "--duration",
+        "30s",
+        "--loads",
+        "50",
+        "--data",
+        dir.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+        "--",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(RUN_ARGS.map(String::from));
+    let child = bin()
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sweep");
+    // Wait until the first step's run has opened its directory.
+    let started = Instant::now();
+    let step_has_data = || {
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("journals").exists())
+    };
+    while !step_has_data() {
+        assert!(
+            started.elapsed() < COMMAND_DEADLINE,
+            "the first step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let out = finish(child, COMMAND_DEADLINE);
+    out.expect_code(130, "sweep interrupted by SIGINT");
+    assert!(
+        out.stderr.contains("interrupted after 0 whole step(s)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.exists(), "the sweep left {} behind", dir.display());
+    assert!(!svg.exists(), "an interrupted sweep drew a figure");
+}
