@@ -285,7 +285,7 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
     };
-    if let Some(message) = too_little_free_space(args)? {
+    if let Some(message) = too_little_free_space(args) {
         eprintln!("stream-sum: error: {message}");
         return Ok(Err(EXIT_ERROR));
     }
@@ -309,24 +309,27 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
 }
 
 /// The refusal of a run that would start with less free space than `--min-free-mb`, if so.
-fn too_little_free_space(args: &RunArgs) -> anyhow::Result<Option<String>> {
+fn too_little_free_space(args: &RunArgs) -> Option<String> {
     if args.min_free_mb == 0 {
-        return Ok(None);
+        return None;
     }
-    let free = available_bytes(&args.data).with_context(|| {
-        format!(
-            "reading the free space of the file system holding {}",
-            args.data.display()
-        )
-    })?;
+    // A file system that cannot say is not a reason to refuse: the guard is then off, and a
+    // full disk ends the run as it would without it.
+    let free = match available_bytes(&args.data) {
+        Ok(free) => free,
+        Err(e) => {
+            tracing::warn!(data = %args.data.display(), error = %e, "free-space guard: statvfs failed; guard off");
+            return None;
+        }
+    };
     let free_mb = free / 1_000_000;
-    Ok((free_mb < args.min_free_mb).then(|| {
+    (free_mb < args.min_free_mb).then(|| {
         format!(
             "only {free_mb} MB free on the file system holding {}, under --min-free-mb {} (an unlimited run writes about 0.5 GB/s): free space, bound disk use with --retention and --max-mb-per-s, or lower --min-free-mb (0 turns the guard off)",
             args.data.display(),
             args.min_free_mb
         )
-    }))
+    })
 }
 
 /// Refuses `partitions` if the journals `names` (of `place`: a data directory or a cluster) cover
