@@ -53,14 +53,19 @@ impl Interrupt {
                         std::process::exit(128 + signal);
                     }
                     eprintln!("\nsweep: interrupted: stopping the running step, then removing its directory (again to exit now)");
-                    let child = seen.child.load(Ordering::SeqCst);
-                    if let Some(pid) = rustix::process::Pid::from_raw(child as i32) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-                    }
+                    seen.stop_child();
                 }
             })
             .context("starting the signal thread")?;
         Ok(interrupt)
+    }
+
+    /// Sends SIGTERM to the running step, if any: it stops gracefully.
+    fn stop_child(&self) {
+        let child = self.child.load(Ordering::SeqCst);
+        if let Some(pid) = rustix::process::Pid::from_raw(child as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
     }
 
     fn signal(&self) -> Option<i32> {
@@ -362,9 +367,7 @@ fn run_child(
     interrupt.child.store(child.id(), Ordering::SeqCst);
     if interrupt.signal().is_some() {
         // The signal came while this step was starting: pass it on now.
-        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
+        interrupt.stop_child();
     }
     let stderr = child.stderr.take().expect("piped");
     let tail = std::thread::spawn(move || {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -24,14 +24,6 @@ fn spawn_run(args: &[String]) -> Child {
         .expect("spawn stream-sum run")
 }
 
-fn send(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{signal}"), child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} failed");
-}
-
 /// SIGTERM on a run with no time limit: the run finishes its open streams, prints its summary
 /// (`stopped_by` "SIGTERM"), verifies every finished stream and exits 0; `verify` then finds
 /// nothing pending.
@@ -40,7 +32,7 @@ fn sigterm_stops_a_run_gracefully_with_its_summary_and_exit_0() {
     let t = temp_data();
     let child = spawn_run(&small_run_args(&t.data, "forever"));
     std::thread::sleep(SETTLE);
-    send(&child, "TERM");
+    send_signal(&child, "TERM");
     let out = finish(child, COMMAND_DEADLINE);
     out.expect_code(0, "run stopped by SIGTERM");
     assert!(out.stderr.contains("SIGTERM: stopping"), "{}", out.stderr);
@@ -65,9 +57,9 @@ fn a_second_signal_exits_at_once_with_128_plus_its_number() {
     args.extend(["--max-mb-per-s", "0.002"].map(String::from));
     let child = spawn_run(&args);
     std::thread::sleep(SETTLE);
-    send(&child, "INT");
+    send_signal(&child, "INT");
     std::thread::sleep(Duration::from_millis(500));
-    send(&child, "TERM");
+    send_signal(&child, "TERM");
     let out = finish(child, Duration::from_secs(10));
     out.expect_code(143, "run given SIGINT then SIGTERM");
     assert!(out.stderr.contains("SIGINT: stopping"), "{}", out.stderr);

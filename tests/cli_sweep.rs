@@ -21,6 +21,19 @@ const RUN_ARGS: [&str; 10] = [
     "8",
 ];
 
+/// `sweep` with steps of `step` at 50% load into `dir`, drawing `svg`, over the small runs.
+fn sweep_args(dir: &std::path::Path, svg: &std::path::Path, step: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["sweep", "--duration", step, "--loads", "50", "--data"]
+        .map(String::from)
+        .to_vec();
+    args.push(dir.to_str().unwrap().into());
+    args.push("--plot".into());
+    args.push(svg.to_str().unwrap().into());
+    args.push("--".into());
+    args.extend(RUN_ARGS.map(String::from));
+    args
+}
+
 /// Steps max, 50% and saturated: the 50% step is offered half the first step's achieved rate
 /// and achieves at most 20% more (the throttle works); every step
 /// verified Sums and has ordered latency percentiles; the figure has a point per step and the
@@ -30,22 +43,8 @@ fn sweep_runs_each_step_and_draws_latency_against_load() {
     let t = temp_data();
     let dir = t.dir.path().join("sweep");
     let svg = t.dir.path().join("sweep.svg");
-    let mut args: Vec<String> = [
-        "sweep",
-        "--duration",
-        "1s",
-        "--loads",
-        "50",
-        "--data",
-        dir.to_str().unwrap(),
-        "--plot",
-        svg.to_str().unwrap(),
-        "--json",
-        "--",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(RUN_ARGS.map(String::from));
+    let mut args = sweep_args(&dir, &svg, "1s");
+    args.insert(1, "--json".into());
     let out = cli(&args);
     out.expect_code(0, "sweep");
     let sweep = out.json();
@@ -137,21 +136,7 @@ fn an_interrupted_sweep_removes_the_running_steps_directory_and_exits_130() {
     let t = temp_data();
     let dir = t.dir.path().join("sweep");
     let svg = t.dir.path().join("sweep.svg");
-    let mut args: Vec<String> = [
-        "sweep",
-        "--duration",
-        "30s",
-        "--loads",
-        "50",
-        "--data",
-        dir.to_str().unwrap(),
-        "--plot",
-        svg.to_str().unwrap(),
-        "--",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(RUN_ARGS.map(String::from));
+    let args = sweep_args(&dir, &svg, "30s");
     let child = bin()
         .args(&args)
         .stdin(std::process::Stdio::null())
@@ -176,11 +161,7 @@ fn an_interrupted_sweep_removes_the_running_steps_directory_and_exits_130() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(sent.success());
+    send_signal(&child, "INT");
     let out = finish(child, COMMAND_DEADLINE);
     out.expect_code(130, "sweep interrupted by SIGINT");
     assert!(

@@ -249,3 +249,12 @@ pub fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("field {field:?} missing or not a string in {v}"))
 }
+
+/// Sends `signal` (a name for `kill`, e.g. "TERM") to `child`.
+pub fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {} failed", child.id());
+}
