@@ -354,9 +354,12 @@ fn a_run_refused_for_a_damaged_shard_log_publishes_no_chunk_first() {
     }
 }
 
-/// A chunk journal that lost its tail (here its last fragment cut to half, as a torn tail would
-/// be) while its shard had checkpointed past that: `verify` exits 3 naming both journals, as
-/// damage, instead of exit 1 with "Sum for an unfinished stream" for every stream the cut took.
+/// A chunk journal that lost its tail (here its last fragment cut to half) while its shard had
+/// checkpointed past that. With the scan-start hint of the clean close, which records the last
+/// write as durable, open itself refuses the cut fragment (exit 3, naming it and the hint).
+/// Without the hint (as if lost), the cut reads as a torn tail, and `verify` still exits 3
+/// naming both journals, as damage, instead of exit 1 with "Sum for an unfinished stream" for
+/// every stream the cut took.
 #[test]
 fn verify_calls_a_checkpoint_past_its_inputs_end_damage_not_a_violation() {
     let t = temp_data();
@@ -374,6 +377,16 @@ fn verify_calls_a_checkpoint_past_its_inputs_end_damage_not_a_violation() {
         .set_len(len / 2)
         .unwrap();
 
+    let out = cli(&["verify", "--data", t.data.to_str().unwrap()]);
+    out.expect_code(3, "verify over a chunk journal cut below its scan-start hint");
+    assert!(
+        out.stderr.contains(path) && out.stderr.contains("scan-start hint"),
+        "stderr does not name the cut fragment and the hint:\n{}",
+        out.stderr
+    );
+
+    let hint = std::path::Path::new(path).with_file_name("scan-start.hint");
+    std::fs::remove_file(&hint).expect("remove the scan-start hint");
     let out = cli(&["verify", "--data", t.data.to_str().unwrap()]);
     out.expect_code(3, "verify over a chunk journal that lost its tail");
     assert!(
@@ -411,4 +424,49 @@ fn stray_files_are_not_journals_and_a_non_data_directory_is_named_as_such() {
             );
         }
     }
+}
+
+/// A shard log's last fragment overwritten whole (garbage from its first byte, as a bad copy or
+/// another file put in its place would leave): no frame in it is valid, so it once read as a
+/// torn tail from offset 0, and `verify` passed with its Sums "pending" while `run` cut them all.
+/// The scan-start hint of the clean close records those writes as durable: `verify` and `run`
+/// exit 3, naming the fragment and the hint, and `run` leaves the file as it was.
+#[test]
+fn a_shard_log_fragment_overwritten_whole_is_damage_not_a_torn_tail() {
+    let t = temp_data();
+    small_run(&t.data, "1s");
+    let ls = journal_ls(&t.data);
+    let last = journal_fragments(&ls, "sums-000")
+        .last()
+        .cloned()
+        .expect("a fragment");
+    let path = str_field(&last, "path").to_string();
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let garbage: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&path, &garbage).unwrap();
+
+    let verify = cli(&["verify", "--data", t.data.to_str().unwrap()]);
+    verify.expect_code(3, "verify over an overwritten shard-log fragment");
+    let run = cli(&small_run_args(&t.data, "1s"));
+    run.expect_code(3, "run over an overwritten shard-log fragment");
+    for out in [&verify, &run] {
+        assert!(
+            out.stderr.contains(&path) && out.stderr.contains("scan-start hint"),
+            "stderr does not name {path} and the hint:\n{}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        garbage,
+        "run changed the damaged fragment"
+    );
 }

@@ -121,6 +121,22 @@ pub(crate) fn recover(
         ..
     } = last;
     if let Some((bad_pos, error)) = &scan.first_error {
+        // The hint is written only after the fdatasync of the write beginning at `scan_from`
+        // returned, and it was read before this scan: everything up to that write's first frame
+        // was durable. An invalid position there is damage, even with no later write after it
+        // (a whole fragment overwritten, or another journal's file put in its place).
+        let bad = last_begin + base + *bad_pos as u64;
+        if let Some(h) = hint.filter(|h| h.fragment_begin == last_begin && bad <= h.scan_from) {
+            return Err(OpenError::Corrupt {
+                journal: journal.to_string(),
+                fragment: last_path,
+                offset: bad,
+                detail: format!(
+                    "{error}; the scan-start hint records that the write at offset {} had been made durable, so this is damage, not a torn write",
+                    h.scan_from
+                ),
+            });
+        }
         if let Some(later) = tail.later {
             return Err(OpenError::Corrupt {
                 journal: journal.to_string(),

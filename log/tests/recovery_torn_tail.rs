@@ -18,7 +18,9 @@ fn append_all(journal: &ss_log::Journal, payloads: &[Vec<u8>]) -> Vec<AppendAck>
 
 /// Cuts the last fragment to every length from the end of the previous frame to the end of the
 /// last one, and checks each time that reopening keeps exactly the whole frames, that the next
-/// append lands at the cut head, and that it survives another reopen.
+/// append lands at the cut head, and that it survives another reopen. Each cut goes with no
+/// scan-start hint, as after a crash inside that write: its hint is recorded only once its
+/// fdatasync returned, and a hint that vouches for it makes the cut damage (tested below).
 fn check_torn_at_every_byte(fragment_max_bytes: u64, payloads: &[Vec<u8>]) {
     let storage = SimStorage::new(7);
     let acks = {
@@ -42,6 +44,7 @@ fn check_torn_at_every_byte(fragment_max_bytes: u64, payloads: &[Vec<u8>]) {
 
     for cut_end in prev_end.max(last_fragment_begin)..=last.end {
         storage.write_file(&path, &image[..(cut_end - last_fragment_begin) as usize]);
+        forget_scan_hint(&storage, JOURNAL);
         let whole = if cut_end == last.end {
             acks.len()
         } else {
@@ -97,6 +100,48 @@ fn torn_last_frame_at_every_byte_keeps_whole_frames() {
         .map(|i| payload(&format!("frame-{i}"), 20 + 37 * i))
         .collect();
     check_torn_at_every_byte(1 << 20, &payloads);
+}
+
+/// The last write cut short after a clean close, whose scan-start hint records that write as
+/// durable (its fdatasync returned): not a torn write, since nothing torn could have been
+/// vouched for. Open refuses it as damage at the cut frame, naming the hint, and changes
+/// nothing; with the hint gone (as after a crash before it was written) the same bytes are a
+/// torn tail, cut back to the whole frames.
+#[test]
+fn a_cut_in_a_write_the_scan_start_hint_vouches_for_is_damage_not_a_torn_tail() {
+    let payloads: Vec<Vec<u8>> = (0..4).map(|i| payload(&format!("vouched-{i}"), 100)).collect();
+    let storage = SimStorage::new(11);
+    let acks = {
+        let log = open_sim(&storage, 1 << 20);
+        append_all(&log.journal(JOURNAL).unwrap(), &payloads)
+    };
+    let last = *acks.last().unwrap();
+    let path = fragment_path(JOURNAL, 0);
+    let image = storage.read_file(&path).expect("fragment exists");
+    let cut = &image[..(last.offset + 20) as usize];
+    storage.write_file(&path, cut);
+    let err = match open_sim(&storage, 1 << 20).journal(JOURNAL) {
+        Ok(_) => panic!("a cut durable write was taken for a torn tail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("scan-start hint") && err.contains(&format!("offset {}", last.offset)),
+        "{err}"
+    );
+    assert_eq!(
+        storage.read_file(&path).unwrap(),
+        cut,
+        "a refused open changed the fragment"
+    );
+
+    forget_scan_hint(&storage, JOURNAL);
+    let log = open_sim(&storage, 1 << 20);
+    let j = log.journal(JOURNAL).unwrap();
+    assert_eq!(
+        j.durable_head(),
+        last.offset,
+        "without the hint: a torn tail, cut"
+    );
 }
 
 /// Same, when the torn frame is the first one of a freshly rolled fragment (the cut leaves an

@@ -40,6 +40,14 @@ pub fn open_sim(storage: &SimStorage, fragment_max_bytes: u64) -> Log {
 }
 
 /// Path of the fragment of journal `name` that begins at `begin`, under [`DATA_DIR`].
+/// Empties journal `name`'s scan-start hint in `storage`, as a crash before it was written
+/// leaves it: tests that cut or zero a write by hand to model a crash inside it use it, since
+/// the hint of a clean close records that very write as durable (and the cut as damage).
+pub fn forget_scan_hint(storage: &ss_log::sim::SimStorage, name: &str) {
+    let hint = fragment_path(name, 0).with_file_name(ss_log::scan_hint::SCAN_HINT_FILE);
+    storage.write_file(&hint, &[]);
+}
+
 pub fn fragment_path(name: &str, begin: u64) -> PathBuf {
     Path::new(DATA_DIR)
         .join(ss_log::JOURNALS_DIR)
