@@ -324,9 +324,9 @@ fn run_verify(args: &CrashTestArgs) -> anyhow::Result<(u64, Vec<String>)> {
 
 fn print_report(args: &CrashTestArgs, report: &CrashTestReport) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string(report)?);
+        crate::exit::outln!("{}", serde_json::to_string(report)?);
     } else {
-        println!(
+        crate::exit::outln!(
             "crash-test: {} cycles, {} SIGKILLs, {:.1} s\n\
              streams finished (final chunk acknowledged): {}\n\
              Sums verified against the parent's history: {} (undecided, removed by retention first: {})\n\
@@ -343,7 +343,7 @@ fn print_report(args: &CrashTestArgs, report: &CrashTestReport) -> anyhow::Resul
             report.verify_violations
         );
         for v in report.violation_messages.iter().take(50) {
-            println!("  VIOLATION: {v}");
+            crate::exit::outln!("  VIOLATION: {v}");
         }
     }
     Ok(())

@@ -234,9 +234,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let _ = membership.join();
     let summary = summarize(&args, &shared, elapsed, completed);
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        crate::exit::outln!("{}", serde_json::to_string(&summary)?);
     } else {
-        print!("{}", summary.text());
+        crate::exit::out!("{}", summary.text());
     }
     drop(rt);
     if summary.violations > 0 {

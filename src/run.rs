@@ -462,9 +462,9 @@ fn report(args: &RunArgs, summary: &Summary, shared: &Shared) -> anyhow::Result<
     if args.report {
         eprint!("{}", summary.text());
     } else if args.json {
-        println!("{}", serde_json::to_string(summary)?);
+        crate::exit::outln!("{}", serde_json::to_string(summary)?);
     } else {
-        print!("{}", summary.text());
+        crate::exit::out!("{}", summary.text());
     }
     if let Some(cause) = shared.run.no_space.lock().as_ref() {
         eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));

@@ -200,9 +200,9 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         |root| draw(root, &sweep),
     )?;
     if args.json {
-        println!("{}", serde_json::to_string(&sweep)?);
+        crate::exit::outln!("{}", serde_json::to_string(&sweep)?);
     } else {
-        print!("{}", table(&sweep));
+        crate::exit::out!("{}", table(&sweep));
     }
     eprintln!("sweep: figure written to {}", args.plot.display());
     tracing::info!(

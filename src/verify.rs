@@ -202,9 +202,9 @@ fn print_report(
     };
     report.violations = report.violation_messages.len();
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::exit::outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        crate::exit::outln!(
             "verify {}: {} chunk journals, {} shard logs\n\
              chunks: {} ({:.1} MB), {} duplicates skipped\n\
              streams: {} finished, {} unfinished, {} expired by summers\n\
@@ -231,10 +231,10 @@ fn print_report(
             report.violations
         );
         for v in report.violation_messages.iter().take(50) {
-            println!("  VIOLATION: {v}");
+            crate::exit::outln!("  VIOLATION: {v}");
         }
         if report.violations > 50 {
-            println!("  ... and {} more", report.violations - 50);
+            crate::exit::outln!("  ... and {} more", report.violations - 50);
         }
     }
     Ok(if report.violations > 0 {

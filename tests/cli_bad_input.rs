@@ -470,3 +470,47 @@ fn a_shard_log_fragment_overwritten_whole_is_damage_not_a_torn_tail() {
         "run changed the damaged fragment"
     );
 }
+
+/// A stdout that cannot take the summary (here /dev/full: ENOSPC) does not replace the verdict:
+/// a run that found violations still exits 1 and says on stderr that its output was lost (it
+/// panicked in `println!` and exited 101), and `verify` still exits with its own status.
+#[test]
+fn an_unwritable_stdout_keeps_the_exit_status_of_the_verdict() {
+    let t = temp_data();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full")
+    };
+    let mut args = small_run_args(&t.data, "1s");
+    args.extend(["--sla", "0s"].map(String::from));
+    let run = bin()
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(full())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let run = finish(run, COMMAND_DEADLINE);
+    run.expect_code(1, "run with violations, stdout on /dev/full");
+    assert!(
+        run.stderr.contains("could not write the output to stdout"),
+        "{}",
+        run.stderr
+    );
+    let verify = bin()
+        .args(["verify", "--data", t.data.to_str().unwrap(), "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(full())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn verify");
+    let verify = finish(verify, COMMAND_DEADLINE);
+    assert_ne!(verify.code, Some(101), "{}", verify.stderr);
+    assert!(
+        verify.stderr.contains("could not write the output to stdout"),
+        "{}",
+        verify.stderr
+    );
+}
