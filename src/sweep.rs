@@ -124,6 +124,10 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
+    if let Err(e) = check_run_args(&args.run_args) {
+        eprintln!("stream-sum: error: sweep -- {}: {e}", args.run_args.join(" "));
+        return Ok(EXIT_USAGE);
+    }
     // Fail on an unwritable figure path now, not after minutes of runs.
     check_writable(&args.plot)?;
     let created_parent = !args.data.exists();
@@ -213,6 +217,43 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     );
     let violations: u64 = sweep.steps.iter().map(|s| s.violations).sum();
     Ok(if violations > 0 { EXIT_VIOLATION } else { EXIT_OK })
+}
+
+/// The `run` flags a sweep sets for each step itself.
+const SWEEP_SETS: [&str; 5] = [
+    "--data",
+    "--duration",
+    "--json",
+    "--max-mb-per-s",
+    "--progress-interval",
+];
+
+/// Refuses `run_args` that `run` would refuse, or that the sweep sets itself, before any step.
+fn check_run_args(run_args: &[String]) -> Result<(), String> {
+    if let Some(taken) = run_args.iter().find(|a| {
+        SWEEP_SETS
+            .iter()
+            .any(|s| a.as_str() == *s || a.starts_with(&format!("{s}=")))
+    }) {
+        return Err(format!("{taken} is set by the sweep for each step; leave it out"));
+    }
+    if run_args.iter().any(|a| a == "--nats" || a.starts_with("--nats=")) {
+        return Err("a sweep runs on the embedded journal; --nats is not for it".into());
+    }
+    let argv = ["stream-sum", "run"]
+        .into_iter()
+        .map(String::from)
+        .chain(run_args.iter().cloned());
+    match <crate::cli::Cli as clap::Parser>::try_parse_from(argv) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string()),
+    }
 }
 
 fn now_unix_s() -> f64 {

@@ -172,3 +172,35 @@ fn an_interrupted_sweep_removes_the_running_steps_directory_and_exits_130() {
     assert!(!dir.exists(), "the sweep left {} behind", dir.display());
     assert!(!svg.exists(), "an interrupted sweep drew a figure");
 }
+
+/// Arguments for the steps' runs after `--` are checked before any step: one `run` refuses, or
+/// one the sweep sets for each step itself, exits 2 at once naming it, and creates nothing (it
+/// was found only when the first child exited 2, after the disk had settled, and then exit 3).
+#[test]
+fn sweep_refuses_bad_or_conflicting_run_arguments_before_any_step() {
+    let t = temp_data();
+    let dir = t.dir.path().join("sweep");
+    let svg = t.dir.path().join("sweep.svg");
+    for (extra, says) in [
+        (&["--bogus"][..], "'--bogus'"),
+        (&["--partitions", "0"][..], "--partitions"),
+        (
+            &["--max-mb-per-s", "20"][..],
+            "--max-mb-per-s is set by the sweep",
+        ),
+        (&["--data=/tmp/x"][..], "--data=/tmp/x is set by the sweep"),
+    ] {
+        let mut args = sweep_args(&dir, &svg, "1s");
+        args.retain(|a| !RUN_ARGS.contains(&a.as_str()) || a == "--");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let started = Instant::now();
+        let out = cli(&args);
+        out.expect_code(2, &format!("sweep -- {extra:?}"));
+        assert!(out.stderr.contains(says), "{extra:?}: {}", out.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{extra:?} ran steps first"
+        );
+        assert!(!dir.exists(), "{extra:?} created the sweep's directory");
+    }
+}
