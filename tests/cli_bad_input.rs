@@ -485,28 +485,15 @@ fn an_unwritable_stdout_keeps_the_exit_status_of_the_verdict() {
     };
     let mut args = small_run_args(&t.data, "1s");
     args.extend(["--sla", "0s"].map(String::from));
-    let run = bin()
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(full())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn run");
-    let run = finish(run, COMMAND_DEADLINE);
+    let run = finish(spawn_with_stdout(&args, full()), COMMAND_DEADLINE);
     run.expect_code(1, "run with violations, stdout on /dev/full");
     assert!(
         run.stderr.contains("could not write the output to stdout"),
         "{}",
         run.stderr
     );
-    let verify = bin()
-        .args(["verify", "--data", t.data.to_str().unwrap(), "--json"])
-        .stdin(std::process::Stdio::null())
-        .stdout(full())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn verify");
-    let verify = finish(verify, COMMAND_DEADLINE);
+    let verify_args = ["verify", "--data", t.data.to_str().unwrap(), "--json"];
+    let verify = finish(spawn_with_stdout(&verify_args, full()), COMMAND_DEADLINE);
     assert_ne!(verify.code, Some(101), "{}", verify.stderr);
     assert!(
         verify.stderr.contains("could not write the output to stdout"),

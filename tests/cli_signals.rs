@@ -15,13 +15,7 @@ use common::*;
 const SETTLE: Duration = Duration::from_secs(2);
 
 fn spawn_run(args: &[String]) -> Child {
-    bin()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn stream-sum run")
+    spawn_with_stdout(args, Stdio::piped())
 }
 
 /// SIGTERM on a run with no time limit: the run finishes its open streams, prints its summary

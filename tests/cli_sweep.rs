@@ -137,13 +137,7 @@ fn an_interrupted_sweep_removes_the_running_steps_directory_and_exits_130() {
     let dir = t.dir.path().join("sweep");
     let svg = t.dir.path().join("sweep.svg");
     let args = sweep_args(&dir, &svg, "30s");
-    let child = bin()
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn sweep");
+    let child = spawn_with_stdout(&args, std::process::Stdio::piped());
     // Wait until the first step's run has opened its directory.
     let started = Instant::now();
     let step_has_data = || {

@@ -53,14 +53,19 @@ impl Out {
 
 /// Runs the binary with `args` to completion (or fails the test after [`COMMAND_DEADLINE`]).
 pub fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Out {
-    let child = bin()
+    finish(spawn_with_stdout(args, Stdio::piped()), COMMAND_DEADLINE)
+}
+
+/// Starts the binary with `args`, stdin empty, stderr piped and stdout to `stdout`; hand it to
+/// [`finish`].
+pub fn spawn_with_stdout<S: AsRef<std::ffi::OsStr>>(args: &[S], stdout: impl Into<Stdio>) -> Child {
+    bin()
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn stream-sum");
-    finish(child, COMMAND_DEADLINE)
+        .expect("spawn stream-sum")
 }
 
 /// Waits for `child` (whose stdout and stderr are piped), draining both pipes so it cannot block
