@@ -3,8 +3,9 @@
 //! Threads: one per summer shard (recover from its shard log, then transactions), one per shard
 //! log tailer (delivers each durable Sum to the verifier of the chunker that owns the stream),
 //! one per chunker. The main thread shows progress, checks SLAs and stops everything gracefully:
-//! at the end of `--duration` or on the first SIGINT (Ctrl-C) or SIGTERM the chunkers start no new streams, finish
-//! the open ones and the run ends once every finished stream has its Sum.
+//! at the end of `--duration`, on the first SIGINT (Ctrl-C) or SIGTERM, or at the free-space
+//! guard, the chunkers start no new streams, finish the open ones and the run ends once every
+//! finished stream has its Sum.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
