@@ -20,6 +20,7 @@ mod record;
 mod run;
 mod runs;
 mod shards;
+mod signals;
 mod state;
 mod summary;
 mod sweep;

@@ -509,36 +509,15 @@ fn no_space_advice(cause: &AppendError, data: &std::path::Path) -> String {
     )
 }
 
-/// The first SIGINT (Ctrl-C) or SIGTERM (`kill`, `timeout`, a service manager's stop) stops the
-/// run gracefully: chunkers start no new streams, finish their open ones, and the run ends with
-/// its summary and exit status as at the end of `--duration`. A second one exits at once with
-/// status 128 + its number (130 for SIGINT, 143 for SIGTERM), like a crash: a restart resumes.
-/// SIGHUP keeps its default (the process ends at once): after a hangup there is no terminal left
-/// to print a summary on.
+/// The first SIGINT or SIGTERM stops the run gracefully, as at the end of `--duration`
+/// (`signals.rs`).
 pub(crate) fn install_stop_signals(shared: Arc<Shared>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("installing the SIGINT/SIGTERM handler")?;
-    std::thread::Builder::new()
-        .name("stop-signals".into())
-        .spawn(move || {
-            let mut received = 0usize;
-            for signal in signals.forever() {
-                let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
-                received += 1;
-                if received == 1 {
-                    eprintln!(
-                        "\nstream-sum: {name}: stopping: finishing open streams and waiting for their Sums (Ctrl-C or SIGTERM again to exit now)"
-                    );
-                    shared.run.request_stop(name);
-                } else {
-                    eprintln!("\nstream-sum: {name} again; exiting without waiting");
-                    std::process::exit(128 + signal);
-                }
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(())
+    crate::signals::on_stop_signals("stream-sum", move |_, name| {
+        eprintln!(
+            "\nstream-sum: {name}: stopping: finishing open streams and waiting for their Sums (Ctrl-C or SIGTERM again to exit now)"
+        );
+        shared.run.request_stop(name);
+    })
 }
 
 /// Progress, SLA checks and the graceful stop. Returns true if the run completed gracefully.

@@ -39,24 +39,13 @@ struct Interrupt {
 
 impl Interrupt {
     fn install() -> anyhow::Result<Arc<Interrupt>> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
         let interrupt = Arc::new(Interrupt::default());
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-            .context("installing the SIGINT/SIGTERM handler")?;
         let seen = interrupt.clone();
-        std::thread::Builder::new()
-            .name("sweep-signals".into())
-            .spawn(move || {
-                for signal in signals.forever() {
-                    if seen.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-                        eprintln!("\nsweep: interrupted again; exiting without waiting for the step");
-                        std::process::exit(128 + signal);
-                    }
-                    eprintln!("\nsweep: interrupted: stopping the running step, then removing its directory (again to exit now)");
-                    seen.stop_child();
-                }
-            })
-            .context("starting the signal thread")?;
+        crate::signals::on_stop_signals("sweep", move |signal, _| {
+            seen.signal.store(signal, Ordering::SeqCst);
+            eprintln!("\nsweep: interrupted: stopping the running step, then removing its directory (again to exit now)");
+            seen.stop_child();
+        })?;
         Ok(interrupt)
     }
 
