@@ -46,10 +46,8 @@ fn io_err(journal: &str, what: &'static str, path: &Path, source: std::io::Error
     }
 }
 
-/// Recovers the journal stored in `dir`. `writable` opens allow cutting a torn tail.
-// Over 70 lines, kept whole for now: the recovery algorithm of docs/design.md ("Recovery on
-// open") reads top to bottom as its steps, with each scan already a named helper; issue 12 is
-// changing the tail handling (recycled fragments), so a split waits for that to land.
+/// Recovers the journal stored in `dir`. `writable` opens allow cutting a torn tail. Each step
+/// of docs/design.md ("Recovery on open") is one helper below, called in order.
 pub(crate) fn recover(
     dir: &Path,
     journal: &str,
@@ -58,8 +56,123 @@ pub(crate) fn recover(
     writable: bool,
 ) -> Result<Recovered, OpenError> {
     let storage = &*opts.storage;
-    let map_len_hint = opts.fragment_max_bytes;
-    let preallocate = opts.preallocate;
+    // Step 1: the fragments, by name.
+    let begins = list_fragment_begins(storage, dir, journal)?;
+    let (&last_begin, sealed_begins) = begins.split_last().expect("listing refuses an empty journal");
+    let mut fragments: Vec<Arc<Fragment>> = sealed_begins
+        .iter()
+        .map(|&b| Arc::new(Fragment::new(b, dir)))
+        .collect();
+    let last_path = dir.join(crate::fragment::fragment_file_name(last_begin));
+    let mode = if writable {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::ReadOnly
+    };
+    let file = storage
+        .open(&last_path, mode, opts.fragment_max_bytes)
+        .map_err(|e| io_err(journal, "opening", &last_path, e))?;
+    // Step 2: validate the last fragment, from the scan-start hint if it holds up (scan_hint.rs),
+    // else from the start. The hint is read before the fragment (step 3 relies on that order).
+    let hint = read_scan_hint(storage, dir, salt);
+    let hinted_start = ScanHint::start_in(hint, last_begin);
+    let mut last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, hinted_start)?;
+    if hinted_start > 0 && !hint.is_some_and(|h| last.hint_held(&h, last_begin)) {
+        last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, 0)?;
+    }
+    let at = LastFragment {
+        journal,
+        path: &last_path,
+        begin: last_begin,
+        file: &*file,
+    };
+    // Step 3: an invalid position that something proves had been durable is damage.
+    refuse_damage(&at, &last, hint)?;
+    // Step 4: anything else after the valid frames is a torn tail.
+    let cut_bytes = cut_torn_tail(&at, &last, opts.preallocate, writable)?;
+    // Step 5: the valid frames, and the fragments' names, durable before any reader sees them.
+    make_durable(&at, &last, hint, writable)?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| io_err(journal, "syncing", dir, e))?;
+    // A last fragment with no frame yet (a crash right after a roll made its name durable, or a
+    // zero-filled spare renamed in) does not mean the journal is empty: the last frame is in an
+    // earlier fragment, which must end exactly where the next begins.
+    let last_frame = match last.scan.last_frame_pos {
+        Some(p) => Some(last_begin + last.base + p as u64),
+        None => last_frame_before(
+            storage,
+            &fragments,
+            last_begin,
+            journal,
+            salt,
+            opts.fragment_max_bytes,
+            hint,
+        )?,
+    };
+    let scan_hint = writable.then(|| hint_writer_after_open(opts, dir, salt, last_begin, &last, hint));
+    fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
+    Ok(Recovered {
+        fragments,
+        last_file: file,
+        head: last_begin + last.base + last.scan.valid_len as u64,
+        last_frame,
+        cut_bytes,
+        scan_hint,
+    })
+}
+
+/// The scan-start hint writer of a writable open. The last write is durable now: it is recorded
+/// as the hint, so the next open reads (and writes) only that write, unless appends move on.
+fn hint_writer_after_open(
+    opts: &crate::Options,
+    dir: &Path,
+    salt: u32,
+    last_begin: u64,
+    last: &LastScan,
+    hint: Option<ScanHint>,
+) -> ScanHintWriter {
+    let mut writer = ScanHintWriter::new(
+        opts.storage.clone(),
+        dir,
+        salt,
+        opts.scan_hint_interval_bytes,
+        hint.filter(|_| last.base > 0),
+    );
+    if let (Some(write_begin), Some(frame_crc)) = (last.last_write_begin, last.last_write_frame_crc) {
+        writer.after_durable_write(last_begin, write_begin, frame_crc);
+        writer.record_latest();
+    }
+    writer
+}
+
+/// The last fragment being recovered, for the steps' errors and writes.
+struct LastFragment<'a> {
+    journal: &'a str,
+    path: &'a Path,
+    /// Its begin offset in the journal.
+    begin: u64,
+    file: &'a dyn StorageFile,
+}
+
+impl LastFragment<'_> {
+    fn corrupt(&self, offset: u64, detail: String) -> OpenError {
+        OpenError::Corrupt {
+            journal: self.journal.to_string(),
+            fragment: self.path.to_path_buf(),
+            offset,
+            detail,
+        }
+    }
+
+    fn io_err(&self, what: &'static str, source: std::io::Error) -> OpenError {
+        io_err(self.journal, what, self.path, source)
+    }
+}
+
+/// Step 1: the begin offsets of the journal's fragments, in order, from their file names; at
+/// least one. Names that are not 8-aligned or lie above [`FRAGMENT_BEGIN_MAX`] are corruption.
+fn list_fragment_begins(storage: &dyn Storage, dir: &Path, journal: &str) -> Result<Vec<u64>, OpenError> {
     let names = storage
         .list_dir(dir)
         .map_err(|e| io_err(journal, "listing", dir, e))?;
@@ -79,170 +192,128 @@ pub(crate) fn recover(
             ),
         });
     }
-    let Some(&last_begin) = begins.last() else {
+    if begins.is_empty() {
         return Err(OpenError::Corrupt {
             journal: journal.to_string(),
             fragment: dir.to_path_buf(),
             offset: 0,
             detail: "journal directory holds no fragment files".into(),
         });
-    };
-    let mut fragments: Vec<Arc<Fragment>> = begins[..begins.len() - 1]
-        .iter()
-        .map(|&b| Arc::new(Fragment::new(b, dir)))
-        .collect();
-    let last_path = dir.join(crate::fragment::fragment_file_name(last_begin));
-    let mode = if writable {
-        OpenMode::ReadWrite
-    } else {
-        OpenMode::ReadOnly
-    };
-    let file = storage
-        .open(&last_path, mode, map_len_hint)
-        .map_err(|e| io_err(journal, "opening", &last_path, e))?;
-    let file_len = file
-        .len()
-        .map_err(|e| io_err(journal, "reading length of", &last_path, e))?;
-    // Validate from the scan-start hint if it holds up (scan_hint.rs), else from the start.
-    let hint = read_scan_hint(storage, dir, salt);
-    let hinted_start = ScanHint::start_in(hint, last_begin);
-    let mut last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, hinted_start)?;
-    if hinted_start > 0 && !hint.is_some_and(|h| last.hint_held(&h, last_begin)) {
-        last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, 0)?;
     }
-    let LastScan {
-        base,
-        bytes,
-        scan,
-        garbage_end,
-        tail,
-        last_write_begin,
-        last_write_frame_crc,
-        ..
-    } = last;
-    if let Some((bad_pos, error)) = &scan.first_error {
-        // The hint is written only after the fdatasync of the write beginning at `scan_from`
-        // returned, and it was read before this scan: everything up to that write's first frame
-        // was durable. An invalid position there is damage, even with no later write after it
-        // (a whole fragment overwritten, or another journal's file put in its place).
-        let bad = last_begin + base + *bad_pos as u64;
-        if let Some(h) = hint.filter(|h| h.fragment_begin == last_begin && bad <= h.scan_from) {
-            return Err(OpenError::Corrupt {
-                journal: journal.to_string(),
-                fragment: last_path,
-                offset: bad,
-                detail: format!(
-                    "{error}; the scan-start hint records that the write at offset {} had been made durable, so this is damage, not a torn write",
-                    h.scan_from
-                ),
-            });
-        }
-        if let Some(later) = tail.later {
-            return Err(OpenError::Corrupt {
-                journal: journal.to_string(),
-                fragment: last_path,
-                offset: last_begin + base + *bad_pos as u64,
-                detail: format!(
-                    "{error}; a frame from a later write follows at offset {later}, so this is damage, not a torn write"
-                ),
-            });
-        }
+    Ok(begins)
+}
+
+/// Step 3: refuses the first invalid position of the last fragment as damage when something
+/// proves it had been made durable.
+fn refuse_damage(at: &LastFragment, last: &LastScan, hint: Option<ScanHint>) -> Result<(), OpenError> {
+    let Some((bad_pos, error)) = &last.scan.first_error else {
+        return Ok(());
+    };
+    let bad = at.begin + last.base + *bad_pos as u64;
+    // The hint is written only after the fdatasync of the write beginning at `scan_from`
+    // returned, and it was read before this scan: everything up to that write's first frame was
+    // durable. An invalid position there is damage, even with no later write after it (a whole
+    // fragment overwritten, or another journal's file put in its place).
+    if let Some(h) = hint.filter(|h| h.fragment_begin == at.begin && bad <= h.scan_from) {
+        return Err(at.corrupt(
+            bad,
+            format!(
+                "{error}; the scan-start hint records that the write at offset {} had been made durable, so this is damage, not a torn write",
+                h.scan_from
+            ),
+        ));
     }
-    let valid_len = base + scan.valid_len as u64;
-    // What the torn write left must never validate behind a later, shorter append: a growing
-    // fragment is cut back to its valid frames. A preallocated or recycled one keeps its length
-    // (cutting a recycled file would make every commit into it grow the file again), and only
-    // the bytes that could validate are zeroed: a preallocated fragment's garbage up to its zeros,
-    // a recycled one's torn frames that are whole (`torn_end`). Its stale frames stay: they never
-    // validate at this offset, and neither can a frame of the torn write that is not whole now,
-    // since a later append overwrites its header before any of the rest.
-    let keep_len = tail.stale || preallocate;
-    let cut_bytes = if keep_len {
-        let torn = if tail.stale { tail.torn_end } else { garbage_end } - scan.valid_len;
+    if let Some(later) = last.tail.later {
+        return Err(at.corrupt(
+            bad,
+            format!("{error}; a frame from a later write follows at offset {later}, so this is damage, not a torn write"),
+        ));
+    }
+    Ok(())
+}
+
+/// Step 4: cuts (or, on a writable open, zeroes) what a torn write left after the valid frames;
+/// returns the bytes cut or zeroed.
+///
+/// What the torn write left must never validate behind a later, shorter append: a growing
+/// fragment is cut back to its valid frames. A preallocated or recycled one keeps its length
+/// (cutting a recycled file would make every commit into it grow the file again), and only the
+/// bytes that could validate are zeroed: a preallocated fragment's garbage up to its zeros, a
+/// recycled one's torn frames that are whole (`torn_end`). Its stale frames stay: they never
+/// validate at this offset, and neither can a frame of the torn write that is not whole now,
+/// since a later append overwrites its header before any of the rest.
+fn cut_torn_tail(
+    at: &LastFragment,
+    last: &LastScan,
+    preallocate: bool,
+    writable: bool,
+) -> Result<u64, OpenError> {
+    let valid_len = last.base + last.scan.valid_len as u64;
+    if last.tail.stale || preallocate {
+        let torn_end = if last.tail.stale {
+            last.tail.torn_end
+        } else {
+            last.garbage_end
+        };
+        let torn = (torn_end - last.scan.valid_len) as u64;
         if writable && torn > 0 {
-            zero_range(&*file, valid_len, torn as u64)
-                .map_err(|e| io_err(journal, "zeroing torn tail of", &last_path, e))?;
+            zero_range(at.file, valid_len, torn).map_err(|e| at.io_err("zeroing torn tail of", e))?;
         }
-        torn as u64
-    } else {
-        let cut = file_len - valid_len;
-        if writable && cut > 0 {
-            // No reader exists yet, so shrinking the file cannot fault a memory map.
-            file.set_len(valid_len)
-                .map_err(|e| io_err(journal, "truncating torn tail of", &last_path, e))?;
-        }
-        cut
-    };
-    // The valid frames may have been written but never synced: the previous process died or its
-    // fsync failed between write and fdatasync (or between creating a fragment and syncing the
-    // directory), or (read-only opens) the writer is mid-commit. Make them and the fragments'
-    // directory entries durable before readers can see them, or a power loss could take back a
-    // frame that a reader already acted on.
-    //
-    // An fdatasync alone is not enough after a failed one (Linux, "fsyncgate"): the pages whose
-    // writeback failed are clean in the page cache, readable, and no later fdatasync writes them.
-    // Only the last group-commit write can be in that state (a failed fsync poisons the journal,
-    // so nothing is written after it), so a writable open writes that write's frames again,
-    // making their pages dirty, before syncing.
-    //
-    // Unless the hint names that very write: it was recorded after the write's fdatasync
-    // returned, so its pages reached the medium.
-    let last_write_synced = base > 0 && hint.is_some_and(|h| Some(h.scan_from) == last_write_begin);
+        return Ok(torn);
+    }
+    let file_len = at.file.len().map_err(|e| at.io_err("reading length of", e))?;
+    let cut = file_len - valid_len;
+    if writable && cut > 0 {
+        // No reader exists yet, so shrinking the file cannot fault a memory map.
+        at.file
+            .set_len(valid_len)
+            .map_err(|e| at.io_err("truncating torn tail of", e))?;
+    }
+    Ok(cut)
+}
+
+/// Step 5: makes the last fragment's valid frames durable (the caller then syncs the directory).
+///
+/// The valid frames may have been written but never synced: the previous process died or its
+/// fsync failed between write and fdatasync (or between creating a fragment and syncing the
+/// directory), or (read-only opens) the writer is mid-commit. Make them and the fragments'
+/// directory entries durable before readers can see them, or a power loss could take back a
+/// frame that a reader already acted on.
+///
+/// An fdatasync alone is not enough after a failed one (Linux, "fsyncgate"): the pages whose
+/// writeback failed are clean in the page cache, readable, and no later fdatasync writes them.
+/// Only the last group-commit write can be in that state (a failed fsync poisons the journal, so
+/// nothing is written after it), so a writable open writes that write's frames again, making
+/// their pages dirty, before syncing. Unless the hint names that very write: it was recorded
+/// after the write's fdatasync returned, so its pages reached the medium.
+fn make_durable(
+    at: &LastFragment,
+    last: &LastScan,
+    hint: Option<ScanHint>,
+    writable: bool,
+) -> Result<(), OpenError> {
+    let last_write_synced = last.base > 0 && hint.is_some_and(|h| Some(h.scan_from) == last.last_write_begin);
     if writable && !last_write_synced {
-        if let Some(write_begin) = last_write_begin {
-            let from = (write_begin.saturating_sub(last_begin) - base) as usize;
+        if let Some(write_begin) = last.last_write_begin {
+            let from = (write_begin.saturating_sub(at.begin) - last.base) as usize;
+            let valid_len = last.scan.valid_len;
             // Through a copy, since `bytes` may be a map of this very file; a small one reused
             // per piece, since a copy of the whole write (up to megabytes) costs more in fresh
             // zeroed pages than the write itself.
-            let mut copy = Vec::with_capacity(REWRITE_PIECE_BYTES.min(scan.valid_len - from));
-            for piece_start in (from..scan.valid_len).step_by(REWRITE_PIECE_BYTES) {
-                let piece = piece_start..(piece_start + REWRITE_PIECE_BYTES).min(scan.valid_len);
-                guarded(journal, &last_path, base, &bytes, || {
+            let mut copy = Vec::with_capacity(REWRITE_PIECE_BYTES.min(valid_len - from));
+            for piece_start in (from..valid_len).step_by(REWRITE_PIECE_BYTES) {
+                let piece = piece_start..(piece_start + REWRITE_PIECE_BYTES).min(valid_len);
+                guarded(at.journal, at.path, last.base, &last.bytes, || {
                     copy.clear();
-                    copy.extend_from_slice(&bytes[piece]);
+                    copy.extend_from_slice(&last.bytes[piece]);
                 })?;
-                file.write_all_at(base + piece_start as u64, &copy)
-                    .map_err(|e| io_err(journal, "rewriting the last write of", &last_path, e))?;
+                at.file
+                    .write_all_at(last.base + piece_start as u64, &copy)
+                    .map_err(|e| at.io_err("rewriting the last write of", e))?;
             }
         }
     }
-    file.sync_data()
-        .map_err(|e| io_err(journal, "syncing", &last_path, e))?;
-    storage
-        .sync_dir(dir)
-        .map_err(|e| io_err(journal, "syncing", dir, e))?;
-    // A last fragment with no frame yet (a crash right after a roll made its name durable, or a
-    // zero-filled spare renamed in) does not mean the journal is empty: the last frame is in an
-    // earlier fragment, which must end exactly where the next begins.
-    let last_frame = match scan.last_frame_pos {
-        Some(p) => Some(last_begin + base + p as u64),
-        None => last_frame_before(storage, &fragments, last_begin, journal, salt, map_len_hint, hint)?,
-    };
-    // The last write is durable now: record it as the hint, so the next open reads (and writes)
-    // only that write, unless appends move on.
-    let scan_hint = writable.then(|| {
-        let mut writer = ScanHintWriter::new(
-            opts.storage.clone(),
-            dir,
-            salt,
-            opts.scan_hint_interval_bytes,
-            hint.filter(|_| base > 0),
-        );
-        if let (Some(write_begin), Some(frame_crc)) = (last_write_begin, last_write_frame_crc) {
-            writer.after_durable_write(last_begin, write_begin, frame_crc);
-            writer.record_latest();
-        }
-        writer
-    });
-    fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
-    Ok(Recovered {
-        fragments,
-        last_file: file,
-        head: last_begin + valid_len,
-        last_frame,
-        cut_bytes,
-        scan_hint,
-    })
+    at.file.sync_data().map_err(|e| at.io_err("syncing", e))
 }
 
 /// Bytes of the last write copied and written again per `pwrite` at open (recovery step 5).
