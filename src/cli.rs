@@ -420,7 +420,9 @@ pub enum JournalCommand {
         data: PathBuf,
         /// Journal name (see `journal ls`).
         journal: String,
-        /// Start at this frame offset (default: the first retained offset).
+        /// Start at this frame offset (default: the first retained offset): an `offset` this
+        /// command printed, or a fragment begin from `journal ls`. An offset inside a frame is a
+        /// usage error (exit 2) naming the frame around it; damage there exits 3.
         #[arg(long)]
         from: Option<u64>,
         /// Read a journal (stream) of a NATS JetStream cluster instead; `offset` is then the

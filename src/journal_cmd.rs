@@ -132,13 +132,21 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
         }
         frame
     };
-    // A --from that is not where a frame begins reads as damage; say which it probably is.
-    let first = next_frame(&mut frames).map_err(|e| match (from, &e) {
-        (Some(_), ReadError::Corrupt { .. }) => anyhow::anyhow!(
-            "journal {name:?}: no valid frame begins at --from {start} (use an `offset` printed by `journal read`, or a fragment begin from `journal ls`): {e}"
-        ),
-        _ => e.into(),
-    })?;
+    // A --from that is not where a frame begins reads as damage: tell a bad --from (it lies
+    // inside a frame read from its fragment's start) from damage at that very offset.
+    let first = match next_frame(&mut frames) {
+        Err(e @ ReadError::Corrupt { .. }) if from.is_some() => match frame_around(&journal, start) {
+            Some(frame) => {
+                eprintln!(
+                    "stream-sum: error: journal {name:?}: --from {start} lies inside the frame at offsets {}..{}; frames begin at offsets printed by `journal read` (here {} or {}) or at a fragment begin from `journal ls`",
+                    frame.offset, frame.end, frame.offset, frame.end
+                );
+                return Ok(EXIT_USAGE);
+            }
+            None => return Err(e.into()),
+        },
+        other => other?,
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut next = first;
     while let Some(frame) = next {
@@ -151,6 +159,22 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
     }
     out.flush()?;
     Ok(EXIT_OK)
+}
+
+/// The frame that covers `offset` without beginning there, read from the start of the fragment
+/// that holds it; `None` if the frames from there do not reach `offset` intact.
+fn frame_around(journal: &ss_log::Journal, offset: u64) -> Option<ss_log::Frame> {
+    let fragment = journal
+        .fragments()
+        .into_iter()
+        .find(|f| f.begin <= offset && offset < f.end)?;
+    let mut frames = journal.frames(fragment.begin);
+    while let Some(Ok(frame)) = frames.next() {
+        if frame.end > offset {
+            return (frame.offset < offset).then_some(frame);
+        }
+    }
+    None
 }
 
 /// One message as the JSON line `journal read` prints (`offset`: the frame's position).

@@ -239,8 +239,19 @@ fn corrupt_chunk_fragment_exits_3_naming_fragment_and_offset() {
         .unwrap()
         .to_string();
     let d = t.data.to_str().unwrap();
+    let damaged_from = damaged.to_string();
     for args in [
         vec!["journal", "read", "--data", d, "chunks-000"],
+        // Damage right at --from is damage, not a --from that misses a frame.
+        vec![
+            "journal",
+            "read",
+            "--data",
+            d,
+            "chunks-000",
+            "--from",
+            &damaged_from,
+        ],
         vec!["verify", "--data", d],
         vec!["verify", "--data", d, "--json"],
     ] {

@@ -218,3 +218,42 @@ fn journal_ls_json_over_a_non_utf8_path_prints_json() {
         "{ls}"
     );
 }
+
+/// `journal read --from` an offset inside an intact frame is a bad command line (exit 2), not
+/// damage: the error names the frame around it and where frames begin, and reading from either
+/// of those works.
+#[test]
+fn journal_read_from_inside_an_intact_frame_is_a_usage_error_naming_the_frame() {
+    let t = temp_data();
+    small_run(&t.data, "500ms");
+    let d = t.data.to_str().unwrap();
+    let mut offsets: Vec<u64> = journal_read(&t.data, "sums-000", None)
+        .iter()
+        .map(|l| u64_field(l, "offset"))
+        .collect();
+    offsets.dedup();
+    assert!(offsets.len() >= 2, "too few frames in sums-000: {offsets:?}");
+    let (frame, next) = (offsets[0], offsets[1]);
+    let inside = (frame + 8).to_string();
+    let out = cli(&["journal", "read", "--data", d, "sums-000", "--from", &inside]);
+    out.expect_code(2, "journal read --from inside a frame");
+    let named = format!("inside the frame at offsets {frame}..{next}");
+    assert!(
+        out.stderr.contains(&named),
+        "stderr lacks {named:?}:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("corrupt"), "called damage:\n{}", out.stderr);
+    for from in [frame, next] {
+        cli(&[
+            "journal",
+            "read",
+            "--data",
+            d,
+            "sums-000",
+            "--from",
+            &from.to_string(),
+        ])
+        .expect_code(0, &format!("journal read --from {from}"));
+    }
+}
