@@ -200,7 +200,16 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
     );
     let mut checks = HistoryChecks::default();
     for cycle in 1..=args.cycles {
-        let report = kill_cycle(&args, &history, &mut rng, cycle)?;
+        let report = match kill_cycle(&args, &history, &mut rng, cycle) {
+            Ok(report) => report,
+            // The child refused its command line (the directory needs other run flags, say):
+            // that is this command's usage error too, not an operational failure.
+            Err(e) if e.is::<ChildUsageError>() => {
+                eprintln!("stream-sum: error: {e}");
+                return Ok(crate::exit::EXIT_USAGE);
+            }
+            Err(e) => return Err(e),
+        };
         if !report.exited_first {
             kills += 1;
         }
@@ -243,6 +252,18 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
     Ok(if bad { EXIT_VIOLATION } else { EXIT_OK })
 }
 
+/// A child `run` exited 2: its command line, built from this command's flags, was refused.
+#[derive(Debug)]
+struct ChildUsageError(String);
+
+impl std::fmt::Display for ChildUsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChildUsageError {}
+
 /// One cycle: a child `run` killed at a seeded moment of a seeded phase (or exiting first, in
 /// the shutdown phase), its report lines added to `history`.
 fn kill_cycle(
@@ -271,6 +292,12 @@ fn kill_cycle(
         Some(Duration::from_millis(kill_after_ms)),
     )?;
     if let Some(status) = status {
+        if status.code() == Some(crate::exit::EXIT_USAGE.into()) {
+            return Err(ChildUsageError(format!(
+                "cycle {cycle}: the child run refused its arguments (exit 2):\n{stderr_tail}"
+            ))
+            .into());
+        }
         if !status.success() {
             bail!("cycle {cycle}: child exited with {status} before being killed:\n{stderr_tail}");
         }

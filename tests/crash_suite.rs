@@ -168,3 +168,38 @@ fn run_with_a_stalled_shard_fails_the_sla() {
     let messages = summary["violation_messages"].to_string();
     assert!(messages.contains("missing Sum for stream"), "{summary}");
 }
+
+/// A directory that needs other run flags than the children get (more partitions than
+/// `--partitions`): the first child refuses its command line, and `crash-test` exits 2 with the
+/// child's reason, as a usage error, not 3 as if something had broken.
+#[test]
+fn crash_test_over_a_directory_its_children_refuse_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = stream_sum()
+        .args([
+            "run",
+            "--duration",
+            "300ms",
+            "--partitions",
+            "3",
+            "--max-mb-per-s",
+            "5",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = stream_sum()
+        .args(["crash-test", "--cycles", "2", "--partitions", "2", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refused its arguments") && stderr.contains("--partitions 3"),
+        "{stderr}"
+    );
+}
