@@ -24,7 +24,7 @@ pub enum OpenError {
         "invalid journal name {journal:?}: use 1-100 characters from [A-Za-z0-9._-], not starting with '.'"
     )]
     BadName { journal: String },
-    #[error("journal {journal:?} is corrupt: fragment {fragment} at journal offset {offset}: {detail}. Open refused and changed nothing: restore that fragment from a backup, or, accepting the loss of everything from the fragment's start on, move it and the fragments after it out of the journal directory")]
+    #[error("journal {journal:?} is corrupt: fragment {fragment} at journal offset {offset}: {detail}. Open refused and changed nothing: restore that fragment from a backup, or, accepting the loss of everything from the fragment's start on, move it and the fragments after it out of the journal directory and remove the journal's scan-start.hint")]
     Corrupt {
         journal: String,
         fragment: PathBuf,

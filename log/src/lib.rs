@@ -389,10 +389,26 @@ impl Log {
         }
         let names = storage.list_dir(&dir).map_err(|e| io("listing", &dir, e))?;
         let has_fragment = names.iter().any(|n| fragment::parse_fragment_name(n).is_some());
+        // A fragment's name is durable before anything is written into it, and a scan-start hint
+        // only after a write into it synced: a valid hint over no fragment at all means the
+        // fragments were removed, not that the journal was never written.
+        if !has_fragment {
+            if let Some(h) = scan_hint::read_scan_hint(storage, &dir, frame::journal_salt(name)) {
+                return Err(OpenError::Corrupt {
+                    journal: name.to_string(),
+                    fragment: dir.join(fragment::fragment_file_name(h.fragment_begin)),
+                    offset: h.scan_from,
+                    detail: format!(
+                        "the journal directory holds no fragment files, but its scan-start hint records that the write at offset {} had been made durable: its fragments were removed",
+                        h.scan_from
+                    ),
+                });
+            }
+        }
         if !has_fragment && self.inner.writable {
             // A new journal, or one whose first fragment was never made durable, or one whose
             // fragments were removed by hand. What is left of an earlier incarnation goes: its
-            // scan-start hint (its frame checksum would almost surely void it anyway), and its
+            // scan-start hint (not a valid one: that was refused above), and its
             // recycled files, whose stale frames would be valid at their own offsets in a
             // fragment the new journal rolls into at the begin they had before. The directory
             // sync below makes the removals durable with the first fragment.

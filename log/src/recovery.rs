@@ -75,6 +75,7 @@ pub(crate) fn recover(
     // Step 2: validate the last fragment, from the scan-start hint if it holds up (scan_hint.rs),
     // else from the start. The hint is read before the fragment (step 3 relies on that order).
     let hint = read_scan_hint(storage, dir, salt);
+    refuse_missing_fragment(dir, journal, last_begin, hint)?;
     let hinted_start = ScanHint::start_in(hint, last_begin);
     let mut last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, hinted_start)?;
     if hinted_start > 0 && !hint.is_some_and(|h| last.hint_held(&h, last_begin)) {
@@ -203,26 +204,55 @@ fn list_fragment_begins(storage: &dyn Storage, dir: &Path, journal: &str) -> Res
     Ok(begins)
 }
 
+/// Step 2, first: a hint that names a fragment past the last one records a durable write in a
+/// fragment that is gone (fragment names are durable before any write into them, and hints are
+/// recorded after a write synced): the journal lost its end, which is damage, not a clean end.
+fn refuse_missing_fragment(
+    dir: &Path,
+    journal: &str,
+    last_begin: u64,
+    hint: Option<ScanHint>,
+) -> Result<(), OpenError> {
+    match hint {
+        Some(h) if h.fragment_begin > last_begin => Err(OpenError::Corrupt {
+            journal: journal.to_string(),
+            fragment: dir.join(crate::fragment::fragment_file_name(h.fragment_begin)),
+            offset: h.scan_from,
+            detail: format!(
+                "this fragment is missing, but the scan-start hint records that the write at offset {} in it had been made durable (the last fragment on disk begins at {last_begin})",
+                h.scan_from
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Step 3: refuses the first invalid position of the last fragment as damage when something
 /// proves it had been made durable.
 fn refuse_damage(at: &LastFragment, last: &LastScan, hint: Option<ScanHint>) -> Result<(), OpenError> {
-    let Some((bad_pos, error)) = &last.scan.first_error else {
-        return Ok(());
-    };
-    let bad = at.begin + last.base + *bad_pos as u64;
+    let valid_end = at.begin + last.base + last.scan.valid_len as u64;
     // The hint is written only after the fdatasync of the write beginning at `scan_from`
     // returned, and it was read before this scan: everything up to that write's first frame was
-    // durable. An invalid position there is damage, even with no later write after it (a whole
-    // fragment overwritten, or another journal's file put in its place).
-    if let Some(h) = hint.filter(|h| h.fragment_begin == at.begin && bad <= h.scan_from) {
+    // durable, and that frame too. Valid frames ending at or before it are damage, whether an
+    // invalid position follows (a whole fragment overwritten, or another journal's file put in
+    // its place) or the file simply ends there (cut short at a frame boundary).
+    if let Some(h) = hint.filter(|h| h.fragment_begin == at.begin && valid_end <= h.scan_from) {
+        let found = match &last.scan.first_error {
+            Some((_, error)) => error.to_string(),
+            None => format!("the fragment's frames end at offset {valid_end}"),
+        };
         return Err(at.corrupt(
-            bad,
+            valid_end,
             format!(
-                "{error}; the scan-start hint records that the write at offset {} had been made durable, so this is damage, not a torn write",
+                "{found}; the scan-start hint records that the write at offset {} had been made durable, so this is damage, not a torn write",
                 h.scan_from
             ),
         ));
     }
+    let Some((_, error)) = &last.scan.first_error else {
+        return Ok(());
+    };
+    let bad = valid_end;
     if let Some(later) = last.tail.later {
         return Err(at.corrupt(
             bad,

@@ -1,6 +1,7 @@
 //! The scan-start hint (`scan_hint.rs`, docs/design.md "The scan-start hint"): opening reads the
-//! last fragment only from the hint, and a hint that does not hold up (damaged, forged, for bytes
-//! no longer there, left from a journal deleted by hand) costs a full scan, never a wrong head.
+//! last fragment only from the hint, and a hint that does not hold up (damaged, or naming another
+//! frame than the one there) costs a full scan, never a wrong head. A hint is also evidence: the
+//! write it names had been made durable, so bytes or fragments missing below it are damage.
 
 mod common;
 
@@ -200,11 +201,6 @@ fn a_hint_that_does_not_hold_up_costs_a_full_scan_and_never_a_wrong_head() {
             scan_from: mid.offset,
             ..real
         },
-        // Past the end of the fragment.
-        ScanHint {
-            scan_from: fragment_len + 8,
-            ..real
-        },
     ];
     for hint in forged {
         write_hint(dir.path(), hint);
@@ -219,6 +215,24 @@ fn a_hint_that_does_not_hold_up_costs_a_full_scan_and_never_a_wrong_head() {
     let (frames, cost) = open_counted(dir.path()).unwrap();
     assert_eq!(frames, written);
     assert!(cost.read >= fragment_len, "{cost:?}");
+
+    // A hint past the end of the fragment records a durable write the fragment does not hold:
+    // its frames end short of it, and that is damage, refused at their end (the same as a
+    // fragment cut at a frame boundary below the hint).
+    write_hint(
+        dir.path(),
+        ScanHint {
+            scan_from: fragment_len + 8,
+            ..real
+        },
+    );
+    match open_counted(dir.path()) {
+        Err(OpenError::Corrupt { offset, detail, .. }) => {
+            assert_eq!(offset, fragment_len, "{detail}");
+            assert!(detail.contains("frames end at offset"), "{detail}");
+        }
+        other => panic!("a hint past the fragment's end was not refused as damage: {other:?}"),
+    }
 
     // The fragment cut short of the hint by hand: the hint records that the bytes up to its
     // write were durable, so the cut is damage, refused at the frame it cut, not a torn tail.
@@ -238,14 +252,60 @@ fn a_hint_that_does_not_hold_up_costs_a_full_scan_and_never_a_wrong_head() {
         }
         other => panic!("a cut below the hint was not refused as damage: {other:?}"),
     }
+    // The same cut exactly at a frame boundary leaves no invalid byte at all: the fragment just
+    // ends early. Still damage, refused where its frames end.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(first_fragment(dir.path()))
+        .unwrap()
+        .set_len(cut_frame)
+        .unwrap();
+    match open_counted(dir.path()) {
+        Err(OpenError::Corrupt { offset, detail, .. }) => {
+            assert_eq!(offset, cut_frame, "{detail}");
+            assert!(
+                detail.contains("frames end at offset") && detail.contains("scan-start hint"),
+                "{detail}"
+            );
+        }
+        other => panic!("a cut at a frame boundary below the hint was not refused: {other:?}"),
+    }
 }
 
+/// Every fragment deleted by hand, the hint left: the hint records a durable write, so the
+/// journal lost what it held, and a writable and a read-only open both refuse it as damage naming
+/// the fragment and offset, instead of starting it over empty. Once the hint is removed too (the
+/// error's advice for accepting the loss), the journal starts again at offset 0.
 #[test]
-fn a_hint_left_from_fragments_deleted_by_hand_is_not_used_for_the_new_journal() {
+fn fragments_deleted_by_hand_under_a_hint_are_damage_until_the_hint_goes_too() {
     let dir = tempfile::tempdir().unwrap();
     write_journal(dir.path());
-    assert!(stored_hint(dir.path()).is_some());
+    let hint = stored_hint(dir.path()).expect("a hint was recorded");
     std::fs::remove_file(first_fragment(dir.path())).unwrap();
+    for log in [
+        Log::open(dir.path(), Options::default()).unwrap(),
+        Log::open_read_only(dir.path(), Options::default()).unwrap(),
+    ] {
+        match log.existing_journal(JOURNAL) {
+            Err(OpenError::Corrupt {
+                offset,
+                detail,
+                fragment,
+                ..
+            }) => {
+                assert_eq!(offset, hint.scan_from, "{detail}");
+                assert_eq!(fragment, first_fragment(dir.path()), "{detail}");
+                assert!(detail.contains("no fragment files"), "{detail}");
+            }
+            Err(e) => panic!("not refused as damage: {e}"),
+            Ok(_) => panic!("a journal whose fragments were deleted opened as a new one"),
+        }
+    }
+    assert!(
+        stored_hint(dir.path()).is_some(),
+        "a refused open changed nothing"
+    );
+    std::fs::remove_file(journal_dir(dir.path()).join(SCAN_HINT_FILE)).unwrap();
 
     let log = Log::open(dir.path(), Options::default()).unwrap();
     let journal = log.journal(JOURNAL).unwrap();
@@ -311,4 +371,59 @@ fn a_clean_close_cuts_a_recycled_fragments_stale_tail_so_open_reads_only_the_las
     assert!(read <= 2 * PAYLOAD_BYTES as u64, "open read {read} bytes");
     assert_eq!(journal.durable_head(), head);
     assert_eq!(read_all(&journal), written);
+}
+
+/// The last fragment deleted by hand (or lost) after the writer recorded a hint in it: the
+/// journal would otherwise open at the end of the fragment before, silently shorter. Open refuses
+/// it, naming the missing fragment and the hint's offset; once the hint is removed too (the
+/// error's advice for accepting the loss), it opens at the previous fragment's end.
+#[test]
+fn a_lost_last_fragment_the_hint_names_is_damage_not_a_shorter_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options {
+        fragment_max_bytes: 1 << 20,
+        frame_max_bytes: 256 << 10,
+        scan_hint_interval_bytes: 64 << 10,
+        ..Options::default()
+    };
+    let fragments = {
+        let log = Log::open(dir.path(), options()).unwrap();
+        let journal = log.journal(JOURNAL).unwrap();
+        for i in 0..40 {
+            journal
+                .append(&Batch::single(&payload(&format!("frame {i}"), PAYLOAD_BYTES)))
+                .unwrap();
+        }
+        journal.fragments()
+    };
+    assert!(fragments.len() >= 2, "the appends rolled");
+    let (last, before) = (&fragments[fragments.len() - 1], &fragments[fragments.len() - 2]);
+    let hint = stored_hint(dir.path()).expect("a hint was recorded");
+    assert_eq!(
+        hint.fragment_begin, last.begin,
+        "the close recorded its hint in the last fragment"
+    );
+    std::fs::remove_file(&last.path).unwrap();
+    for log in [
+        Log::open(dir.path(), options()).unwrap(),
+        Log::open_read_only(dir.path(), options()).unwrap(),
+    ] {
+        match log.existing_journal(JOURNAL) {
+            Err(OpenError::Corrupt {
+                offset,
+                detail,
+                fragment,
+                ..
+            }) => {
+                assert_eq!(fragment, last.path, "{detail}");
+                assert_eq!(offset, hint.scan_from, "{detail}");
+                assert!(detail.contains("this fragment is missing"), "{detail}");
+            }
+            Err(e) => panic!("not refused as damage: {e}"),
+            Ok(j) => panic!("opened shorter, at {}", j.durable_head()),
+        }
+    }
+    std::fs::remove_file(journal_dir(dir.path()).join(SCAN_HINT_FILE)).unwrap();
+    let log = Log::open(dir.path(), options()).unwrap();
+    assert_eq!(log.existing_journal(JOURNAL).unwrap().durable_head(), before.end);
 }
