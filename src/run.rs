@@ -297,6 +297,7 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         eprintln!("stream-sum: error: {e}");
         return Ok(Err(EXIT_USAGE));
     }
+    check_shard_logs_present(&names, |chunks| Ok(log.existing_journal(chunks)?.durable_head()))?;
     match crate::runs::take_run_id(&log, &names, args.seed) {
         Ok(run) => Ok(Ok((log, run))),
         Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
@@ -355,6 +356,32 @@ pub(crate) fn check_partitions_held(names: &[String], partitions: usize, place: 
         chunk_journal_name(0),
         chunk_journal_name(held - 1),
     ))
+}
+
+/// Refuses a chunk journal among `names` that holds chunks (`head_of` gives its head) while its
+/// shard's log is missing. A run creates every shard log before any chunk is published, so this
+/// is damage: the log's Sums and checkpoints are gone, and a run would sum the partition again
+/// from its start (Sums the chunkers already had, again) instead of resuming.
+pub(crate) fn check_shard_logs_present(
+    names: &[String],
+    head_of: impl Fn(&str) -> anyhow::Result<u64>,
+) -> anyhow::Result<()> {
+    for chunks in names.iter().filter(|n| n.starts_with("chunks-")) {
+        let sums = chunks.replacen("chunks-", "sums-", 1);
+        if names.contains(&sums) {
+            continue;
+        }
+        let head = head_of(chunks)?;
+        if head > 0 {
+            anyhow::bail!(
+                "journal {chunks:?} holds chunks up to offset {head}, but its shard's log {sums:?} is \
+                 missing: the Sums and checkpoints it held are gone (removed by hand, or lost), and a \
+                 run would sum the partition again from its start; restore {sums:?} from a backup, or \
+                 remove both journals to start the partition over"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The state the run's threads share; the Sum tailers start at `tail_heads` (one per partition),

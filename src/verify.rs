@@ -60,6 +60,12 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     // chunks read before its final chunk was: "Sum for an unfinished stream".)
     let sum_journals: Vec<Journal> = sum_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
     let chunk_journals: Vec<Journal> = chunk_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
+    crate::run::check_shard_logs_present(&names, |name| {
+        Ok(chunk_journals
+            .iter()
+            .find(|j| j.name() == name)
+            .map_or(0, Journal::durable_head))
+    })?;
     // One thread per journal: verifying is SHA-1 bound.
     let (chunk_scans, sum_scans) = std::thread::scope(|s| {
         let c: Vec<_> = chunk_journals

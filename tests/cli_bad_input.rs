@@ -514,3 +514,28 @@ fn an_unwritable_stdout_keeps_the_exit_status_of_the_verdict() {
         verify.stderr
     );
 }
+
+/// A shard log removed whole while its chunk journal holds chunks: its Sums and checkpoints are
+/// gone, and a run would sum the partition again from its start. `verify` and `run` both refuse
+/// it as damage (exit 3) naming both journals, and the refused run creates nothing in its place.
+#[test]
+fn a_missing_shard_log_beside_its_chunk_journal_is_damage_for_verify_and_run() {
+    let t = temp_data();
+    small_run(&t.data, "500ms");
+    let d = t.data.to_str().unwrap();
+    let shard_log = t.data.join("journals").join("sums-001");
+    std::fs::remove_dir_all(&shard_log).expect("remove sums-001");
+    for args in [
+        vec!["verify", "--data", d],
+        vec!["run", "--data", d, "--duration", "1s"],
+    ] {
+        let out = cli(&args);
+        out.expect_code(3, &format!("{args:?}"));
+        assert!(
+            out.stderr.contains("\"chunks-001\"") && out.stderr.contains("\"sums-001\" is missing"),
+            "{args:?}:\n{}",
+            out.stderr
+        );
+    }
+    assert!(!shard_log.exists(), "the refused run created sums-001 again");
+}
