@@ -387,22 +387,31 @@ impl Log {
                 .map_err(|e| io("creating", &dir, e))?;
             storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
         }
-        let names = storage.list_dir(&dir).map_err(|e| io("listing", &dir, e))?;
-        let has_fragment = names.iter().any(|n| fragment::parse_fragment_name(n).is_some());
+        let list = || -> Result<(Vec<String>, bool), OpenError> {
+            let names = storage.list_dir(&dir).map_err(|e| io("listing", &dir, e))?;
+            let has_fragment = names.iter().any(|n| fragment::parse_fragment_name(n).is_some());
+            Ok((names, has_fragment))
+        };
+        let (mut names, mut has_fragment) = list()?;
         // A fragment's name is durable before anything is written into it, and a scan-start hint
         // only after a write into it synced: a valid hint over no fragment at all means the
-        // fragments were removed, not that the journal was never written.
+        // fragments were removed, not that the journal was never written. Unless a live writer
+        // (this is a read-only open) created the journal since the listing: listed again after
+        // the hint was read, its fragment shows.
         if !has_fragment {
             if let Some(h) = scan_hint::read_scan_hint(storage, &dir, frame::journal_salt(name)) {
-                return Err(OpenError::Corrupt {
-                    journal: name.to_string(),
-                    fragment: dir.join(fragment::fragment_file_name(h.fragment_begin)),
-                    offset: h.scan_from,
-                    detail: format!(
-                        "the journal directory holds no fragment files, but its scan-start hint records that the write at offset {} had been made durable: its fragments were removed",
-                        h.scan_from
-                    ),
-                });
+                (names, has_fragment) = list()?;
+                if !has_fragment {
+                    return Err(OpenError::Corrupt {
+                        journal: name.to_string(),
+                        fragment: dir.join(fragment::fragment_file_name(h.fragment_begin)),
+                        offset: h.scan_from,
+                        detail: format!(
+                            "the journal directory holds no fragment files, but its scan-start hint records that the write at offset {} had been made durable: its fragments were removed",
+                            h.scan_from
+                        ),
+                    });
+                }
             }
         }
         if !has_fragment && self.inner.writable {

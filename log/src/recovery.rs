@@ -56,6 +56,10 @@ pub(crate) fn recover(
     writable: bool,
 ) -> Result<Recovered, OpenError> {
     let storage = &*opts.storage;
+    // The scan-start hint is read first: a live writer (read-only opens) records a hint only
+    // after the fragment it names exists, so the listing below holds that fragment, and the
+    // last fragment's bytes, read after it, hold every write the hint vouches for.
+    let hint = read_scan_hint(storage, dir, salt);
     // Step 1: the fragments, by name.
     let begins = list_fragment_begins(storage, dir, journal)?;
     let (&last_begin, sealed_begins) = begins.split_last().expect("listing refuses an empty journal");
@@ -73,8 +77,7 @@ pub(crate) fn recover(
         .open(&last_path, mode, opts.fragment_max_bytes)
         .map_err(|e| io_err(journal, "opening", &last_path, e))?;
     // Step 2: validate the last fragment, from the scan-start hint if it holds up (scan_hint.rs),
-    // else from the start. The hint is read before the fragment (step 3 relies on that order).
-    let hint = read_scan_hint(storage, dir, salt);
+    // else from the start.
     refuse_missing_fragment(dir, journal, last_begin, hint)?;
     let hinted_start = ScanHint::start_in(hint, last_begin);
     let mut last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, hinted_start)?;
