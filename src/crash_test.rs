@@ -184,7 +184,7 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
     if let Err(e) =
         ss_consumer::shard::ShardConfig::default().with_unsafe_split_commit(args.unsafe_split_commit)
     {
-        eprintln!("stream-sum: error: {e}");
+        crate::exit::errln!("stream-sum: error: {e}");
         return Ok(crate::exit::EXIT_USAGE);
     }
     let started = Instant::now();
@@ -192,7 +192,7 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
     let mut rng = SmallRng::seed_from_u64(args.seed);
     let mut per_cycle = Vec::new();
     let mut kills = 0;
-    eprintln!(
+    crate::exit::errln!(
         "crash-test: {} SIGKILL cycles over {} (seed {})",
         args.cycles,
         args.data.display(),
@@ -205,7 +205,7 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
             // The child refused its command line (the directory needs other run flags, say):
             // that is this command's usage error too, not an operational failure.
             Err(e) if e.is::<ChildUsageError>() => {
-                eprintln!("stream-sum: error: {e}");
+                crate::exit::errln!("stream-sum: error: {e}");
                 return Ok(crate::exit::EXIT_USAGE);
             }
             Err(e) => return Err(e),
@@ -218,7 +218,7 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
             checks.add(check_history(&args, &history.lock(), Settled::No)?);
         }
     }
-    eprintln!("crash-test: final graceful run");
+    crate::exit::errln!("crash-test: final graceful run");
     let (_, status, stderr_tail) = run_child(&args, &history, "2s", args.seed ^ 0x5eed, None)?;
     let status = status.expect("ran to completion");
     if !status.success() {
@@ -312,7 +312,7 @@ fn kill_cycle(
         sums_seen: h.sums_seen.len(),
     };
     drop(h);
-    eprintln!(
+    crate::exit::errln!(
         "cycle {cycle}/{}: {:?}, {} at {:.3} s | finals acknowledged {} | Sums seen {}",
         args.cycles,
         phase,
@@ -326,7 +326,7 @@ fn kill_cycle(
 
 /// Runs `verify --json` on the directory: its violation count and messages.
 fn run_verify(args: &CrashTestArgs) -> anyhow::Result<(u64, Vec<String>)> {
-    eprintln!("crash-test: verify");
+    crate::exit::errln!("crash-test: verify");
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
         .arg("verify")

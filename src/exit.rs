@@ -18,10 +18,38 @@ pub fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("stream-sum: could not write the output to stdout: {e}");
+            errln!("stream-sum: could not write the output to stdout: {e}");
         }
     }
 }
+
+/// Writes `text` to stderr, ignoring a failure: a stderr that cannot take it (its reader gone,
+/// `2>/dev/full`) must not panic the thread that speaks. `eprintln!` panicked there: a run whose
+/// stderr reader went away lost its shard threads and hung, deaf to signals, and `2>/dev/full`
+/// turned every exit status into 101.
+pub fn print_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `eprintln!` through [`print_stderr`].
+macro_rules! errln {
+    () => {
+        $crate::exit::print_stderr("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::exit::print_stderr(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use errln;
+
+/// `eprint!` through [`print_stderr`].
+macro_rules! errprint {
+    ($($arg:tt)*) => {
+        $crate::exit::print_stderr(&format!($($arg)*))
+    };
+}
+pub(crate) use errprint;
 
 /// `println!` through [`print_stdout`].
 macro_rules! outln {

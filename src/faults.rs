@@ -43,7 +43,7 @@ impl FaultInjector {
 
     fn record(&self, shared: &Shared, now: Instant, kind: &'static str, target: String) {
         let at_s = now.duration_since(self.started).as_secs_f64();
-        eprintln!("\nstream-sum: fault at {at_s:.1} s: {kind} {target}");
+        crate::exit::errln!("\nstream-sum: fault at {at_s:.1} s: {kind} {target}");
         tracing::info!(at_s, kind, target = target.as_str(), "fault injected");
         shared.faults.lock().push(FaultRecord { at_s, kind, target });
     }

@@ -101,7 +101,7 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
 fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result<u8> {
     if !ss_log::is_valid_journal_name(name) {
         // A bad name is a bad command line, whatever the directory holds.
-        eprintln!(
+        crate::exit::errln!(
             "stream-sum: error: {}",
             ss_log::OpenError::BadName { journal: name.into() }
         );
@@ -125,7 +125,7 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
                 .ok()
                 .and_then(|f| f.as_ref())
                 .map_or(head, |f| f.offset);
-            eprintln!(
+            crate::exit::errln!(
                 "stream-sum: journal {name:?}: offsets {}..{resumed} were removed by retention while reading",
                 gap.start
             );
@@ -137,7 +137,7 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
     let first = match next_frame(&mut frames) {
         Err(e @ ReadError::Corrupt { .. }) if from.is_some() => match frame_around(&journal, start) {
             Some(frame) => {
-                eprintln!(
+                crate::exit::errln!(
                     "stream-sum: error: journal {name:?}: --from {start} lies inside the frame at offsets {}..{}; frames begin at offsets printed by `journal read` (here {} or {}) or at a fragment begin from `journal ls`",
                     frame.offset, frame.end, frame.offset, frame.end
                 );

@@ -43,6 +43,8 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
+        // A write that fails is dropped; reporting it would write to the same stderr.
+        .log_internal_errors(false)
         .with_writer(writer);
     let installed = match format {
         LogFormat::Text => builder.try_init(),

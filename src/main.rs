@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::from(EXIT_OK);
             }
-            eprintln!("stream-sum: error: {}{}", error_chain(&e), fd_limit::advice(&e));
+            crate::exit::errln!("stream-sum: error: {}{}", error_chain(&e), fd_limit::advice(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }

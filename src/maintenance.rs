@@ -189,7 +189,7 @@ impl FreeSpaceGuard {
             min_free_mb = min_mb,
             "free space under --min-free-mb; stopping gracefully"
         );
-        eprintln!(
+        crate::exit::errln!(
             "\nstream-sum: {free_mb} MB free on the file system holding {}, under --min-free-mb {min_mb}: stopping: finishing open streams and waiting for their Sums (add --retention, or free space, to run longer)",
             self.dir.display()
         );

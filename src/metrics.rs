@@ -532,7 +532,7 @@ mod tests {
                 .len();
         }
         let poll = started.elapsed() / rounds;
-        eprintln!("per second of a run: publish {publish:?}, /metrics {scrape:?}, /samples.json (1 new) {poll:?} ({bytes} bytes)");
+        crate::exit::errln!("per second of a run: publish {publish:?}, /metrics {scrape:?}, /samples.json (1 new) {poll:?} ({bytes} bytes)");
         assert!(publish + scrape + poll < std::time::Duration::from_millis(5));
     }
 }

@@ -63,12 +63,14 @@ impl MetricsServer {
                     match tokio::net::TcpListener::from_std(listener) {
                         Ok(listener) => serve(listener, served).await,
                         Err(e) => {
-                            eprintln!("stream-sum: warning: serving metrics on {addr}: {e}; not serving")
+                            crate::exit::errln!(
+                                "stream-sum: warning: serving metrics on {addr}: {e}; not serving"
+                            )
                         }
                     }
                 })
             })?;
-        eprintln!("stream-sum: metrics at http://{addr}/metrics, live page at http://{addr}/");
+        crate::exit::errln!("stream-sum: metrics at http://{addr}/metrics, live page at http://{addr}/");
         Ok(watch)
     }
 }

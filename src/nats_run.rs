@@ -44,7 +44,7 @@ use crate::tailing::tail_sums;
 /// is the exit status.
 pub(crate) fn connect(rt: &Runtime, urls: &str) -> Result<Nats, u8> {
     rt.block_on(Nats::connect(urls)).map_err(|e| {
-        eprintln!("stream-sum: error: {e}");
+        crate::exit::errln!("stream-sum: error: {e}");
         EXIT_ERROR
     })
 }
@@ -61,7 +61,7 @@ pub(crate) fn runtime() -> anyhow::Result<Runtime> {
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let urls = args.cluster.nats.clone().expect("--nats");
     if let Some(usage) = check_limits(&args).err().or_else(|| unsupported(&args)) {
-        eprintln!("stream-sum: error: {usage}");
+        crate::exit::errln!("stream-sum: error: {usage}");
         return Ok(EXIT_USAGE);
     }
     let rt = runtime()?;
@@ -77,7 +77,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .saturating_sub(ss_nats::journal::HEADER_ROOM_BYTES) as u64;
     let frame_needed = frame_needed_bytes(&args);
     if frame_max < frame_needed {
-        eprintln!(
+        crate::exit::errln!(
             "stream-sum: error: the server's max_payload ({} bytes) is too small for this run: a frame must hold {frame_needed} bytes (a chunk batch with --max-chunk-bytes {}, or a summer snapshot of {} x {} streams); raise max_payload or lower those",
             nats.max_payload_bytes(),
             args.max_chunk_bytes,
@@ -89,14 +89,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let held = match rt.block_on(nats.journal_names()) {
         Ok(held) => held,
         Err(e) => {
-            eprintln!("stream-sum: error: {e}");
+            crate::exit::errln!("stream-sum: error: {e}");
             return Ok(EXIT_ERROR);
         }
     };
     if let Err(e) =
         crate::run::check_partitions_held(&held, args.partitions, &format!("the cluster at {urls}"))
     {
-        eprintln!("stream-sum: error: {e}");
+        crate::exit::errln!("stream-sum: error: {e}");
         return Ok(EXIT_USAGE);
     }
     let mut names = vec![RUNS_JOURNAL.to_string()];
@@ -107,7 +107,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let journals = match rt.block_on(open_all(&nats, &names, spec)) {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("stream-sum: error: {e}");
+            crate::exit::errln!("stream-sum: error: {e}");
             return Ok(EXIT_ERROR);
         }
     };
@@ -118,7 +118,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     )) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("stream-sum: error: {e}");
+            crate::exit::errln!("stream-sum: error: {e}");
             return Ok(EXIT_ERROR);
         }
     };
@@ -135,7 +135,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let shared = new_shared(&args, run.run_id, tail_heads, frame_max);
     install_stop_signals(shared.clone())?;
     let owner = format!("pid{}-run{}", std::process::id(), run.run_id);
-    eprintln!(
+    crate::exit::errln!(
         "stream-sum: run {} on NATS {urls} as {owner} ({} partitions shared by lease, {} chunkers x {} streams, replicas {}, duration {}, SLA {:?})",
         run.run_id,
         args.partitions,
@@ -442,7 +442,7 @@ fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, part
             let n = live.max(1);
             let target = partitions.div_ceil(n);
             if balance.target.swap(target, Ordering::SeqCst) != target {
-                eprintln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
+                crate::exit::errln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
             }
         }
         let next = Instant::now() + leases.ttl() / 3;
@@ -522,7 +522,7 @@ impl OwnedShard {
                 GaveUp::Lost(why) => {
                     self.balance.held.fetch_sub(1, Ordering::SeqCst);
                     self.shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
+                    crate::exit::errln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
                     std::thread::sleep(retry);
                 }
             }
@@ -655,7 +655,7 @@ pub fn journal_read(urls: &str, name: &str, from: Option<u64>) -> anyhow::Result
     let j = match rt.block_on(nats.existing_journal(name)) {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("stream-sum: error: {e}");
+            crate::exit::errln!("stream-sum: error: {e}");
             return Ok(EXIT_ERROR);
         }
     };

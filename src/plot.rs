@@ -123,7 +123,9 @@ pub fn parse_record(bytes: &[u8], name: &str) -> anyhow::Result<Record> {
             // A line that ends before its JSON does was cut by a kill inside the write: the last
             // line of the file, or a line a later run's append terminated (Recorder::open).
             Err(e) if e.is_eof() => {
-                eprintln!("stream-sum: warning: {name} line {number}: skipping a line cut short ({e})");
+                crate::exit::errln!(
+                    "stream-sum: warning: {name} line {number}: skipping a line cut short ({e})"
+                );
                 record.torn_lines.push(number);
                 continue;
             }
@@ -248,7 +250,7 @@ pub fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -
 
 pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
     if Format::of(&args.output).is_none() {
-        eprintln!(
+        crate::exit::errln!(
             "stream-sum: error: -o {}: the output must end in .svg or .png",
             args.output.display()
         );
@@ -275,7 +277,7 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<u8> {
         violations = record.violations(),
         "plot written"
     );
-    eprintln!(
+    crate::exit::errln!(
         "stream-sum: plotted {} samples of {} run(s) from {name} into {} (violations: {})",
         record.samples(),
         record.runs.len(),

@@ -52,7 +52,7 @@ fn fault_switches_available(args: &RunArgs) -> Result<(), String> {
 // hooks (issue 14) inline where the samples are taken; moving them would hide when they run.
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Err(e) = check_args(&args) {
-        eprintln!("stream-sum: error: {e}");
+        crate::exit::errln!("stream-sum: error: {e}");
         return Ok(EXIT_USAGE);
     }
     // The metrics address is bound first, then the record file is opened: a port in use or a
@@ -75,7 +75,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let shared = new_shared(&args, run.run_id, tail_heads, frame_max_bytes);
     install_stop_signals(shared.clone())?;
     let reporter = args.report.then(|| start_reporter(&shared));
-    eprintln!(
+    crate::exit::errln!(
         "stream-sum: run {} over {} ({} partitions, {} chunkers x {} streams, duration {}, SLA {:?})",
         run.run_id,
         args.data.display(),
@@ -250,7 +250,7 @@ fn open_outputs(args: &RunArgs) -> Option<(Option<MetricsServer>, Option<Recorde
         Ok(m) => m,
         Err(e) => {
             let addr = args.metrics_addr.expect("bound only when given");
-            eprintln!("stream-sum: error: cannot serve metrics on {addr}: {e}");
+            crate::exit::errln!("stream-sum: error: cannot serve metrics on {addr}: {e}");
             return None;
         }
     };
@@ -258,7 +258,7 @@ fn open_outputs(args: &RunArgs) -> Option<(Option<MetricsServer>, Option<Recorde
         Ok(r) => r,
         Err(e) => {
             let path = args.record.as_deref().unwrap_or(std::path::Path::new(""));
-            eprintln!(
+            crate::exit::errln!(
                 "stream-sum: error: cannot open record file {}: {e}",
                 path.display()
             );
@@ -281,20 +281,22 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
     let log = match Log::open(&args.data, log_options_for(args.fragment_max_bytes)) {
         Ok(log) => log,
         Err(e @ OpenError::Locked { .. }) => {
-            eprintln!("stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work");
+            crate::exit::errln!(
+                "stream-sum: error: {e}; read-only commands (verify, journal ls/read) still work"
+            );
             return Ok(Err(EXIT_ERROR));
         }
         Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
     };
     if let Some(message) = too_little_free_space(args) {
-        eprintln!("stream-sum: error: {message}");
+        crate::exit::errln!("stream-sum: error: {message}");
         return Ok(Err(EXIT_ERROR));
     }
     let names = log
         .journal_names()
         .with_context(|| format!("listing the journals of {}", args.data.display()))?;
     if let Err(e) = check_partitions_held(&names, args.partitions, &args.data.display().to_string()) {
-        eprintln!("stream-sum: error: {e}");
+        crate::exit::errln!("stream-sum: error: {e}");
         return Ok(Err(EXIT_USAGE));
     }
     check_shard_logs_present(&names, |chunks| Ok(log.existing_journal(chunks)?.durable_head()))?;
@@ -302,7 +304,7 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         Ok(run) => Ok(Ok((log, run))),
         Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
             Some(cause @ AppendError::NoSpace { .. }) => {
-                eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
+                crate::exit::errln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
                 Ok(Err(EXIT_ERROR))
             }
             _ => Err(e),
@@ -488,14 +490,14 @@ fn stop_and_join(
 /// Prints the summary and returns the exit status: 1 for a violation, 3 for an error.
 fn report(args: &RunArgs, summary: &Summary, shared: &Shared) -> anyhow::Result<u8> {
     if args.report {
-        eprint!("{}", summary.text());
+        crate::exit::errprint!("{}", summary.text());
     } else if args.json {
         crate::exit::outln!("{}", serde_json::to_string(summary)?);
     } else {
         crate::exit::out!("{}", summary.text());
     }
     if let Some(cause) = shared.run.no_space.lock().as_ref() {
-        eprintln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
+        crate::exit::errln!("stream-sum: error: {}", no_space_advice(cause, &args.data));
     }
     if summary.violations > 0 {
         return Ok(EXIT_VIOLATION);
@@ -511,7 +513,7 @@ fn report(args: &RunArgs, summary: &Summary, shared: &Shared) -> anyhow::Result<
 fn record<T: serde::Serialize>(recorder: &mut Option<Recorder>, line: &T) {
     if let Some(r) = recorder {
         if let Err(e) = r.write(line) {
-            eprintln!(
+            crate::exit::errln!(
                 "stream-sum: warning: writing record file {}: {e}; recording stopped",
                 r.path().display()
             );
@@ -540,7 +542,7 @@ fn no_space_advice(cause: &AppendError, data: &std::path::Path) -> String {
 /// (`signals.rs`).
 pub(crate) fn install_stop_signals(shared: Arc<Shared>) -> anyhow::Result<()> {
     crate::signals::on_stop_signals("stream-sum", move |_, name| {
-        eprintln!(
+        crate::exit::errln!(
             "\nstream-sum: {name}: stopping: finishing open streams and waiting for their Sums (Ctrl-C or SIGTERM again to exit now)"
         );
         shared.run.request_stop(name);
@@ -610,15 +612,15 @@ pub(crate) fn supervise(
                 }),
             };
             if tty {
-                eprint!("\r\x1b[2K{}", progress.line());
+                crate::exit::errprint!("\r\x1b[2K{}", progress.line());
             } else {
-                eprintln!("{}", progress.line());
+                crate::exit::errln!("{}", progress.line());
             }
             (last_bytes, last_chunks, last_print) = (bytes, chunks, now);
         }
         if done || aborted {
             if tty {
-                eprintln!();
+                crate::exit::errln!();
             }
             return done && !aborted;
         }

@@ -94,7 +94,7 @@ pub fn take_run_id(log: &Log, journal_names: &[String], seed: u64) -> anyhow::Re
                 offset,
                 "the runs journal lost records"
             );
-            eprintln!(
+            crate::exit::errln!(
                 "stream-sum: warning: journal {RUNS_JOURNAL:?} records runs up to {recorded}, but journal \
                  {name:?} holds chunks of run {published} (frame at offset {offset}): run records were lost \
                  (damaged or removed); this run takes id {}",

@@ -21,7 +21,7 @@ pub(crate) fn on_stop_signals(
             for signal in signals.forever() {
                 let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
                 if !first {
-                    eprintln!("\n{command}: {name} again; exiting without waiting");
+                    crate::exit::errln!("\n{command}: {name} again; exiting without waiting");
                     std::process::exit(128 + signal);
                 }
                 first = false;

@@ -43,7 +43,7 @@ impl Interrupt {
         let seen = interrupt.clone();
         crate::signals::on_stop_signals("sweep", move |signal, _| {
             seen.signal.store(signal, Ordering::SeqCst);
-            eprintln!("\nsweep: interrupted: stopping the running step, then removing its directory (again to exit now)");
+            crate::exit::errln!("\nsweep: interrupted: stopping the running step, then removing its directory (again to exit now)");
             seen.stop_child();
         })?;
         Ok(interrupt)
@@ -103,18 +103,20 @@ pub struct Sweep {
 
 pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     if let Some(bad) = args.loads.iter().find(|l| !(**l > 0.0 && **l < 100.0)) {
-        eprintln!("stream-sum: error: --loads {bad}: each load must be a percentage between 0 and 100");
+        crate::exit::errln!(
+            "stream-sum: error: --loads {bad}: each load must be a percentage between 0 and 100"
+        );
         return Ok(EXIT_USAGE);
     }
     if Format::of(&args.plot).is_none() {
-        eprintln!(
+        crate::exit::errln!(
             "stream-sum: error: --plot {}: the figure must end in .svg or .png",
             args.plot.display()
         );
         return Ok(EXIT_USAGE);
     }
     if let Err(e) = check_run_args(&args.run_args) {
-        eprintln!("stream-sum: error: sweep -- {}: {e}", args.run_args.join(" "));
+        crate::exit::errln!("stream-sum: error: sweep -- {}: {e}", args.run_args.join(" "));
         return Ok(EXIT_USAGE);
     }
     // Fail on an unwritable figure path now, not after minutes of runs.
@@ -128,7 +130,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         None => None,
     };
     if let Some(b) = &baselines {
-        eprintln!("sweep: machine baselines: {b}");
+        crate::exit::errln!("sweep: machine baselines: {b}");
     }
 
     let interrupt = Interrupt::install()?;
@@ -161,16 +163,19 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     }
     if let Some(signal) = interrupt.signal() {
         if let Err(e) = result {
-            eprintln!("sweep: the interrupted step: {e:#}");
+            crate::exit::errln!("sweep: the interrupted step: {e:#}");
         }
-        eprintln!(
+        crate::exit::errln!(
             "sweep: interrupted after {} whole step(s); no figure drawn, every step directory removed",
             steps.len()
         );
         for step in &steps {
-            eprintln!(
+            crate::exit::errln!(
                 "sweep: step {}: {:.1} MB/s, Sum latency p50 {:.2} ms p99 {:.2} ms",
-                step.name, step.achieved_mb_per_s, step.latency_ms_p50, step.latency_ms_p99
+                step.name,
+                step.achieved_mb_per_s,
+                step.latency_ms_p50,
+                step.latency_ms_p99
             );
         }
         // 128 + the signal's number (130 or 143), as for a process the signal ended.
@@ -197,7 +202,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     } else {
         crate::exit::out!("{}", table(&sweep));
     }
-    eprintln!("sweep: figure written to {}", args.plot.display());
+    crate::exit::errln!("sweep: figure written to {}", args.plot.display());
     tracing::info!(
         max_mb_per_s = sweep.max_mb_per_s,
         steps = sweep.steps.len(),
@@ -266,7 +271,7 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
 /// Runs the machine baselines script (`/work/shared/tools/baselines DIR`-style: one JSON object on
 /// stdout) with the sweep's directory, so it measures the disk the steps write to.
 fn run_baselines(script: &Path, dir: &Path) -> anyhow::Result<serde_json::Value> {
-    eprintln!("sweep: measuring machine baselines with {}", script.display());
+    crate::exit::errln!("sweep: measuring machine baselines with {}", script.display());
     let out = Command::new(script)
         .arg(dir)
         .stdin(Stdio::null())
@@ -301,7 +306,7 @@ const SETTLE: Duration = Duration::from_secs(3);
 fn settle_disk(dir: &Path) {
     let synced = Command::new("sync").arg("-f").arg(dir).status();
     if !matches!(synced, Ok(status) if status.success()) {
-        eprintln!(
+        crate::exit::errln!(
             "sweep: `sync -f {}` failed ({synced:?}); waiting anyway",
             dir.display()
         );
@@ -327,7 +332,7 @@ fn run_step(
         bail!("{} already exists; refusing to reuse it", dir.display());
     }
     let offered = rate.map_or("unlimited".to_string(), |r| format!("{r:.1} MB/s"));
-    eprintln!(
+    crate::exit::errln!(
         "sweep: step {name}: {offered} for {} into {}",
         humantime::format_duration(args.duration),
         dir.display()
@@ -360,7 +365,7 @@ fn run_step(
         violations,
         elapsed_s,
     };
-    eprintln!(
+    crate::exit::errln!(
         "sweep: step {name}: {achieved:.1} MB/s, Sum latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, violations {violations}",
         step.latency_ms_p50, step.latency_ms_p99, step.latency_ms_max
     );

@@ -539,3 +539,51 @@ fn a_missing_shard_log_beside_its_chunk_journal_is_damage_for_verify_and_run() {
     }
     assert!(!shard_log.exists(), "the refused run created sums-001 again");
 }
+
+/// A stderr that cannot be written: its reader gone (`run 2>&1 | head -2`) or `2>/dev/full`. Each
+/// message to it once panicked the thread that spoke: the shard threads died, the run hung
+/// before publishing anything and ignored SIGTERM, and `2>/dev/full` made every exit 101. Now a
+/// run finishes with its verdict, and `verify` of a missing directory still exits 3.
+#[test]
+fn an_unwritable_stderr_neither_hangs_a_run_nor_changes_its_exit_status() {
+    let t = temp_data();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full")
+    };
+    let args = small_run_args(&t.data, "1s");
+    let start = |stderr: Stdio| {
+        bin()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn stream-sum")
+    };
+    // The reader of stderr goes away before the run's first word.
+    let mut closed = start(Stdio::piped());
+    drop(closed.stderr.take());
+    let status = wait_deadline(&mut closed, COMMAND_DEADLINE);
+    assert_eq!(status.code(), Some(0), "run with its stderr reader gone");
+    let mut full_run = start(full().into());
+    let status = wait_deadline(&mut full_run, COMMAND_DEADLINE);
+    assert_eq!(status.code(), Some(0), "run 2>/dev/full");
+    let missing = t.dir.path().join("missing");
+    let mut verify = bin()
+        .arg("verify")
+        .arg("--data")
+        .arg(&missing)
+        .stdout(Stdio::null())
+        .stderr(full())
+        .spawn()
+        .expect("spawn verify");
+    let status = wait_deadline(&mut verify, COMMAND_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "verify of a missing directory 2>/dev/full"
+    );
+}
