@@ -98,11 +98,16 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 /// Smallest fragment size `--fragment-max-bytes` accepts.
 pub const FRAGMENT_MAX_BYTES_MIN: u64 = 1 << 20;
+/// Largest fragment size `--fragment-max-bytes` accepts: every fragment is memory-mapped at this
+/// length, and a run maps many (a size of terabytes failed at its first map, after taking a run id).
+pub const FRAGMENT_MAX_BYTES_MAX: u64 = 1 << 30;
 
 fn parse_fragment_bytes(s: &str) -> Result<u64, String> {
     let n: u64 = s.parse().map_err(|e| format!("{e}"))?;
-    if n < FRAGMENT_MAX_BYTES_MIN {
-        return Err(format!("must be at least {FRAGMENT_MAX_BYTES_MIN} bytes"));
+    if !(FRAGMENT_MAX_BYTES_MIN..=FRAGMENT_MAX_BYTES_MAX).contains(&n) {
+        return Err(format!(
+            "must be from {FRAGMENT_MAX_BYTES_MIN} (1 MiB) to {FRAGMENT_MAX_BYTES_MAX} (1 GiB) bytes"
+        ));
     }
     Ok(n)
 }
@@ -179,7 +184,7 @@ pub struct RunArgs {
     /// with exit 3 when the disk fills). Not used with --nats.
     #[arg(long, value_name = "MB", default_value = "256")]
     pub min_free_mb: u64,
-    /// Roll journal fragments at this size, in bytes (at least 1 MiB; frames are capped at it).
+    /// Roll journal fragments at this size, in bytes (1 MiB to 1 GiB; frames are capped at it).
     /// Small fragments exercise rolls and retention far more often: the crash suite uses them to
     /// land kills inside rolls.
     #[arg(long, default_value = "33554432", value_parser = parse_fragment_bytes)]

@@ -33,6 +33,11 @@ fn usage_errors_exit_2_and_name_the_flag() {
             &["run", "--data", data, "--fragment-max-bytes", "4096"],
             &["--fragment-max-bytes", "4096"],
         ),
+        // Terabyte fragments once passed, took a run id, and failed at their first memory map.
+        (
+            &["run", "--data", data, "--fragment-max-bytes", "99999999999999"],
+            &["--fragment-max-bytes", "99999999999999", "1 GiB"],
+        ),
         (
             &[
                 "run",
