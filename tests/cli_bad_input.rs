@@ -592,3 +592,35 @@ fn an_unwritable_stderr_neither_hangs_a_run_nor_changes_its_exit_status() {
         "verify of a missing directory 2>/dev/full"
     );
 }
+
+/// A FIFO named like a fragment: read-only commands once blocked forever in open(2) waiting for
+/// a writer. Every command now refuses it (exit 3) naming the file.
+#[test]
+fn a_fifo_where_a_fragment_should_be_is_refused_not_waited_on() {
+    let t = temp_data();
+    small_run(&t.data, "300ms");
+    let fifo = t
+        .data
+        .join("journals")
+        .join("chunks-000")
+        .join("00000000099999999992.frag");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let d = t.data.to_str().unwrap();
+    for args in [
+        vec!["verify", "--data", d],
+        vec!["journal", "ls", "--data", d],
+        vec!["run", "--data", d, "--duration", "0s"],
+    ] {
+        let out = cli(&args);
+        out.expect_code(3, &format!("{args:?}"));
+        assert!(
+            out.stderr.contains("00000000099999999992.frag") && out.stderr.contains("not a regular file"),
+            "{args:?}:\n{}",
+            out.stderr
+        );
+    }
+}

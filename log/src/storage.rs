@@ -102,9 +102,20 @@ impl Storage for RealStorage {
         match mode {
             OpenMode::CreateNew => options.write(true).create_new(true),
             OpenMode::ReadWrite => options.write(true),
-            OpenMode::ReadOnly => &mut options,
+            // Non-blocking, so that a FIFO put where a file should be cannot stall a read-only
+            // command in open(2) waiting for a writer (regular files ignore the flag).
+            OpenMode::ReadOnly => {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.custom_flags(libc::O_NONBLOCK)
+            }
         };
         let file = options.open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a FIFO, device or directory where a journal file should be)",
+            ));
+        }
         claim_shared(&file, path, mode)?;
         Ok(Arc::new(RealFile {
             file,
