@@ -299,7 +299,10 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         crate::exit::errln!("stream-sum: error: {e}");
         return Ok(Err(EXIT_USAGE));
     }
-    check_shard_logs_present(&names, |chunks| Ok(log.existing_journal(chunks)?.durable_head()))?;
+    // This process holds the directory's lock: nothing creates journals meanwhile.
+    check_shard_logs_present(&names, &names, |chunks| {
+        Ok(log.existing_journal(chunks)?.durable_head())
+    })?;
     match crate::runs::take_run_id(&log, &names, args.seed) {
         Ok(run) => Ok(Ok((log, run))),
         Err(e) => match e.downcast_ref::<AppendError>().map(AppendError::root_cause) {
@@ -361,16 +364,19 @@ pub(crate) fn check_partitions_held(names: &[String], partitions: usize, place: 
 }
 
 /// Refuses a chunk journal among `names` that holds chunks (`head_of` gives its head) while its
-/// shard's log is missing. A run creates every shard log before any chunk is published, so this
-/// is damage: the log's Sums and checkpoints are gone, and a run would sum the partition again
-/// from its start (Sums the chunkers already had, again) instead of resuming.
+/// shard's log is missing from `names_after`, the journals listed after those heads were taken.
+/// A run creates every shard log before any chunk is published, so this is damage: the log's
+/// Sums and checkpoints are gone, and a run would sum the partition again from its start (Sums
+/// the chunkers already had, again) instead of resuming. (Listed after the heads, a live run's
+/// shard log created since `names` was listed is there.)
 pub(crate) fn check_shard_logs_present(
     names: &[String],
+    names_after: &[String],
     head_of: impl Fn(&str) -> anyhow::Result<u64>,
 ) -> anyhow::Result<()> {
     for chunks in names.iter().filter(|n| n.starts_with("chunks-")) {
         let sums = chunks.replacen("chunks-", "sums-", 1);
-        if names.contains(&sums) {
+        if names_after.contains(&sums) {
             continue;
         }
         let head = head_of(chunks)?;

@@ -60,7 +60,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     // chunks read before its final chunk was: "Sum for an unfinished stream".)
     let sum_journals: Vec<Journal> = sum_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
     let chunk_journals: Vec<Journal> = chunk_names.iter().map(|n| open(n)).collect::<Result<_, _>>()?;
-    crate::run::check_shard_logs_present(&names, |name| {
+    let names_after = log.journal_names()?;
+    crate::run::check_shard_logs_present(&names, &names_after, |name| {
         Ok(chunk_journals
             .iter()
             .find(|j| j.name() == name)

@@ -165,12 +165,14 @@ fn shard_refuses_a_checkpoint_past_its_inputs_head() {
         }
         shard.run_until(input.durable_head(), Duration::ZERO).unwrap();
     }
-    // The input's medium loses its last frames (as if acknowledged writes were lost).
-    let path = Path::new(DATA_DIR)
-        .join("journals/chunks")
-        .join(ss_log::fragment::fragment_file_name(0));
+    // The input's medium loses its last frames (as if acknowledged writes were lost), and its
+    // scan-start hint with them: the hint would prove those writes durable, and the journal
+    // itself would refuse to open before the shard could look.
+    let dir = Path::new(DATA_DIR).join("journals/chunks");
+    let path = dir.join(ss_log::fragment::fragment_file_name(0));
     let bytes = sim.read_file(&path).unwrap();
     sim.write_file(&path, &bytes[..bytes.len() / 2]);
+    sim.write_file(&dir.join(ss_log::scan_hint::SCAN_HINT_FILE), &[]);
     let log = Log::open(DATA_DIR, opts()).unwrap();
     let input = log.journal("chunks").unwrap();
     let Err(err) = Shard::recover(
