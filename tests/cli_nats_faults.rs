@@ -9,7 +9,9 @@
 //! Skips (saying so) without nats-server unless `CI` is set.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ss_chunker::stream_gen::split_stream_id;
@@ -49,10 +51,53 @@ fn spawn_run(urls: &str, seed: &str, duration: &str) -> Child {
         .unwrap()
 }
 
-fn finish(name: &str, child: Child) -> serde_json::Value {
-    let out = child.wait_with_output().unwrap();
+/// A `run` child whose stderr a thread collects line by line, so the test can wait for what it
+/// says (a fixed sleep once partitioned process B before it had taken any shard: on a loaded
+/// machine its start took 14 s, and with no lease to lose it could not be fenced).
+struct Watched {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Watched {
+    fn new(mut child: Child) -> Watched {
+        let pipe = child.stderr.take().expect("stderr piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Watched {
+            child,
+            stderr,
+            reader,
+        }
+    }
+
+    /// Waits up to `timeout` for a line containing `needle`; says whether one came.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr.lock().unwrap().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+fn finish(name: &str, watched: Watched) -> serde_json::Value {
+    let out = watched.child.wait_with_output().unwrap();
+    watched.reader.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = watched.stderr.lock().unwrap().clone();
     eprintln!("--- {name}: {:?}\n{stderr}", out.status);
     assert!(out.status.success(), "{name} failed: {stdout}");
     let s: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON summary");
@@ -103,7 +148,7 @@ fn nats_survives_kills_and_partitions() {
     );
     let a = spawn_run(&pa.urls(), "1", "forever");
     std::thread::sleep(Duration::from_millis(500));
-    let b = spawn_run(&pb.urls(), "2", "45s");
+    let b = Watched::new(spawn_run(&pb.urls(), "2", "45s"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let nats = rt.block_on(Nats::connect(&cluster.urls())).unwrap();
     std::thread::sleep(Duration::from_secs(5));
@@ -130,7 +175,14 @@ fn nats_survives_kills_and_partitions() {
     std::thread::sleep(Duration::from_secs(3));
 
     // 3. Partition process B from the whole cluster for 10 s: longer than its 4 s leases, so
-    // process A takes its shards; B must give them up, fenced, not write twice.
+    // process A takes its shards; B must give them up, fenced, not write twice. First B must
+    // hold shards: it says so when it sees both processes, and takes its share within a lease.
+    assert!(
+        b.wait_for("live processes, taking up to", Duration::from_secs(90)),
+        "process B never took shards:\n{}",
+        b.stderr.lock().unwrap()
+    );
+    std::thread::sleep(Duration::from_secs(4));
     pb.partition();
     std::thread::sleep(Duration::from_secs(10));
     pb.heal();
@@ -142,7 +194,7 @@ fn nats_survives_kills_and_partitions() {
     a.kill().unwrap();
     let _ = a.wait_with_output();
     eprintln!("SIGKILLed process A");
-    let c = spawn_run(&pa.urls(), "3", "10s");
+    let c = Watched::new(spawn_run(&pa.urls(), "3", "10s"));
 
     let sb = finish("B", b);
     let sc = finish("C", c);
