@@ -530,18 +530,13 @@ fn a_missing_shard_log_beside_its_chunk_journal_is_damage_for_verify_and_run() {
     let d = t.data.to_str().unwrap();
     let shard_log = t.data.join("journals").join("sums-001");
     std::fs::remove_dir_all(&shard_log).expect("remove sums-001");
-    for args in [
-        vec!["verify", "--data", d],
-        vec!["run", "--data", d, "--duration", "1s"],
-    ] {
-        let out = cli(&args);
-        out.expect_code(3, &format!("{args:?}"));
-        assert!(
-            out.stderr.contains("\"chunks-001\"") && out.stderr.contains("\"sums-001\" is missing"),
-            "{args:?}:\n{}",
-            out.stderr
-        );
-    }
+    each_refused_as_damage(
+        &[
+            vec!["verify", "--data", d],
+            vec!["run", "--data", d, "--duration", "1s"],
+        ],
+        &["\"chunks-001\"", "\"sums-001\" is missing"],
+    );
     assert!(!shard_log.exists(), "the refused run created sums-001 again");
 }
 
@@ -610,17 +605,27 @@ fn a_fifo_where_a_fragment_should_be_is_refused_not_waited_on() {
         .expect("run mkfifo");
     assert!(made.success(), "mkfifo failed");
     let d = t.data.to_str().unwrap();
-    for args in [
-        vec!["verify", "--data", d],
-        vec!["journal", "ls", "--data", d],
-        vec!["run", "--data", d, "--duration", "0s"],
-    ] {
-        let out = cli(&args);
+    each_refused_as_damage(
+        &[
+            vec!["verify", "--data", d],
+            vec!["journal", "ls", "--data", d],
+            vec!["run", "--data", d, "--duration", "0s"],
+        ],
+        &["00000000099999999992.frag", "not a regular file"],
+    );
+}
+
+/// Runs each command line, expecting exit 3 with every one of `needles` on stderr.
+fn each_refused_as_damage(commands: &[Vec<&str>], needles: &[&str]) {
+    for args in commands {
+        let out = cli(args);
         out.expect_code(3, &format!("{args:?}"));
-        assert!(
-            out.stderr.contains("00000000099999999992.frag") && out.stderr.contains("not a regular file"),
-            "{args:?}:\n{}",
-            out.stderr
-        );
+        for needle in needles {
+            assert!(
+                out.stderr.contains(needle),
+                "{args:?}: stderr lacks {needle:?}:\n{}",
+                out.stderr
+            );
+        }
     }
 }

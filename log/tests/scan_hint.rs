@@ -74,6 +74,29 @@ fn stored_hint(data: &Path) -> Option<ScanHint> {
     ScanHint::decode(&bytes, ss_log::frame::journal_salt(JOURNAL))
 }
 
+/// A writable and a read-only open of `data` both refuse the journal as damage at `at` (fragment
+/// path, offset), with `needle` in the detail, instead of opening it.
+fn both_opens_refuse(data: &Path, options: impl Fn() -> Options, at: (&Path, u64), needle: &str) {
+    for log in [
+        Log::open(data, options()).unwrap(),
+        Log::open_read_only(data, options()).unwrap(),
+    ] {
+        match log.existing_journal(JOURNAL) {
+            Err(OpenError::Corrupt {
+                offset,
+                detail,
+                fragment,
+                ..
+            }) => {
+                assert_eq!((fragment.as_path(), offset), at, "{detail}");
+                assert!(detail.contains(needle), "{detail}");
+            }
+            Err(e) => panic!("not refused as damage: {e}"),
+            Ok(j) => panic!("opened, head {}, instead of refused", j.durable_head()),
+        }
+    }
+}
+
 fn write_hint(data: &Path, hint: ScanHint) {
     let bytes = hint.encode(ss_log::frame::journal_salt(JOURNAL));
     std::fs::write(journal_dir(data).join(SCAN_HINT_FILE), bytes).unwrap();
@@ -282,25 +305,12 @@ fn fragments_deleted_by_hand_under_a_hint_are_damage_until_the_hint_goes_too() {
     write_journal(dir.path());
     let hint = stored_hint(dir.path()).expect("a hint was recorded");
     std::fs::remove_file(first_fragment(dir.path())).unwrap();
-    for log in [
-        Log::open(dir.path(), Options::default()).unwrap(),
-        Log::open_read_only(dir.path(), Options::default()).unwrap(),
-    ] {
-        match log.existing_journal(JOURNAL) {
-            Err(OpenError::Corrupt {
-                offset,
-                detail,
-                fragment,
-                ..
-            }) => {
-                assert_eq!(offset, hint.scan_from, "{detail}");
-                assert_eq!(fragment, first_fragment(dir.path()), "{detail}");
-                assert!(detail.contains("no fragment files"), "{detail}");
-            }
-            Err(e) => panic!("not refused as damage: {e}"),
-            Ok(_) => panic!("a journal whose fragments were deleted opened as a new one"),
-        }
-    }
+    both_opens_refuse(
+        dir.path(),
+        Options::default,
+        (&first_fragment(dir.path()), hint.scan_from),
+        "no fragment files",
+    );
     assert!(
         stored_hint(dir.path()).is_some(),
         "a refused open changed nothing"
@@ -404,25 +414,12 @@ fn a_lost_last_fragment_the_hint_names_is_damage_not_a_shorter_journal() {
         "the close recorded its hint in the last fragment"
     );
     std::fs::remove_file(&last.path).unwrap();
-    for log in [
-        Log::open(dir.path(), options()).unwrap(),
-        Log::open_read_only(dir.path(), options()).unwrap(),
-    ] {
-        match log.existing_journal(JOURNAL) {
-            Err(OpenError::Corrupt {
-                offset,
-                detail,
-                fragment,
-                ..
-            }) => {
-                assert_eq!(fragment, last.path, "{detail}");
-                assert_eq!(offset, hint.scan_from, "{detail}");
-                assert!(detail.contains("this fragment is missing"), "{detail}");
-            }
-            Err(e) => panic!("not refused as damage: {e}"),
-            Ok(j) => panic!("opened shorter, at {}", j.durable_head()),
-        }
-    }
+    both_opens_refuse(
+        dir.path(),
+        options,
+        (&last.path, hint.scan_from),
+        "this fragment is missing",
+    );
     std::fs::remove_file(journal_dir(dir.path()).join(SCAN_HINT_FILE)).unwrap();
     let log = Log::open(dir.path(), options()).unwrap();
     assert_eq!(log.existing_journal(JOURNAL).unwrap().durable_head(), before.end);
