@@ -495,15 +495,9 @@ fn a_shard_log_fragment_overwritten_whole_is_damage_not_a_torn_tail() {
 #[test]
 fn an_unwritable_stdout_keeps_the_exit_status_of_the_verdict() {
     let t = temp_data();
-    let full = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .expect("open /dev/full")
-    };
     let mut args = small_run_args(&t.data, "1s");
     args.extend(["--sla", "0s"].map(String::from));
-    let run = finish(spawn_with_stdout(&args, full()), COMMAND_DEADLINE);
+    let run = finish(spawn_with_stdout(&args, dev_full()), COMMAND_DEADLINE);
     run.expect_code(1, "run with violations, stdout on /dev/full");
     assert!(
         run.stderr.contains("could not write the output to stdout"),
@@ -511,7 +505,7 @@ fn an_unwritable_stdout_keeps_the_exit_status_of_the_verdict() {
         run.stderr
     );
     let verify_args = ["verify", "--data", t.data.to_str().unwrap(), "--json"];
-    let verify = finish(spawn_with_stdout(&verify_args, full()), COMMAND_DEADLINE);
+    let verify = finish(spawn_with_stdout(&verify_args, dev_full()), COMMAND_DEADLINE);
     assert_ne!(verify.code, Some(101), "{}", verify.stderr);
     assert!(
         verify.stderr.contains("could not write the output to stdout"),
@@ -547,12 +541,6 @@ fn a_missing_shard_log_beside_its_chunk_journal_is_damage_for_verify_and_run() {
 #[test]
 fn an_unwritable_stderr_neither_hangs_a_run_nor_changes_its_exit_status() {
     let t = temp_data();
-    let full = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .expect("open /dev/full")
-    };
     let args = small_run_args(&t.data, "1s");
     let start = |stderr: Stdio| {
         bin()
@@ -568,7 +556,7 @@ fn an_unwritable_stderr_neither_hangs_a_run_nor_changes_its_exit_status() {
     drop(closed.stderr.take());
     let status = wait_deadline(&mut closed, COMMAND_DEADLINE);
     assert_eq!(status.code(), Some(0), "run with its stderr reader gone");
-    let mut full_run = start(full().into());
+    let mut full_run = start(dev_full().into());
     let status = wait_deadline(&mut full_run, COMMAND_DEADLINE);
     assert_eq!(status.code(), Some(0), "run 2>/dev/full");
     let missing = t.dir.path().join("missing");
@@ -577,7 +565,7 @@ fn an_unwritable_stderr_neither_hangs_a_run_nor_changes_its_exit_status() {
         .arg("--data")
         .arg(&missing)
         .stdout(Stdio::null())
-        .stderr(full())
+        .stderr(dev_full())
         .spawn()
         .expect("spawn verify");
     let status = wait_deadline(&mut verify, COMMAND_DEADLINE);
@@ -628,4 +616,12 @@ fn each_refused_as_damage(commands: &[Vec<&str>], needles: &[&str]) {
             );
         }
     }
+}
+
+/// /dev/full opened for writing: every write fails with ENOSPC.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full")
 }
