@@ -63,6 +63,7 @@ pub(crate) fn recover(
     // Step 1: the fragments, by name.
     let begins = list_fragment_begins(storage, dir, journal)?;
     let (&last_begin, sealed_begins) = begins.split_last().expect("listing refuses an empty journal");
+    refuse_missing_fragment(dir, journal, last_begin, hint)?;
     let mut fragments: Vec<Arc<Fragment>> = sealed_begins
         .iter()
         .map(|&b| Arc::new(Fragment::new(b, dir)))
@@ -78,7 +79,6 @@ pub(crate) fn recover(
         .map_err(|e| io_err(journal, "opening", &last_path, e))?;
     // Step 2: validate the last fragment, from the scan-start hint if it holds up (scan_hint.rs),
     // else from the start.
-    refuse_missing_fragment(dir, journal, last_begin, hint)?;
     let hinted_start = ScanHint::start_in(hint, last_begin);
     let mut last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, hinted_start)?;
     if hinted_start > 0 && !hint.is_some_and(|h| last.hint_held(&h, last_begin)) {
@@ -207,7 +207,7 @@ fn list_fragment_begins(storage: &dyn Storage, dir: &Path, journal: &str) -> Res
     Ok(begins)
 }
 
-/// Step 2, first: a hint that names a fragment past the last one records a durable write in a
+/// Step 1, last: a hint that names a fragment past the last one records a durable write in a
 /// fragment that is gone (fragment names are durable before any write into them, and hints are
 /// recorded after a write synced): the journal lost its end, which is damage, not a clean end.
 fn refuse_missing_fragment(
