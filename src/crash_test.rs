@@ -253,16 +253,9 @@ pub fn crash_test(args: CrashTestArgs) -> anyhow::Result<u8> {
 }
 
 /// A child `run` exited 2: its command line, built from this command's flags, was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct ChildUsageError(String);
-
-impl std::fmt::Display for ChildUsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ChildUsageError {}
 
 /// One cycle: a child `run` killed at a seeded moment of a seeded phase (or exiting first, in
 /// the shutdown phase), its report lines added to `history`.

@@ -43,6 +43,18 @@ pub enum OpenError {
     BadOptions(String),
 }
 
+impl OpenError {
+    /// [`OpenError::Corrupt`]: `fragment` of `journal` is damaged at `offset`, as `detail` says.
+    pub(crate) fn corrupt(journal: &str, fragment: PathBuf, offset: u64, detail: String) -> OpenError {
+        OpenError::Corrupt {
+            journal: journal.to_string(),
+            fragment,
+            offset,
+            detail,
+        }
+    }
+}
+
 /// An append failed. Nothing of the frame is visible to readers, now or after recovery, unless
 /// the error says the outcome is indeterminate.
 #[derive(Debug, Clone, thiserror::Error)]

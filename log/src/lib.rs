@@ -402,15 +402,11 @@ impl Log {
             if let Some(h) = scan_hint::read_scan_hint(storage, &dir, frame::journal_salt(name)) {
                 (names, has_fragment) = list()?;
                 if !has_fragment {
-                    return Err(OpenError::Corrupt {
-                        journal: name.to_string(),
-                        fragment: dir.join(fragment::fragment_file_name(h.fragment_begin)),
-                        offset: h.scan_from,
-                        detail: format!(
-                            "the journal directory holds no fragment files, but its scan-start hint records that the write at offset {} had been made durable: its fragments were removed",
-                            h.scan_from
-                        ),
-                    });
+                    return Err(h.fragment_missing(
+                        name,
+                        &dir,
+                        "the journal directory holds no fragment files",
+                    ));
                 }
             }
         }

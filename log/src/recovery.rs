@@ -161,12 +161,7 @@ struct LastFragment<'a> {
 
 impl LastFragment<'_> {
     fn corrupt(&self, offset: u64, detail: String) -> OpenError {
-        OpenError::Corrupt {
-            journal: self.journal.to_string(),
-            fragment: self.path.to_path_buf(),
-            offset,
-            detail,
-        }
+        OpenError::corrupt(self.journal, self.path.to_path_buf(), offset, detail)
     }
 
     fn io_err(&self, what: &'static str, source: std::io::Error) -> OpenError {
@@ -187,22 +182,22 @@ fn list_fragment_begins(storage: &dyn Storage, dir: &Path, journal: &str) -> Res
         .iter()
         .find(|&&b| b % FRAME_ALIGN_BYTES != 0 || b > FRAGMENT_BEGIN_MAX)
     {
-        return Err(OpenError::Corrupt {
-            journal: journal.to_string(),
-            fragment: dir.join(crate::fragment::fragment_file_name(bad)),
-            offset: bad,
-            detail: format!(
+        return Err(OpenError::corrupt(
+            journal,
+            dir.join(crate::fragment::fragment_file_name(bad)),
+            bad,
+            format!(
                 "a fragment cannot begin at offset {bad} (must be a multiple of {FRAME_ALIGN_BYTES} and at most {FRAGMENT_BEGIN_MAX})"
             ),
-        });
+        ));
     }
     if begins.is_empty() {
-        return Err(OpenError::Corrupt {
-            journal: journal.to_string(),
-            fragment: dir.to_path_buf(),
-            offset: 0,
-            detail: "journal directory holds no fragment files".into(),
-        });
+        return Err(OpenError::corrupt(
+            journal,
+            dir.to_path_buf(),
+            0,
+            "journal directory holds no fragment files".into(),
+        ));
     }
     Ok(begins)
 }
@@ -217,15 +212,11 @@ fn refuse_missing_fragment(
     hint: Option<ScanHint>,
 ) -> Result<(), OpenError> {
     match hint {
-        Some(h) if h.fragment_begin > last_begin => Err(OpenError::Corrupt {
-            journal: journal.to_string(),
-            fragment: dir.join(crate::fragment::fragment_file_name(h.fragment_begin)),
-            offset: h.scan_from,
-            detail: format!(
-                "this fragment is missing, but the scan-start hint records that the write at offset {} in it had been made durable (the last fragment on disk begins at {last_begin})",
-                h.scan_from
-            ),
-        }),
+        Some(h) if h.fragment_begin > last_begin => Err(h.fragment_missing(
+            journal,
+            dir,
+            &format!("this fragment is missing (the last fragment on disk begins at {last_begin})"),
+        )),
         _ => Ok(()),
     }
 }
@@ -464,15 +455,15 @@ fn last_frame_before(
         }
         let valid_end = fragment.begin + base + scan.valid_len as u64;
         if valid_end != end {
-            return Err(OpenError::Corrupt {
-                journal: journal.to_string(),
-                fragment: fragment.path.clone(),
-                offset: valid_end,
-                detail: format!(
+            return Err(OpenError::corrupt(
+                journal,
+                fragment.path.clone(),
+                valid_end,
+                format!(
                     "this sealed fragment's frames end at offset {valid_end} but the next fragment begins at {end}{}; the bytes between are missing",
                     scan.first_error.as_ref().map_or(String::new(), |(_, e)| format!(" ({e})"))
                 ),
-            });
+            ));
         }
         if let Some(p) = scan.last_frame_pos {
             return Ok(Some(fragment.begin + base + p as u64));

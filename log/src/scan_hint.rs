@@ -28,6 +28,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::error::OpenError;
 use crate::frame::FRAME_ALIGN_BYTES;
 use crate::storage::{OpenMode, Storage, StorageFile};
 
@@ -52,6 +53,21 @@ pub struct ScanHint {
 }
 
 impl ScanHint {
+    /// The hint's fragment is not on disk (`found` says what is), yet the hint records a
+    /// durable write in it: a fragment's name is durable before anything is written into it, and
+    /// a hint is recorded only after a write into it synced. So the fragment was lost: damage.
+    pub(crate) fn fragment_missing(&self, journal: &str, dir: &Path, found: &str) -> OpenError {
+        OpenError::corrupt(
+            journal,
+            dir.join(crate::fragment::fragment_file_name(self.fragment_begin)),
+            self.scan_from,
+            format!(
+                "{found}, but the scan-start hint records that the write at offset {} in this fragment had been made durable: the fragment was lost",
+                self.scan_from
+            ),
+        )
+    }
+
     /// The record's bytes, checksummed with the journal salt.
     pub fn encode(&self, salt: u32) -> [u8; SCAN_HINT_BYTES] {
         let mut out = [0u8; SCAN_HINT_BYTES];
