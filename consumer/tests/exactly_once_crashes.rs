@@ -84,6 +84,7 @@ impl Params {
             recycle: std::env::var_os("SS_NO_RECYCLE").is_none(),
             // Several scan-start hints per fragment: every recovery here starts from one.
             scan_hint_interval_bytes: self.fragment_max_bytes / 4,
+            write_bound_step_bytes: self.fragment_max_bytes / 8,
             storage: Arc::new(sim.clone()),
         }
     }

@@ -102,6 +102,13 @@ pub struct Options {
     /// writable open, also record the last write. `u64::MAX` records no hint at all (an existing
     /// one is still used).
     pub scan_hint_interval_bytes: u64,
+    /// Before a write would pass the durable write bound of a fragment that started out longer
+    /// than what is written into it (recycled, or a zero-filled spare), the writer records and
+    /// syncs a new bound this far past the write's end ([`scan_hint`]): one 32-byte write and
+    /// `fdatasync` per this many bytes. Open after a crash then searches at most about this much
+    /// of the fragment's stale bytes for frames of a later write, not all of them. `u64::MAX`
+    /// records no bound (an existing one is still used).
+    pub write_bound_step_bytes: u64,
     pub storage: Arc<dyn Storage>,
 }
 
@@ -115,6 +122,7 @@ impl Default for Options {
             preallocate: false,
             recycle: true,
             scan_hint_interval_bytes: scan_hint::SCAN_HINT_INTERVAL_BYTES,
+            write_bound_step_bytes: scan_hint::WRITE_BOUND_STEP_BYTES,
             storage: Arc::new(RealStorage),
         }
     }
@@ -130,6 +138,7 @@ impl std::fmt::Debug for Options {
             .field("preallocate", &self.preallocate)
             .field("recycle", &self.recycle)
             .field("scan_hint_interval_bytes", &self.scan_hint_interval_bytes)
+            .field("write_bound_step_bytes", &self.write_bound_step_bytes)
             .finish_non_exhaustive()
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::error::OpenError;
 use crate::fragment::{parse_fragment_name, Fragment};
 use crate::frame::{self, FrameError, FRAME_ALIGN_BYTES, FRAME_MAGIC, HEADER_LEN};
-use crate::scan_hint::{read_scan_hint, ScanHint, ScanHintWriter};
+use crate::scan_hint::{read_hints, ScanHint, ScanHintWriter, WriteBound};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
 /// Highest begin offset a fragment may have (2^62: offsets within it cannot overflow).
@@ -59,7 +59,8 @@ pub(crate) fn recover(
     // The scan-start hint is read first: a live writer (read-only opens) records a hint only
     // after the fragment it names exists, so the listing below holds that fragment, and the
     // last fragment's bytes, read after it, hold every write the hint vouches for.
-    let hint = read_scan_hint(storage, dir, salt);
+    let hints = read_hints(storage, dir, salt);
+    let hint = hints.scan;
     // Step 1: the fragments, by name.
     let begins = list_fragment_begins(storage, dir, journal)?;
     let (&last_begin, sealed_begins) = begins.split_last().expect("listing refuses an empty journal");
@@ -78,11 +79,13 @@ pub(crate) fn recover(
         .open(&last_path, mode, opts.fragment_max_bytes)
         .map_err(|e| io_err(journal, "opening", &last_path, e))?;
     // Step 2: validate the last fragment, from the scan-start hint if it holds up (scan_hint.rs),
-    // else from the start.
+    // else from the start; look past its frames up to the write bound, if one holds.
     let hinted_start = ScanHint::start_in(hint, last_begin);
-    let mut last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, hinted_start)?;
+    let bound = WriteBound::in_fragment(hints.bound, last_begin);
+    let scan = |base| scan_last_fragment(&*file, journal, &last_path, salt, last_begin, base, bound);
+    let mut last = scan(hinted_start)?;
     if hinted_start > 0 && !hint.is_some_and(|h| last.hint_held(&h, last_begin)) {
-        last = scan_last_fragment(&*file, journal, &last_path, salt, last_begin, 0)?;
+        last = scan(0)?;
     }
     let at = LastFragment {
         journal,
@@ -140,8 +143,12 @@ fn hint_writer_after_open(
         opts.storage.clone(),
         dir,
         salt,
-        opts.scan_hint_interval_bytes,
+        opts,
         hint.filter(|_| last.base > 0),
+        last.bound.map(|bound| WriteBound {
+            fragment_begin: last_begin,
+            bound,
+        }),
     );
     if let (Some(write_begin), Some(frame_crc)) = (last.last_write_begin, last.last_write_frame_crc) {
         writer.after_durable_write(last_begin, write_begin, frame_crc);
@@ -265,7 +272,9 @@ fn refuse_damage(at: &LastFragment, last: &LastScan, hint: Option<ScanHint>) -> 
 /// bytes that could validate are zeroed: a preallocated fragment's garbage up to its zeros, a
 /// recycled one's torn frames that are whole (`torn_end`). Its stale frames stay: they never
 /// validate at this offset, and neither can a frame of the torn write that is not whole now,
-/// since a later append overwrites its header before any of the rest.
+/// since a later append overwrites its header before any of the rest. A fragment with a write
+/// bound is one that started out longer than its writes (recycled, or a spare): it keeps its
+/// length too, and nothing past the bound was written, so nothing there can be torn.
 fn cut_torn_tail(
     at: &LastFragment,
     last: &LastScan,
@@ -273,13 +282,15 @@ fn cut_torn_tail(
     writable: bool,
 ) -> Result<u64, OpenError> {
     let valid_len = last.base + last.scan.valid_len as u64;
-    if last.tail.stale || preallocate {
-        let torn_end = if last.tail.stale {
+    let bounded = last.bound.is_some();
+    if last.tail.stale || bounded || preallocate {
+        let torn_end = if last.tail.stale || (bounded && !preallocate) {
             last.tail.torn_end
         } else {
             last.garbage_end
         };
-        let torn = (torn_end - last.scan.valid_len) as u64;
+        // No invalid position (the frames run to the end of the file): nothing is torn.
+        let torn = torn_end.saturating_sub(last.scan.valid_len) as u64;
         if writable && torn > 0 {
             zero_range(at.file, valid_len, torn).map_err(|e| at.io_err("zeroing torn tail of", e))?;
         }
@@ -361,6 +372,9 @@ struct LastScan {
     base_frame_crc: Option<u32>,
     /// The `header_crc` of the last write's first frame, if that write began in this scan.
     last_write_frame_crc: Option<u32>,
+    /// The write bound (a position in the fragment) where reading stopped, short of the file's
+    /// end, if there was one and it held.
+    bound: Option<u64>,
 }
 
 impl LastScan {
@@ -375,8 +389,11 @@ impl LastScan {
     }
 }
 
-/// Reads the last fragment from position `base` to its end and validates it frame by frame
-/// (recovery steps 2 and 3 of docs/design.md).
+/// Reads the last fragment from position `base` to its end, or to `bound` (the write bound's
+/// position in the fragment, past which nothing was written), and validates it frame by frame
+/// (recovery steps 2 and 3 of docs/design.md). A bound that does not hold (frames run up to it,
+/// or a frame's header there claims bytes past it) is ignored, never trusted: the fragment is
+/// then read and searched to its end.
 fn scan_last_fragment(
     file: &dyn StorageFile,
     journal: &str,
@@ -384,11 +401,19 @@ fn scan_last_fragment(
     salt: u32,
     fragment_begin: u64,
     base: u64,
+    bound: Option<u64>,
 ) -> Result<LastScan, OpenError> {
-    let bytes = read_from(file, base, journal, path)?;
+    let file_len = file
+        .len()
+        .map_err(|e| io_err(journal, "reading length of", path, e))?;
+    let bound = bound.filter(|&b| b > base && b < file_len);
+    let bytes = read_range(file, base, bound.unwrap_or(file_len), journal, path)?;
     let begin = fragment_begin + base;
-    guarded(journal, path, base, &bytes, || {
+    let scanned = guarded(journal, path, base, &bytes, || {
         let scan = scan_fragment(&bytes, salt, begin);
+        if bound.is_some() && matches!(scan.first_error, None | Some((_, FrameError::Truncated { .. }))) {
+            return None;
+        }
         // Past the valid frames, zeros are preallocated space (or a zeroed tail); anything else
         // up to the last non-zero byte is what a torn write left.
         let garbage_end = scan.valid_len + last_nonzero(&bytes[scan.valid_len..]).map_or(0, |i| i + 1);
@@ -408,7 +433,7 @@ fn scan_last_fragment(
         let last_write_frame_crc = last_write_begin
             .filter(|&w| w >= begin)
             .and_then(|w| frame::stored_header_crc(&bytes[(w - begin) as usize..]));
-        LastScan {
+        Some(LastScan {
             base,
             bytes: bytes.clone(),
             scan,
@@ -417,8 +442,13 @@ fn scan_last_fragment(
             last_write_begin,
             base_frame_crc,
             last_write_frame_crc,
-        }
-    })
+            bound,
+        })
+    })?;
+    match scanned {
+        Some(last) => Ok(last),
+        None => scan_last_fragment(file, journal, path, salt, fragment_begin, base, None),
+    }
 }
 
 /// The last frame of the sealed fragments (`sealed`, in order), which end at `end`: scans them
@@ -484,10 +514,21 @@ fn read_from(
     let len = file
         .len()
         .map_err(|e| io_err(journal, "reading length of", path, e))?;
-    if len <= base {
+    read_range(file, base, len, journal, path)
+}
+
+/// The bytes of `file` from position `base` to `end` (none if `end` is not past `base`).
+fn read_range(
+    file: &dyn StorageFile,
+    base: u64,
+    end: u64,
+    journal: &str,
+    path: &Path,
+) -> Result<bytes::Bytes, OpenError> {
+    if end <= base {
         return Ok(bytes::Bytes::new());
     }
-    file.read_at(base, (len - base) as usize)
+    file.read_at(base, (end - base) as usize)
         .map_err(|e| io_err(journal, "reading", path, e))
 }
 

@@ -1,18 +1,33 @@
-//! The scan-start hint: where recovery may begin validating a journal's last fragment, so that
-//! opening reads at most about [`SCAN_HINT_INTERVAL_BYTES`] plus the last write of it, not the
-//! whole fragment (up to 32 MiB, 15-25 ms from a cold disk).
+//! The scan-start hint and the write bound: where recovery may begin validating a journal's last
+//! fragment, and where it may stop looking past the valid frames, so that opening after a crash
+//! reads about [`SCAN_HINT_INTERVAL_BYTES`] plus the last write plus at most
+//! `Options::write_bound_step_bytes` of the last fragment, not the whole of it (up to 32 MiB,
+//! 15-60 ms from a cold disk).
 //!
-//! The hint is one 32-byte record in the file `scan-start.hint` of the journal directory, naming a
-//! fragment, an offset in it where a group-commit write began, and the header checksum of the
-//! frame there. The writer records it only after that write's `fdatasync` returned, so every byte
-//! of the fragment before it was durable first. It is never synced itself and may be lost, stale
-//! or torn by a crash: recovery uses it only if its checksum holds, it names the last fragment,
-//! and a whole valid frame lies at its offset with the recorded header checksum (so it is the very
-//! frame the writer saw durable, not one a later incarnation of the journal wrote there);
-//! otherwise recovery scans the fragment from its start, as it always did. Bytes of the last
-//! fragment before a used hint are checked by readers frame by frame, like sealed fragments.
-//! Close, and a writable open once it synced the last write, record that last write itself: the
-//! next open then reads only it, and does not write it again (its sync is known to have returned).
+//! Both are 32-byte records in the file `scan-start.hint` of the journal directory.
+//!
+//! **The scan-start record** (bytes 0..32) names a fragment, an offset in it where a group-commit
+//! write began, and the header checksum of the frame there. The writer records it only after that
+//! write's `fdatasync` returned, so every byte of the fragment before it was durable first. It is
+//! never synced itself and may be lost, stale or torn by a crash: recovery uses it only if its
+//! checksum holds, it names the last fragment, and a whole valid frame lies at its offset with the
+//! recorded header checksum (so it is the very frame the writer saw durable, not one a later
+//! incarnation of the journal wrote there); otherwise recovery scans the fragment from its start,
+//! as it always did. Bytes of the last fragment before a used hint are checked by readers frame by
+//! frame, like sealed fragments. Close, and a writable open once it synced the last write, record
+//! that last write itself: the next open then reads only it, and does not write it again (its sync
+//! is known to have returned).
+//!
+//! **The write-bound record** (bytes 32..64) names a fragment and a position in it: nothing at or
+//! past that position was written into the fragment's file since it became that fragment. A
+//! fragment that starts out longer than what is written into it (a recycled file, whose stale
+//! bytes run to its end, or a zero-filled spare) has everything past its frames searched for
+//! frames of a later write at open after a crash; the bound limits that search. The writer keeps
+//! the invariant by recording (and `fdatasync`ing) a bound `write_bound_step_bytes` past a write's
+//! end before any write that would pass the recorded bound, so one extra small sync per step of
+//! writing. Bounds of a fragment only grow, so any record of it that a crash leaves (the last
+//! synced one, or a later one that reached the medium unsynced with a scan-start record) is a
+//! bound. A growing file (created empty) needs none: its length bounds it.
 //!
 //! Byte layout (little-endian), docs/design.md "The scan-start hint":
 //!
@@ -24,6 +39,14 @@
 //! | 16..24 | `scan_from`      | journal offset where a durable write began           |
 //! | 24..28 | `frame_crc`      | `header_crc` of the frame at `scan_from`             |
 //! | 28..32 | `reserved`       | 0                                                    |
+//! | 32..36 | `magic`          | the ASCII bytes `SSW1`                               |
+//! | 36..40 | `crc`            | CRC-32C of bytes 40..64, seeded with the journal salt |
+//! | 40..48 | `fragment_begin` | begin offset of the fragment the bound is for        |
+//! | 48..56 | `bound`          | position in that fragment nothing was written at or past |
+//! | 56..64 | `reserved`       | 0                                                    |
+//!
+//! A file of 32 bytes (written before the bound existed) has no bound: recovery searches to the
+//! end of the fragment, as before.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,9 +61,22 @@ pub const SCAN_HINT_FILE: &str = "scan-start.hint";
 /// begins this far past the hinted offset (or the fragment's start), so open reads less than this
 /// plus the last write of the last fragment.
 pub const SCAN_HINT_INTERVAL_BYTES: u64 = 1 << 20;
-/// Length of the hint record.
+/// Length of the scan-start record (the first of the file).
 pub const SCAN_HINT_BYTES: usize = 32;
 const SCAN_HINT_MAGIC: [u8; 4] = *b"SSH1";
+/// Length of the write-bound record, which follows the scan-start record in the file.
+pub const WRITE_BOUND_BYTES: usize = 32;
+const WRITE_BOUND_MAGIC: [u8; 4] = *b"SSW1";
+/// Where the write-bound record lies in the hint file.
+const WRITE_BOUND_AT: u64 = SCAN_HINT_BYTES as u64;
+/// Length of the hint file holding both records.
+const HINT_FILE_BYTES: usize = SCAN_HINT_BYTES + WRITE_BOUND_BYTES;
+/// Default of `Options::write_bound_step_bytes`: how far past a write's end the writer records
+/// the write bound when that write would pass the recorded one. Open after a crash over a
+/// recycled fragment searches at most about this (plus the last write) of its stale bytes; the
+/// writer pays one 32-byte write and `fdatasync` of the hint file per this many bytes written
+/// into a recycled or pre-zeroed fragment.
+pub const WRITE_BOUND_STEP_BYTES: u64 = 4 << 20;
 
 /// A place in a journal where recovery may start validating: a write began at `scan_from` in the
 /// fragment beginning at `fragment_begin`, with the frame whose header checksum is `frame_crc`,
@@ -107,21 +143,82 @@ impl ScanHint {
     }
 }
 
-/// The hint stored in the journal directory `dir`, if there is an intact one. Any failure to
-/// read it means "no hint": recovery then scans whole fragments.
-pub fn read_scan_hint(storage: &dyn Storage, dir: &Path, salt: u32) -> Option<ScanHint> {
-    let file = storage
-        .open(
-            &dir.join(SCAN_HINT_FILE),
-            OpenMode::ReadOnly,
-            SCAN_HINT_BYTES as u64,
-        )
-        .ok()?;
-    if file.len().ok()? < SCAN_HINT_BYTES as u64 {
-        return None;
+/// A durable bound on what was written into a fragment: nothing at or past position `bound` of
+/// the fragment beginning at `fragment_begin` was written since the file became that fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBound {
+    pub fragment_begin: u64,
+    /// A position in the fragment (bytes from its start).
+    pub bound: u64,
+}
+
+impl WriteBound {
+    /// The record's bytes, checksummed with the journal salt.
+    pub fn encode(&self, salt: u32) -> [u8; WRITE_BOUND_BYTES] {
+        let mut out = [0u8; WRITE_BOUND_BYTES];
+        out[0..4].copy_from_slice(&WRITE_BOUND_MAGIC);
+        out[8..16].copy_from_slice(&self.fragment_begin.to_le_bytes());
+        out[16..24].copy_from_slice(&self.bound.to_le_bytes());
+        let crc = crc32c::crc32c_append(salt, &out[8..]);
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+        out
     }
-    let bytes = file.read_at(0, SCAN_HINT_BYTES).ok()?;
-    ScanHint::decode(&bytes, salt)
+
+    /// The bound in `bytes`, if they are a whole, intact record of this journal.
+    pub fn decode(bytes: &[u8], salt: u32) -> Option<WriteBound> {
+        let bytes: &[u8; WRITE_BOUND_BYTES] = bytes.get(..WRITE_BOUND_BYTES)?.try_into().ok()?;
+        let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        let intact = bytes[0..4] == WRITE_BOUND_MAGIC
+            && crc == crc32c::crc32c_append(salt, &bytes[8..])
+            && field(24) == 0;
+        intact.then_some(WriteBound {
+            fragment_begin: field(8),
+            bound: field(16),
+        })
+    }
+
+    /// The bound's position in the fragment beginning at `fragment_begin`, if it is for that one.
+    pub fn in_fragment(bound: Option<WriteBound>, fragment_begin: u64) -> Option<u64> {
+        bound
+            .filter(|b| b.fragment_begin == fragment_begin)
+            .map(|b| b.bound)
+    }
+}
+
+/// What the hint file of a journal directory holds: each record if it is intact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub scan: Option<ScanHint>,
+    pub bound: Option<WriteBound>,
+}
+
+/// The hints stored in the journal directory `dir`. Any failure to read them means "no hint":
+/// recovery then scans whole fragments, and searches them to their end.
+pub fn read_hints(storage: &dyn Storage, dir: &Path, salt: u32) -> Hints {
+    let read = || -> Option<Hints> {
+        let path = dir.join(SCAN_HINT_FILE);
+        let file = storage
+            .open(&path, OpenMode::ReadOnly, HINT_FILE_BYTES as u64)
+            .ok()?;
+        let len = (file.len().ok()? as usize).min(HINT_FILE_BYTES);
+        if len < SCAN_HINT_BYTES {
+            return None;
+        }
+        let bytes = file.read_at(0, len).ok()?;
+        Some(Hints {
+            scan: ScanHint::decode(&bytes, salt),
+            bound: bytes
+                .get(SCAN_HINT_BYTES..)
+                .and_then(|b| WriteBound::decode(b, salt)),
+        })
+    };
+    read().unwrap_or_default()
+}
+
+/// The scan-start hint stored in the journal directory `dir`, if there is an intact one.
+pub fn read_scan_hint(storage: &dyn Storage, dir: &Path, salt: u32) -> Option<ScanHint> {
+    read_hints(storage, dir, salt).scan
 }
 
 /// Records hints as durable writes move through a fragment, in the hint file of one journal
@@ -136,27 +233,71 @@ pub(crate) struct ScanHintWriter {
     recorded: Option<ScanHint>,
     /// The latest durable write past its fragment's start, as a hint (recorded at close).
     latest: Option<ScanHint>,
+    /// How far past a write's end a new write bound is recorded.
+    bound_step_bytes: u64,
+    /// The write bound known to be durable (read at open and used by recovery, or last synced).
+    bound: Option<WriteBound>,
     file: Option<Arc<dyn StorageFile>>,
 }
 
 impl ScanHintWriter {
     /// A writer for the journal in `dir` (checksummed with `salt`), whose stored hint is
-    /// believed to be `recorded`.
+    /// believed to be `recorded` and whose durable write bound is `bound`.
     pub fn new(
         storage: Arc<dyn Storage>,
         dir: &Path,
         salt: u32,
-        interval_bytes: u64,
+        opts: &crate::Options,
         recorded: Option<ScanHint>,
+        bound: Option<WriteBound>,
     ) -> ScanHintWriter {
         ScanHintWriter {
             storage,
             dir: dir.to_path_buf(),
             salt,
-            interval_bytes,
+            interval_bytes: opts.scan_hint_interval_bytes,
             recorded,
             latest: None,
+            bound_step_bytes: opts.write_bound_step_bytes,
+            bound,
             file: None,
+        }
+    }
+
+    /// Path of the hint file, for errors.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(SCAN_HINT_FILE)
+    }
+
+    /// Makes sure a durable write bound covers a write into the fragment beginning at
+    /// `fragment_begin` that ends at position `write_end` of it: if the recorded bound does not,
+    /// records one `write_bound_step_bytes` further and `fdatasync`s it, before
+    /// the caller writes. An error means the caller must not write (the bound may not be durable).
+    /// Never with a step of `u64::MAX` (bounds off).
+    pub fn bound_write(&mut self, fragment_begin: u64, write_end: u64) -> std::io::Result<()> {
+        if self.bound_step_bytes == u64::MAX
+            || WriteBound::in_fragment(self.bound, fragment_begin).is_some_and(|b| write_end <= b)
+        {
+            return Ok(());
+        }
+        let bound = WriteBound {
+            fragment_begin,
+            bound: write_end
+                .saturating_add(self.bound_step_bytes)
+                .next_multiple_of(FRAME_ALIGN_BYTES),
+        };
+        let stored = self
+            .write_at(WRITE_BOUND_AT, &bound.encode(self.salt))
+            .and_then(|()| self.file.as_ref().expect("opened by write_at").sync_data());
+        match stored {
+            Ok(()) => {
+                self.bound = Some(bound);
+                Ok(())
+            }
+            Err(e) => {
+                self.file = None;
+                Err(e)
+            }
         }
     }
 
@@ -196,7 +337,7 @@ impl ScanHintWriter {
     }
 
     fn store(&mut self, hint: ScanHint) {
-        if self.write(&hint.encode(self.salt)).is_ok() {
+        if self.write_at(0, &hint.encode(self.salt)).is_ok() {
             self.recorded = Some(hint);
         } else {
             // Open the file again next time (it may have been removed, or the handle gone bad).
@@ -204,10 +345,10 @@ impl ScanHintWriter {
         }
     }
 
-    fn write(&mut self, record: &[u8]) -> std::io::Result<()> {
+    fn write_at(&mut self, pos: u64, record: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             let (storage, path) = (&*self.storage, self.dir.join(SCAN_HINT_FILE));
-            let len = SCAN_HINT_BYTES as u64;
+            let len = HINT_FILE_BYTES as u64;
             let file = match storage.open(&path, OpenMode::ReadWrite, len) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     storage.open(&path, OpenMode::CreateNew, len)?
@@ -216,7 +357,10 @@ impl ScanHintWriter {
             };
             self.file = Some(file);
         }
-        self.file.as_ref().expect("opened above").write_all_at(0, record)
+        self.file
+            .as_ref()
+            .expect("opened above")
+            .write_all_at(pos, record)
     }
 }
 

@@ -34,6 +34,10 @@ pub(crate) struct Cursor {
     /// Begin offsets of fragments created by the batch being written.
     created: Vec<u64>,
     scan_hint: ScanHintWriter,
+    /// Whether the current fragment's file started out longer than what is written into it (a
+    /// recycled file, a zero-filled spare): writes into it must stay under a durable write bound
+    /// (scan_hint.rs), so that open after a crash need not search all of its stale bytes.
+    needs_bound: bool,
     /// End of the last write whose `fdatasync` returned (the durable head as this cursor knows
     /// it, which the journal publishes only after the cursor is released).
     synced_end: u64,
@@ -69,11 +73,15 @@ impl Cursor {
         scan_hint: ScanHintWriter,
         head: u64,
     ) -> Cursor {
+        // A file longer than its frames holds bytes this journal did not write there (recovery
+        // keeps a recycled or preallocated fragment's length).
+        let needs_bound = cur_file.len().is_ok_and(|len| len > head - cur_begin);
         Cursor {
             cur_begin,
             cur_file,
             created: Vec::new(),
             scan_hint,
+            needs_bound,
             synced_end: head,
         }
     }
@@ -82,8 +90,19 @@ impl Cursor {
         cx.dir.join(fragment_file_name(self.cur_begin))
     }
 
-    fn write_at(&self, cx: &WriteContext<'_>, offset: u64, bytes: &[u8]) -> Result<(), WriteFailure> {
+    /// Writes `bytes` at journal `offset` of the current fragment; first, if the fragment needs
+    /// one, a durable write bound past their end.
+    fn write_at(&mut self, cx: &WriteContext<'_>, offset: u64, bytes: &[u8]) -> Result<(), WriteFailure> {
         debug_assert!(offset >= self.cur_begin);
+        if self.needs_bound {
+            let end = offset - self.cur_begin + bytes.len() as u64;
+            self.scan_hint
+                .bound_write(self.cur_begin, end)
+                .map_err(|error| WriteFailure::Write {
+                    error,
+                    path: self.scan_hint.path(),
+                })?;
+        }
         self.cur_file
             .write_all_at(offset - self.cur_begin, bytes)
             .map_err(|error| WriteFailure::Write {
@@ -130,6 +149,8 @@ impl Cursor {
             })?;
             cx.stats.fragment_created();
             cx.fragments.push(fragment);
+            // A recycled file or a spare has its length already; a new file has none.
+            let needs_bound = file.len().map_or(true, |len| len > 0);
             // Make the new name durable before writing into it: a power loss keeps any subset of
             // the directory operations since the last directory sync, so two fragments created
             // before one sync could leave the later without the earlier (a hole).
@@ -138,6 +159,7 @@ impl Cursor {
             })?;
             self.cur_file = file;
             self.cur_begin = new_begin;
+            self.needs_bound = needs_bound;
             start = at;
             offset = new_begin;
         }
@@ -206,6 +228,8 @@ impl Cursor {
         self.cur_file = last.file(cx.storage, cx.map_len_hint)?.clone();
         self.cur_file.set_len(durable - self.cur_begin)?;
         self.cur_file.sync_data()?;
+        // Cut to its frames: nothing past them is left to bound.
+        self.needs_bound = false;
         self.synced_end = durable;
         Ok(self.cur_begin)
     }

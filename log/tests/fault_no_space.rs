@@ -141,6 +141,7 @@ fn no_space_mid_batch_while_rolling_rolls_back_the_whole_batch() {
         // The capacity below is counted to the byte: no scan-start hint may take 32 of them.
         let options = ss_log::Options {
             scan_hint_interval_bytes: u64::MAX,
+            write_bound_step_bytes: u64::MAX,
             ..opts(gated.clone(), 1024)
         };
         let log = Log::open(DATA_DIR, options).unwrap();

@@ -81,6 +81,7 @@ fn options(storage: &SimStorage) -> ss_log::Options {
         recycle: true,
         // Several scan-start hints per fragment: recovery starts from them under every fault.
         scan_hint_interval_bytes: FRAGMENT_MAX_BYTES / 4,
+        write_bound_step_bytes: FRAGMENT_MAX_BYTES / 8,
         storage: Arc::new(storage.clone()),
     }
 }

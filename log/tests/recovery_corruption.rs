@@ -17,6 +17,7 @@ const JOURNAL: &str = "flips";
 fn unhinted(storage: &SimStorage, fragment_max_bytes: u64) -> ss_log::Options {
     ss_log::Options {
         scan_hint_interval_bytes: u64::MAX,
+        write_bound_step_bytes: u64::MAX,
         ..sim_opts(storage, fragment_max_bytes)
     }
 }

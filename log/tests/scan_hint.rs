@@ -394,6 +394,7 @@ fn a_lost_last_fragment_the_hint_names_is_damage_not_a_shorter_journal() {
         fragment_max_bytes: 1 << 20,
         frame_max_bytes: 256 << 10,
         scan_hint_interval_bytes: 64 << 10,
+        write_bound_step_bytes: 256 << 10,
         ..Options::default()
     };
     let fragments = {

@@ -77,6 +77,7 @@ impl Workload {
             preallocate: self.preallocate,
             recycle: true,
             scan_hint_interval_bytes: self.fragment_max_bytes / 4,
+            write_bound_step_bytes: self.fragment_max_bytes / 8,
             storage: Arc::new(storage.clone()),
         }
     }

@@ -27,6 +27,7 @@ pub fn opts(storage: Arc<dyn Storage>, fragment_max_bytes: u64) -> Options {
         recycle: true,
         // Several hints per fragment, so every suite over these options exercises them.
         scan_hint_interval_bytes: fragment_max_bytes / 4,
+        write_bound_step_bytes: fragment_max_bytes / 8,
         storage,
     }
 }
@@ -46,6 +47,25 @@ pub fn open_sim(storage: &SimStorage, fragment_max_bytes: u64) -> Log {
 pub fn forget_scan_hint(storage: &ss_log::sim::SimStorage, name: &str) {
     let hint = fragment_path(name, 0).with_file_name(ss_log::scan_hint::SCAN_HINT_FILE);
     storage.write_file(&hint, &[]);
+}
+
+/// Records in `storage` the write bound journal `name`'s writer would have synced before a write
+/// ending at position `bound` of the fragment beginning at `fragment_begin`: tests that plant
+/// a write by hand (one the writer never made) record it too, as the writer would have.
+pub fn record_write_bound(storage: &ss_log::sim::SimStorage, name: &str, fragment_begin: u64, bound: u64) {
+    use ss_log::scan_hint::{WriteBound, SCAN_HINT_BYTES, SCAN_HINT_FILE};
+    let path = fragment_path(name, 0).with_file_name(SCAN_HINT_FILE);
+    let mut bytes = storage.read_file(&path).unwrap_or_default();
+    bytes.resize(SCAN_HINT_BYTES, 0);
+    let salt = ss_log::frame::journal_salt(name);
+    bytes.extend_from_slice(
+        &WriteBound {
+            fragment_begin,
+            bound,
+        }
+        .encode(salt),
+    );
+    storage.write_file(&path, &bytes);
 }
 
 pub fn fragment_path(name: &str, begin: u64) -> PathBuf {
