@@ -70,3 +70,75 @@ pub fn open_timed(dir: &Path) -> (Duration, Log, Journal) {
         .expect("open the bench journal");
     (start.elapsed(), log, journal)
 }
+
+/// The state a writer leaves when it dies without closing, for timing the open that follows a
+/// crash (issue 12, criterion 5). See [`leave_crashed_journal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashedState {
+    /// Retention keeping 40 MiB behind the head, so rolls take recycled files: the last
+    /// fragment holds about 13 MiB of frames and 19 MiB of a removed fragment's stale bytes.
+    Recycled,
+    /// The same, written with the write bound off (`write_bound_step_bytes` `u64::MAX`): the
+    /// state the code before the write bound left, whose open searches the stale bytes to the end.
+    RecycledUnbounded,
+    /// No retention: fragments grow as they are written; the last holds about 13 MiB.
+    Growing,
+}
+
+impl CrashedState {
+    pub const ALL: [CrashedState; 3] = [
+        CrashedState::Recycled,
+        CrashedState::RecycledUnbounded,
+        CrashedState::Growing,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashedState::Recycled => "recycled",
+            CrashedState::RecycledUnbounded => "recycled-unbounded",
+            CrashedState::Growing => "growing",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<CrashedState> {
+        CrashedState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Writes journal [`OPEN_JOURNAL`] in the data directory `dir` (default options, 64 KiB appends
+/// of one frame each) until its last fragment begins at 96 MiB or later and holds at least
+/// 13 MiB, and returns without closing it: the caller must then exit the process at once (as a
+/// SIGKILL would leave it: the page cache keeps every write, the scan-start hint is the last
+/// one recorded, nothing is cut). Returns the durable head.
+pub fn leave_crashed_journal(dir: &Path, state: CrashedState) -> u64 {
+    let opts = Options {
+        write_bound_step_bytes: match state {
+            CrashedState::RecycledUnbounded => u64::MAX,
+            _ => Options::default().write_bound_step_bytes,
+        },
+        ..Options::default()
+    };
+    let log = Log::open(dir, opts).expect("open a bench data dir");
+    let journal = log.journal(OPEN_JOURNAL).expect("create the bench journal");
+    let batch = Batch::single(&crate::pattern_bytes(OPEN_FRAME_PAYLOAD_BYTES, 7));
+    loop {
+        let last_begin = journal.fragments().last().expect("a fragment").begin;
+        let head = journal.durable_head();
+        if last_begin >= 96 << 20 && head - last_begin >= 13 << 20 {
+            break;
+        }
+        journal
+            .append(&batch)
+            .expect("append while building a crashed journal");
+        if state != CrashedState::Growing {
+            journal
+                .remove_below(head.saturating_sub(40 << 20))
+                .expect("retention while building a crashed journal");
+        }
+    }
+    let head = journal.durable_head();
+    // Never closed: no clean-close hint, no cut of the recycled file's stale bytes.
+    std::mem::forget(journal);
+    std::mem::forget(log);
+    head
+}

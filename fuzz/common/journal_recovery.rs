@@ -49,7 +49,7 @@ pub fn options(storage: &SimStorage) -> Options {
         recycle: true,
         // A scan-start hint every few frames, so the image holds one for the fuzzer to damage.
         scan_hint_interval_bytes: 64,
-        write_bound_step_bytes: 4096,
+        write_bound_step_bytes: 32,
         storage: Arc::new(storage.clone()),
     }
 }

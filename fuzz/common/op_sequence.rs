@@ -158,7 +158,7 @@ pub fn options(storage: &SimStorage, fragment_byte: u8) -> Options {
         recycle: fragment_byte & 8 == 0,
         // A scan-start hint every frame or two: recovery after each crash starts from one.
         scan_hint_interval_bytes: 64,
-        write_bound_step_bytes: 4096,
+        write_bound_step_bytes: 32,
         storage: Arc::new(storage.clone()),
     }
 }

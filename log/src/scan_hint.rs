@@ -76,7 +76,7 @@ const HINT_FILE_BYTES: usize = SCAN_HINT_BYTES + WRITE_BOUND_BYTES;
 /// recycled fragment searches at most about this (plus the last write) of its stale bytes; the
 /// writer pays one 32-byte write and `fdatasync` of the hint file per this many bytes written
 /// into a recycled or pre-zeroed fragment.
-pub const WRITE_BOUND_STEP_BYTES: u64 = 4 << 20;
+pub const WRITE_BOUND_STEP_BYTES: u64 = 2 << 20;
 
 /// A place in a journal where recovery may start validating: a write began at `scan_from` in the
 /// fragment beginning at `fragment_begin`, with the frame whose header checksum is `frame_crc`,

@@ -159,7 +159,21 @@ fn ours_recycling_system() -> AppendSystem {
                  recycled before timing, so commits write into existing files, as in a soak; \
                  like for like with okaywal's checkpointing, which recycles its segments"
             .to_string(),
-        open: Box::new(|dir| Ok(Box::new(OursAppender::open_recycling(dir)?))),
+        open: Box::new(|dir| Ok(Box::new(OursAppender::open_recycling(dir, true)?))),
+    }
+}
+
+/// The same without the write bound: a diagnostic of what its syncs cost.
+fn ours_recycling_unbounded_system() -> AppendSystem {
+    AppendSystem {
+        name: "ours, retention + recycling, no write bound",
+        role: Role::OursVariant,
+        config: "as \"ours, retention + recycling\", with Options::write_bound_step_bytes = u64::MAX: \
+                 no write bound is recorded before writes into recycled fragments (so open after a \
+                 crash searches their stale bytes to the end); a diagnostic of the bound's cost, \
+                 not a shipped mode"
+            .to_string(),
+        open: Box::new(|dir| Ok(Box::new(OursAppender::open_recycling(dir, false)?))),
     }
 }
 
@@ -252,6 +266,7 @@ pub fn many_small_writers(root: &Path, rounds: Rounds, only: &[String]) -> anyho
     let mut systems = vec![
         ours_system("; 8 threads calling append, group-committed by the journal (an appender commits alone when no commit is in flight; under contention its helper thread commits batch after batch)"),
         ours_recycling_system(),
+        ours_recycling_unbounded_system(),
     ];
     systems.extend(peer_systems(true));
     systems.push(AppendSystem {
@@ -305,7 +320,11 @@ pub fn large_single_writer(
     raw_file_bytes: u64,
     only: &[String],
 ) -> anyhow::Result<Vec<Row>> {
-    let mut systems = vec![ours_system(""), ours_recycling_system()];
+    let mut systems = vec![
+        ours_system(""),
+        ours_recycling_system(),
+        ours_recycling_unbounded_system(),
+    ];
     systems.extend(peer_systems(false));
     systems.push(AppendSystem {
         name: "raw pwrite+fdatasync",

@@ -18,7 +18,7 @@ use ss_benches::append::{
     append_concurrent, append_sequential, raw_commits, ConcurrentShape, ExtendingFile, JournalFixture,
     PrewrittenFile,
 };
-use ss_benches::open::{open_timed, OpenFixture};
+use ss_benches::open::{leave_crashed_journal, open_timed, CrashedState, OpenFixture};
 use ss_benches::read::{copy_all, crc32c_all, crc32c_per_frame, read_all, ReadFixture, READ_JOURNAL};
 use ss_benches::{pattern_bytes, scratch};
 use ss_log::frame::{frame_len_bytes, journal_salt, HEADER_LEN, MESSAGE_LEN_PREFIX_BYTES};
@@ -317,23 +317,15 @@ fn reads(root: &Path, rounds: usize, label: &str, frame_bytes: usize) -> Value {
     })
 }
 
-/// Drops the page cache of every fragment of the fixture (GNU dd's `nocache`), so the next open
-/// reads the last fragment from the disk. Returns false if dd could not do it.
+/// Drops the page cache of every fragment of the fixture, so the next open reads the last
+/// fragment from the disk. Returns false if dd could not do it.
 fn drop_cache(fixture: &OpenFixture) -> bool {
-    let journal_dir = fixture
-        .dir
-        .join(ss_log::JOURNALS_DIR)
-        .join(ss_benches::open::OPEN_JOURNAL);
-    let Ok(entries) = std::fs::read_dir(&journal_dir) else {
-        return false;
-    };
-    entries.filter_map(Result::ok).all(|e| {
-        Command::new("dd")
-            .arg(format!("if={}", e.path().display()))
-            .args(["iflag=nocache", "count=0", "status=none"])
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    drop_dir_cache(
+        &fixture
+            .dir
+            .join(ss_log::JOURNALS_DIR)
+            .join(ss_benches::open::OPEN_JOURNAL),
+    )
 }
 
 fn opens(root: &Path) -> Value {
@@ -391,6 +383,79 @@ fn opens(root: &Path) -> Value {
     Value::Array(out)
 }
 
+/// Hidden first argument: `--leave-crashed DIR STATE` writes a journal in DIR and exits without
+/// closing it (the child of [`opens_after_crash`]).
+const LEAVE_CRASHED_ARG: &str = "--leave-crashed";
+
+/// Drops the page cache of every file in `dir` (GNU dd's `nocache`); false if dd could not.
+fn drop_dir_cache(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).all(|e| {
+        Command::new("dd")
+            .arg(format!("if={}", e.path().display()))
+            .args(["iflag=nocache", "count=0", "status=none"])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Open after a crash (issue 12, criterion 5): a child process writes each [`CrashedState`] and
+/// exits without closing; the open that follows is timed with the page cache as the child left
+/// it (warm: what a restart after SIGKILL meets) and dropped (cold: after a reboot). Every open
+/// gets a freshly written state, since a writable open repairs what it finds.
+fn opens_after_crash(root: &Path, rounds: usize) -> Value {
+    let exe = std::env::current_exe().expect("this program's path");
+    let mut times: Vec<[Vec<f64>; 2]> = vec![[Vec::new(), Vec::new()]; CrashedState::ALL.len()];
+    for _ in 0..rounds {
+        for (i, state) in CrashedState::ALL.into_iter().enumerate() {
+            for (c, cold) in [false, true].into_iter().enumerate() {
+                let dir = scratch::temp_dir(root, "crashed");
+                let status = Command::new(&exe)
+                    .args([LEAVE_CRASHED_ARG, &dir.path().display().to_string(), state.name()])
+                    .status()
+                    .expect("spawn the crashed-journal writer");
+                assert!(status.success(), "the crashed-journal writer failed: {status}");
+                let journal_dir = dir
+                    .path()
+                    .join(ss_log::JOURNALS_DIR)
+                    .join(ss_benches::open::OPEN_JOURNAL);
+                if cold && !drop_dir_cache(&journal_dir) {
+                    continue;
+                }
+                let (took, log, journal) = open_timed(dir.path());
+                assert!(journal.durable_head() > 96 << 20);
+                drop((journal, log));
+                times[i][c].push(took.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, state) in CrashedState::ALL.into_iter().enumerate() {
+        let [warm, cold] = &times[i];
+        let list = |xs: &[f64]| xs.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ");
+        let (warm_ms, cold_ms) = (median(warm.clone()), median(cold.clone()));
+        println!(
+            "open after crash {:<19} warm {:6.2} ms [{}] | cold {:6.2} ms [{}] | target <= 10 ms: {}",
+            state.name(),
+            warm_ms,
+            list(warm),
+            cold_ms,
+            list(cold),
+            verdict(warm_ms <= 10.0 && cold_ms <= 10.0),
+        );
+        out.push(json!({
+            "state": state.name(),
+            "open_warm_ms": warm_ms,
+            "open_cold_ms": cold_ms,
+            "open_warm_ms_all": warm,
+            "open_cold_ms_all": cold,
+        }));
+    }
+    Value::Array(out)
+}
+
 fn checksums(rounds: usize) -> Value {
     let bytes = pattern_bytes(64 << 10, 5);
     let crc = |f: fn(&[u8]) -> u32| {
@@ -417,6 +482,16 @@ fn checksums(rounds: usize) -> Value {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(LEAVE_CRASHED_ARG) {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let [dir, state] = &args[..] else {
+            panic!("usage: {LEAVE_CRASHED_ARG} DIR STATE");
+        };
+        let state = CrashedState::from_name(state).expect("a crashed state's name");
+        leave_crashed_journal(Path::new(dir), state);
+        // At once, as a SIGKILL would: no destructor closes the journal.
+        std::process::exit(0);
+    }
     let rounds: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse().expect("ROUNDS must be a number"))
@@ -428,7 +503,7 @@ fn main() {
     );
     // A second argument runs only the rows whose names contain it (e.g. `append_small`).
     let only = std::env::args().nth(2);
-    let rows: [(&str, &dyn Fn() -> Value); 7] = [
+    let rows: [(&str, &dyn Fn() -> Value); 8] = [
         ("append_64kib", &|| {
             large_appends(&root, rounds, "64 KiB", 64 << 10)
         }),
@@ -437,6 +512,7 @@ fn main() {
         ("read_4kib", &|| reads(&root, rounds, "4 KiB", 4 << 10)),
         ("read_64kib", &|| reads(&root, rounds, "64 KiB", 64 << 10)),
         ("open", &|| opens(&root)),
+        ("open_after_crash", &|| opens_after_crash(&root, rounds)),
         ("checksum_64kib", &|| checksums(rounds)),
     ];
     let mut summary = serde_json::Map::new();

@@ -83,9 +83,14 @@ impl OursAppender {
     /// renamed aside to become the next fragments. Before timing, two fragments are filled and
     /// removed, so the journal writes into recycled fragments from the start, as it does in a
     /// steady state (okaywal, its peer here, also starts with its segments preallocated).
-    pub fn open_recycling(dir: &Path) -> anyhow::Result<OursAppender> {
-        let opts = Options::default();
+    /// Without `write_bound`, the journal records no write bound (`write_bound_step_bytes`
+    /// `u64::MAX`): a diagnostic of what the bound's syncs cost.
+    pub fn open_recycling(dir: &Path, write_bound: bool) -> anyhow::Result<OursAppender> {
+        let mut opts = Options::default();
         assert!(opts.recycle, "recycling is on by default");
+        if !write_bound {
+            opts.write_bound_step_bytes = u64::MAX;
+        }
         let mut ours = Self::open_with(dir, opts)?;
         ours.retention_every = 64;
         let filler = Batch::single(&vec![0u8; 1 << 20]);
