@@ -215,15 +215,58 @@ pub struct NatsArgs {
     /// (e.g. nats://127.0.0.1:4222). Several `run --nats` processes share the summer shards
     /// through leases; each runs its own chunkers. `cargo run -p ss-nats --bin nats-cluster`
     /// starts a 3-node cluster on loopback.
-    #[arg(long, value_name = "URL[,URL...]")]
+    #[arg(long, value_name = "URL[,URL...]", value_parser = parse_nats_urls)]
     pub nats: Option<String>,
     /// With --nats: replicas of every stream (the cluster needs at least this many servers).
     #[arg(long, default_value = "3", value_parser = parse_count)]
     pub replicas: usize,
     /// With --nats: how long a shard lease lasts unless renewed (renewed every third of it; a
     /// process that cannot renew for two thirds of it stops the shard).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_lease_ttl)]
     pub lease_ttl: Duration,
+}
+
+/// Shortest `--lease-ttl`: renewals go every third of it, over the network, to a replicated
+/// stream; below a second a healthy owner would lose its shards to ordinary latency.
+pub const LEASE_TTL_MIN: Duration = Duration::from_secs(1);
+/// Longest `--lease-ttl`: a dead owner's shards wait this long for another process.
+pub const LEASE_TTL_MAX: Duration = Duration::from_secs(3600);
+
+fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(s)?;
+    if !(LEASE_TTL_MIN..=LEASE_TTL_MAX).contains(&ttl) {
+        return Err(format!(
+            "must be from {} to {} (a shard's owner renews every third of it)",
+            humantime::format_duration(LEASE_TTL_MIN),
+            humantime::format_duration(LEASE_TTL_MAX)
+        ));
+    }
+    Ok(ttl)
+}
+
+/// A comma-separated list of NATS server URLs (`nats://host:port`, `host:port`, `host`): none
+/// empty, no spaces or control characters. The client checks the rest when it connects.
+fn parse_nats_urls(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("expected at least one server URL, e.g. nats://127.0.0.1:4222".into());
+    }
+    for url in s.split(',') {
+        if url.is_empty() {
+            return Err(format!(
+                "{s:?} has an empty entry: separate URLs with single commas, e.g. nats://a:4222,nats://b:4222"
+            ));
+        }
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{url:?} is not a URL: it holds a space or a control character"
+            ));
+        }
+        let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+        if host.is_empty() || host.starts_with(':') {
+            return Err(format!("{url:?} names no host, e.g. nats://127.0.0.1:4222"));
+        }
+    }
+    Ok(s.to_string())
 }
 
 /// `IP:PORT` (`127.0.0.1:9898`, `[::1]:9898`, `0.0.0.0:9898`) or `localhost:PORT`. Host names
@@ -398,7 +441,7 @@ pub struct VerifyArgs {
     pub json: bool,
     /// Check the journals (streams) of a NATS JetStream cluster instead of a data directory
     /// (`live` is then always false: whether a `run --nats` is writing is not known).
-    #[arg(long, value_name = "URL[,URL...]")]
+    #[arg(long, value_name = "URL[,URL...]", value_parser = parse_nats_urls)]
     pub nats: Option<String>,
 }
 
@@ -413,7 +456,7 @@ pub enum JournalCommand {
         json: bool,
         /// List the journals (streams) of a NATS JetStream cluster instead: `begin`/`end` are
         /// stream sequences (a message with sequence s is the frame s-1..s), no fragments.
-        #[arg(long, value_name = "URL[,URL...]")]
+        #[arg(long, value_name = "URL[,URL...]", value_parser = parse_nats_urls)]
         nats: Option<String>,
     },
     /// Print a journal's messages, one JSON object per line: chunks as
@@ -432,7 +475,7 @@ pub enum JournalCommand {
         from: Option<u64>,
         /// Read a journal (stream) of a NATS JetStream cluster instead; `offset` is then the
         /// frame's position, its stream sequence minus one.
-        #[arg(long, value_name = "URL[,URL...]")]
+        #[arg(long, value_name = "URL[,URL...]", value_parser = parse_nats_urls)]
         nats: Option<String>,
     },
 }

@@ -40,6 +40,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Run(args) if args.cluster.nats.is_some() => nats_run::run(args),
         cli::Command::Run(args) => run::run(args),
+        cli::Command::Soak(args) if args.cluster.nats.is_some() => {
+            // Soak is a run with retention, which the JetStream backend does not do.
+            crate::exit::errln!(
+                "stream-sum: error: soak is not supported with --nats (it runs with retention, which the JetStream backend does not do); use `run --nats --duration forever`"
+            );
+            Ok(exit::EXIT_USAGE)
+        }
         cli::Command::Soak(mut args) => {
             args.retention = true;
             args.duration.get_or_insert(cli::RunLimit(None));

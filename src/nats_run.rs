@@ -99,6 +99,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         crate::exit::errln!("stream-sum: error: {e}");
         return Ok(EXIT_USAGE);
     }
+    if let Err(e) = check_streams_whole(&rt, &nats, &urls, &held) {
+        crate::exit::errln!("stream-sum: error: {e:#}");
+        return Ok(EXIT_ERROR);
+    }
     let mut names = vec![RUNS_JOURNAL.to_string()];
     for p in 0..args.partitions {
         names.push(chunk_journal_name(p));
@@ -260,10 +264,52 @@ fn unsupported(args: &RunArgs) -> Option<String> {
         "--record"
     } else if args.unsafe_split_commit {
         "--unsafe-split-commit"
+    } else if args.metrics_addr.is_some() {
+        "--metrics-addr"
     } else {
         return None;
     };
     Some(format!("{what} is not supported with --nats"))
+}
+
+/// Refuses (exit 3) what the embedded backend's recovery refuses and JetStream would take
+/// quietly, among the streams `names` the cluster at `urls` held:
+/// - a chunk stream holding chunks whose shard log is gone (deleted by hand): its Sums and
+///   checkpoints are lost, `verify` would call them pending and `run` would sum the partition
+///   again from its start (as `run::check_shard_logs_present` on a data directory);
+/// - a stream whose first messages are gone (purged, or deleted from the front): this backend has
+///   no retention and never removes a message, so a stream begins at offset 0 or was damaged.
+///
+/// The streams are listed again after the chunk streams' heads are read, so a shard log that a
+/// live `run --nats` created meanwhile is found.
+fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) -> anyhow::Result<()> {
+    let ours = |n: &&String| n.starts_with("chunks-") || n.starts_with("sums-");
+    let mut firsts = Vec::new();
+    let mut heads = std::collections::HashMap::new();
+    for name in names.iter().filter(ours) {
+        let journal = rt.block_on(nats.existing_journal(name))?;
+        firsts.push((name, rt.block_on(journal.first_sequence())?.saturating_sub(1)));
+        heads.insert(name.as_str(), rt.block_on(journal.head())?);
+    }
+    let names_after = rt.block_on(nats.journal_names())?;
+    crate::run::check_shard_logs_present(names, &names_after, |name| {
+        Ok(heads.get(name).copied().unwrap_or(0))
+    })
+    .with_context(|| format!("on the cluster at {urls}"))?;
+    for (name, first) in firsts {
+        if first > 0 {
+            let held = if name.starts_with("chunks-") {
+                "chunks"
+            } else {
+                "Sums and checkpoints"
+            };
+            anyhow::bail!(
+                "stream {name:?} on the cluster at {urls} begins at offset {first} (sequence {}): the messages before it were removed (purged, or deleted by hand), and the JetStream backend never removes one (it has no retention), so the {held} they held are lost; restore the stream, or delete it and its partner (chunks-NNN and sums-NNN of the same partition) to start the partition over",
+                first + 1
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Opens the journals `names`: first checks every existing one (so a mismatch anywhere creates
@@ -690,6 +736,15 @@ pub fn verify(urls: &str, json: bool) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let names = rt.block_on(nats.journal_names())?;
+    if !names
+        .iter()
+        .any(|n| n.starts_with("chunks-") || n.starts_with("sums-"))
+    {
+        anyhow::bail!(
+            "the cluster at {urls} holds no stream-sum streams (no chunks-NNN or sums-NNN): nothing to verify (wrong cluster, or no `run --nats` wrote there yet)"
+        );
+    }
+    check_streams_whole(&rt, &nats, urls, &names)?;
     let open = |prefix: &str| -> anyhow::Result<Vec<NatsFrames>> {
         let mut v = Vec::new();
         for n in names.iter().filter(|n| n.starts_with(prefix)) {

@@ -74,6 +74,38 @@ fn usage_errors_exit_2_and_name_the_flag() {
             &["--from", "x"],
         ),
         (&["journal", "frobnicate"], &["frobnicate"]),
+        // The JetStream backend's flags (an adversarial pass found each accepted): an empty URL
+        // list once exited 3, an empty entry passed, a zero lease TTL made ~850 shard hand-offs in
+        // 2 s, and `soak --nats` and `--metrics-addr` with `--nats` ran without the cluster or
+        // the server they name. All before any connection: the port below is closed.
+        (&["run", "--nats", ""], &["--nats", "at least one server URL"]),
+        (&["verify", "--nats", " "], &["--nats", "at least one server URL"]),
+        (
+            &["run", "--nats", "nats://127.0.0.1:1,,x"],
+            &["--nats", "empty entry"],
+        ),
+        (
+            &["journal", "ls", "--nats", "nats://:4222"],
+            &["--nats", "names no host"],
+        ),
+        (
+            &["run", "--nats", "nats://127.0.0.1:1", "--lease-ttl", "0s"],
+            &["--lease-ttl", "0s", "from 1s"],
+        ),
+        (
+            &["soak", "--nats", "nats://127.0.0.1:1"],
+            &["soak is not supported with --nats"],
+        ),
+        (
+            &[
+                "run",
+                "--nats",
+                "nats://127.0.0.1:1",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ],
+            &["--metrics-addr is not supported with --nats"],
+        ),
         (
             &["journal", "read", "--data", data, "../x"],
             &["invalid journal name", "../x"],

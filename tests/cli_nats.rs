@@ -311,3 +311,50 @@ fn nats_bad_input_exits_3() {
         &["chunks-001", "chunks-005"],
     );
 }
+
+/// The JetStream backend's counterpart of recovery's damage checks (found by an adversarial
+/// pass: `verify --nats` exited 0 over each, calling the lost Sums pending, and `run --nats`
+/// re-created a deleted shard log and summed its partition again from the start): a shard log
+/// stream purged, or deleted while its chunk stream holds chunks, and a chunk stream purged, are
+/// damage (exit 3, naming the stream) for `verify --nats` and for `run --nats`. A cluster with no
+/// stream-sum stream at all is nothing to verify (exit 3), as an empty data directory is.
+#[test]
+fn nats_purged_or_deleted_streams_are_damage_for_verify_and_run() {
+    let Some(cluster) = start("nats_purged_or_deleted_streams_are_damage_for_verify_and_run") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let verify = || stream_sum().args(["verify", "--nats", &urls]).output().unwrap();
+    let out = verify();
+    assert_eq!(out.status.code(), Some(3), "an empty cluster: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no stream-sum streams"));
+
+    let mut args = run_args(&urls, "7");
+    let at = args.iter().position(|a| a == "--duration").unwrap();
+    args[at + 1] = "4s".into();
+    summary(&stream_sum().args(&args).output().unwrap());
+    assert_eq!(verify().status.code(), Some(0), "the run's own streams verify");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(Nats::connect(&urls)).unwrap();
+    let js = nats.jetstream().clone();
+    // Each case refuses verify and run alike, naming `named`.
+    let refused = |named: &str, needle: &str| {
+        for out in [verify(), stream_sum().args(&args).output().unwrap()] {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{named}: {stderr}");
+            assert!(
+                stderr.contains(named) && stderr.contains(needle),
+                "{named}: {stderr}"
+            );
+        }
+    };
+    // One more damage each time; each is found before those found earlier (streams are checked
+    // in name order, and a missing shard log before any purge).
+    rt.block_on(async { js.get_stream("sums-001").await.unwrap().purge().await.unwrap() });
+    refused("sums-001", "messages before it were removed");
+    rt.block_on(async { js.get_stream("chunks-002").await.unwrap().purge().await.unwrap() });
+    refused("chunks-002", "messages before it were removed");
+    rt.block_on(js.delete_stream("sums-001")).unwrap();
+    refused("sums-001", "is missing");
+}
