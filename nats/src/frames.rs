@@ -32,6 +32,14 @@ static WRITERS: AtomicU64 = AtomicU64::new(0);
 
 /// How long a reader waits for a message known to exist before it replaces its consumer.
 const STALL: Duration = Duration::from_secs(5);
+/// How often a reader that gets no frame asks the stream for its head: an ordered consumer
+/// whose server restarted can go quiet without an error, and frames appended after it did
+/// would otherwise never count as known (a 3-second server restart once left the shards and
+/// Sum tailers silent for 54 s).
+const HEAD_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long a reader whose stream holds frames past it goes without one before it replaces its
+/// consumer (from its position).
+const QUIET_RESTART_AFTER: Duration = Duration::from_secs(2);
 
 /// A [`NatsJournal`] behind the blocking journal boundary. Cheap to clone (clones share the
 /// writer id and append counter).
@@ -183,6 +191,8 @@ impl FrameJournal for NatsFrames {
             name: self.name().to_string(),
             inner,
             rt: self.rt.clone(),
+            last_frame_at: Instant::now(),
+            last_head_check: Instant::now(),
         })
     }
     fn submit(&self, batch: &Batch) -> Result<Done, AppendError> {
@@ -205,6 +215,42 @@ pub struct NatsFrameReader {
     name: String,
     inner: NatsReader,
     rt: Handle,
+    /// When a frame last arrived, or the consumer was last replaced.
+    last_frame_at: Instant,
+    /// When the stream's head was last asked for.
+    last_head_check: Instant,
+}
+
+impl NatsFrameReader {
+    /// The next frame, waiting up to `timeout`.
+    fn poll(&mut self, timeout: Duration) -> Result<Option<Frame>, ReadError> {
+        let next = self
+            .rt
+            .block_on(self.inner.next_timeout(timeout))
+            .map_err(|e| read_error(&self.name, e))?;
+        if next.is_some() {
+            self.last_frame_at = Instant::now();
+        }
+        next.map(|f| to_frame(&self.name, f)).transpose()
+    }
+
+    /// After a poll that got nothing: at most every [`HEAD_CHECK_EVERY`], asks the stream for
+    /// its head, and replaces a consumer that has been quiet for [`QUIET_RESTART_AFTER`] while
+    /// frames past this reader exist.
+    fn check_quiet(&mut self) -> Result<(), ReadError> {
+        if self.last_head_check.elapsed() < HEAD_CHECK_EVERY {
+            return Ok(());
+        }
+        self.last_head_check = Instant::now();
+        let head = self.rt.block_on(self.inner.refresh_known_head(HEAD_CHECK_EVERY));
+        if head > self.inner.position() && self.last_frame_at.elapsed() >= QUIET_RESTART_AFTER {
+            self.rt
+                .block_on(self.inner.restart())
+                .map_err(|e| read_error(&self.name, e))?;
+            self.last_frame_at = Instant::now();
+        }
+        Ok(())
+    }
 }
 
 impl FrameReader for NatsFrameReader {
@@ -220,7 +266,7 @@ impl FrameReader for NatsFrameReader {
         let wanted = self.inner.position() + 1;
         let started = Instant::now();
         loop {
-            if let Some(frame) = self.next_timeout(STALL)? {
+            if let Some(frame) = self.poll(STALL)? {
                 return Ok(Some(frame));
             }
             if started.elapsed() >= RETRY_FOR {
@@ -238,11 +284,11 @@ impl FrameReader for NatsFrameReader {
     }
 
     fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Frame>, ReadError> {
-        let next = self
-            .rt
-            .block_on(self.inner.next_timeout(timeout))
-            .map_err(|e| read_error(&self.name, e))?;
-        next.map(|f| to_frame(&self.name, f)).transpose()
+        let frame = self.poll(timeout)?;
+        if frame.is_none() {
+            self.check_quiet()?;
+        }
+        Ok(frame)
     }
     fn known_durable_head(&self) -> u64 {
         // Every frame delivered or counted as pending was acknowledged by the cluster.

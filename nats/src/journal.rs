@@ -623,6 +623,18 @@ impl NatsReader {
         self.known_head.max(self.position)
     }
 
+    /// Asks the stream for its head once (bounded by `wait`, no retry) and raises the known head
+    /// to it: for a consumer that went quiet without an error (its server restarted, and nothing
+    /// known to exist past this reader's position), so that frames appended meanwhile count as
+    /// known and a stall can be seen and restarted. A failed or slow request changes nothing.
+    pub async fn refresh_known_head(&mut self, wait: Duration) -> u64 {
+        let mut stream = self.journal.stream.clone();
+        if let Ok(Ok(info)) = tokio::time::timeout(wait, stream.info()).await {
+            self.known_head = self.known_head.max(info.state.last_sequence);
+        }
+        self.known_head()
+    }
+
     /// The next frame, waiting up to `wait` for one (`None` if none came).
     pub async fn next_timeout(&mut self, wait: Duration) -> Result<Option<NatsFrame>, NatsError> {
         match tokio::time::timeout(wait, self.next()).await {
