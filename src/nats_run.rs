@@ -455,8 +455,11 @@ const MEMBER_SLOTS: usize = 16;
 /// Keeps one `member-NN` lease for this process and its share of the shards up to date: the
 /// live members are the unexpired `member-NN` leases.
 fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, partitions: usize) {
-    // Every request is bounded, so a hung request cannot freeze the share.
+    // Every request is bounded, so a hung request cannot freeze the share; and the stop flag is
+    // checked between requests: with the cluster gone, a pass of 2 x MEMBER_SLOTS requests each
+    // waiting out its bound once kept a stopping run silent for minutes.
     let bound = leases.ttl();
+    let stopping = || balance.stop.load(Ordering::SeqCst);
     let mut mine: Option<Lease> = None;
     while !balance.stop.load(Ordering::SeqCst) {
         if let Some(lease) = mine.as_mut() {
@@ -465,7 +468,7 @@ fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, part
             }
         }
         if mine.is_none() {
-            for i in 0..MEMBER_SLOTS {
+            for i in (0..MEMBER_SLOTS).take_while(|_| !stopping()) {
                 if let Ok(Ok(Some(lease))) =
                     bounded(rt, bound, leases.try_acquire(&format!("member-{i:02}"), owner))
                 {
@@ -478,6 +481,10 @@ fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, part
         let mut live = 0;
         let mut counted = true;
         for i in 0..MEMBER_SLOTS {
+            if stopping() {
+                counted = false;
+                break;
+            }
             match bounded(rt, bound, leases.holder(&format!("member-{i:02}"))) {
                 Ok(Ok(Some(h))) if h.expires_unix_ms > now => live += 1,
                 Ok(Ok(_)) => {}
@@ -591,6 +598,7 @@ impl OwnedShard {
             ShardConfig::default(),
         ) {
             Ok(s) => s,
+            Err(e) if is_damage(&e) => return self.stop_for_damage(lease, e),
             Err(e) => return (lease, GaveUp::Lost(format!("recovering: {e}"))),
         };
         shared.shards.recoveries.fetch_add(1, Ordering::Relaxed);
@@ -644,12 +652,34 @@ impl OwnedShard {
                     shared.run.violation(e.to_string());
                     return (lease, GaveUp::Stop);
                 }
+                Err(e) if is_damage(&e) => return self.stop_for_damage(lease, e),
                 // Fenced by another owner, or the cluster unreachable past the retry bound: give
                 // the shard up; whoever holds the lease next recovers it from its log.
                 Err(e) => return (lease, GaveUp::Lost(e.to_string())),
             }
         }
     }
+
+    /// Damage in the shard's input or log stops the run (exit 3, naming it): another owner, or
+    /// this one again, would meet it too. Taking the shard up again and again instead once turned
+    /// a damaged chunk message into a loop of hand-offs and an SLA violation (exit 1).
+    fn stop_for_damage(&self, lease: Lease, e: ShardError) -> (Lease, GaveUp) {
+        self.shared.run.shard_error(e.to_string(), &e);
+        (lease, GaveUp::Stop)
+    }
+}
+
+/// Whether a shard's error is damage to a stream (a message that is not a frame, a checkpoint
+/// past its input's end), not a lost lease or an unreachable cluster.
+fn is_damage(e: &ShardError) -> bool {
+    matches!(
+        e,
+        ShardError::Corrupt { .. }
+            | ShardError::Read {
+                error: ss_log::ReadError::Corrupt { .. },
+                ..
+            }
+    )
 }
 
 /// `journal ls --nats`: the stream-sum streams with their first and last positions, in the

@@ -403,3 +403,40 @@ fn nats_sums_resume_within_the_sla_after_a_server_restart() {
     assert_eq!(s["violations"], 0, "{s}");
     assert!(s["streams_finished"].as_u64().unwrap() > 0, "{s}");
 }
+
+/// A message that is not a frame in a chunk stream (one foreign publish) is damage for `run
+/// --nats` as for `verify --nats`: exit 3 naming the stream and message. The run once took the
+/// shard up again and again (each owner met the same message) and ended with an SLA violation.
+#[test]
+fn nats_a_message_that_is_not_a_frame_stops_run_as_damage() {
+    let Some(cluster) = start("nats_a_message_that_is_not_a_frame_stops_run_as_damage") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let mut args = run_args(&urls, "13");
+    let at = args.iter().position(|a| a == "--duration").unwrap();
+    args[at + 1] = "3s".into();
+    summary(&stream_sum().args(&args).output().unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(Nats::connect(&urls)).unwrap();
+    rt.block_on(async {
+        nats.jetstream()
+            .publish("ss.chunks-001", "not a frame".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    });
+    for command in [
+        vec!["verify", "--nats", &urls],
+        args.iter().map(String::as_str).collect(),
+    ] {
+        let out = stream_sum().args(&command).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("chunks-001") && stderr.contains("is corrupt") && stderr.contains("message"),
+            "{command:?}: {stderr}"
+        );
+    }
+}

@@ -122,10 +122,14 @@ fn read_error(journal: &str, e: NatsError) -> ReadError {
     }
 }
 
+/// A message whose payload is not a frame is damage (`ReadError::Corrupt`, exit 3 in the CLI),
+/// not a backend failure to retry: its "fragment" is the stream and message sequence.
 fn to_frame(journal: &str, f: NatsFrame) -> Result<Frame, ReadError> {
-    Frame::from_batch_payload(f.sequence - 1, f.sequence, f.payload).map_err(|e| ReadError::Backend {
+    Frame::from_batch_payload(f.sequence - 1, f.sequence, f.payload).map_err(|error| ReadError::Corrupt {
         journal: journal.to_string(),
-        detail: format!("message {} is not a frame: {e}", f.sequence),
+        fragment: format!("stream {journal} message {}", f.sequence).into(),
+        offset: f.sequence - 1,
+        error,
     })
 }
 
