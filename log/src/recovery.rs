@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::error::OpenError;
 use crate::fragment::{parse_fragment_name, Fragment};
 use crate::frame::{self, FrameError, FRAME_ALIGN_BYTES, FRAME_MAGIC, HEADER_LEN};
-use crate::scan_hint::{read_hints, ScanHint, ScanHintWriter, WriteBound};
+use crate::scan_hint::{read_hints, Hints, ScanHint, ScanHintWriter, WriteBound};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
 /// Highest begin offset a fragment may have (2^62: offsets within it cannot overflow).
@@ -117,7 +117,7 @@ pub(crate) fn recover(
             hint,
         )?,
     };
-    let scan_hint = writable.then(|| hint_writer_after_open(opts, dir, salt, last_begin, &last, hint));
+    let scan_hint = writable.then(|| hint_writer_after_open(opts, dir, salt, last_begin, &last, hints));
     fragments.push(Arc::new(Fragment::with_file(last_begin, dir, file.clone())));
     Ok(Recovered {
         fragments,
@@ -137,18 +137,16 @@ fn hint_writer_after_open(
     salt: u32,
     last_begin: u64,
     last: &LastScan,
-    hint: Option<ScanHint>,
+    hints: Hints,
 ) -> ScanHintWriter {
+    // The bound record as it is on disk, used or not: the writer keeps it true.
     let mut writer = ScanHintWriter::new(
         opts.storage.clone(),
         dir,
         salt,
         opts,
-        hint.filter(|_| last.base > 0),
-        last.bound.map(|bound| WriteBound {
-            fragment_begin: last_begin,
-            bound,
-        }),
+        hints.scan.filter(|_| last.base > 0),
+        hints.bound,
     );
     if let (Some(write_begin), Some(frame_crc)) = (last.last_write_begin, last.last_write_frame_crc) {
         writer.after_durable_write(last_begin, write_begin, frame_crc);

@@ -235,14 +235,14 @@ pub(crate) struct ScanHintWriter {
     latest: Option<ScanHint>,
     /// How far past a write's end a new write bound is recorded.
     bound_step_bytes: u64,
-    /// The write bound known to be durable (read at open and used by recovery, or last synced).
+    /// The write-bound record on disk, whatever fragment it names (read at open, or last synced).
     bound: Option<WriteBound>,
     file: Option<Arc<dyn StorageFile>>,
 }
 
 impl ScanHintWriter {
     /// A writer for the journal in `dir` (checksummed with `salt`), whose stored hint is
-    /// believed to be `recorded` and whose durable write bound is `bound`.
+    /// believed to be `recorded` and whose write-bound record on disk is `bound`.
     pub fn new(
         storage: Arc<dyn Storage>,
         dir: &Path,
@@ -262,6 +262,14 @@ impl ScanHintWriter {
             bound,
             file: None,
         }
+    }
+
+    /// Whether the write bound on disk names the fragment beginning at `fragment_begin`. Such a
+    /// record must stay true for whatever file holds that name, so writes into the fragment keep
+    /// extending it even when the file needs none of its own (a new file taking the begin of a
+    /// recycled one a failed batch removed).
+    pub fn bound_names(&self, fragment_begin: u64) -> bool {
+        WriteBound::in_fragment(self.bound, fragment_begin).is_some()
     }
 
     /// Path of the hint file, for errors.

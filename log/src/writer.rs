@@ -75,7 +75,8 @@ impl Cursor {
     ) -> Cursor {
         // A file longer than its frames holds bytes this journal did not write there (recovery
         // keeps a recycled or preallocated fragment's length).
-        let needs_bound = cur_file.len().is_ok_and(|len| len > head - cur_begin);
+        let longer = cur_file.len().map_or(true, |len| len > head - cur_begin);
+        let needs_bound = longer || scan_hint.bound_names(cur_begin);
         Cursor {
             cur_begin,
             cur_file,
@@ -149,8 +150,10 @@ impl Cursor {
             })?;
             cx.stats.fragment_created();
             cx.fragments.push(fragment);
-            // A recycled file or a spare has its length already; a new file has none.
-            let needs_bound = file.len().map_or(true, |len| len > 0);
+            // A recycled file or a spare has its length already; a new file has none, but a
+            // bound record left for this begin (by a batch that rolled into a recycled file here
+            // and was rolled back) must stay true for it.
+            let needs_bound = file.len().map_or(true, |len| len > 0) || self.scan_hint.bound_names(new_begin);
             // Make the new name durable before writing into it: a power loss keeps any subset of
             // the directory operations since the last directory sync, so two fragments created
             // before one sync could leave the later without the earlier (a hole).
@@ -228,8 +231,8 @@ impl Cursor {
         self.cur_file = last.file(cx.storage, cx.map_len_hint)?.clone();
         self.cur_file.set_len(durable - self.cur_begin)?;
         self.cur_file.sync_data()?;
-        // Cut to its frames: nothing past them is left to bound.
-        self.needs_bound = false;
+        // Cut to its frames: nothing past them is left to bound, unless a bound record names it.
+        self.needs_bound = self.scan_hint.bound_names(self.cur_begin);
         self.synced_end = durable;
         Ok(self.cur_begin)
     }

@@ -605,3 +605,48 @@ fn damage_under_the_write_bound_is_still_refused() {
     let error = open_counting(&storage).unwrap_err().to_string();
     assert!(error.contains("a frame from a later write follows"), "{error}");
 }
+
+/// A bound record on disk naming a fragment begin is kept true whatever file takes that name:
+/// here a new (growing) file, which needs no bound of its own, takes the begin a record names
+/// with a small bound (as a batch that rolled into a recycled file there and was rolled back
+/// leaves it). Writes into it extend the record; left as it was, a crash would have recovery
+/// trust it and search past the frames only up to it.
+#[test]
+fn a_bound_record_left_for_a_begin_is_kept_true_by_a_new_file_taking_it() {
+    let storage = SimStorage::new(53);
+    let second = 4 * FRAME_BYTES;
+    {
+        let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
+        let j = log.journal(JOURNAL).unwrap();
+        append_tagged(&j, "a", 3);
+        assert_eq!(j.fragments().len(), 1);
+    }
+    record_write_bound(&storage, JOURNAL, second, 96);
+    let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    append_tagged(&j, "b", 6);
+    let fragments = j.fragments();
+    assert_eq!(
+        fragments[1].begin, second,
+        "the journal rolled into the recorded begin"
+    );
+    assert_eq!(
+        storage.read_file(&fragments[1].path).unwrap().len() as u64,
+        fragments[1].end - second,
+        "a new, growing file"
+    );
+    let survivor = storage.crash(CrashMode::LoseUnsynced);
+    drop(j);
+    drop(log);
+    let dir = fragment_path(JOURNAL, 0).parent().unwrap().to_path_buf();
+    let bound = ss_log::scan_hint::read_hints(&survivor, &dir, ss_log::frame::journal_salt(JOURNAL))
+        .bound
+        .expect("a bound record");
+    assert_eq!(bound.fragment_begin, second);
+    assert!(
+        bound.bound >= fragments[1].end - second,
+        "the record ({} bytes) covers the {} bytes written",
+        bound.bound,
+        fragments[1].end - second
+    );
+}
