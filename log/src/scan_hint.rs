@@ -106,33 +106,26 @@ impl ScanHint {
 
     /// The record's bytes, checksummed with the journal salt.
     pub fn encode(&self, salt: u32) -> [u8; SCAN_HINT_BYTES] {
-        let mut out = [0u8; SCAN_HINT_BYTES];
-        out[0..4].copy_from_slice(&SCAN_HINT_MAGIC);
-        out[8..16].copy_from_slice(&self.fragment_begin.to_le_bytes());
-        out[16..24].copy_from_slice(&self.scan_from.to_le_bytes());
-        out[24..28].copy_from_slice(&self.frame_crc.to_le_bytes());
-        let crc = crc32c::crc32c_append(salt, &out[8..]);
-        out[4..8].copy_from_slice(&crc.to_le_bytes());
-        out
+        let mut body = [0u8; RECORD_BODY_BYTES];
+        body[0..8].copy_from_slice(&self.fragment_begin.to_le_bytes());
+        body[8..16].copy_from_slice(&self.scan_from.to_le_bytes());
+        body[16..20].copy_from_slice(&self.frame_crc.to_le_bytes());
+        seal_record(SCAN_HINT_MAGIC, &body, salt)
     }
 
     /// The hint in `bytes`, if they are a whole, intact record of this journal that makes sense
     /// (an aligned offset inside the fragment, past its start).
     pub fn decode(bytes: &[u8], salt: u32) -> Option<ScanHint> {
-        let bytes: &[u8; SCAN_HINT_BYTES] = bytes.get(..SCAN_HINT_BYTES)?.try_into().ok()?;
-        let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        let field32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        let intact = bytes[0..4] == SCAN_HINT_MAGIC
-            && field32(4) == crc32c::crc32c_append(salt, &bytes[8..])
-            && field32(28) == 0;
+        let body = open_record(bytes, SCAN_HINT_MAGIC, salt)?;
         let hint = ScanHint {
-            fragment_begin: field(8),
-            scan_from: field(16),
-            frame_crc: field32(24),
+            fragment_begin: u64_at(&body, 0),
+            scan_from: u64_at(&body, 8),
+            frame_crc: u32::from_le_bytes(body[16..20].try_into().expect("4 bytes")),
         };
+        let reserved_zero = body[20..24] == [0; 4];
         let sensible =
             hint.scan_from > hint.fragment_begin && hint.scan_from.is_multiple_of(FRAME_ALIGN_BYTES);
-        (intact && sensible).then_some(hint)
+        (reserved_zero && sensible).then_some(hint)
     }
 
     /// Where validation of the fragment beginning at `fragment_begin` may start, as a position in
@@ -155,26 +148,18 @@ pub struct WriteBound {
 impl WriteBound {
     /// The record's bytes, checksummed with the journal salt.
     pub fn encode(&self, salt: u32) -> [u8; WRITE_BOUND_BYTES] {
-        let mut out = [0u8; WRITE_BOUND_BYTES];
-        out[0..4].copy_from_slice(&WRITE_BOUND_MAGIC);
-        out[8..16].copy_from_slice(&self.fragment_begin.to_le_bytes());
-        out[16..24].copy_from_slice(&self.bound.to_le_bytes());
-        let crc = crc32c::crc32c_append(salt, &out[8..]);
-        out[4..8].copy_from_slice(&crc.to_le_bytes());
-        out
+        let mut body = [0u8; RECORD_BODY_BYTES];
+        body[0..8].copy_from_slice(&self.fragment_begin.to_le_bytes());
+        body[8..16].copy_from_slice(&self.bound.to_le_bytes());
+        seal_record(WRITE_BOUND_MAGIC, &body, salt)
     }
 
     /// The bound in `bytes`, if they are a whole, intact record of this journal.
     pub fn decode(bytes: &[u8], salt: u32) -> Option<WriteBound> {
-        let bytes: &[u8; WRITE_BOUND_BYTES] = bytes.get(..WRITE_BOUND_BYTES)?.try_into().ok()?;
-        let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        let intact = bytes[0..4] == WRITE_BOUND_MAGIC
-            && crc == crc32c::crc32c_append(salt, &bytes[8..])
-            && field(24) == 0;
-        intact.then_some(WriteBound {
-            fragment_begin: field(8),
-            bound: field(16),
+        let body = open_record(bytes, WRITE_BOUND_MAGIC, salt)?;
+        (u64_at(&body, 16) == 0).then(|| WriteBound {
+            fragment_begin: u64_at(&body, 0),
+            bound: u64_at(&body, 8),
         })
     }
 
@@ -184,6 +169,31 @@ impl WriteBound {
             .filter(|b| b.fragment_begin == fragment_begin)
             .map(|b| b.bound)
     }
+}
+
+/// Bytes of a hint-file record after its magic and checksum (both records are 32 bytes).
+const RECORD_BODY_BYTES: usize = 24;
+
+/// A record of the hint file: `magic`, the CRC-32C of `body` seeded with `salt`, then `body`.
+fn seal_record(magic: [u8; 4], body: &[u8; RECORD_BODY_BYTES], salt: u32) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[0..4].copy_from_slice(&magic);
+    out[4..8].copy_from_slice(&crc32c::crc32c_append(salt, body).to_le_bytes());
+    out[8..].copy_from_slice(body);
+    out
+}
+
+/// The body of the record at the start of `bytes`, if it is whole, has `magic` and its checksum
+/// (seeded with `salt`) holds.
+fn open_record(bytes: &[u8], magic: [u8; 4], salt: u32) -> Option<[u8; RECORD_BODY_BYTES]> {
+    let record = bytes.get(..32)?;
+    let body: [u8; RECORD_BODY_BYTES] = record[8..].try_into().ok()?;
+    let crc = u32::from_le_bytes(record[4..8].try_into().ok()?);
+    (record[0..4] == magic && crc == crc32c::crc32c_append(salt, &body)).then_some(body)
+}
+
+fn u64_at(body: &[u8; RECORD_BODY_BYTES], at: usize) -> u64 {
+    u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// What the hint file of a journal directory holds: each record if it is intact.
