@@ -4,8 +4,10 @@
 //! A small HTTP/1.1 responder on tokio's `TcpListener`, on one thread of its own with a
 //! current-thread runtime, so it never competes with the run's threads for a runtime: each
 //! connection gets one response to a GET and is closed. Everything is bounded: the request head
-//! ([`REQUEST_HEAD_MAX_BYTES`]), the connections served at once ([`CONNECTIONS_MAX`]; more are
-//! closed at once) and each connection's time ([`CONNECTION_TIMEOUT`]).
+//! ([`REQUEST_HEAD_MAX_BYTES`], and the time to send it, [`REQUEST_HEAD_TIMEOUT`], so idle or
+//! slow clients cannot hold the slots scrapers need), the connections served at once
+//! ([`CONNECTIONS_MAX`]; more are closed at once) and each connection's time
+//! ([`CONNECTION_TIMEOUT`]). Header lines may end in CRLF or a bare LF (RFC 9112, 2.2).
 //!
 //! The address is bound by [`MetricsServer::bind`] before the run opens its data directory, so a
 //! port in use stops the command before anything is touched.
@@ -24,7 +26,9 @@ const LIVE_PAGE_HTML: &str = include_str!("live_page.html");
 /// Largest request head read (request line and headers); a longer one gets 431.
 pub const REQUEST_HEAD_MAX_BYTES: usize = 8 << 10;
 /// Connections served at once; one more is closed without a response.
-pub const CONNECTIONS_MAX: usize = 32;
+pub const CONNECTIONS_MAX: usize = 256;
+/// Longest a client may take to send its request head; then it gets 408 and is closed.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a connection may take, from accept to the last byte of its response.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -99,23 +103,59 @@ async fn serve(listener: tokio::net::TcpListener, watch: Arc<Watch>) {
 
 /// Reads one request head, writes one response, closes.
 async fn connection(mut stream: tokio::net::TcpStream, watch: &Arc<Watch>) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let response = loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(()); // Closed before a whole request head.
+    let response = match tokio::time::timeout(REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Err(_) => Response::text(408, "Request Timeout", "request head not sent in time\n"),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Head::Closed)) => return Ok(()),
+        Ok(Ok(Head::TooLarge)) => {
+            Response::text(431, "Request Header Fields Too Large", "request head too large\n")
         }
-        head.extend_from_slice(&buf[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            break respond(&head, watch);
-        }
-        if head.len() > REQUEST_HEAD_MAX_BYTES {
-            break Response::text(431, "Request Header Fields Too Large", "request head too large\n");
-        }
+        Ok(Ok(Head::Complete(head))) => respond(&head, watch),
     };
     stream.write_all(&response.to_bytes()).await?;
     stream.shutdown().await
+}
+
+/// What a client sent before its request head ended.
+enum Head {
+    Complete(Vec<u8>),
+    /// Closed before a whole request head.
+    Closed,
+    /// Longer than [`REQUEST_HEAD_MAX_BYTES`].
+    TooLarge,
+}
+
+async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Head> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(Head::Closed);
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head_end(&head) {
+            head.truncate(end);
+            return Ok(Head::Complete(head));
+        }
+        if head.len() > REQUEST_HEAD_MAX_BYTES {
+            return Ok(Head::TooLarge);
+        }
+    }
+}
+
+/// Where the request head ends: after the first empty line, its lines ending in CRLF or LF.
+fn head_end(head: &[u8]) -> Option<usize> {
+    (0..head.len()).find_map(|i| {
+        if head[i] != b'\n' {
+            return None;
+        }
+        match &head[i + 1..] {
+            [b'\n', ..] => Some(i + 2),
+            [b'\r', b'\n', ..] => Some(i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// One response: status, content type, body.
@@ -168,8 +208,8 @@ impl Response {
 
 /// Routes a request head (`GET /path?query HTTP/1.1` and headers, which are ignored).
 fn respond(head: &[u8], watch: &Arc<Watch>) -> Response {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Response::text(400, "Bad Request", "bad request line\n");
@@ -238,11 +278,21 @@ mod tests {
         let watch = Arc::new(Watch::new(Vec::new()));
         assert_eq!(respond(b"POST /metrics HTTP/1.1\r\n\r\n", &watch).status, 405);
         assert_eq!(respond(b"GET /metrics\r\n\r\n", &watch).status, 400);
+        assert_eq!(respond(b"GET /metrics HTTP/1.1\nHost: x\n\n", &watch).status, 200);
         let head = respond(b"HEAD /metrics HTTP/1.1\r\n\r\n", &watch);
         let bytes = String::from_utf8(head.to_bytes()).unwrap();
         assert!(
             bytes.starts_with("HTTP/1.1 200 OK\r\n") && bytes.ends_with("\r\n\r\n"),
             "{bytes}"
         );
+    }
+
+    #[test]
+    fn the_head_ends_at_the_first_empty_line_whatever_the_line_endings() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\n\nbody"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\r\n\n"), Some(25));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r"), None);
     }
 }
