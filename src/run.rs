@@ -552,7 +552,8 @@ pub(crate) fn install_stop_signals(shared: Arc<Shared>) -> anyhow::Result<()> {
             "\nstream-sum: {name}: stopping: finishing open streams and waiting for their Sums (Ctrl-C or SIGTERM again to exit now)"
         );
         shared.run.request_stop(name);
-    })
+    })?;
+    crate::signals::stop_with_parent()
 }
 
 /// Progress, SLA checks and the graceful stop. Returns true if the run completed gracefully.

@@ -4,6 +4,7 @@
 //! default (the process ends at once): after a hangup there is no terminal to print on.
 
 use anyhow::Context;
+use rustix::process::{getpid, getppid, kill_process, set_parent_process_death_signal, Pid, Signal};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Starts a thread that waits for SIGINT and SIGTERM: `on_first(signal, name)` for the first,
@@ -29,5 +30,30 @@ pub(crate) fn on_stop_signals(
             }
         })
         .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// Set by `sweep` on the runs it starts, to its own process id: such a run stops gracefully
+/// (SIGTERM) when that process dies, even by SIGKILL, instead of running out its `--duration`
+/// alone with nobody to read its summary or remove its directory.
+pub(crate) const STOP_WITH_PARENT_ENV: &str = "STREAM_SUM_STOP_WITH_PARENT";
+
+/// After [`on_stop_signals`]: if [`STOP_WITH_PARENT_ENV`] names this process's parent, asks the
+/// kernel for SIGTERM when the parent dies; if the parent is already gone (it died before this
+/// call), sends that SIGTERM now.
+pub(crate) fn stop_with_parent() -> anyhow::Result<()> {
+    let Ok(parent) = std::env::var(STOP_WITH_PARENT_ENV) else {
+        return Ok(());
+    };
+    let parent = parent
+        .parse::<i32>()
+        .ok()
+        .and_then(Pid::from_raw)
+        .with_context(|| format!("{STOP_WITH_PARENT_ENV}={parent:?} is not a process id"))?;
+    set_parent_process_death_signal(Some(Signal::TERM))
+        .context("asking for SIGTERM when the parent process dies")?;
+    if getppid() != Some(parent) {
+        kill_process(getpid(), Signal::TERM).context("stopping: the parent process is gone")?;
+    }
     Ok(())
 }

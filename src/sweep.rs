@@ -391,9 +391,14 @@ fn run_child(
         cmd.arg("--max-mb-per-s").arg(format!("{rate:.3}"));
     }
     // Its own process group: a Ctrl-C at the terminal reaches the sweep alone, which passes it
-    // on once (two would make the step exit at once, without its summary).
+    // on once (two would make the step exit at once, without its summary). And it stops when
+    // the sweep dies, even by SIGKILL (`signals::stop_with_parent`).
     cmd.args(&args.run_args)
         .process_group(0)
+        .env(
+            crate::signals::STOP_WITH_PARENT_ENV,
+            std::process::id().to_string(),
+        )
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

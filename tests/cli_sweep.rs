@@ -167,6 +167,74 @@ fn an_interrupted_sweep_removes_the_running_steps_directory_and_exits_130() {
     assert!(!svg.exists(), "an interrupted sweep drew a figure");
 }
 
+/// SIGKILL to the sweep during a step: the step's run, left without its parent, stops
+/// gracefully at once (the kernel sends it SIGTERM) instead of running out its `--duration`
+/// alone. Before, it ran on for the whole step (at full rate, gigabytes nobody would remove).
+#[test]
+fn a_killed_sweeps_running_step_stops_at_once() {
+    let t = temp_data();
+    let dir = t.dir.path().join("sweep");
+    let svg = t.dir.path().join("sweep.svg");
+    let args = sweep_args(&dir, &svg, "120s");
+    let child = spawn_with_stdout(&args, std::process::Stdio::piped());
+    let sweep_pid = child.id();
+    // The step's run: the process whose parent is the sweep, once its directory exists.
+    let started = Instant::now();
+    let step_has_data = || {
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("journals").exists())
+    };
+    while !step_has_data() {
+        assert!(
+            started.elapsed() < COMMAND_DEADLINE,
+            "the first step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let steps = children_of(sweep_pid);
+    assert_eq!(steps.len(), 1, "the sweep's children: {steps:?}");
+    let step_pid = steps[0];
+    std::thread::sleep(Duration::from_millis(500));
+    send_signal(&child, "KILL");
+    let _ = finish(child, COMMAND_DEADLINE);
+    let killed = Instant::now();
+    while is_running(step_pid) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the step's run (pid {step_pid}) still runs 30 s after its sweep was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| proc_stat(p).is_some_and(|(_, ppid)| ppid == pid))
+        .collect()
+}
+
+/// `pid` exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// (state, parent pid) from /proc/PID/stat.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: state, then ppid.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
+}
+
 /// Arguments for the steps' runs after `--` are checked before any step: one `run` refuses, or
 /// one the sweep sets for each step itself, exits 2 at once naming it, and creates nothing (it
 /// was found only when the first child exited 2, after the disk had settled, and then exit 3).
