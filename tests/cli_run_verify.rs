@@ -91,3 +91,19 @@ fn retention_over_small_fragments_does_not_hold_the_run_past_its_duration() {
     assert!(elapsed < 4.0, "a 2 s run published for {elapsed:.1} s: {run}");
     assert_eq!(run["stopped_by"], "duration", "{run}");
 }
+
+/// `--sla 1ns`: no Sum can be durable within a nanosecond of its final chunk, so the run exits 1
+/// with no Sum counted verified, whether a Sum reached its chunker before or after the chunker
+/// learned its final chunk was durable. Before, a Sum that beat that notice counted as verified
+/// and was never held to the SLA (`--sla 2ms` exited 0 with a 4.9 ms max latency).
+#[test]
+fn every_sum_is_held_to_the_sla_even_one_seen_before_its_chunker_knew_the_final_chunk_durable() {
+    let t = temp_data();
+    let mut args = small_run_args(&t.data, "1s");
+    args.extend(["--sla".into(), "1ns".into()]);
+    let out = cli(&args);
+    out.expect_code(1, "run --sla 1ns");
+    let run = out.json();
+    assert_eq!(u64_field(&run, "sums_verified"), 0, "{run}");
+    assert!(u64_field(&run, "violations") >= 1, "{run}");
+}

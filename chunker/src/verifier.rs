@@ -75,6 +75,18 @@ impl VerifiedSet {
     }
 }
 
+/// A Sum seen before its stream's final chunk was noticed durable.
+struct EarlySum {
+    sha1: [u8; 20],
+    /// The Sum was the one expected (a wrong one is already a violation).
+    correct: bool,
+    /// When the Sum was seen durable.
+    at: Instant,
+    /// Where the Sum is, for a late Sum's violation.
+    journal: String,
+    offset: u64,
+}
+
 /// One chunker's expectations and what it has verified.
 pub struct Verifier {
     run_id: u32,
@@ -86,9 +98,9 @@ pub struct Verifier {
     sums_verified: u64,
     violations: Vec<Violation>,
     events: Option<std::sync::mpsc::Sender<VerifierEvent>>,
-    /// Expected SHA-1 of streams whose Sum was seen before their final chunk's durability was
-    /// noticed, and when the Sum was seen, kept until it is.
-    early_sums: HashMap<StreamId, ([u8; 20], Instant)>,
+    /// Streams whose Sum was seen before their final chunk's durability was noticed, kept until
+    /// it is: then the Sum's latency is known and judged against the SLA.
+    early_sums: HashMap<StreamId, EarlySum>,
     /// Streams already reported as missing their Sum (SLA passed), with what their Sum must be:
     /// a Sum arriving after that is late, not a duplicate, and is still checked.
     overdue: HashMap<StreamId, Expected>,
@@ -151,11 +163,9 @@ impl Verifier {
                 e.sha1
             }
             None => match self.early_sums.remove(&stream) {
-                Some((sha1, sum_seen_at)) => {
-                    let latency = sum_seen_at.saturating_duration_since(at);
-                    self.latency_us
-                        .saturating_record(latency.as_micros().max(1) as u64);
-                    sha1
+                Some(early) => {
+                    self.judge_latency(stream, early.correct, at, early.at, &early.journal, early.offset);
+                    early.sha1
                 }
                 None => return,
             },
@@ -191,34 +201,59 @@ impl Verifier {
             )));
             return;
         };
-        self.check_sum(&e, sum, journal, offset);
+        let correct = self.check_sum(&e, sum, journal, offset);
         self.emit_sum_seen(sum, journal, offset);
-        if e.final_durable_at.is_none() {
-            // Latency is recorded once the final chunk's durability time is known.
-            self.early_sums.insert(stream, (e.sha1, at));
-        }
         self.verified.insert(counter);
-        if let Some(t) = e.final_durable_at {
-            let latency = at.saturating_duration_since(t);
-            self.latency_us
-                .saturating_record(latency.as_micros().max(1) as u64);
-            if latency > self.sla {
-                // Durable past the SLA, though before the next `check_sla` looked: as late as
-                // a Sum that check reported missing, and counted the same way (not verified).
-                self.violations.push(Violation(format!(
-                    "late Sum for stream {stream} in {journal} at offset {offset}: durable {} after the final chunk, SLA is {}",
-                    human_duration(latency),
-                    human_duration(self.sla)
-                )));
-                return;
+        match e.final_durable_at {
+            Some(final_at) => self.judge_latency(stream, correct, final_at, at, journal, offset),
+            // Judged once the final chunk's durability time is known: until then the Sum is
+            // neither verified nor late.
+            None => {
+                let early = EarlySum {
+                    sha1: e.sha1,
+                    correct,
+                    at,
+                    journal: journal.to_string(),
+                    offset,
+                };
+                self.early_sums.insert(stream, early);
             }
         }
-        self.sums_verified += 1;
     }
 
-    /// Records a violation if `sum` is not the one `e` expects.
-    fn check_sum(&mut self, e: &Expected, sum: &Sum, journal: &str, offset: u64) {
-        if e.sha1 != sum.sha1 || e.last_seq != sum.last_seq {
+    /// Records the latency of a Sum seen at `sum_at` for a final chunk durable at `final_at`, and
+    /// counts it verified if it is `correct` and on time. A late one, durable past the SLA though
+    /// before the next `check_sla` looked, is as late as a Sum that check reported missing, and
+    /// counted the same way (a violation, not verified).
+    fn judge_latency(
+        &mut self,
+        stream: StreamId,
+        correct: bool,
+        final_at: Instant,
+        sum_at: Instant,
+        journal: &str,
+        offset: u64,
+    ) {
+        let latency = sum_at.saturating_duration_since(final_at);
+        self.latency_us
+            .saturating_record(latency.as_micros().max(1) as u64);
+        if latency > self.sla {
+            self.violations.push(Violation(format!(
+                "late Sum for stream {stream} in {journal} at offset {offset}: durable {} after the final chunk, SLA is {}",
+                human_duration(latency),
+                human_duration(self.sla)
+            )));
+            return;
+        }
+        if correct {
+            self.sums_verified += 1;
+        }
+    }
+
+    /// Records a violation if `sum` is not the one `e` expects; true if it is.
+    fn check_sum(&mut self, e: &Expected, sum: &Sum, journal: &str, offset: u64) -> bool {
+        let correct = e.sha1 == sum.sha1 && e.last_seq == sum.last_seq;
+        if !correct {
             self.violations.push(Violation(format!(
                 "wrong Sum for stream {} in {journal} at offset {offset}: sha1 {} (last seq {}), expected {} (last seq {})",
                 sum.stream,
@@ -228,6 +263,7 @@ impl Verifier {
                 e.last_seq
             )));
         }
+        correct
     }
 
     fn emit_sum_seen(&self, sum: &Sum, journal: &str, offset: u64) {
@@ -263,9 +299,10 @@ impl Verifier {
         }
     }
 
-    /// Streams expected and not yet verified.
+    /// Streams expected and not yet verified (a Sum seen before its final chunk was noticed
+    /// durable is not verified yet).
     pub fn pending(&self) -> usize {
-        self.expected.len()
+        self.expected.len() + self.early_sums.len()
     }
 
     pub fn sums_verified(&self) -> u64 {
@@ -366,6 +403,37 @@ mod tests {
         // A second Sum for the late stream is still a duplicate.
         v.on_sum(&sum(b, 7), "sums-000", 200, t + Duration::from_millis(10));
         assert!(v.violations()[1].0.contains("duplicate"), "{:?}", v.violations());
+    }
+
+    /// Before, a Sum seen ahead of its chunker's durability notice counted as verified at once
+    /// and its latency, recorded later, was never held against the SLA: `run --sla 2ms` exited 0
+    /// with a max latency over 2 ms.
+    #[test]
+    fn a_sum_seen_before_its_final_chunk_was_noticed_durable_is_still_held_to_the_sla() {
+        let mut v = Verifier::new(1, 0, Duration::from_millis(3));
+        let (a, b, c) = (stream_id(1, 0, 0), stream_id(1, 0, 1), stream_id(1, 0, 2));
+        let t = Instant::now();
+        for id in [a, b, c] {
+            v.expect(id, [7; 20], 2);
+        }
+        v.on_sum(&sum(a, 7), "sums-000", 0, t + Duration::from_millis(2));
+        v.on_sum(&sum(b, 7), "sums-000", 100, t + Duration::from_millis(9));
+        v.on_sum(&sum(c, 8), "sums-000", 200, t + Duration::from_millis(1));
+        // Seen, not yet judged.
+        assert_eq!((v.sums_verified(), v.pending()), (0, 3));
+        for id in [a, b, c] {
+            v.final_durable(id, t, "chunks-000", 0);
+        }
+        assert_eq!((v.sums_verified(), v.pending()), (1, 0));
+        let all: Vec<_> = v.violations().iter().map(|x| x.0.clone()).collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].contains("wrong Sum"), "{all:?}");
+        assert!(
+            all[1].contains("late Sum")
+                && all[1].contains("sums-000 at offset 100")
+                && all[1].contains("9.0 ms"),
+            "{all:?}"
+        );
     }
 
     #[test]
