@@ -92,8 +92,11 @@ pub struct ChunkIndex {
     pub finals_at: HashSet<(StreamId, At)>,
     /// Unfinished streams and the last seq of each.
     pub unfinished: HashMap<StreamId, u32>,
-    /// Streams whose first chunks retention removed: they cannot be checked.
+    /// Streams whose first chunks retention removed: their SHA-1 cannot be recomputed.
     pub partial: HashSet<StreamId>,
+    /// The final chunk (its seq and place) of each partial stream whose final chunk is there:
+    /// such a stream still needs exactly one Sum, of that final seq.
+    pub partial_finals: HashMap<StreamId, (u32, At)>,
     pub chunks: u64,
     pub chunk_bytes: u64,
     pub duplicate_chunks: u64,
@@ -178,6 +181,7 @@ impl ChunkIndex {
 
     fn add_chunk(&mut self, open: &mut HashMap<StreamId, OpenStream>, chunk: &Chunk<'_>, at: &At) {
         self.chunks += 1;
+        self.chunk_bytes += chunk.data.len() as u64;
         let id = chunk.stream;
         if chunk.is_final {
             self.finals_at.insert((id, at.clone()));
@@ -218,6 +222,9 @@ impl ChunkIndex {
                     ));
                 }
                 self.partial.insert(id);
+                if chunk.is_final {
+                    self.partial_finals.insert(id, (chunk.seq, at.clone()));
+                }
                 return;
             }
             None => open.entry(id).or_insert(OpenStream {
@@ -226,7 +233,6 @@ impl ChunkIndex {
             }),
         };
         s.hasher.update(chunk.data);
-        self.chunk_bytes += chunk.data.len() as u64;
         if chunk.is_final {
             let s = open.remove(&id).expect("the stream is open");
             let finished = Finished {
@@ -244,6 +250,7 @@ impl ChunkIndex {
         self.finals_at.extend(other.finals_at);
         self.unfinished.extend(other.unfinished);
         self.partial.extend(other.partial);
+        self.partial_finals.extend(other.partial_finals);
         self.chunks += other.chunks;
         self.chunk_bytes += other.chunk_bytes;
         self.duplicate_chunks += other.duplicate_chunks;
@@ -524,43 +531,51 @@ pub fn audit(chunks: &ChunkIndex, sums: &SumIndex, history: &History, settled: S
 pub fn check_journals(chunks: &ChunkIndex, sums: &SumIndex, settled: Settled) -> Findings {
     let mut findings = Findings::default();
     findings.other.extend(chunks.violations.iter().cloned());
-    findings.unverifiable += chunks.partial.len() as u64;
     let mut ids: Vec<&StreamId> = chunks.finished.keys().collect();
     ids.sort();
     for id in ids {
         let f = &chunks.finished[id];
         match sums.sums.get(id).map(Vec::as_slice) {
-            None | Some([]) => {
-                let progress = sums.progress.get(&f.at.journal).copied().unwrap_or_default();
-                if settled == Settled::No && f.at.offset >= progress.checkpoint_input_offset {
-                    findings.pending += 1;
-                } else if f.at.offset < progress.sums_removed_below {
-                    // Its Sum may have been in the shard-log fragments retention removed.
-                    findings.unverifiable += 1;
-                } else {
-                    let message = format!(
-                        "stream {id}: finished (final chunk in {}) but has no Sum, though its shard checkpointed past it",
-                        f.at
-                    );
-                    findings.flag(Kind::Lost, *id, message);
-                }
-            }
+            None | Some([]) => check_no_sum(*id, &f.at, sums, settled, &mut findings),
             Some(list) => check_sums(*id, f, list, &mut findings),
         }
     }
+    check_partial(chunks, sums, settled, &mut findings);
     check_unfinished(chunks, sums, &mut findings);
     findings
+}
+
+/// A stream whose final chunk is at `at` has no Sum: pending if its shard has not checkpointed
+/// past it (and `settled` is [`Settled::No`]), unverifiable if retention removed the shard-log
+/// fragments that may have held it, lost otherwise.
+fn check_no_sum(id: StreamId, at: &At, sums: &SumIndex, settled: Settled, findings: &mut Findings) {
+    let progress = sums.progress.get(&at.journal).copied().unwrap_or_default();
+    if settled == Settled::No && at.offset >= progress.checkpoint_input_offset {
+        findings.pending += 1;
+    } else if at.offset < progress.sums_removed_below {
+        // Its Sum may have been in the shard-log fragments retention removed.
+        findings.unverifiable += 1;
+    } else {
+        let message = format!(
+            "stream {id}: finished (final chunk in {at}) but has no Sum, though its shard checkpointed past it"
+        );
+        findings.flag(Kind::Lost, id, message);
+    }
+}
+
+/// "stream ID: N Sums (journal@offset, ...)" for a stream with more than one Sum.
+fn duplicated_message(id: StreamId, list: &[(Sum, At)]) -> String {
+    let at: Vec<String> = list
+        .iter()
+        .map(|(_, a)| format!("{}@{}", a.journal, a.offset))
+        .collect();
+    format!("stream {id}: {} Sums ({})", list.len(), at.join(", "))
 }
 
 /// The Sums of a finished stream: exactly one, equal to the SHA-1 of its chunks.
 fn check_sums(id: StreamId, f: &Finished, list: &[(Sum, At)], findings: &mut Findings) {
     if list.len() > 1 {
-        let at: Vec<String> = list
-            .iter()
-            .map(|(_, a)| format!("{}@{}", a.journal, a.offset))
-            .collect();
-        let message = format!("stream {id}: {} Sums ({})", list.len(), at.join(", "));
-        findings.flag(Kind::Duplicated, id, message);
+        findings.flag(Kind::Duplicated, id, duplicated_message(id, list));
     }
     let (sum, at) = &list[0];
     if sum.sha1 != f.sha1 || sum.last_seq != f.last_seq {
@@ -577,27 +592,57 @@ fn check_sums(id: StreamId, f: &Finished, list: &[(Sum, At)], findings: &mut Fin
     }
 }
 
-/// No Sum names a stream that did not finish in the chunk journals.
+/// Streams whose first chunks retention removed: their SHA-1 cannot be recomputed, but what the
+/// shard logs alone prove still counts. More than one Sum is a duplicate; a final chunk that is
+/// there needs exactly one Sum (lost, as for any stream, if its shard checkpointed past it and
+/// kept its Sums), of its final seq. Only the Sum's SHA-1 is unverifiable.
+fn check_partial(chunks: &ChunkIndex, sums: &SumIndex, settled: Settled, findings: &mut Findings) {
+    let mut ids: Vec<&StreamId> = chunks.partial.iter().collect();
+    ids.sort();
+    for &id in ids {
+        let list = sums.sums.get(&id).map_or(&[][..], Vec::as_slice);
+        if list.len() > 1 {
+            findings.flag(Kind::Duplicated, id, duplicated_message(id, list));
+            continue;
+        }
+        match (chunks.partial_finals.get(&id), list) {
+            (Some((_, at)), []) => check_no_sum(id, at, sums, settled, findings),
+            (Some((last_seq, _)), [(sum, at)]) if sum.last_seq != *last_seq => {
+                let message = format!(
+                    "stream {id}: Sum in {at} has last seq {}, its final chunk seq {last_seq}",
+                    sum.last_seq
+                );
+                findings.flag(Kind::Mismatched, id, message);
+            }
+            _ => findings.unverifiable += 1,
+        }
+    }
+}
+
+/// No Sum names a stream that did not finish in the chunk journals, and none has two Sums
+/// (which the shard logs prove alone, whatever retention removed from the chunk journals).
 fn check_unfinished(chunks: &ChunkIndex, sums: &SumIndex, findings: &mut Findings) {
     let mut ids: Vec<&StreamId> = sums
         .sums
         .keys()
-        .filter(|id| !chunks.finished.contains_key(id))
+        .filter(|id| !chunks.finished.contains_key(id) && !chunks.partial.contains(id))
         .collect();
     ids.sort();
-    for id in ids {
-        let (_, at) = &sums.sums[id][0];
-        if chunks.unfinished.contains_key(id) {
+    for &id in ids {
+        let list = &sums.sums[&id];
+        if list.len() > 1 {
+            findings.flag(Kind::Duplicated, id, duplicated_message(id, list));
+        }
+        let (_, at) = &list[0];
+        if chunks.unfinished.contains_key(&id) {
             let message = format!("stream {id}: Sum in {at} but the stream is unfinished");
-            findings.flag(Kind::Other, *id, message);
+            findings.flag(Kind::Other, id, message);
         } else if chunks.retained {
             // Streams whose chunks retention removed entirely: their Sums cannot be checked.
-            if !chunks.partial.contains(id) {
-                findings.unverifiable += 1;
-            }
+            findings.unverifiable += 1;
         } else {
             let message = format!("stream {id}: Sum in {at} for a stream no chunk journal holds");
-            findings.flag(Kind::Other, *id, message);
+            findings.flag(Kind::Other, id, message);
         }
     }
 }
@@ -716,5 +761,109 @@ fn check_acknowledged(
     } else if found.len() == 1 {
         findings.verified += 1;
         findings.verified_streams.insert(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(journal: &str, offset: u64) -> At {
+        At {
+            journal: journal.into(),
+            offset,
+        }
+    }
+
+    fn sum(stream: StreamId, last_seq: u32) -> Sum {
+        Sum {
+            stream,
+            last_seq,
+            sha1: [9; 20],
+        }
+    }
+
+    /// Chunks of `stream` from `first_seq` to its final chunk `last_seq`, each 10 bytes, at
+    /// offsets 1000 × seq of chunks-000, as a journal retention cut before `first_seq` holds.
+    fn add_stream_tail(index: &mut ChunkIndex, stream: StreamId, first_seq: u32, last_seq: u32) {
+        let mut open = HashMap::new();
+        for seq in first_seq..=last_seq {
+            let chunk = Chunk {
+                stream,
+                seq,
+                is_final: seq == last_seq,
+                data: &[7; 10],
+            };
+            index.add_chunk(
+                &mut open,
+                &chunk,
+                &at("chunks-000", 1000 * u64::from(seq) + stream.0),
+            );
+        }
+    }
+
+    /// Before, every stream whose first chunks retention removed counted as unverifiable,
+    /// whatever its Sums: after a soak (where nearly every stream is such), `verify` passed a
+    /// lost Sum and a duplicated one. What the shard logs alone prove still counts.
+    #[test]
+    fn streams_retention_cut_still_need_exactly_one_sum_of_their_final_seq() {
+        let mut chunks = ChunkIndex {
+            retained: true,
+            ..ChunkIndex::default()
+        };
+        // Streams 1-6 lost their first chunk to retention; stream 7 lost all of them.
+        for stream in 1..=6 {
+            add_stream_tail(&mut chunks, StreamId(stream), 1, 3);
+        }
+        assert_eq!(
+            (chunks.chunks, chunks.chunk_bytes),
+            (18, 180),
+            "every chunk's bytes count"
+        );
+        let mut sums = SumIndex::default();
+        // The shard checkpointed past 3,004; its log lost Sums below 1,005 to retention.
+        let progress = ShardProgress {
+            checkpoint_input_offset: 3004,
+            sums_removed_below: 1005,
+        };
+        sums.progress.insert("chunks-000".into(), progress);
+        let mut add = |stream: u64, last_seq: u32, offset: u64| {
+            let stream = StreamId(stream);
+            let list = sums.sums.entry(stream).or_default();
+            list.push((sum(stream, last_seq), at("sums-000", offset)));
+        };
+        // 1: no Sum, final chunk (3,001) below the checkpoint: lost.
+        add(2, 3, 100); // 2: two Sums: duplicated.
+        add(2, 3, 200);
+        add(3, 3, 300); // 3: one Sum of the right seq: its SHA-1 cannot be checked.
+        add(4, 2, 400); // 4: one Sum of the wrong seq: mismatched.
+                        // 5 and 6: no Sum, final chunk at 3,005 / 3,006, past the checkpoint: pending.
+        add(7, 5, 700); // 7: every chunk removed, two Sums: duplicated.
+        add(7, 5, 800);
+        let findings = check_journals(&chunks, &sums, Settled::No);
+        let text = |list: &[String]| list.join(" | ");
+        assert_eq!(findings.lost.len(), 1, "{}", text(&findings.lost));
+        assert!(
+            findings.lost[0].contains("stream 0000000000000001:"),
+            "{}",
+            text(&findings.lost)
+        );
+        assert_eq!(findings.duplicated.len(), 2, "{}", text(&findings.duplicated));
+        assert!(
+            findings.duplicated[0].contains("stream 0000000000000002: 2 Sums (sums-000@100, sums-000@200)")
+                && findings.duplicated[1].contains("stream 0000000000000007: 2 Sums"),
+            "{}",
+            text(&findings.duplicated)
+        );
+        assert_eq!(findings.mismatched.len(), 1, "{}", text(&findings.mismatched));
+        assert!(findings.mismatched[0].contains("stream 0000000000000004:"));
+        assert_eq!((findings.pending, findings.unverifiable), (2, 2), "{findings:?}");
+        // Settled (nothing more will come): the pending ones are lost too.
+        assert_eq!(check_journals(&chunks, &sums, Settled::Yes).lost.len(), 3);
+        // A final chunk below where the shard log lost its Sums to retention: unverifiable.
+        let mut removed = sums;
+        removed.progress.get_mut("chunks-000").unwrap().sums_removed_below = 4000;
+        let findings = check_journals(&chunks, &removed, Settled::Yes);
+        assert!(findings.lost.is_empty(), "{:?}", findings.lost);
     }
 }
