@@ -64,7 +64,7 @@ pub(crate) fn recover(
     // Step 1: the fragments, by name.
     let begins = list_fragment_begins(storage, dir, journal)?;
     let (&last_begin, sealed_begins) = begins.split_last().expect("listing refuses an empty journal");
-    refuse_missing_fragment(dir, journal, last_begin, hint)?;
+    refuse_missing_fragment(dir, journal, &begins, hint)?;
     let mut fragments: Vec<Arc<Fragment>> = sealed_begins
         .iter()
         .map(|&b| Arc::new(Fragment::new(b, dir)))
@@ -207,22 +207,39 @@ fn list_fragment_begins(storage: &dyn Storage, dir: &Path, journal: &str) -> Res
     Ok(begins)
 }
 
-/// Step 1, last: a hint that names a fragment past the last one records a durable write in a
-/// fragment that is gone (fragment names are durable before any write into them, and hints are
-/// recorded after a write synced): the journal lost its end, which is damage, not a clean end.
+/// Step 1, last: a hint whose fragment is gone records a durable write in it (fragment names
+/// are durable before any write into them, and hints are recorded after a write synced). That
+/// is damage when the hint's fragment lay past the last one on disk (the journal lost its end),
+/// or when a fragment on disk begins inside it, at or before that durable write (fragments never
+/// overlap: a fragment renamed to another begin, a journal's only fragment among them, which
+/// would otherwise read as an empty journal). A hint's fragment that is gone and lay wholly
+/// below the first fragment on disk was removed by retention: nothing to refuse.
 fn refuse_missing_fragment(
     dir: &Path,
     journal: &str,
-    last_begin: u64,
+    begins: &[u64],
     hint: Option<ScanHint>,
 ) -> Result<(), OpenError> {
-    match hint {
-        Some(h) if h.fragment_begin > last_begin => Err(h.fragment_missing(
+    let Some(h) = hint.filter(|h| !begins.contains(&h.fragment_begin)) else {
+        return Ok(());
+    };
+    let last_begin = *begins.last().expect("listing refuses an empty journal");
+    if h.fragment_begin > last_begin {
+        return Err(h.fragment_missing(
             journal,
             dir,
             &format!("this fragment is missing (the last fragment on disk begins at {last_begin})"),
+        ));
+    }
+    match begins.iter().find(|&&b| b > h.fragment_begin && b <= h.scan_from) {
+        Some(inside) => Err(h.fragment_missing(
+            journal,
+            dir,
+            &format!(
+                "this fragment is missing, and the fragment on disk beginning at {inside} lies inside it (was a fragment renamed?)"
+            ),
         )),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 

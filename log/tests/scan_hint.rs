@@ -425,3 +425,73 @@ fn a_lost_last_fragment_the_hint_names_is_damage_not_a_shorter_journal() {
     let log = Log::open(dir.path(), options()).unwrap();
     assert_eq!(log.existing_journal(JOURNAL).unwrap().durable_head(), before.end);
 }
+
+/// A journal's only fragment renamed to another begin (`0` → `8`): its frames claim other
+/// offsets there, so without the hint it reads as an empty journal beginning at 8, and a writer
+/// would have gone on from there (a shard log: every Sum and checkpoint lost, the partition
+/// summed again). The hint names the fragment at 0 with a durable write far past 8: a fragment
+/// beginning inside the hint's fragment is damage. A hint whose fragment retention removed, wholly
+/// below the first fragment on disk, is not.
+#[test]
+fn a_fragment_renamed_to_another_begin_is_damage_not_an_empty_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options {
+        fragment_max_bytes: 1 << 20,
+        frame_max_bytes: 256 << 10,
+        scan_hint_interval_bytes: 64 << 10,
+        ..Options::default()
+    };
+    {
+        let log = Log::open(dir.path(), options()).unwrap();
+        let journal = log.journal(JOURNAL).unwrap();
+        for i in 0..4 {
+            journal
+                .append(&Batch::single(&payload(&format!("frame {i}"), PAYLOAD_BYTES)))
+                .unwrap();
+        }
+        assert_eq!(journal.fragments().len(), 1, "one fragment");
+    }
+    let hint = stored_hint(dir.path()).expect("a hint was recorded");
+    assert_eq!(hint.fragment_begin, 0);
+    let jdir = journal_dir(dir.path());
+    let (only, renamed) = (jdir.join(fragment_file_name(0)), jdir.join(fragment_file_name(8)));
+    std::fs::rename(&only, &renamed).unwrap();
+    both_opens_refuse(
+        dir.path(),
+        options,
+        (&only, hint.scan_from),
+        "the fragment on disk beginning at 8 lies inside it",
+    );
+    std::fs::rename(&renamed, &only).unwrap();
+
+    // Retention: the hint still names the first fragment, which is gone, and lay below the
+    // fragment that follows it. The journal opens, from that fragment on.
+    let dir = tempfile::tempdir().unwrap();
+    let (first_hint, second) = {
+        let log = Log::open(dir.path(), options()).unwrap();
+        let journal = log.journal(JOURNAL).unwrap();
+        while journal.fragments().len() < 3 {
+            journal
+                .append(&Batch::single(&payload("frame", PAYLOAD_BYTES)))
+                .unwrap();
+        }
+        let fragments = journal.fragments();
+        let first_hint = ScanHint {
+            fragment_begin: fragments[0].begin,
+            scan_from: fragments[0].end - 4096,
+            frame_crc: 0,
+        };
+        journal.remove_below(fragments[1].begin).unwrap();
+        (first_hint, fragments[1].begin)
+    };
+    write_hint(dir.path(), first_hint);
+    for log in [
+        Log::open(dir.path(), options()).unwrap(),
+        Log::open_read_only(dir.path(), options()).unwrap(),
+    ] {
+        let journal = log
+            .existing_journal(JOURNAL)
+            .expect("opens past a retention-removed hint fragment");
+        assert_eq!(journal.fragments()[0].begin, second);
+    }
+}
