@@ -440,3 +440,61 @@ fn nats_a_message_that_is_not_a_frame_stops_run_as_damage() {
         );
     }
 }
+
+/// Returns `args` with `flag`'s value replaced by `value`.
+fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    let at = args.iter().position(|a| a == flag).unwrap();
+    args[at + 1] = value.into();
+    args
+}
+
+/// `verify --nats` read every stream through ordered consumers pulling 500 messages a request
+/// with no bound on bytes: about 150 MB of 300 KB chunk frames queued by the server for one
+/// connection at once, past its `max_pending` (64 MB by default), so the server disconnected
+/// the client as a slow consumer (8 times over a 720 MB stream; 1 to 9 over 960 MB here) and verify
+/// went on only by reconnecting. Readers now request at most `READ_AHEAD_BYTES` each. Shown with
+/// the servers' `max_pending` lowered to 8 MB, over about 40 MB of chunks: verify finds every
+/// Sum and no server logs a slow consumer.
+#[test]
+fn nats_verify_stays_within_the_servers_max_pending() {
+    let Some(server) = server_for_test("nats_verify_stays_within_the_servers_max_pending") else {
+        return;
+    };
+    let mut options = ClusterOptions::new(server);
+    options.max_pending_bytes = Some(8 << 20);
+    let cluster = Cluster::start(options).expect("cluster starts");
+    let urls = cluster.urls();
+    let mut args = with(
+        with(run_args(&urls, "9"), "--duration", "4s"),
+        "--partitions",
+        "2",
+    );
+    args.extend(["--max-mb-per-s", "12"].map(String::from));
+    let s = summary(&stream_sum().args(&args).output().unwrap());
+    assert!(s["chunk_bytes"].as_u64().unwrap() > 30_000_000, "{s}");
+    let slow_consumers = || -> usize {
+        (0..cluster.node_count())
+            .map(|i| {
+                std::fs::read_to_string(cluster.dir().join(format!("n{i}.log")))
+                    .unwrap()
+                    .matches("Slow Consumer")
+                    .count()
+            })
+            .sum()
+    };
+    let before = slow_consumers();
+    let out = stream_sum()
+        .args(["verify", "--nats", &urls, "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("verify JSON: {e}: {stderr}"));
+    assert!(out.status.success(), "{report}\n{stderr}");
+    assert_eq!(report["sums_verified"], s["sums_verified"], "{report}");
+    assert_eq!(
+        slow_consumers() - before,
+        0,
+        "the servers disconnected verify as a slow consumer:\n{stderr}"
+    );
+}
