@@ -17,6 +17,11 @@
 //! shards (partitions / members, rounded up); one holding more than its share gives the extras
 //! up at a transaction boundary, so a process that joins gets shards and one that leaves (or
 //! dies: its leases expire) has its shards taken over.
+//!
+//! Processes sharing a cluster must agree on `--partitions`: the first run claims the count in
+//! the stream `partitions` (one record, appended only to an empty stream, so of runs starting
+//! together exactly one count wins), and a run with another count is refused (exit 2) before it
+//! creates any stream.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,7 +33,7 @@ use ss_chunker::chunker::{Chunker, ChunkerConfig};
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, RUN_ID_MAX};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::Summer;
-use ss_log::{AppendError, Batch, FrameJournal, PendingFrame};
+use ss_log::{AppendError, Batch, FrameJournal, FrameReader, PendingFrame};
 use ss_nats::{Lease, Leases, Nats, NatsError, NatsFrames, StreamSpec};
 use tokio::runtime::{Handle, Runtime};
 
@@ -103,10 +108,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         crate::exit::errln!("stream-sum: error: {e:#}");
         return Ok(EXIT_ERROR);
     }
-    let mut names = vec![RUNS_JOURNAL.to_string()];
+    let mut names = vec![PARTITIONS_JOURNAL.to_string(), RUNS_JOURNAL.to_string()];
     for p in 0..args.partitions {
         names.push(chunk_journal_name(p));
         names.push(shard_log_name(p));
+    }
+    // Every stream's settings are checked before anything is created (a mismatch writes
+    // nothing), and the partition count is claimed before any partition's stream is created (a
+    // refused run leaves no stream that would make the cluster hold more partitions).
+    if let Err(e) = rt.block_on(check_all(&nats, &names, spec)) {
+        crate::exit::errln!("stream-sum: error: {e}");
+        return Ok(EXIT_ERROR);
+    }
+    match claim_partitions(&rt, &nats, spec, args.partitions) {
+        Ok(None) => {}
+        Ok(Some(claimed)) => {
+            crate::exit::errln!(
+                "stream-sum: error: the cluster at {urls} runs {claimed} partitions (claimed by the first run on it), but --partitions is {}: every process sharing a cluster's shards must run the same count, or some shards get no owner; run with --partitions {claimed} (to change the count, delete the stream {PARTITIONS_JOURNAL:?} while no run is active; fewer partitions than the streams hold is refused anyway)",
+                args.partitions
+            );
+            return Ok(EXIT_USAGE);
+        }
+        Err(e) => {
+            crate::exit::errln!("stream-sum: error: claiming the partition count: {e:#}");
+            return Ok(EXIT_ERROR);
+        }
     }
     let journals = match rt.block_on(open_all(&nats, &names, spec)) {
         Ok(j) => j,
@@ -312,6 +338,14 @@ fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) 
     Ok(())
 }
 
+/// Checks every existing stream of `names` has the settings `spec` needs; creates nothing.
+async fn check_all(nats: &Nats, names: &[String], spec: StreamSpec) -> Result<(), NatsError> {
+    for name in names {
+        nats.check_existing(name, spec).await?;
+    }
+    Ok(())
+}
+
 /// Opens the journals `names`: first checks every existing one (so a mismatch anywhere creates
 /// nothing), then creates the missing ones.
 pub(crate) async fn open_all(
@@ -319,20 +353,81 @@ pub(crate) async fn open_all(
     names: &[String],
     spec: StreamSpec,
 ) -> Result<std::collections::HashMap<String, ss_nats::NatsJournal>, NatsError> {
-    let mut mismatches = Vec::new();
-    for name in names {
-        if let Err(e) = nats.check_existing(name, spec).await {
-            mismatches.push(e);
-        }
-    }
-    if let Some(first) = mismatches.into_iter().next() {
-        return Err(first);
-    }
+    check_all(nats, names, spec).await?;
     let mut journals = std::collections::HashMap::new();
     for name in names {
         journals.insert(name.clone(), nats.journal(name, spec).await?);
     }
     Ok(journals)
+}
+
+/// The stream holding the cluster's partition count: one [`PartitionCount`] record, appended by
+/// the first run conditionally on the stream being empty (`Nats-Expected-Last-Sequence: 0`,
+/// which holds under races, docs/design.md), so of runs starting together exactly one count wins.
+pub(crate) const PARTITIONS_JOURNAL: &str = "partitions";
+
+/// The record in [`PARTITIONS_JOURNAL`], little-endian:
+///
+/// ```text
+/// PartitionCount 'P' 1  partitions u32
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PartitionCount {
+    pub(crate) partitions: u32,
+}
+
+const TAG_PARTITIONS: u8 = b'P';
+const PARTITION_COUNT_BYTES: usize = 2 + 4;
+
+impl PartitionCount {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(PARTITION_COUNT_BYTES);
+        v.extend_from_slice(&[TAG_PARTITIONS, 1]);
+        v.extend_from_slice(&self.partitions.to_le_bytes());
+        v
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<PartitionCount> {
+        if b.len() != PARTITION_COUNT_BYTES || b[0] != TAG_PARTITIONS || b[1] != 1 {
+            return None;
+        }
+        Some(PartitionCount {
+            partitions: u32::from_le_bytes(b[2..6].try_into().ok()?),
+        })
+    }
+}
+
+/// Claims `partitions` as the cluster's partition count if none is claimed yet; else reads the
+/// claimed count. `Some(claimed)` if it differs from `partitions` (the run must not start).
+fn claim_partitions(
+    rt: &Runtime,
+    nats: &Nats,
+    spec: StreamSpec,
+    partitions: usize,
+) -> anyhow::Result<Option<usize>> {
+    let journal = rt.block_on(nats.journal(PARTITIONS_JOURNAL, spec))?;
+    let frames = NatsFrames::new(journal, rt.handle().clone());
+    let record = PartitionCount {
+        partitions: u32::try_from(partitions).context("--partitions")?,
+    };
+    match frames.submit_if(0, &Batch::single(&record.encode())) {
+        Ok(pending) => {
+            pending.wait()?;
+            return Ok(None);
+        }
+        // Claimed already (by a run earlier, or one starting at the same moment).
+        Err(AppendError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let first = frames
+        .reader(0)?
+        .try_next()?
+        .with_context(|| format!("stream {PARTITIONS_JOURNAL:?} holds no record"))?;
+    let message = first.messages().next().context("an empty frame")??;
+    let claimed = PartitionCount::decode(message)
+        .with_context(|| format!("stream {PARTITIONS_JOURNAL:?} sequence 1: not a partition count record"))?
+        .partitions as usize;
+    Ok((claimed != partitions).then_some(claimed))
 }
 
 /// Takes the next run id: one more than the last run record, appended conditionally on the

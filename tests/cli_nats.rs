@@ -448,6 +448,74 @@ fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
     args
 }
 
+/// Two `run --nats` with different `--partitions` started at the same moment on a fresh cluster
+/// both passed the check of the partitions the cluster held (none yet) and both ran: the shards
+/// only the larger count knows of could go without an owner, which showed only as SLA
+/// violations. The count is now claimed atomically (an append to the empty stream `partitions`):
+/// exactly one run goes ahead, the other exits 2 naming both counts and creating no stream; a
+/// later run with the losing count is refused the same way.
+#[test]
+fn nats_runs_with_different_partitions_started_together_one_is_refused() {
+    let Some(cluster) = start("nats_runs_with_different_partitions_started_together_one_is_refused") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let args = |partitions: usize, seed: &str| {
+        with(
+            with(run_args(&urls, seed), "--partitions", &partitions.to_string()),
+            "--duration",
+            "3s",
+        )
+    };
+    let spawn = |partitions: usize, seed: &str| {
+        stream_sum()
+            .args(args(partitions, seed))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (four, six) = (spawn(4, "1"), spawn(6, "2"));
+    let (four, six) = (four.wait_with_output().unwrap(), six.wait_with_output().unwrap());
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let (winner, loser, won, lost) = match (four.status.code(), six.status.code()) {
+        (Some(0), Some(2)) => (&four, &six, 4, 6),
+        (Some(2), Some(0)) => (&six, &four, 6, 4),
+        codes => panic!(
+            "exactly one run may go ahead and the other must exit 2, got {codes:?}\n--partitions 4:\n{}\n--partitions 6:\n{}",
+            stderr(&four),
+            stderr(&six)
+        ),
+    };
+    let s = summary(winner);
+    assert_eq!(s["violations"], 0, "{s}");
+    assert_eq!(s["partitions"], won, "{s}");
+    let refusal = stderr(loser);
+    for needle in [
+        format!("runs {won} partitions"),
+        format!("--partitions is {lost}"),
+        format!("run with --partitions {won}"),
+    ] {
+        assert!(refusal.contains(&needle), "{needle:?} in:\n{refusal}");
+    }
+    // The refused run created nothing: the cluster holds exactly the winner's partitions.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(Nats::connect(&urls)).unwrap();
+    let names = rt.block_on(nats.journal_names()).unwrap();
+    let chunk_streams = names.iter().filter(|n| n.starts_with("chunks-")).count();
+    assert_eq!(chunk_streams, won, "{names:?}");
+
+    // Later, alone on the cluster, the losing count is refused all the same (fewer than the
+    // streams hold is refused by that check first, with its own message).
+    let out = stream_sum().args(args(lost, "3")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("run with --partitions {won}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// `verify --nats` read every stream through ordered consumers pulling 500 messages a request
 /// with no bound on bytes: about 150 MB of 300 KB chunk frames queued by the server for one
 /// connection at once, past its `max_pending` (64 MB by default), so the server disconnected
