@@ -39,8 +39,12 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::cli::{FaultMode, RunArgs};
 use crate::exit::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
-use crate::run::{check_limits, frame_needed_bytes, install_stop_signals, new_shared, summarize, supervise};
+use crate::maintenance::sample_rss;
+use crate::run::{
+    check_limits, frame_needed_bytes, install_stop_signals, log_stopped, new_shared, summarize, supervise,
+};
 use crate::runs::{RunStart, RUNS_JOURNAL};
+use crate::shards::log_recovered;
 use crate::state::Shared;
 use crate::tailing::tail_sums;
 
@@ -175,6 +179,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
     );
+    tracing::info!(
+        run_id = run.run_id,
+        nats = urls.as_str(),
+        owner = owner.as_str(),
+        partitions = args.partitions,
+        chunkers = args.chunkers,
+        streams = args.streams,
+        duration_s = args.limit().map(|d| d.as_secs_f64()),
+        sla_s = args.sla.as_secs_f64(),
+        max_mb_per_s = args.max_mb_per_s,
+        replicas = spec.replicas,
+        lease_ttl_s = args.cluster.lease_ttl.as_secs_f64(),
+        "run starting"
+    );
 
     let balance = Arc::new(Balance {
         target: AtomicUsize::new(0),
@@ -228,7 +246,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     for slot in 0..args.chunkers {
         spawn_chunker(&args, run.run_id, &inputs, &shared, slot);
     }
-    let completed = supervise(&args, &shared, started, &mut |_, _| {});
+    // Anonymous RSS once a second, as the embedded run's maintenance thread samples it (this
+    // backend has no journal files, so no disk figure).
+    let mut rss_sampled_at: Option<Instant> = None;
+    let completed = supervise(&args, &shared, started, &mut |shared, now| {
+        if rss_sampled_at.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+            rss_sampled_at = Some(now);
+            sample_rss(shared);
+        }
+    });
     let elapsed = started.elapsed();
     if completed {
         let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
@@ -262,7 +288,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     balance.stop.store(true, Ordering::SeqCst);
     let _ = membership.join();
+    sample_rss(&shared);
     let summary = summarize(&args, &shared, elapsed, completed);
+    log_stopped(&summary);
     if args.json {
         crate::exit::outln!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -590,7 +618,12 @@ fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, part
             let n = live.max(1);
             let target = partitions.div_ceil(n);
             if balance.target.swap(target, Ordering::SeqCst) != target {
-                crate::exit::errln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
+                tracing::info!(
+                    owner,
+                    live_processes = n,
+                    shards_max = target,
+                    "membership changed"
+                );
             }
         }
         let next = Instant::now() + leases.ttl() / 3;
@@ -663,6 +696,11 @@ impl OwnedShard {
                     return;
                 }
                 GaveUp::Rebalance => {
+                    tracing::info!(
+                        shard = self.key().as_str(),
+                        owner = self.owner.as_str(),
+                        "shard released for rebalancing"
+                    );
                     let _ = self.rt.block_on(self.leases.release(&lease));
                     // Let another process take it before competing again.
                     std::thread::sleep(self.leases.ttl() / 2);
@@ -670,7 +708,12 @@ impl OwnedShard {
                 GaveUp::Lost(why) => {
                     self.balance.held.fetch_sub(1, Ordering::SeqCst);
                     self.shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
-                    crate::exit::errln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
+                    tracing::warn!(
+                        shard = self.key().as_str(),
+                        owner = self.owner.as_str(),
+                        reason = why.as_str(),
+                        "shard given up"
+                    );
                     std::thread::sleep(retry);
                 }
             }
@@ -685,6 +728,7 @@ impl OwnedShard {
         let ttl = self.leases.ttl();
         let mut renewed_at = Instant::now();
         let summer = Summer::new(shared.shards.summer_config.clone());
+        let recovery_started = Instant::now();
         let mut shard = match Shard::recover(
             &name,
             summer,
@@ -696,6 +740,7 @@ impl OwnedShard {
             Err(e) if is_damage(&e) => return self.stop_for_damage(lease, e),
             Err(e) => return (lease, GaveUp::Lost(format!("recovering: {e}"))),
         };
+        log_recovered(&shard, &self.input, recovery_started, &self.owner);
         shared.shards.recoveries.fetch_add(1, Ordering::Relaxed);
         loop {
             if shared.run.abort.load(Ordering::Relaxed) {
@@ -748,6 +793,22 @@ impl OwnedShard {
                     return (lease, GaveUp::Stop);
                 }
                 Err(e) if is_damage(&e) => return self.stop_for_damage(lease, e),
+                Err(ShardError::Fenced {
+                    shard,
+                    expected,
+                    actual,
+                }) => {
+                    // Another owner moved the shard log's head: this owner's view is stale.
+                    tracing::info!(
+                        shard,
+                        owner = self.owner.as_str(),
+                        expected,
+                        actual,
+                        "owner fenced"
+                    );
+                    let why = format!("fenced: the shard log's head moved from {expected} to {actual}");
+                    return (lease, GaveUp::Lost(why));
+                }
                 // Fenced by another owner, or the cluster unreachable past the retry bound: give
                 // the shard up; whoever holds the lease next recovers it from its log.
                 Err(e) => return (lease, GaveUp::Lost(e.to_string())),

@@ -516,6 +516,73 @@ fn nats_runs_with_different_partitions_started_together_one_is_refused() {
     );
 }
 
+/// `run --nats --log-format json` logged none of the documented run and shard events (no "run
+/// starting", "shard recovered" or "run stopped"), printed the membership count and shard
+/// hand-offs as plain text among the JSON, and reported anonymous RSS as 0 (never sampled).
+/// Now every stderr line but the two kinds meant for people (the start line and the progress
+/// lines) is a JSON event, the events are there with the run's figures, and RSS is measured.
+#[test]
+fn nats_json_logs_carry_run_and_shard_events_and_rss() {
+    let Some(cluster) = start("nats_json_logs_carry_run_and_shard_events_and_rss") else {
+        return;
+    };
+    let mut args = with(run_args(&cluster.urls(), "5"), "--duration", "3s");
+    args.extend(["--log-format", "json"].map(String::from));
+    let out = stream_sum().args(&args).env_remove("RUST_LOG").output().unwrap();
+    let s = summary(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut events = Vec::new();
+    for line in stderr.lines() {
+        if line.starts_with("stream-sum: run ") || line.starts_with('[') {
+            continue; // The start line and the progress lines, for people.
+        }
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}\n{stderr}"));
+        events.push(event);
+    }
+    let named = |m: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["fields"]["message"] == m).collect()
+    };
+    let starting = named("run starting");
+    assert_eq!(starting.len(), 1, "{stderr}");
+    assert_eq!(starting[0]["fields"]["run_id"], s["run_id"], "{stderr}");
+    assert_eq!(starting[0]["fields"]["partitions"], 4, "{stderr}");
+    let owner = starting[0]["fields"]["owner"].as_str().unwrap();
+
+    let recovered = named("shard recovered");
+    assert_eq!(
+        recovered.len() as u64,
+        s["shard_recoveries"].as_u64().unwrap(),
+        "one event per recovery:\n{stderr}"
+    );
+    assert!(recovered.len() >= 4, "alone, the run owns every shard:\n{stderr}");
+    for r in &recovered {
+        assert_eq!(r["fields"]["owner"], owner, "{r}");
+        assert!(
+            r["fields"]["input"].as_str().unwrap().starts_with("chunks-"),
+            "{r}"
+        );
+    }
+    let membership = named("membership changed");
+    assert!(!membership.is_empty(), "{stderr}");
+    assert_eq!(membership[0]["fields"]["live_processes"], 1, "{stderr}");
+    assert_eq!(
+        named("shard given up").len() as u64,
+        s["fencings"].as_u64().unwrap(),
+        "{stderr}"
+    );
+    let stopped = named("run stopped");
+    assert_eq!(stopped.len(), 1, "{stderr}");
+    assert_eq!(
+        stopped[0]["fields"]["sums_verified"], s["sums_verified"],
+        "{stderr}"
+    );
+    assert!(
+        s["rss_bytes_max"].as_u64().unwrap() > 0,
+        "anonymous RSS is measured: {s}"
+    );
+}
+
 /// `verify --nats` read every stream through ordered consumers pulling 500 messages a request
 /// with no bound on bytes: about 150 MB of 300 KB chunk frames queued by the server for one
 /// connection at once, past its `max_pending` (64 MB by default), so the server disconnected
