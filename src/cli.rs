@@ -132,7 +132,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "64", value_parser = parse_count)]
     pub streams: usize,
     /// Partitions: chunk journals, each consumed by one summer shard. A run over a directory
-    /// (or cluster) that holds more partitions is refused: every partition needs its summer.
+    /// (or cluster) that holds more partitions is refused: every partition needs its summer. On
+    /// a cluster every run must pass the count its first run claimed.
     #[arg(long, default_value = "4", value_parser = parse_count)]
     pub partitions: usize,
     /// How long to publish new streams before stopping gracefully ("forever" for no limit;

@@ -208,9 +208,14 @@ pub(crate) fn message_json(name: &str, offset: u64, m: &[u8]) -> serde_json::Val
                 "journal": name, "offset": offset, "kind": "run", "run_id": r.run_id,
                 "seed": r.seed, "started_unix_ms": r.started_unix_ms
             }),
-            None => {
-                json!({"journal": name, "offset": offset, "kind": "undecodable", "error": e.to_string(), "data_hex": hex(m)})
-            }
+            None => match crate::nats_run::PartitionCount::decode(m) {
+                Some(p) => {
+                    json!({"journal": name, "offset": offset, "kind": "partitions", "partitions": p.partitions})
+                }
+                None => {
+                    json!({"journal": name, "offset": offset, "kind": "undecodable", "error": e.to_string(), "data_hex": hex(m)})
+                }
+            },
         },
     }
 }

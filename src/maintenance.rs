@@ -113,10 +113,15 @@ impl Maintenance {
             .sum();
         shared.resources.disk_bytes.store(disk, Ordering::Relaxed);
         shared.resources.disk_bytes_max.fetch_max(disk, Ordering::Relaxed);
-        let rss = rss_bytes();
-        shared.resources.rss_bytes.store(rss, Ordering::Relaxed);
-        shared.resources.rss_bytes_max.fetch_max(rss, Ordering::Relaxed);
+        sample_rss(shared);
     }
+}
+
+/// Anonymous RSS now, into the run's current and maximum figures.
+pub(crate) fn sample_rss(shared: &Shared) {
+    let rss = rss_bytes();
+    shared.resources.rss_bytes.store(rss, Ordering::Relaxed);
+    shared.resources.rss_bytes_max.fetch_max(rss, Ordering::Relaxed);
 }
 
 /// This process's anonymous resident memory (heap, stacks), from /proc (0 where unavailable).

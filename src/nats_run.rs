@@ -17,6 +17,11 @@
 //! shards (partitions / members, rounded up); one holding more than its share gives the extras
 //! up at a transaction boundary, so a process that joins gets shards and one that leaves (or
 //! dies: its leases expire) has its shards taken over.
+//!
+//! Processes sharing a cluster must agree on `--partitions`: the first run claims the count in
+//! the stream `partitions` (one record, appended only to an empty stream, so of runs starting
+//! together exactly one count wins), and a run with another count is refused (exit 2) before it
+//! creates any stream.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,14 +33,18 @@ use ss_chunker::chunker::{Chunker, ChunkerConfig};
 use ss_chunker::stream_gen::{chunk_journal_name, shard_log_name, RUN_ID_MAX};
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::Summer;
-use ss_log::{AppendError, Batch, FrameJournal, PendingFrame};
+use ss_log::{AppendError, Batch, FrameJournal, FrameReader, PendingFrame};
 use ss_nats::{Lease, Leases, Nats, NatsError, NatsFrames, StreamSpec};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::cli::{FaultMode, RunArgs};
 use crate::exit::{EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION};
-use crate::run::{check_limits, frame_needed_bytes, install_stop_signals, new_shared, summarize, supervise};
+use crate::maintenance::sample_rss;
+use crate::run::{
+    check_limits, frame_needed_bytes, install_stop_signals, log_stopped, new_shared, summarize, supervise,
+};
 use crate::runs::{RunStart, RUNS_JOURNAL};
+use crate::shards::log_recovered;
 use crate::state::Shared;
 use crate::tailing::tail_sums;
 
@@ -103,10 +112,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         crate::exit::errln!("stream-sum: error: {e:#}");
         return Ok(EXIT_ERROR);
     }
-    let mut names = vec![RUNS_JOURNAL.to_string()];
+    let mut names = vec![PARTITIONS_JOURNAL.to_string(), RUNS_JOURNAL.to_string()];
     for p in 0..args.partitions {
         names.push(chunk_journal_name(p));
         names.push(shard_log_name(p));
+    }
+    // Every stream's settings are checked before anything is created (a mismatch writes
+    // nothing), and the partition count is claimed before any partition's stream is created (a
+    // refused run leaves no stream that would make the cluster hold more partitions).
+    if let Err(e) = rt.block_on(check_all(&nats, &names, spec)) {
+        crate::exit::errln!("stream-sum: error: {e}");
+        return Ok(EXIT_ERROR);
+    }
+    match claim_partitions(&rt, &nats, spec, args.partitions) {
+        Ok(None) => {}
+        Ok(Some(claimed)) => {
+            crate::exit::errln!(
+                "stream-sum: error: the cluster at {urls} runs {claimed} partitions (claimed by the first run on it), but --partitions is {}: every process sharing a cluster's shards must run the same count, or some shards get no owner; run with --partitions {claimed} (to change the count, delete the stream {PARTITIONS_JOURNAL:?} while no run is active; fewer partitions than the streams hold is refused anyway)",
+                args.partitions
+            );
+            return Ok(EXIT_USAGE);
+        }
+        Err(e) => {
+            crate::exit::errln!("stream-sum: error: claiming the partition count: {e:#}");
+            return Ok(EXIT_ERROR);
+        }
     }
     let journals = match rt.block_on(open_all(&nats, &names, spec)) {
         Ok(j) => j,
@@ -148,6 +178,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         spec.replicas,
         args.limit().map_or("forever".to_string(), |d| format!("{d:?}")),
         args.sla
+    );
+    tracing::info!(
+        run_id = run.run_id,
+        nats = urls.as_str(),
+        owner = owner.as_str(),
+        partitions = args.partitions,
+        chunkers = args.chunkers,
+        streams = args.streams,
+        duration_s = args.limit().map(|d| d.as_secs_f64()),
+        sla_s = args.sla.as_secs_f64(),
+        max_mb_per_s = args.max_mb_per_s,
+        replicas = spec.replicas,
+        lease_ttl_s = args.cluster.lease_ttl.as_secs_f64(),
+        "run starting"
     );
 
     let balance = Arc::new(Balance {
@@ -202,7 +246,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     for slot in 0..args.chunkers {
         spawn_chunker(&args, run.run_id, &inputs, &shared, slot);
     }
-    let completed = supervise(&args, &shared, started, &mut |_, _| {});
+    // Anonymous RSS once a second, as the embedded run's maintenance thread samples it (this
+    // backend has no journal files, so no disk figure).
+    let mut rss_sampled_at: Option<Instant> = None;
+    let completed = supervise(&args, &shared, started, &mut |shared, now| {
+        if rss_sampled_at.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+            rss_sampled_at = Some(now);
+            sample_rss(shared);
+        }
+    });
     let elapsed = started.elapsed();
     if completed {
         let handles: Vec<_> = std::mem::take(&mut *shared.chunkers.handles.lock());
@@ -236,7 +288,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     balance.stop.store(true, Ordering::SeqCst);
     let _ = membership.join();
+    sample_rss(&shared);
     let summary = summarize(&args, &shared, elapsed, completed);
+    log_stopped(&summary);
     if args.json {
         crate::exit::outln!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -312,6 +366,14 @@ fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) 
     Ok(())
 }
 
+/// Checks every existing stream of `names` has the settings `spec` needs; creates nothing.
+async fn check_all(nats: &Nats, names: &[String], spec: StreamSpec) -> Result<(), NatsError> {
+    for name in names {
+        nats.check_existing(name, spec).await?;
+    }
+    Ok(())
+}
+
 /// Opens the journals `names`: first checks every existing one (so a mismatch anywhere creates
 /// nothing), then creates the missing ones.
 pub(crate) async fn open_all(
@@ -319,20 +381,81 @@ pub(crate) async fn open_all(
     names: &[String],
     spec: StreamSpec,
 ) -> Result<std::collections::HashMap<String, ss_nats::NatsJournal>, NatsError> {
-    let mut mismatches = Vec::new();
-    for name in names {
-        if let Err(e) = nats.check_existing(name, spec).await {
-            mismatches.push(e);
-        }
-    }
-    if let Some(first) = mismatches.into_iter().next() {
-        return Err(first);
-    }
+    check_all(nats, names, spec).await?;
     let mut journals = std::collections::HashMap::new();
     for name in names {
         journals.insert(name.clone(), nats.journal(name, spec).await?);
     }
     Ok(journals)
+}
+
+/// The stream holding the cluster's partition count: one [`PartitionCount`] record, appended by
+/// the first run conditionally on the stream being empty (`Nats-Expected-Last-Sequence: 0`,
+/// which holds under races, docs/design.md), so of runs starting together exactly one count wins.
+pub(crate) const PARTITIONS_JOURNAL: &str = "partitions";
+
+/// The record in [`PARTITIONS_JOURNAL`], little-endian:
+///
+/// ```text
+/// PartitionCount 'P' 1  partitions u32
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PartitionCount {
+    pub(crate) partitions: u32,
+}
+
+const TAG_PARTITIONS: u8 = b'P';
+const PARTITION_COUNT_BYTES: usize = 2 + 4;
+
+impl PartitionCount {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(PARTITION_COUNT_BYTES);
+        v.extend_from_slice(&[TAG_PARTITIONS, 1]);
+        v.extend_from_slice(&self.partitions.to_le_bytes());
+        v
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<PartitionCount> {
+        if b.len() != PARTITION_COUNT_BYTES || b[0] != TAG_PARTITIONS || b[1] != 1 {
+            return None;
+        }
+        Some(PartitionCount {
+            partitions: u32::from_le_bytes(b[2..6].try_into().ok()?),
+        })
+    }
+}
+
+/// Claims `partitions` as the cluster's partition count if none is claimed yet; else reads the
+/// claimed count. `Some(claimed)` if it differs from `partitions` (the run must not start).
+fn claim_partitions(
+    rt: &Runtime,
+    nats: &Nats,
+    spec: StreamSpec,
+    partitions: usize,
+) -> anyhow::Result<Option<usize>> {
+    let journal = rt.block_on(nats.journal(PARTITIONS_JOURNAL, spec))?;
+    let frames = NatsFrames::new(journal, rt.handle().clone());
+    let record = PartitionCount {
+        partitions: u32::try_from(partitions).context("--partitions")?,
+    };
+    match frames.submit_if(0, &Batch::single(&record.encode())) {
+        Ok(pending) => {
+            pending.wait()?;
+            return Ok(None);
+        }
+        // Claimed already (by a run earlier, or one starting at the same moment).
+        Err(AppendError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let first = frames
+        .reader(0)?
+        .try_next()?
+        .with_context(|| format!("stream {PARTITIONS_JOURNAL:?} holds no record"))?;
+    let message = first.messages().next().context("an empty frame")??;
+    let claimed = PartitionCount::decode(message)
+        .with_context(|| format!("stream {PARTITIONS_JOURNAL:?} sequence 1: not a partition count record"))?
+        .partitions as usize;
+    Ok((claimed != partitions).then_some(claimed))
 }
 
 /// Takes the next run id: one more than the last run record, appended conditionally on the
@@ -495,7 +618,12 @@ fn membership(leases: &Leases, owner: &str, rt: &Handle, balance: &Balance, part
             let n = live.max(1);
             let target = partitions.div_ceil(n);
             if balance.target.swap(target, Ordering::SeqCst) != target {
-                crate::exit::errln!("stream-sum: {owner}: {n} live processes, taking up to {target} shards");
+                tracing::info!(
+                    owner,
+                    live_processes = n,
+                    shards_max = target,
+                    "membership changed"
+                );
             }
         }
         let next = Instant::now() + leases.ttl() / 3;
@@ -568,6 +696,11 @@ impl OwnedShard {
                     return;
                 }
                 GaveUp::Rebalance => {
+                    tracing::info!(
+                        shard = self.key().as_str(),
+                        owner = self.owner.as_str(),
+                        "shard released for rebalancing"
+                    );
                     let _ = self.rt.block_on(self.leases.release(&lease));
                     // Let another process take it before competing again.
                     std::thread::sleep(self.leases.ttl() / 2);
@@ -575,7 +708,12 @@ impl OwnedShard {
                 GaveUp::Lost(why) => {
                     self.balance.held.fetch_sub(1, Ordering::SeqCst);
                     self.shared.shards.fencings.fetch_add(1, Ordering::Relaxed);
-                    crate::exit::errln!("stream-sum: {} gave up shard-{:03}: {why}", self.owner, self.p);
+                    tracing::warn!(
+                        shard = self.key().as_str(),
+                        owner = self.owner.as_str(),
+                        reason = why.as_str(),
+                        "shard given up"
+                    );
                     std::thread::sleep(retry);
                 }
             }
@@ -590,6 +728,7 @@ impl OwnedShard {
         let ttl = self.leases.ttl();
         let mut renewed_at = Instant::now();
         let summer = Summer::new(shared.shards.summer_config.clone());
+        let recovery_started = Instant::now();
         let mut shard = match Shard::recover(
             &name,
             summer,
@@ -601,6 +740,7 @@ impl OwnedShard {
             Err(e) if is_damage(&e) => return self.stop_for_damage(lease, e),
             Err(e) => return (lease, GaveUp::Lost(format!("recovering: {e}"))),
         };
+        log_recovered(&shard, &self.input, recovery_started, &self.owner);
         shared.shards.recoveries.fetch_add(1, Ordering::Relaxed);
         loop {
             if shared.run.abort.load(Ordering::Relaxed) {
@@ -653,6 +793,22 @@ impl OwnedShard {
                     return (lease, GaveUp::Stop);
                 }
                 Err(e) if is_damage(&e) => return self.stop_for_damage(lease, e),
+                Err(ShardError::Fenced {
+                    shard,
+                    expected,
+                    actual,
+                }) => {
+                    // Another owner moved the shard log's head: this owner's view is stale.
+                    tracing::info!(
+                        shard,
+                        owner = self.owner.as_str(),
+                        expected,
+                        actual,
+                        "owner fenced"
+                    );
+                    let why = format!("fenced: the shard log's head moved from {expected} to {actual}");
+                    return (lease, GaveUp::Lost(why));
+                }
                 // Fenced by another owner, or the cluster unreachable past the retry bound: give
                 // the shard up; whoever holds the lease next recovers it from its log.
                 Err(e) => return (lease, GaveUp::Lost(e.to_string())),

@@ -693,7 +693,7 @@ pub(crate) fn summarize(args: &RunArgs, shared: &Shared, elapsed: Duration, comp
 }
 
 /// The run's end as one event: its figures, at `warn` if it found violations or errors.
-fn log_stopped(s: &Summary) {
+pub(crate) fn log_stopped(s: &Summary) {
     macro_rules! stopped {
         ($level:ident) => {
             tracing::$level!(

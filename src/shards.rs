@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ss_consumer::shard::{Shard, ShardConfig, ShardError};
 use ss_consumer::summer::Summer;
-use ss_log::Journal;
+use ss_log::{FrameJournal, Journal};
 
 use crate::state::Shared;
 
@@ -83,8 +83,14 @@ pub(crate) fn run_shard(
     }
 }
 
-/// Logs a shard's recovery from its log: where it resumes and how long it took.
-pub(crate) fn log_recovered(shard: &Shard<Summer>, input: &Journal, started: Instant, owner: &str) {
+/// Logs a shard's recovery from its log: where it resumes and how long it took. `owner` is who
+/// recovered it: `owner` (or `second`, injected) in one process, the lease owner on NATS.
+pub(crate) fn log_recovered<J: FrameJournal>(
+    shard: &Shard<Summer, J>,
+    input: &J,
+    started: Instant,
+    owner: &str,
+) {
     tracing::info!(
         shard = shard.name(),
         owner,
@@ -92,7 +98,7 @@ pub(crate) fn log_recovered(shard: &Shard<Summer>, input: &Journal, started: Ins
         input_offset = shard.input_offset(),
         shard_log = shard.shard_log().name(),
         snapshot_offset = shard.durable_snapshot_offset(),
-        log_head = shard.shard_log().durable_head(),
+        log_head = shard.shard_log().known_durable_head(),
         deltas_replayed = shard.stats().recovered_deltas,
         recovery_ms = started.elapsed().as_secs_f64() * 1e3,
         "shard recovered"

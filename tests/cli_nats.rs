@@ -440,3 +440,196 @@ fn nats_a_message_that_is_not_a_frame_stops_run_as_damage() {
         );
     }
 }
+
+/// Returns `args` with `flag`'s value replaced by `value`.
+fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    let at = args.iter().position(|a| a == flag).unwrap();
+    args[at + 1] = value.into();
+    args
+}
+
+/// Two `run --nats` with different `--partitions` started at the same moment on a fresh cluster
+/// both passed the check of the partitions the cluster held (none yet) and both ran: the shards
+/// only the larger count knows of could go without an owner, which showed only as SLA
+/// violations. The count is now claimed atomically (an append to the empty stream `partitions`):
+/// exactly one run goes ahead, the other exits 2 naming both counts and creating no stream; a
+/// later run with the losing count is refused the same way.
+#[test]
+fn nats_runs_with_different_partitions_started_together_one_is_refused() {
+    let Some(cluster) = start("nats_runs_with_different_partitions_started_together_one_is_refused") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let args = |partitions: usize, seed: &str| {
+        with(
+            with(run_args(&urls, seed), "--partitions", &partitions.to_string()),
+            "--duration",
+            "3s",
+        )
+    };
+    let spawn = |partitions: usize, seed: &str| {
+        stream_sum()
+            .args(args(partitions, seed))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (four, six) = (spawn(4, "1"), spawn(6, "2"));
+    let (four, six) = (four.wait_with_output().unwrap(), six.wait_with_output().unwrap());
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let (winner, loser, won, lost) = match (four.status.code(), six.status.code()) {
+        (Some(0), Some(2)) => (&four, &six, 4, 6),
+        (Some(2), Some(0)) => (&six, &four, 6, 4),
+        codes => panic!(
+            "exactly one run may go ahead and the other must exit 2, got {codes:?}\n--partitions 4:\n{}\n--partitions 6:\n{}",
+            stderr(&four),
+            stderr(&six)
+        ),
+    };
+    let s = summary(winner);
+    assert_eq!(s["violations"], 0, "{s}");
+    assert_eq!(s["partitions"], won, "{s}");
+    let refusal = stderr(loser);
+    for needle in [
+        format!("runs {won} partitions"),
+        format!("--partitions is {lost}"),
+        format!("run with --partitions {won}"),
+    ] {
+        assert!(refusal.contains(&needle), "{needle:?} in:\n{refusal}");
+    }
+    // The refused run created nothing: the cluster holds exactly the winner's partitions.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let nats = rt.block_on(Nats::connect(&urls)).unwrap();
+    let names = rt.block_on(nats.journal_names()).unwrap();
+    let chunk_streams = names.iter().filter(|n| n.starts_with("chunks-")).count();
+    assert_eq!(chunk_streams, won, "{names:?}");
+
+    // Later, alone on the cluster, the losing count is refused all the same (fewer than the
+    // streams hold is refused by that check first, with its own message).
+    let out = stream_sum().args(args(lost, "3")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("run with --partitions {won}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `run --nats --log-format json` logged none of the documented run and shard events (no "run
+/// starting", "shard recovered" or "run stopped"), printed the membership count and shard
+/// hand-offs as plain text among the JSON, and reported anonymous RSS as 0 (never sampled).
+/// Now every stderr line but the two kinds meant for people (the start line and the progress
+/// lines) is a JSON event, the events are there with the run's figures, and RSS is measured.
+#[test]
+fn nats_json_logs_carry_run_and_shard_events_and_rss() {
+    let Some(cluster) = start("nats_json_logs_carry_run_and_shard_events_and_rss") else {
+        return;
+    };
+    let mut args = with(run_args(&cluster.urls(), "5"), "--duration", "3s");
+    args.extend(["--log-format", "json"].map(String::from));
+    let out = stream_sum().args(&args).env_remove("RUST_LOG").output().unwrap();
+    let s = summary(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut events = Vec::new();
+    for line in stderr.lines() {
+        if line.starts_with("stream-sum: run ") || line.starts_with('[') {
+            continue; // The start line and the progress lines, for people.
+        }
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}\n{stderr}"));
+        events.push(event);
+    }
+    let named = |m: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["fields"]["message"] == m).collect()
+    };
+    let starting = named("run starting");
+    assert_eq!(starting.len(), 1, "{stderr}");
+    assert_eq!(starting[0]["fields"]["run_id"], s["run_id"], "{stderr}");
+    assert_eq!(starting[0]["fields"]["partitions"], 4, "{stderr}");
+    let owner = starting[0]["fields"]["owner"].as_str().unwrap();
+
+    let recovered = named("shard recovered");
+    assert_eq!(
+        recovered.len() as u64,
+        s["shard_recoveries"].as_u64().unwrap(),
+        "one event per recovery:\n{stderr}"
+    );
+    assert!(recovered.len() >= 4, "alone, the run owns every shard:\n{stderr}");
+    for r in &recovered {
+        assert_eq!(r["fields"]["owner"], owner, "{r}");
+        assert!(
+            r["fields"]["input"].as_str().unwrap().starts_with("chunks-"),
+            "{r}"
+        );
+    }
+    let membership = named("membership changed");
+    assert!(!membership.is_empty(), "{stderr}");
+    assert_eq!(membership[0]["fields"]["live_processes"], 1, "{stderr}");
+    assert_eq!(
+        named("shard given up").len() as u64,
+        s["fencings"].as_u64().unwrap(),
+        "{stderr}"
+    );
+    let stopped = named("run stopped");
+    assert_eq!(stopped.len(), 1, "{stderr}");
+    assert_eq!(
+        stopped[0]["fields"]["sums_verified"], s["sums_verified"],
+        "{stderr}"
+    );
+    assert!(
+        s["rss_bytes_max"].as_u64().unwrap() > 0,
+        "anonymous RSS is measured: {s}"
+    );
+}
+
+/// `verify --nats` read every stream through ordered consumers pulling 500 messages a request
+/// with no bound on bytes: about 150 MB of 300 KB chunk frames queued by the server for one
+/// connection at once, past its `max_pending` (64 MB by default), so the server disconnected
+/// the client as a slow consumer (8 times over a 720 MB stream; 1 to 9 over 960 MB here) and verify
+/// went on only by reconnecting. Readers now request at most `READ_AHEAD_BYTES` each. Shown with
+/// the servers' `max_pending` lowered to 8 MB, over about 40 MB of chunks: verify finds every
+/// Sum and no server logs a slow consumer.
+#[test]
+fn nats_verify_stays_within_the_servers_max_pending() {
+    let Some(server) = server_for_test("nats_verify_stays_within_the_servers_max_pending") else {
+        return;
+    };
+    let mut options = ClusterOptions::new(server);
+    options.max_pending_bytes = Some(8 << 20);
+    let cluster = Cluster::start(options).expect("cluster starts");
+    let urls = cluster.urls();
+    let mut args = with(
+        with(run_args(&urls, "9"), "--duration", "4s"),
+        "--partitions",
+        "2",
+    );
+    args.extend(["--max-mb-per-s", "12"].map(String::from));
+    let s = summary(&stream_sum().args(&args).output().unwrap());
+    assert!(s["chunk_bytes"].as_u64().unwrap() > 30_000_000, "{s}");
+    let slow_consumers = || -> usize {
+        (0..cluster.node_count())
+            .map(|i| {
+                std::fs::read_to_string(cluster.dir().join(format!("n{i}.log")))
+                    .unwrap()
+                    .matches("Slow Consumer")
+                    .count()
+            })
+            .sum()
+    };
+    let before = slow_consumers();
+    let out = stream_sum()
+        .args(["verify", "--nats", &urls, "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("verify JSON: {e}: {stderr}"));
+    assert!(out.status.success(), "{report}\n{stderr}");
+    assert_eq!(report["sums_verified"], s["sums_verified"], "{report}");
+    assert_eq!(
+        slow_consumers() - before,
+        0,
+        "the servers disconnected verify as a slow consumer:\n{stderr}"
+    );
+}

@@ -41,6 +41,10 @@ pub struct ClusterOptions {
     /// `jetstream { sync_interval: always }`: fsync every write (nats-server 2.10 and later).
     /// Otherwise the server's default (2.9 and later: fsync every 2 minutes).
     pub sync_always: bool,
+    /// The servers' `max_pending`: bytes a server queues for one connection before it closes it
+    /// as a slow consumer (the server's default, 64 MB, if `None`). Tests lower it to show what
+    /// a reader asks for at once.
+    pub max_pending_bytes: Option<u64>,
 }
 
 impl ClusterOptions {
@@ -50,6 +54,7 @@ impl ClusterOptions {
             server,
             dir: None,
             sync_always: false,
+            max_pending_bytes: None,
         }
     }
 }
@@ -291,8 +296,12 @@ impl Cluster {
         } else {
             ""
         };
+        let max_pending = self
+            .opts
+            .max_pending_bytes
+            .map_or(String::new(), |b| format!("max_pending: {b}\n"));
         let config = format!(
-            "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\nhttp: \"127.0.0.1:{http}\"\n\
+            "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\nhttp: \"127.0.0.1:{http}\"\n{max_pending}\
              jetstream {{\n  store_dir: \"{store}\"\n  max_memory_store: 256MB\n  max_file_store: 64GB{sync}\n}}\n\
              cluster {{\n  name: ss\n  listen: \"127.0.0.1:{route}\"\n  no_advertise: true\n  \
              advertise: \"127.0.0.1:1\"\n  routes: [{routes}]\n}}\n",

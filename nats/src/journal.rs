@@ -33,6 +33,14 @@ use crate::error::{is_transient, NatsError};
 /// How long transient failures (elections, restarts) are retried before they are reported.
 pub const RETRY_FOR: Duration = Duration::from_secs(30);
 
+/// The most message bytes one reader has requested and not yet received: every request of its
+/// consumer asks for at most this many bytes' worth of the largest messages. A connection's
+/// readers together must stay under the server's `max_pending` (64 MB by default), or the server
+/// disconnects the client as a slow consumer: `verify --nats` reads 2 x partitions streams at
+/// once on one connection, 16 readers at most 64 MB in the worst case (every frame of the
+/// server's 1 MB `max_payload`; the chunk frames `run` writes are about 300 KB).
+pub const READ_AHEAD_BYTES: usize = 4 << 20;
+
 /// The subject prefix of every journal's stream.
 pub const SUBJECT_PREFIX: &str = "ss.";
 
@@ -565,7 +573,14 @@ impl NatsJournal {
         })
     }
 
-    /// An ordered consumer delivering the messages after `after`.
+    /// How many messages a reader's consumer may pull at once: as many as fit
+    /// [`READ_AHEAD_BYTES`] at the largest message size the server takes, at least one.
+    fn read_ahead_messages(&self) -> i64 {
+        (READ_AHEAD_BYTES / self.max_payload_bytes.max(1)).max(1) as i64
+    }
+
+    /// An ordered consumer delivering the messages after `after`, at most
+    /// [`READ_AHEAD_BYTES`] of them requested at a time.
     async fn ordered_from(&self, after: u64) -> Result<pull::Ordered, NatsError> {
         let started = Instant::now();
         loop {
@@ -574,6 +589,12 @@ impl NatsJournal {
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: after + 1,
                 },
+                // The client's ordered consumer pulls 500 messages a request by default, with no
+                // bound on bytes; over a stream of 300 KB frames that is 150 MB, which the server
+                // queues for the connection at once, past its `max_pending` (64 MB by default):
+                // it then closes the connection as a slow consumer (`verify --nats` over a 960 MB
+                // stream: 2 disconnections). The consumer's `max_batch` caps each request.
+                max_batch: self.read_ahead_messages(),
                 ..Default::default()
             };
             let made = match self.stream.create_consumer(config).await {
