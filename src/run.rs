@@ -278,6 +278,11 @@ fn open_outputs(args: &RunArgs) -> Option<(Option<MetricsServer>, Option<Recorde
 /// printed, if the directory is in use, holds more partitions than the run serves, or the disk
 /// is full.
 fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
+    // Before opening: a refused run leaves nothing behind (no directory, lock or journals).
+    if let Some(message) = too_little_free_space(args) {
+        crate::exit::errln!("stream-sum: error: {message}");
+        return Ok(Err(EXIT_ERROR));
+    }
     let log = match Log::open(&args.data, log_options_for(args.fragment_max_bytes)) {
         Ok(log) => log,
         Err(e @ OpenError::Locked { .. }) => {
@@ -288,10 +293,6 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening data directory {}", args.data.display())),
     };
-    if let Some(message) = too_little_free_space(args) {
-        crate::exit::errln!("stream-sum: error: {message}");
-        return Ok(Err(EXIT_ERROR));
-    }
     let names = log
         .journal_names()
         .with_context(|| format!("listing the journals of {}", args.data.display()))?;
@@ -322,7 +323,13 @@ fn too_little_free_space(args: &RunArgs) -> Option<String> {
     }
     // A file system that cannot say is not a reason to refuse: the guard is then off, and a
     // full disk ends the run as it would without it.
-    let free = match available_bytes(&args.data) {
+    // The data directory, or where it will be created: its nearest existing ancestor.
+    let existing = args
+        .data
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(std::path::Path::new("."));
+    let free = match available_bytes(existing) {
         Ok(free) => free,
         Err(e) => {
             tracing::warn!(data = %args.data.display(), error = %e, "free-space guard: statvfs failed; guard off");

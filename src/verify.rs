@@ -52,6 +52,14 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let live = writer_holds_lock(&args.data);
     let chunk_names: Vec<&String> = names.iter().filter(|n| n.starts_with("chunks-")).collect();
     let sum_names: Vec<&String> = names.iter().filter(|n| n.starts_with("sums-")).collect();
+    if chunk_names.is_empty() && !live {
+        // Nothing to check is not a pass: a script's `run; verify` must not succeed where the
+        // run wrote nothing (it was refused, or pointed elsewhere).
+        anyhow::bail!(
+            "{} holds no chunk journals: nothing to verify (no run has written there)",
+            args.data.join("journals").display()
+        );
+    }
     let open = |n: &String| log.existing_journal(n);
     // The consistent cut. Shard logs first: a journal's head is fixed when it is opened, and a
     // Sum or checkpoint is durable only after the chunks it covers, so chunk journals opened

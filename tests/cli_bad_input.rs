@@ -657,3 +657,30 @@ fn dev_full() -> std::fs::File {
         .open("/dev/full")
         .expect("open /dev/full")
 }
+
+/// A run refused for too little free space creates nothing (before, it left the directory, its
+/// `LOCK` and `journals/`), and `verify` over a directory that holds no chunk journal exits 3:
+/// a script's `run; verify` must not pass where nothing ran.
+#[test]
+fn a_run_refused_for_free_space_creates_nothing_and_verify_over_no_journals_exits_3() {
+    let t = temp_data();
+    let data = t.data.to_str().unwrap();
+    let refused = cli(&["run", "--data", data, "--min-free-mb", "1000000000000"]);
+    refused.expect_code(3, "run under --min-free-mb");
+    assert!(
+        refused.stderr.contains("MB free on the file system holding"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!t.data.exists(), "the refused run created {}", t.data.display());
+    std::fs::create_dir_all(t.data.join("journals")).unwrap();
+    let verify = cli(&["verify", "--data", data]);
+    verify.expect_code(3, "verify over a directory without journals");
+    assert!(
+        verify
+            .stderr
+            .contains("holds no chunk journals: nothing to verify"),
+        "{}",
+        verify.stderr
+    );
+}
