@@ -55,13 +55,17 @@ pub trait Application {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppError {
     /// The input breaks the application's rules (a gap in a stream, a chunk after the final
-    /// one, a message that is not a chunk): an exactly-once violation.
+    /// one, a stream with no first chunk): an exactly-once violation.
     #[error("{0}")]
     Violation(String),
     /// A resource limit of the application was reached (e.g. too many open streams): an
     /// operational error, not a violation of the input's rules.
     #[error("{0}")]
     Limit(String),
+    /// The input holds a message the application cannot decode (a Sum where a chunk must be, a
+    /// malformed message list): damage to the input journal, not a violation of its rules.
+    #[error("{0}")]
+    Undecodable(String),
 }
 
 /// Why a shard stopped.
@@ -112,12 +116,19 @@ pub enum ShardError {
 }
 
 impl ShardError {
-    /// [`ShardError::Violation`] or [`ShardError::Limit`], as the application's error says.
-    fn app(shard: &str, offset: u64, error: AppError) -> ShardError {
+    /// [`ShardError::Violation`], [`ShardError::Limit`] or, for an undecodable message of the
+    /// input journal `input`, [`ShardError::Corrupt`], as the application's error says.
+    fn app(shard: &str, input: &str, offset: u64, error: AppError) -> ShardError {
         let shard = shard.to_string();
         match error {
             AppError::Limit(_) => ShardError::Limit { shard, offset, error },
             AppError::Violation(_) => ShardError::Violation { shard, offset, error },
+            AppError::Undecodable(detail) => ShardError::Corrupt {
+                shard,
+                journal: input.to_string(),
+                offset,
+                detail: format!("{detail}: the input journal is damaged"),
+            },
         }
     }
 
@@ -260,6 +271,8 @@ pub struct ShardStats {
 /// journal backend ([`ss_log::boundary`]): the embedded [`Journal`] unless said otherwise.
 pub struct Shard<A: Application, J: FrameJournal = Journal> {
     name: String,
+    /// The input journal's name, for damage found in it.
+    input_name: String,
     app: A,
     log: J,
     reader: J::Reader,
@@ -470,6 +483,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
         config.txn_max_output_bytes = config.txn_max_output_bytes.min(log.frame_max_bytes() / 2);
         Ok(Shard {
             name: name.to_string(),
+            input_name: input.name().to_string(),
             app,
             reader: input.reader(input_offset).map_err(read_err)?,
             log,
@@ -541,13 +555,13 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
     }
 
     fn apply_frame(&mut self, frame: &Frame, report: &mut TxnReport) -> Result<(), ShardError> {
-        let violation = |error| ShardError::app(&self.name, frame.offset, error);
+        let violation = |error| ShardError::app(&self.name, &self.input_name, frame.offset, error);
         self.app
             .before_frame(frame.offset, &mut self.frame)
             .map_err(violation)?;
         for message in frame.messages() {
             let message = message.map_err(|e| {
-                violation(AppError::Violation(format!(
+                violation(AppError::Undecodable(format!(
                     "malformed message list in input frame: {e}"
                 )))
             })?;

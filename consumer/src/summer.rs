@@ -215,7 +215,7 @@ impl Application for Summer {
     }
 
     fn apply(&mut self, message: &[u8], frame_offset: u64, out: &mut Batch) -> Result<(), AppError> {
-        let chunk = Chunk::decode(message).map_err(|e| AppError::Violation(format!("not a chunk: {e}")))?;
+        let chunk = Chunk::decode(message).map_err(|e| AppError::Undecodable(format!("not a chunk: {e}")))?;
         let id = chunk.stream;
         self.counters.chunks = self.counters.chunks.saturating_add(1);
         if let Some(s) = self.open.get_mut(&id) {
@@ -572,7 +572,7 @@ mod tests {
         s.apply(&chunk(1, 0, false, b"a"), 0, &mut out).unwrap();
         let violation = |e: AppError| match e {
             AppError::Violation(text) => text,
-            AppError::Limit(text) => panic!("a violation, not a limit: {text}"),
+            AppError::Limit(text) | AppError::Undecodable(text) => panic!("a violation, not {text}"),
         };
         let e = violation(s.apply(&chunk(1, 2, false, b"c"), 8, &mut out).unwrap_err());
         assert!(e.contains("0000000000000001") && e.contains("gap"), "{e}");

@@ -365,3 +365,50 @@ fn a_shard_restored_with_more_state_than_its_frames_hold_refuses_to_start() {
         refused.map(|_| ())
     );
 }
+
+/// Bug: a message that is not a chunk in a chunk journal (a Sum, here) stopped the shard as an
+/// exactly-once violation (`run` exit 1), while `verify` refused the same journal as damage
+/// (exit 3). It is damage to the input journal, named with the frame's offset.
+#[test]
+fn a_message_that_is_not_a_chunk_is_damage_to_the_input_not_a_violation() {
+    let sim = SimStorage::new(4);
+    let log = Log::open(DATA_DIR, Options::with_storage(Arc::new(sim))).unwrap();
+    let input = log.journal("chunks").unwrap();
+    let mut shard = Shard::recover(
+        "shard",
+        Summer::new(SummerConfig::default()),
+        &input,
+        log.journal("sums").unwrap(),
+        ShardConfig::default(),
+    )
+    .unwrap();
+    input.append(&chunk_batch([chunk(1, 0, false, b"data")])).unwrap();
+    let mut batch = ss_log::Batch::new();
+    batch.push_with(|b| {
+        ss_consumer::message::Sum {
+            stream: StreamId(1),
+            last_seq: 0,
+            sha1: [0; 20],
+        }
+        .encode(b)
+    });
+    let bad = input.append(&batch).unwrap().offset;
+    let error = loop {
+        match shard.run_transaction(Duration::from_millis(10)) {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    match &error {
+        ShardError::Corrupt {
+            journal,
+            offset,
+            detail,
+            ..
+        } => {
+            assert_eq!((journal.as_str(), *offset), ("chunks", bad), "{error}");
+            assert!(detail.contains("not a chunk"), "{error}");
+        }
+        other => panic!("not damage: {other}"),
+    }
+}
