@@ -39,9 +39,15 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
         let fragments: Vec<_> = j
             .fragments()
             .into_iter()
-            .map(|f| {
-                let file_bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
-                json!({"begin": f.begin, "end": f.end, "bytes": f.end - f.begin, "file_bytes": file_bytes, "path": f.path.to_string_lossy()})
+            .filter_map(|f| {
+                let file_bytes = match std::fs::metadata(&f.path) {
+                    Ok(m) => m.len(),
+                    // An empty journal whose first fragment no writer has created yet (a
+                    // directory a starting `run` made, or made by hand): no file to list.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && f.end == f.begin => return None,
+                    Err(_) => 0,
+                };
+                Some(json!({"begin": f.begin, "end": f.end, "bytes": f.end - f.begin, "file_bytes": file_bytes, "path": f.path.to_string_lossy()}))
             })
             .collect();
         journals.push(
@@ -50,13 +56,14 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     if as_json {
-        writeln!(out, "{}", json!({ "journals": journals }))?;
+        writeln!(out, "{}", json!({ "journals": journals })).map_err(stdout_error)?;
     } else {
         writeln!(
             out,
             "{:<12} {:>16} {:>16} {:>10}  fragments",
             "journal", "begin", "end", "MB"
-        )?;
+        )
+        .map_err(stdout_error)?;
         for j in &journals {
             let (begin, end) = (j["begin"].as_u64().unwrap_or(0), j["end"].as_u64().unwrap_or(0));
             writeln!(
@@ -67,7 +74,8 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
                 end,
                 (end - begin) as f64 / 1e6,
                 j["fragments"].as_array().map_or(0, Vec::len)
-            )?;
+            )
+            .map_err(stdout_error)?;
             for f in j["fragments"].as_array().into_iter().flatten() {
                 // A file shorter than its offsets' span: bytes truncated away, or a fragment
                 // removed by hand after it (the span then runs to the next one's begin).
@@ -91,7 +99,8 @@ fn ls(data: &std::path::Path, as_json: bool) -> anyhow::Result<u8> {
                     f["path"].as_str().unwrap_or(""),
                     f["begin"],
                     f["end"]
-                )?;
+                )
+                .map_err(stdout_error)?;
             }
         }
     }
@@ -153,12 +162,19 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
         for m in frames.messages(&frame) {
             let m = m?;
             let line = message_json(name, frame.offset, m);
-            writeln!(out, "{line}")?;
+            writeln!(out, "{line}").map_err(stdout_error)?;
         }
         next = next_frame(&mut frames)?;
     }
-    out.flush()?;
+    out.flush().map_err(stdout_error)?;
     Ok(EXIT_OK)
+}
+
+/// A failed write of the output, named as such: "No space left on device" alone reads as the
+/// data directory's disk being full. (A closed pipe, `| head`, stays quiet: `main` looks for it
+/// in the error's chain.)
+fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("could not write the output to stdout")
 }
 
 /// The frame that covers `offset` without beginning there, read from the start of the fragment

@@ -650,14 +650,6 @@ fn each_refused_as_damage(commands: &[Vec<&str>], needles: &[&str]) {
     }
 }
 
-/// /dev/full opened for writing: every write fails with ENOSPC.
-fn dev_full() -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("open /dev/full")
-}
-
 /// A run refused for too little free space creates nothing (before, it left the directory, its
 /// `LOCK` and `journals/`), and `verify` over a directory that holds no chunk journal exits 3:
 /// a script's `run; verify` must not pass where nothing ran.

@@ -257,3 +257,47 @@ fn journal_read_from_inside_an_intact_frame_is_a_usage_error_naming_the_frame() 
         .expect_code(0, &format!("journal read --from {from}"));
     }
 }
+
+/// A journal directory with no fragment yet (a starting `run` made it, or a hand did) is listed
+/// as an empty journal with no fragment: before, `journal ls` listed a `00000000000000000000.frag`
+/// that does not exist. And a stdout that cannot take the output is named as such: "No space
+/// left on device" alone read as the data directory's disk being full.
+#[test]
+fn journal_ls_lists_no_file_for_an_empty_journal_and_names_stdout_when_it_fails() {
+    let t = temp_data();
+    small_run(&t.data, "500ms");
+    std::fs::create_dir(t.data.join("journals").join("extra")).unwrap();
+    let ls = journal_ls(&t.data);
+    let extra = ls["journals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "extra")
+        .unwrap_or_else(|| panic!("no journal \"extra\" in {ls}"));
+    assert_eq!(extra["fragments"], serde_json::json!([]), "{ls}");
+    for fragment in ls["journals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|j| j["fragments"].as_array().unwrap())
+    {
+        let path = fragment["path"].as_str().unwrap();
+        assert!(
+            std::path::Path::new(path).is_file(),
+            "listed {path}, which is not a file"
+        );
+    }
+    let d = t.data.to_str().unwrap();
+    for args in [
+        vec!["journal", "ls", "--data", d],
+        vec!["journal", "read", "--data", d, "runs"],
+    ] {
+        let out = finish(spawn_with_stdout(&args, dev_full()), COMMAND_DEADLINE);
+        out.expect_code(3, &format!("{} > /dev/full", args.join(" ")));
+        assert!(
+            out.stderr.contains("could not write the output to stdout"),
+            "{}",
+            out.stderr
+        );
+    }
+}

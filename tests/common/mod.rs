@@ -263,3 +263,11 @@ pub fn send_signal(child: &Child, signal: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{signal} {} failed", child.id());
 }
+
+/// `/dev/full` open for writing: every write fails with ENOSPC (a stdout that cannot take output).
+pub fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full")
+}
