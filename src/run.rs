@@ -296,7 +296,14 @@ fn open_data(args: &RunArgs) -> anyhow::Result<Result<(Log, RunStart), u8>> {
     let names = log
         .journal_names()
         .with_context(|| format!("listing the journals of {}", args.data.display()))?;
-    if let Err(e) = check_partitions_held(&names, args.partitions, &args.data.display().to_string()) {
+    // A journal directory with no fragment file holds nothing a run must serve (a directory a
+    // run made and was stopped before its first fragment, or one made by hand).
+    let holding: Vec<String> = names
+        .iter()
+        .filter(|n| journal_has_fragments(&args.data, n))
+        .cloned()
+        .collect();
+    if let Err(e) = check_partitions_held(&holding, args.partitions, &args.data.display().to_string()) {
         crate::exit::errln!("stream-sum: error: {e}");
         return Ok(Err(EXIT_USAGE));
     }
@@ -350,24 +357,35 @@ fn too_little_free_space(args: &RunArgs) -> Option<String> {
 /// more: one past the highest `chunks-NNN` or `sums-NNN`. A run must serve every partition that
 /// holds data, or streams an earlier run finished there would never get their Sums.
 pub(crate) fn check_partitions_held(names: &[String], partitions: usize, place: &str) -> Result<(), String> {
-    let held = names
+    let highest = names
         .iter()
-        .filter_map(|n| n.strip_prefix("chunks-").or_else(|| n.strip_prefix("sums-")))
-        .filter(|digits| digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .filter_map(|digits| digits.parse::<usize>().ok())
-        .map(|p| p + 1)
-        .max()
-        .unwrap_or(0);
-    if held <= partitions {
+        .filter_map(|n| {
+            let digits = n.strip_prefix("chunks-").or_else(|| n.strip_prefix("sums-"))?;
+            let digits_ok = digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit());
+            Some((digits_ok.then(|| digits.parse::<usize>().ok())??, n))
+        })
+        .max();
+    let Some((last, name)) = highest.filter(|(p, _)| *p >= partitions) else {
         return Ok(());
-    }
+    };
+    let held = last + 1;
     Err(format!(
-        "{place} holds {held} partitions ({}..{}), more than --partitions {partitions}: a run must \
-         serve every partition that holds data, or streams an earlier run finished there would \
-         never get their Sums; run with --partitions {held} (or more)",
-        chunk_journal_name(0),
-        chunk_journal_name(held - 1),
+        "{place} holds data for partition {last} ({name}), beyond --partitions {partitions} \
+         (partitions 0 to {}): a run must serve every partition that holds data, or streams an \
+         earlier run finished there would never get their Sums; run with --partitions {held} (or more)",
+        partitions.saturating_sub(1),
     ))
+}
+
+/// Whether the journal `name` of the data directory `data` has a fragment file.
+fn journal_has_fragments(data: &std::path::Path, name: &str) -> bool {
+    std::fs::read_dir(data.join("journals").join(name)).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|f| ss_log::fragment::parse_fragment_name(f).is_some())
+        })
+    })
 }
 
 /// Refuses a chunk journal among `names` that holds chunks (`head_of` gives its head) while its

@@ -310,7 +310,7 @@ fn nats_bad_input_exits_3() {
         .unwrap();
     refused(
         2,
-        &["holds 6 partitions", "--partitions 6"],
+        &["holds data for partition 5 (chunks-005)", "--partitions 6"],
         &["chunks-001", "chunks-005"],
     );
 }

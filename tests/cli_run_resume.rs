@@ -152,7 +152,7 @@ fn run_killed_mid_way_then_second_run_resumes_and_verifies() {
 /// A run with fewer partitions than the directory holds would leave the others' streams without
 /// a summer (an earlier run's finished streams there would never get their Sums): it is refused
 /// with exit 2, naming the count to use, before it writes anything (no run id taken). More
-/// partitions than the directory holds is fine.
+/// partitions than the directory holds is fine, and an empty journal directory holds nothing.
 #[test]
 fn a_run_with_fewer_partitions_than_the_directory_holds_is_refused_and_writes_nothing() {
     let t = temp_data();
@@ -164,7 +164,7 @@ fn a_run_with_fewer_partitions_than_the_directory_holds_is_refused_and_writes_no
     let out = cli(&args);
     out.expect_code(2, "run with --partitions 1 over 2 partitions");
     assert!(
-        out.stderr.contains("holds 2 partitions") && out.stderr.contains("--partitions 2"),
+        out.stderr.contains("holds data for partition 1 (") && out.stderr.contains("--partitions 2"),
         "{}",
         out.stderr
     );
@@ -173,6 +173,9 @@ fn a_run_with_fewer_partitions_than_the_directory_holds_is_refused_and_writes_no
         journal_end(&before, "runs"),
         "the refused run took a run id"
     );
+    // An empty journal directory (no fragment file) holds nothing to serve: it asks for no
+    // partition (it asked for 8 here, and the refusal named partitions that do not exist).
+    std::fs::create_dir(t.data.join("journals").join("chunks-007")).unwrap();
     args[at] = "3".into();
     let out = cli(&args);
     out.expect_code(0, "run with --partitions 3 over 2 partitions");
