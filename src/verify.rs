@@ -135,6 +135,21 @@ fn check_checkpoints_within_inputs(sums: &SumIndex, chunk_journals: &[Journal]) 
                 input.replacen("chunks-", "sums-", 1)
             );
         }
+        // Where the checkpoint resumes, a frame begins (the scans read every frame intact, so a
+        // failure here means the checkpoint names the middle of one): `run` would refuse it.
+        let journal = chunk_journals.iter().find(|j| j.name() == input.as_str());
+        if let Some(journal) =
+            journal.filter(|j| checkpoint < j.durable_head() && checkpoint >= j.first_offset())
+        {
+            // (Only damage: retention may remove the fragment meanwhile under a live `run`.)
+            if let Some(Err(e @ ss_log::ReadError::Corrupt { .. })) = journal.frames(checkpoint).next() {
+                anyhow::bail!(
+                    "the shard log {:?} checkpoints input offset {checkpoint} of {input:?}, where no frame begins ({e}): \
+                     the checkpoint names the middle of a frame, so the shard log is damaged; restore it from a backup",
+                    input.replacen("chunks-", "sums-", 1)
+                );
+            }
+        }
     }
     Ok(())
 }

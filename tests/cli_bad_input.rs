@@ -676,3 +676,65 @@ fn a_run_refused_for_free_space_creates_nothing_and_verify_over_no_journals_exit
         verify.stderr
     );
 }
+
+/// A shard log whose last checkpoint names the middle of an input frame (made here by summing
+/// another journal whose frames lie elsewhere into `sums-000`, then removing that journal) is
+/// refused by `verify` as damage to the shard log (before, it passed: exit 0), and by `run`
+/// naming the shard log's checkpoint, not only "chunks-000 is corrupt: bad magic".
+#[test]
+fn a_checkpoint_inside_an_input_frame_is_damage_to_the_shard_log_for_verify_and_run() {
+    use ss_consumer::message::{Chunk, StreamId};
+    use ss_consumer::shard::{Shard, ShardConfig};
+    use ss_consumer::summer::{Summer, SummerConfig};
+    use ss_log::{Batch, Log, Options};
+    let t = temp_data();
+    let chunk_batch = |stream: u64, data: &[u8]| {
+        let mut batch = Batch::new();
+        let chunk = Chunk {
+            stream: StreamId(stream),
+            seq: 0,
+            is_final: false,
+            data,
+        };
+        batch.push_with(|b| chunk.encode(b));
+        batch
+    };
+    {
+        let log = Log::open(&t.data, Options::default()).unwrap();
+        let elsewhere = log.journal("chunks-elsewhere").unwrap();
+        elsewhere.append(&chunk_batch(1, b"a")).unwrap();
+        let chunks = log.journal("chunks-000").unwrap();
+        chunks.append(&chunk_batch(2, &[7; 4096])).unwrap();
+        let mut shard = Shard::recover(
+            "shard-000",
+            Summer::new(SummerConfig::default()),
+            &elsewhere,
+            log.journal("sums-000").unwrap(),
+            ShardConfig::default(),
+        )
+        .unwrap();
+        while shard.durable_input_offset() < elsewhere.durable_head() {
+            shard.run_transaction(Duration::from_millis(10)).unwrap();
+            shard.settle().unwrap();
+        }
+    }
+    std::fs::remove_dir_all(t.data.join("journals").join("chunks-elsewhere")).unwrap();
+    let d = t.data.to_str().unwrap();
+    let verify = cli(&["verify", "--data", d]);
+    verify.expect_code(3, "verify over a checkpoint inside an input frame");
+    assert!(
+        verify
+            .stderr
+            .contains("the shard log \"sums-000\" checkpoints input offset")
+            && verify.stderr.contains("where no frame begins"),
+        "{}",
+        verify.stderr
+    );
+    let run = cli(&["run", "--data", d, "--partitions", "1", "--duration", "1s"]);
+    run.expect_code(3, "run over a checkpoint inside an input frame");
+    assert!(
+        run.stderr.contains("sums-000") && run.stderr.contains("checkpoint resumes input"),
+        "{}",
+        run.stderr
+    );
+}

@@ -318,6 +318,8 @@ fn last_checkpoint<'a>(frame: &'a Frame, shard: &str, journal: &str) -> Result<C
 #[derive(Default)]
 struct Replayed {
     input_offset: u64,
+    /// The shard-log frame whose checkpoint gave `input_offset`.
+    checkpoint_offset: u64,
     next_txn_seq: u64,
     snapshot_offset: u64,
     delta_bytes: u64,
@@ -414,6 +416,7 @@ fn replay_frame<A: Application, J: FrameJournal>(
         )));
     }
     r.input_offset = ck.input_offset;
+    r.checkpoint_offset = frame.offset;
     r.next_txn_seq = ck.txn_seq + 1;
     Ok(())
 }
@@ -440,6 +443,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
         };
         let Replayed {
             input_offset,
+            checkpoint_offset,
             next_txn_seq,
             snapshot_offset,
             delta_bytes,
@@ -462,6 +466,24 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
                     input_head
                 ),
             });
+        }
+        // A frame begins where the checkpoint resumes (or the input ends there). If none does,
+        // the checkpoint names the middle of a frame: the shard log or the input is damaged.
+        // Said here, naming both: the first read would blame the input alone ("bad magic").
+        if input_offset < input_head {
+            let mut probe = input.reader(input_offset).map_err(read_err)?;
+            if let Err(e @ ReadError::Corrupt { .. }) = probe.try_next() {
+                return Err(ShardError::Corrupt {
+                    shard: name.to_string(),
+                    journal: log.name().to_string(),
+                    offset: checkpoint_offset,
+                    detail: format!(
+                        "the shard log's last checkpoint resumes input {:?} at offset {input_offset}, where no frame begins ({e}): \
+                         the checkpoint names the middle of a frame (the shard log is damaged), or the input's frame there is",
+                        input.name()
+                    ),
+                });
+            }
         }
         let state_room_bytes = checkpoint_state_room_bytes(log.frame_max_bytes());
         let snapshot_bytes_max = app.snapshot_bytes_max();

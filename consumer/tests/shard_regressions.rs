@@ -412,3 +412,57 @@ fn a_message_that_is_not_a_chunk_is_damage_to_the_input_not_a_violation() {
         other => panic!("not damage: {other}"),
     }
 }
+
+/// A checkpoint naming the middle of an input frame (here: the shard log recovered over another
+/// input whose frames lie elsewhere, as a damaged checkpoint would name) is refused at recovery
+/// as damage naming the shard log's checkpoint and the input offset. Before, the first read
+/// said only "journal chunks is corrupt: bad magic", sending an operator to the wrong journal.
+#[test]
+fn a_checkpoint_inside_an_input_frame_is_refused_at_recovery_naming_the_shard_log() {
+    let sim = SimStorage::new(5);
+    let log = Log::open(DATA_DIR, Options::with_storage(Arc::new(sim))).unwrap();
+    let small = log.journal("chunks-small").unwrap();
+    let large = log.journal("chunks-large").unwrap();
+    small.append(&chunk_batch([chunk(1, 0, false, b"a")])).unwrap();
+    let resume_at = small.durable_head();
+    large
+        .append(&chunk_batch([chunk(2, 0, false, &[7; 4096])]))
+        .unwrap();
+    assert!(
+        resume_at < large.durable_head(),
+        "the checkpoint lies inside the large frame"
+    );
+    {
+        let mut shard = Shard::recover(
+            "shard",
+            Summer::new(SummerConfig::default()),
+            &small,
+            log.journal("sums").unwrap(),
+            ShardConfig::default(),
+        )
+        .unwrap();
+        while shard.durable_input_offset() < resume_at {
+            shard.run_transaction(Duration::from_millis(10)).unwrap();
+            shard.settle().unwrap();
+        }
+    }
+    let recovered = Shard::recover(
+        "shard",
+        Summer::new(SummerConfig::default()),
+        &large,
+        log.journal("sums").unwrap(),
+        ShardConfig::default(),
+    );
+    match recovered.map(|_| ()) {
+        Err(ShardError::Corrupt { journal, detail, .. }) => {
+            assert_eq!(journal, "sums", "{detail}");
+            assert!(
+                detail.contains(&format!(
+                    "resumes input \"chunks-large\" at offset {resume_at}, where no frame begins"
+                )),
+                "{detail}"
+            );
+        }
+        other => panic!("not refused as damage to the shard log: {other:?}"),
+    }
+}
