@@ -121,8 +121,20 @@ fn read(data: &std::path::Path, name: &str, from: Option<u64>) -> anyhow::Result
     let start = from.unwrap_or_else(|| journal.first_offset());
     let head = journal.durable_head();
     if start > head {
-        anyhow::bail!("journal {name:?}: --from {start} is past the journal's end ({head})");
+        // A bad command line, like a --from inside a frame (exit 2), not damage.
+        crate::exit::errln!(
+            "stream-sum: error: journal {name:?}: --from {start} is past the journal's end ({head}); `journal ls` shows each journal's offsets"
+        );
+        return Ok(EXIT_USAGE);
     }
+    let first_offset = journal.first_offset();
+    if from.is_some_and(|from| from < first_offset) {
+        // Removed before this read began: step over it, saying so (not "while reading").
+        crate::exit::errln!(
+            "stream-sum: journal {name:?}: offsets {start}..{first_offset} were removed by retention; reading from {first_offset}"
+        );
+    }
+    let start = start.max(first_offset);
     // A live `run --retention` may remove fragments this open listed: step over them, saying so.
     let mut frames = journal.frames(start).step_over_removed();
     let next_frame = |frames: &mut ss_log::Frames| {

@@ -219,9 +219,9 @@ fn journal_ls_json_over_a_non_utf8_path_prints_json() {
     );
 }
 
-/// `journal read --from` an offset inside an intact frame is a bad command line (exit 2), not
-/// damage: the error names the frame around it and where frames begin, and reading from either
-/// of those works.
+/// `journal read --from` an offset inside an intact frame, or past the end, is a bad command line
+/// (exit 2), not damage: the error names the frame around it and where frames begin, and reading
+/// from either of those works.
 #[test]
 fn journal_read_from_inside_an_intact_frame_is_a_usage_error_naming_the_frame() {
     let t = temp_data();
@@ -256,6 +256,16 @@ fn journal_read_from_inside_an_intact_frame_is_a_usage_error_naming_the_frame() 
         ])
         .expect_code(0, &format!("journal read --from {from}"));
     }
+    // Past the end is a bad command line too (it exited 3, as damage).
+    let end = journal_end(&journal_ls(&t.data), "sums-000");
+    let past = (end + 8).to_string();
+    let out = cli(&["journal", "read", "--data", d, "sums-000", "--from", &past]);
+    out.expect_code(2, "journal read --from past the end");
+    assert!(
+        out.stderr.contains(&format!("past the journal's end ({end})")),
+        "{}",
+        out.stderr
+    );
 }
 
 /// A journal directory with no fragment yet (a starting `run` made it, or a hand did) is listed
