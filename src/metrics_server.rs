@@ -25,8 +25,9 @@ const LIVE_PAGE_HTML: &str = include_str!("live_page.html");
 
 /// Largest request head read (request line and headers); a longer one gets 431.
 pub const REQUEST_HEAD_MAX_BYTES: usize = 8 << 10;
-/// Connections served at once; one more is closed without a response.
-pub const CONNECTIONS_MAX: usize = 256;
+/// Connections served at once; one more is closed without a response. Each holds a descriptor
+/// the run's journals share (one per open fragment), so this stays well under the usual limits.
+pub const CONNECTIONS_MAX: usize = 128;
 /// Longest a client may take to send its request head; then it gets 408 and is closed.
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a connection may take, from accept to the last byte of its response.

@@ -16,7 +16,7 @@ fn idle_and_half_sent_connections_do_not_keep_a_scraper_out() {
     let t = common::temp_data();
     let run = start_metrics_run(&t.data);
     // More idle clients than the server once served at all (32), each stuck mid-head.
-    let mut idle: Vec<TcpStream> = (0..64)
+    let mut idle: Vec<TcpStream> = (0..100)
         .map(|i| {
             let mut s = TcpStream::connect(run.addr).expect("connect an idle client");
             if i % 2 == 0 {
@@ -32,7 +32,7 @@ fn idle_and_half_sent_connections_do_not_keep_a_scraper_out() {
     assert!(body.contains("stream_sum_journal_durable_head_bytes"), "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
-        "a scrape beside 64 idle clients took {:?}",
+        "a scrape beside 100 idle clients took {:?}",
         started.elapsed()
     );
     // The idle clients are answered 408 and closed once their head is late.

@@ -138,22 +138,7 @@ fn an_interrupted_sweep_removes_the_running_steps_directory_and_exits_130() {
     let svg = t.dir.path().join("sweep.svg");
     let args = sweep_args(&dir, &svg, "30s");
     let child = spawn_with_stdout(&args, std::process::Stdio::piped());
-    // Wait until the first step's run has opened its directory.
-    let started = Instant::now();
-    let step_has_data = || {
-        std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("journals").exists())
-    };
-    while !step_has_data() {
-        assert!(
-            started.elapsed() < COMMAND_DEADLINE,
-            "the first step never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_first_step(&dir);
     std::thread::sleep(Duration::from_millis(1500));
     send_signal(&child, "INT");
     let out = finish(child, COMMAND_DEADLINE);
@@ -179,21 +164,7 @@ fn a_killed_sweeps_running_step_stops_at_once() {
     let child = spawn_with_stdout(&args, std::process::Stdio::piped());
     let sweep_pid = child.id();
     // The step's run: the process whose parent is the sweep, once its directory exists.
-    let started = Instant::now();
-    let step_has_data = || {
-        std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("journals").exists())
-    };
-    while !step_has_data() {
-        assert!(
-            started.elapsed() < COMMAND_DEADLINE,
-            "the first step never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_first_step(&dir);
     let steps = children_of(sweep_pid);
     assert_eq!(steps.len(), 1, "the sweep's children: {steps:?}");
     let step_pid = steps[0];
@@ -207,6 +178,25 @@ fn a_killed_sweeps_running_step_stops_at_once() {
             "the step's run (pid {step_pid}) still runs 30 s after its sweep was killed"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the first step's run has opened its directory inside the sweep's `dir`.
+fn wait_for_first_step(dir: &std::path::Path) {
+    let started = Instant::now();
+    let step_has_data = || {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("journals").exists())
+    };
+    while !step_has_data() {
+        assert!(
+            started.elapsed() < COMMAND_DEADLINE,
+            "the first step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
