@@ -273,6 +273,9 @@ pub struct Shard<A: Application, J: FrameJournal = Journal> {
     name: String,
     /// The input journal's name, for damage found in it.
     input_name: String,
+    /// Where recovery resumed the input, and the shard-log frame whose checkpoint said so: a
+    /// first read that finds no frame there blames the checkpoint as well as the input.
+    resumed_at: (u64, u64),
     app: A,
     log: J,
     reader: J::Reader,
@@ -467,24 +470,6 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
                 ),
             });
         }
-        // A frame begins where the checkpoint resumes (or the input ends there). If none does,
-        // the checkpoint names the middle of a frame: the shard log or the input is damaged.
-        // Said here, naming both: the first read would blame the input alone ("bad magic").
-        if input_offset < input_head {
-            let mut probe = input.reader(input_offset).map_err(read_err)?;
-            if let Err(e @ ReadError::Corrupt { .. }) = probe.try_next() {
-                return Err(ShardError::Corrupt {
-                    shard: name.to_string(),
-                    journal: log.name().to_string(),
-                    offset: checkpoint_offset,
-                    detail: format!(
-                        "the shard log's last checkpoint resumes input {:?} at offset {input_offset}, where no frame begins ({e}): \
-                         the checkpoint names the middle of a frame (the shard log is damaged), or the input's frame there is",
-                        input.name()
-                    ),
-                });
-            }
-        }
         let state_room_bytes = checkpoint_state_room_bytes(log.frame_max_bytes());
         let snapshot_bytes_max = app.snapshot_bytes_max();
         if snapshot_bytes_max > state_room_bytes {
@@ -506,6 +491,7 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
         Ok(Shard {
             name: name.to_string(),
             input_name: input.name().to_string(),
+            resumed_at: (input_offset, checkpoint_offset),
             app,
             reader: input.reader(input_offset).map_err(read_err)?,
             log,
@@ -634,9 +620,26 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
     }
 
     fn read_error(&self, error: ReadError) -> ShardError {
-        ShardError::Read {
-            shard: self.name.clone(),
-            error,
+        let (input_offset, checkpoint_offset) = self.resumed_at;
+        match &error {
+            // No frame where the checkpoint resumes the input (the reader never comes back to an
+            // offset it passed, so this is the first read): the checkpoint names the middle of a
+            // frame, or the input's frame there is damaged. Said naming both: the read error
+            // alone ("bad magic") sends an operator to the input only.
+            ReadError::Corrupt { offset, .. } if *offset == input_offset => ShardError::Corrupt {
+                shard: self.name.clone(),
+                journal: self.log.name().to_string(),
+                offset: checkpoint_offset,
+                detail: format!(
+                    "the shard log's last checkpoint resumes input {:?} at offset {input_offset}, where no frame begins ({error}): \
+                     the checkpoint names the middle of a frame (the shard log is damaged), or the input's frame there is",
+                    self.input_name
+                ),
+            },
+            _ => ShardError::Read {
+                shard: self.name.clone(),
+                error,
+            },
         }
     }
 

@@ -414,11 +414,11 @@ fn a_message_that_is_not_a_chunk_is_damage_to_the_input_not_a_violation() {
 }
 
 /// A checkpoint naming the middle of an input frame (here: the shard log recovered over another
-/// input whose frames lie elsewhere, as a damaged checkpoint would name) is refused at recovery
-/// as damage naming the shard log's checkpoint and the input offset. Before, the first read
+/// input whose frames lie elsewhere, as a damaged checkpoint would name) stops the shard at its
+/// first read as damage naming the shard log's checkpoint and the input offset. Before, the error
 /// said only "journal chunks is corrupt: bad magic", sending an operator to the wrong journal.
 #[test]
-fn a_checkpoint_inside_an_input_frame_is_refused_at_recovery_naming_the_shard_log() {
+fn a_checkpoint_inside_an_input_frame_is_damage_naming_the_shard_log() {
     let sim = SimStorage::new(5);
     let log = Log::open(DATA_DIR, Options::with_storage(Arc::new(sim))).unwrap();
     let small = log.journal("chunks-small").unwrap();
@@ -432,28 +432,25 @@ fn a_checkpoint_inside_an_input_frame_is_refused_at_recovery_naming_the_shard_lo
         resume_at < large.durable_head(),
         "the checkpoint lies inside the large frame"
     );
-    {
-        let mut shard = Shard::recover(
+    let recover = |input: &ss_log::Journal| {
+        Shard::recover(
             "shard",
             Summer::new(SummerConfig::default()),
-            &small,
+            input,
             log.journal("sums").unwrap(),
             ShardConfig::default(),
         )
-        .unwrap();
+        .unwrap()
+    };
+    {
+        let mut shard = recover(&small);
         while shard.durable_input_offset() < resume_at {
             shard.run_transaction(Duration::from_millis(10)).unwrap();
             shard.settle().unwrap();
         }
     }
-    let recovered = Shard::recover(
-        "shard",
-        Summer::new(SummerConfig::default()),
-        &large,
-        log.journal("sums").unwrap(),
-        ShardConfig::default(),
-    );
-    match recovered.map(|_| ()) {
+    let mut shard = recover(&large);
+    match shard.run_transaction(Duration::from_millis(10)) {
         Err(ShardError::Corrupt { journal, detail, .. }) => {
             assert_eq!(journal, "sums", "{detail}");
             assert!(
