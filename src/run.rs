@@ -361,8 +361,10 @@ pub(crate) fn check_partitions_held(names: &[String], partitions: usize, place: 
         .iter()
         .filter_map(|n| {
             let digits = n.strip_prefix("chunks-").or_else(|| n.strip_prefix("sums-"))?;
-            let digits_ok = digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit());
-            Some((digits_ok.then(|| digits.parse::<usize>().ok())??, n))
+            if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some((digits.parse::<usize>().ok()?, n))
         })
         .max();
     let Some((last, name)) = highest.filter(|(p, _)| *p >= partitions) else {
