@@ -457,7 +457,14 @@ impl<A: Application, J: FrameJournal> Shard<A, J> {
         // does, the input lost bytes the shard already acted on (its medium lost acknowledged
         // writes, or the input journal was replaced): new input would land at offsets the shard
         // believes it has consumed, and their Sums would be lost.
-        let input_head = input.durable_head().map_err(read_err)?;
+        let mut input_head = input.durable_head().map_err(read_err)?;
+        // A replicated backend may answer the head from a replica behind the frames this
+        // checkpoint covers (another process read them): read it again for a while first.
+        let asked = Instant::now();
+        while input_offset > input_head && asked.elapsed() < input.head_lag_max() {
+            std::thread::sleep(Duration::from_millis(200));
+            input_head = input.durable_head().map_err(read_err)?;
+        }
         if input_offset > input_head {
             return Err(ShardError::Corrupt {
                 shard: name.to_string(),

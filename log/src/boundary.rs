@@ -47,6 +47,13 @@ pub trait FrameJournal: Clone + Send + Sync + 'static {
     fn failures(&self) -> u64;
     /// [`FrameJournal::submit`] unless an append failed since `failures()` was `since`.
     fn submit_unless_failed(&self, since: u64, batch: &Batch) -> Result<Self::Pending, AppendError>;
+    /// How long [`FrameJournal::durable_head`] may lag the head another process has already
+    /// read past (a replicated backend that can answer from a replica behind its leader):
+    /// a head found behind such a position is read again for this long before it is believed.
+    /// Zero for the embedded journal, whose head is the file's.
+    fn head_lag_max(&self) -> Duration {
+        Duration::ZERO
+    }
     /// When the frame ending at `end` became durable, if the backend still knows (a reader that
     /// sees a frame some time after that learns when it really landed); `None` otherwise.
     fn durable_at(&self, end: u64) -> Option<Instant> {

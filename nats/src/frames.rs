@@ -172,6 +172,12 @@ impl FrameJournal for NatsFrames {
     fn known_durable_head(&self) -> u64 {
         self.known_head.load(Ordering::Relaxed)
     }
+    /// Stream info can come from a replica behind the leader (around elections and partitions):
+    /// seen in `nats_survives_kills_and_partitions`, a shard recovered after its process was cut
+    /// off found its input's head 399 under a checkpoint at 503 that another process had reached.
+    fn head_lag_max(&self) -> Duration {
+        crate::journal::RETRY_FOR
+    }
     fn first_offset(&self) -> Result<u64, ReadError> {
         let first = self
             .rt
