@@ -226,6 +226,19 @@ impl Log {
         };
         let created = !opts.storage.is_dir(&dir);
         opts.storage
+            .create_dir_all(&dir)
+            .map_err(|e| io("creating", &dir, e))?;
+        // The lock before `journals/`: a reader that finds `journals/` (which `open_read_only`
+        // requires) while this writer lives also finds the lock held, so it never mistakes a
+        // starting run for a directory nobody writes.
+        let lock = opts.storage.lock_dir(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                OpenError::Locked { dir: dir.clone() }
+            } else {
+                io("locking", &dir, e)
+            }
+        })?;
+        opts.storage
             .create_dir_all(&journals_dir)
             .map_err(|e| io("creating", &journals_dir, e))?;
         if let Some(parent) = dir.parent().filter(|p| created && !p.as_os_str().is_empty()) {
@@ -236,13 +249,6 @@ impl Log {
         }
         // Make the data directory's entries (journals/, LOCK) durable before any journal in it.
         opts.storage.sync_dir(&dir).map_err(|e| io("syncing", &dir, e))?;
-        let lock = opts.storage.lock_dir(&dir).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                OpenError::Locked { dir: dir.clone() }
-            } else {
-                io("locking", &dir, e)
-            }
-        })?;
         Ok(Log {
             inner: Arc::new(LogInner {
                 dir,

@@ -88,3 +88,50 @@ fn read_only_open_of_missing_dir_is_refused() {
         Err(OpenError::NoDataDir { .. })
     ));
 }
+
+/// A writer opening a new directory takes the lock before it creates `journals/`: a reader that
+/// finds `journals/` (what `open_read_only` needs) while the writer lives finds the lock held, so
+/// `verify` never takes a starting `run` for a directory nobody writes. Before, `journals/` came
+/// first and a `verify` in between exited 3, "no run has written there" (a CI failure).
+#[test]
+fn writer_holds_the_lock_before_journals_dir_exists() {
+    use ss_log::storage::{Intercept, Intercepted};
+    use ss_log::Storage;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[derive(Default)]
+    struct LockedWhenJournalsAppear {
+        checked: AtomicBool,
+    }
+
+    impl Intercept for LockedWhenJournalsAppear {
+        fn create_dir_all(&self, inner: &dyn Storage, path: &Path) -> std::io::Result<()> {
+            if path.ends_with("journals") {
+                let lock = path.parent().unwrap().join("LOCK");
+                let file = std::fs::File::open(&lock)
+                    .unwrap_or_else(|e| panic!("{} missing as journals/ is created: {e}", lock.display()));
+                assert!(
+                    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+                    "{} not held as journals/ is created",
+                    lock.display()
+                );
+                self.checked.store(true, Ordering::SeqCst);
+            }
+            inner.create_dir_all(path)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let storage = std::sync::Arc::new(Intercepted::<LockedWhenJournalsAppear>::new(std::sync::Arc::new(
+        ss_log::RealStorage,
+    )));
+    let log = Log::open(&data, Options::with_storage(storage.clone())).unwrap();
+    assert!(
+        storage.checked.load(Ordering::SeqCst),
+        "journals/ was never created"
+    );
+    assert!(data.join("journals").is_dir());
+    drop(log);
+}
