@@ -16,13 +16,21 @@ pub fn fragment_file_name(begin: u64) -> String {
     format!("{begin:0width$}{FRAGMENT_SUFFIX}", width = FRAGMENT_NAME_DIGITS)
 }
 
-/// The begin offset named by a fragment file name, or `None` if it is not one.
+/// The begin offset named by a fragment file name, or `None` if it is not one (see
+/// [`has_fragment_name_shape`] for a name whose number does not fit).
 pub fn parse_fragment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(FRAGMENT_SUFFIX)?;
-    if digits.len() != FRAGMENT_NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !has_fragment_name_shape(name) {
         return None;
     }
-    digits.parse().ok()
+    name.strip_suffix(FRAGMENT_SUFFIX)?.parse().ok()
+}
+
+/// Whether `name` is shaped like a fragment file name (20 digits, `.frag`), whether or not its
+/// number fits an offset: `99999999999999999999.frag` is a damaged fragment name, not a stray file.
+pub fn has_fragment_name_shape(name: &str) -> bool {
+    name.strip_suffix(FRAGMENT_SUFFIX).is_some_and(|digits| {
+        digits.len() == FRAGMENT_NAME_DIGITS && digits.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// One fragment file. Sealed fragments are opened lazily, on first read, so that opening a
@@ -80,5 +88,8 @@ mod tests {
         assert_eq!(parse_fragment_name(&b), Some(10_000));
         assert_eq!(parse_fragment_name("123.frag"), None);
         assert_eq!(parse_fragment_name("LOCK"), None);
+        assert_eq!(parse_fragment_name("99999999999999999999.frag"), None);
+        assert!(has_fragment_name_shape("99999999999999999999.frag"));
+        assert!(!has_fragment_name_shape("123.frag"));
     }
 }

@@ -235,7 +235,16 @@ impl Log {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 OpenError::Locked { dir: dir.clone() }
             } else {
-                io("locking", &dir, e)
+                // Name the file: a dangling `LOCK` symlink fails here with ENOENT.
+                let lock_path = dir.join("LOCK");
+                let e = match std::fs::read_link(&lock_path) {
+                    Ok(target) => std::io::Error::new(
+                        e.kind(),
+                        format!("{e} (it is a symlink to {})", target.display()),
+                    ),
+                    Err(_) => e,
+                };
+                io("locking", &lock_path, e)
             }
         })?;
         opts.storage
@@ -404,7 +413,7 @@ impl Log {
         }
         let list = || -> Result<(Vec<String>, bool), OpenError> {
             let names = storage.list_dir(&dir).map_err(|e| io("listing", &dir, e))?;
-            let has_fragment = names.iter().any(|n| fragment::parse_fragment_name(n).is_some());
+            let has_fragment = names.iter().any(|n| fragment::has_fragment_name_shape(n));
             Ok((names, has_fragment))
         };
         let (mut names, mut has_fragment) = list()?;

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::OpenError;
-use crate::fragment::{parse_fragment_name, Fragment};
+use crate::fragment::{has_fragment_name_shape, parse_fragment_name, Fragment};
 use crate::frame::{self, FrameError, FRAME_ALIGN_BYTES, FRAME_MAGIC, HEADER_LEN};
 use crate::scan_hint::{read_hints, Hints, ScanHint, ScanHintWriter, WriteBound};
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -180,6 +180,17 @@ fn list_fragment_begins(storage: &dyn Storage, dir: &Path, journal: &str) -> Res
     let names = storage
         .list_dir(dir)
         .map_err(|e| io_err(journal, "listing", dir, e))?;
+    if let Some(bad) = names
+        .iter()
+        .find(|n| has_fragment_name_shape(n) && parse_fragment_name(n).is_none())
+    {
+        return Err(OpenError::corrupt(
+            journal,
+            dir.join(bad),
+            u64::MAX,
+            format!("a fragment's name cannot be {bad}: its begin offset is past 2^64 - 1"),
+        ));
+    }
     let mut begins: Vec<u64> = names.iter().filter_map(|n| parse_fragment_name(n)).collect();
     begins.sort_unstable();
     // Fragments begin where a frame begins (8-aligned), far below where offsets could overflow.

@@ -135,3 +135,21 @@ fn writer_holds_the_lock_before_journals_dir_exists() {
     assert!(data.join("journals").is_dir());
     drop(log);
 }
+
+/// A `LOCK` that is a dangling symlink: the open fails naming `LOCK` and where it points, not
+/// just the directory ("locking D: No such file or directory" before).
+#[test]
+fn a_dangling_lock_symlink_is_named_with_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("gone").join("LOCK");
+    std::os::unix::fs::symlink(&target, dir.path().join("LOCK")).unwrap();
+    let Err(err) = Log::open(dir.path(), Options::default()) else {
+        panic!("a dangling LOCK symlink cannot be locked");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains(&dir.path().join("LOCK").display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains(&target.display().to_string()), "{message}");
+}

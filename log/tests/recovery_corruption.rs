@@ -254,3 +254,35 @@ fn a_sealed_fragment_cut_short_or_removed_names_the_missing_offsets() {
         "the first fragment reads whole"
     );
 }
+
+/// A file named like a fragment whose begin is not a frame's (unaligned), or whose 20 digits
+/// overflow an offset, is a damaged fragment name: open refuses naming that file, for a
+/// writer and a reader alike. Before, `99999999999999999999.frag` was skipped as a stray file
+/// while `18446744073709551615.frag` was refused.
+#[test]
+fn a_fragment_name_that_is_unaligned_or_overflows_an_offset_is_damage_not_a_stray_file() {
+    for bad in [
+        "99999999999999999999.frag",
+        "18446744073709551615.frag",
+        "00000000000000000012.frag",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), ss_log::Options::default()).unwrap();
+        log.journal(JOURNAL)
+            .unwrap()
+            .append(&Batch::single(b"before the odd file"))
+            .unwrap();
+        drop(log);
+        let path = dir.path().join("journals").join(JOURNAL).join(bad);
+        std::fs::write(&path, b"").unwrap();
+        let log = Log::open(dir.path(), ss_log::Options::default()).unwrap();
+        let err = log.journal(JOURNAL).expect_err(bad);
+        assert!(matches!(err, OpenError::Corrupt { .. }), "{bad}: {err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        let ro = Log::open_read_only(dir.path(), ss_log::Options::default()).unwrap();
+        assert!(
+            matches!(ro.existing_journal(JOURNAL), Err(OpenError::Corrupt { .. })),
+            "{bad}: a read-only open refuses too"
+        );
+    }
+}
