@@ -385,7 +385,7 @@ fn journal_has_fragments(data: &std::path::Path, name: &str) -> bool {
         entries.flatten().any(|e| {
             e.file_name()
                 .to_str()
-                .is_some_and(|f| ss_log::fragment::has_fragment_name_shape(f))
+                .is_some_and(ss_log::fragment::has_fragment_name_shape)
         })
     })
 }
