@@ -246,13 +246,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     for slot in 0..args.chunkers {
         spawn_chunker(&args, run.run_id, &inputs, &shared, slot);
     }
-    // Anonymous RSS once a second, as the embedded run's maintenance thread samples it (this
-    // backend has no journal files, so no disk figure).
+    // Anonymous RSS once a second, as the embedded run's maintenance thread samples it; the
+    // "disk" figure is the bytes the run's streams store (one replica's copy), every 5 s.
+    let stored: Vec<ss_nats::NatsJournal> = (0..args.partitions)
+        .flat_map(|p| [chunk_journal_name(p), shard_log_name(p)])
+        .map(|name| journals[&name].clone())
+        .collect();
     let mut rss_sampled_at: Option<Instant> = None;
+    let mut stored_sampled_at: Option<Instant> = None;
     let completed = supervise(&args, &shared, started, &mut |shared, now| {
         if rss_sampled_at.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
             rss_sampled_at = Some(now);
             sample_rss(shared);
+        }
+        if stored_sampled_at.is_none_or(|at| now.duration_since(at) >= STORED_BYTES_INTERVAL) {
+            stored_sampled_at = Some(now);
+            sample_stored_bytes(&rt, &stored, shared);
         }
     });
     let elapsed = started.elapsed();
@@ -289,6 +298,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     balance.stop.store(true, Ordering::SeqCst);
     let _ = membership.join();
     sample_rss(&shared);
+    sample_stored_bytes(&rt, &stored, &shared);
     let summary = summarize(&args, &shared, elapsed, completed);
     log_stopped(&summary);
     if args.json {
@@ -372,6 +382,31 @@ async fn check_all(nats: &Nats, names: &[String], spec: StreamSpec) -> Result<()
         nats.check_existing(name, spec).await?;
     }
     Ok(())
+}
+
+/// How often a JetStream run samples its streams' stored bytes (one stream-info request per
+/// stream: kept rare, the servers are busy with the run).
+const STORED_BYTES_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Records the bytes `streams` store as the run's disk figure (the summary's "disk (max)"); a
+/// sample that cannot be taken within a second, or fails, is skipped.
+fn sample_stored_bytes(rt: &tokio::runtime::Runtime, streams: &[ss_nats::NatsJournal], shared: &Shared) {
+    let sum = async {
+        let mut total = 0u64;
+        for s in streams {
+            total += s.stored_bytes().await.ok()?;
+        }
+        Some(total)
+    };
+    // (The timer is made inside the runtime: this runs on the supervising thread.)
+    let total = rt.block_on(async { tokio::time::timeout(Duration::from_secs(1), sum).await });
+    if let Ok(Some(bytes)) = total {
+        shared.resources.disk_bytes.store(bytes, Ordering::Relaxed);
+        shared
+            .resources
+            .disk_bytes_max
+            .fetch_max(bytes, Ordering::Relaxed);
+    }
 }
 
 /// Opens the journals `names`: first checks every existing one (so a mismatch anywhere creates

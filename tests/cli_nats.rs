@@ -581,6 +581,12 @@ fn nats_json_logs_carry_run_and_shard_events_and_rss() {
         s["rss_bytes_max"].as_u64().unwrap() > 0,
         "anonymous RSS is measured: {s}"
     );
+    // The "disk" figure is what the run's streams store: at least the chunks it wrote (it was
+    // 0 on this backend before).
+    assert!(
+        s["disk_bytes_max"].as_u64().unwrap() >= s["chunk_bytes"].as_u64().unwrap(),
+        "the streams' stored bytes are measured: {s}"
+    );
 }
 
 /// `verify --nats` read every stream through ordered consumers pulling 500 messages a request

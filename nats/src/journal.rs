@@ -525,6 +525,20 @@ impl NatsJournal {
         }
     }
 
+    /// The bytes the stream stores (JetStream's `state.bytes`: one replica's copy, message
+    /// headers and subjects included). One request, no retry: a sample, not a promise.
+    pub async fn stored_bytes(&self) -> Result<u64, NatsError> {
+        let mut stream = self.stream.clone();
+        match stream.info().await {
+            Ok(info) => Ok(info.state.bytes),
+            Err(e) => Err(NatsError::Request {
+                stream: self.name.clone(),
+                what: "reading the stored bytes",
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     /// The first sequence still stored (1 for a stream nothing was removed from; for an empty
     /// stream, the next sequence).
     pub async fn first_sequence(&self) -> Result<u64, NatsError> {
