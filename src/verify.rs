@@ -279,25 +279,31 @@ fn input_of(name: &str) -> String {
     format!("chunks-{}", name.trim_start_matches("sums-"))
 }
 
-/// Whether a process holds the data directory's lock (a `run` is writing it), read from
-/// /proc/locks so that verify never takes the lock itself: even a brief probe could make a `run`
-/// starting at that moment fail as "in use". False where /proc/locks is unavailable. Matches the
-/// lock file's inode number only (the device numbers /proc/locks prints differ from `st_dev` on
-/// some overlay filesystems); this only labels the report, and never changes a verdict.
+/// Whether a process holds the data directory's lock (a `run` is writing it: it locks the data
+/// directory itself, then `journals/`), read from /proc/locks so that verify never takes the
+/// lock itself: even a brief probe could make a `run` starting at that moment fail as "in use".
+/// False where /proc/locks is unavailable. Matches the directories' inode numbers only (the
+/// device numbers /proc/locks prints differ from `st_dev` on some overlay filesystems); it
+/// labels the report, and decides only whether a directory with no chunk journal is a starting
+/// run or nothing to verify.
 fn writer_holds_lock(data: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(lock) = std::fs::metadata(data.join("LOCK")) else {
-        return false;
-    };
+    let inodes: Vec<String> = [data.to_path_buf(), data.join("journals")]
+        .iter()
+        .filter_map(|dir| std::fs::metadata(dir).ok())
+        .map(|m| m.ino().to_string())
+        .collect();
     let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
         return false;
     };
-    let ino = lock.ino().to_string();
     // "1: FLOCK  ADVISORY  WRITE 28361 fe:00:10011736 0 EOF"
     locks.lines().any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.get(1) == Some(&"FLOCK")
             && fields.get(3) == Some(&"WRITE")
-            && fields.get(5).and_then(|f| f.rsplit(':').next()) == Some(ino.as_str())
+            && fields
+                .get(5)
+                .and_then(|f| f.rsplit(':').next())
+                .is_some_and(|ino| inodes.iter().any(|i| i == ino))
     })
 }

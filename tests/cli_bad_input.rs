@@ -176,7 +176,8 @@ fn journal_read_of_missing_journal_exits_3_naming_it() {
     assert!(out.stdout.is_empty(), "stdout:\n{}", out.stdout);
 }
 
-/// While one `run` holds the data directory, a second `run` exits 3 saying it is in use, and
+/// While one `run` holds the data directory, a second `run` exits 3 saying it is in use (also
+/// through another data directory whose `journals` is a symlink to it), and
 /// `verify`, `journal ls` and `journal read` still work on it (verify finds no violation in the
 /// live directory: Sums it sees always have their chunks).
 #[test]
@@ -216,6 +217,17 @@ fn run_on_directory_in_use_exits_3_while_read_only_commands_work() {
         "stderr does not name {d}:\n{}",
         second.stderr
     );
+
+    // The same journals reached through another data directory, whose journals/ is a symlink:
+    // refused too (a lock file's lock did not cover this, so two writers shared the journals),
+    // and verify there sees the live run.
+    let other = t.dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::os::unix::fs::symlink(t.data.join("journals"), other.join("journals")).unwrap();
+    let through = cli(&small_run_args(&other, "1s"));
+    through.expect_code(3, "a run through a symlinked journals/");
+    assert!(through.stderr.contains("in use"), "stderr:\n{}", through.stderr);
+    assert_eq!(verify_json(&other, 0)["live"], true);
 
     for _ in 0..3 {
         let v = verify_json(&t.data, 0);

@@ -10,8 +10,12 @@ use crate::frame::FrameError;
 /// Opening a data directory or a journal failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("data directory {dir} is in use by another process (lock held on {dir}/LOCK)")]
+    #[error("data directory {dir} is in use by another process (it holds the lock on {dir} or on its journals/ directory)")]
     Locked { dir: PathBuf },
+    /// A writable open of a journal whose directory another writer holds: the same journal
+    /// directory reached from two data directories (a symlink), one written by another process.
+    #[error("journal {journal:?} is in use by another process: it holds the lock on {dir} (is that directory shared, through a symlink, with another data directory?)")]
+    JournalLocked { journal: String, dir: PathBuf },
     #[error("data directory {dir} does not exist")]
     NoDataDir { dir: PathBuf },
     /// `dir` exists but holds no `journals` directory (a file, an empty directory, another

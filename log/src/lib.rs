@@ -183,7 +183,11 @@ pub(crate) struct LogInner {
     opts: Options,
     writable: bool,
     journals: Mutex<BTreeMap<String, Arc<JournalShared>>>,
-    _lock: Option<Box<dyn DirLock>>,
+    /// A writer's locks on the data directory and `journals/` (none for a read-only open).
+    /// Released with the last handle, as are the next.
+    _dir_locks: Vec<Box<dyn DirLock>>,
+    /// A writer's lock on each journal directory it opened, by journal name.
+    journal_locks: Mutex<BTreeMap<String, Box<dyn DirLock>>>,
 }
 
 impl Drop for LogInner {
@@ -228,35 +232,31 @@ impl Log {
         opts.storage
             .create_dir_all(&dir)
             .map_err(|e| io("creating", &dir, e))?;
-        // The lock before `journals/`: a reader that finds `journals/` (which `open_read_only`
-        // requires) while this writer lives also finds the lock held, so it never mistakes a
-        // starting run for a directory nobody writes.
-        let lock = opts.storage.lock_dir(&dir).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                OpenError::Locked { dir: dir.clone() }
-            } else {
-                // Name the file: a dangling `LOCK` symlink fails here with ENOENT.
-                let lock_path = dir.join("LOCK");
-                let e = match std::fs::read_link(&lock_path) {
-                    Ok(target) => std::io::Error::new(
-                        e.kind(),
-                        format!("{e} (it is a symlink to {})", target.display()),
-                    ),
-                    Err(_) => e,
-                };
-                io("locking", &lock_path, e)
-            }
-        })?;
+        let lock = |path: &Path| {
+            opts.storage.lock_dir(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    OpenError::Locked { dir: dir.clone() }
+                } else {
+                    io("locking", path, e)
+                }
+            })
+        };
+        // The data directory is locked before `journals/` exists: a reader that finds `journals/`
+        // (which `open_read_only` requires) while this writer lives also finds a lock held, so it
+        // never mistakes a starting run for a directory nobody writes. `journals/` is locked too:
+        // another data directory whose `journals` is a symlink to this one meets that lock.
+        let data_lock = lock(&dir)?;
         opts.storage
             .create_dir_all(&journals_dir)
             .map_err(|e| io("creating", &journals_dir, e))?;
+        let journals_lock = lock(&journals_dir)?;
         if let Some(parent) = dir.parent().filter(|p| created && !p.as_os_str().is_empty()) {
             // A new data directory's own entry, or a power loss may take the whole directory.
             opts.storage
                 .sync_dir(parent)
                 .map_err(|e| io("syncing", parent, e))?;
         }
-        // Make the data directory's entries (journals/, LOCK) durable before any journal in it.
+        // Make the data directory's entry `journals/` durable before any journal in it.
         opts.storage.sync_dir(&dir).map_err(|e| io("syncing", &dir, e))?;
         Ok(Log {
             inner: Arc::new(LogInner {
@@ -264,7 +264,8 @@ impl Log {
                 opts,
                 writable: true,
                 journals: Mutex::new(BTreeMap::new()),
-                _lock: Some(lock),
+                _dir_locks: vec![data_lock, journals_lock],
+                journal_locks: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -288,7 +289,8 @@ impl Log {
                 opts,
                 writable: false,
                 journals: Mutex::new(BTreeMap::new()),
-                _lock: None,
+                _dir_locks: Vec::new(),
+                journal_locks: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -411,6 +413,24 @@ impl Log {
                 .map_err(|e| io("creating", &dir, e))?;
             storage.sync_dir(&parent).map_err(|e| io("syncing", &parent, e))?;
         }
+        let mut journal_locks = self.inner.journal_locks.lock();
+        if self.inner.writable && !journal_locks.contains_key(name) {
+            // Before anything in it is read or repaired: the same journal directory reached from
+            // another data directory (a symlink) may have a writer in another process. (Held
+            // from the first open on, even one that then failed, so a retry does not meet it.)
+            let lock = storage.lock_dir(&dir).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    OpenError::JournalLocked {
+                        journal: name.to_string(),
+                        dir: dir.clone(),
+                    }
+                } else {
+                    io("locking", &dir, e)
+                }
+            })?;
+            journal_locks.insert(name.to_string(), lock);
+        }
+        drop(journal_locks);
         let list = || -> Result<(Vec<String>, bool), OpenError> {
             let names = storage.list_dir(&dir).map_err(|e| io("listing", &dir, e))?;
             let has_fragment = names.iter().any(|n| fragment::has_fragment_name_shape(n));

@@ -41,7 +41,8 @@ pub trait Storage: Send + Sync + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
-    /// Takes an exclusive lock on a directory; `ErrorKind::WouldBlock` if another holder has it.
+    /// Takes an exclusive lock on the directory `path` itself (the real storage: `flock` on the
+    /// directory's descriptor); `ErrorKind::WouldBlock` if another holder has it.
     fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
 }
 
@@ -136,12 +137,10 @@ impl Storage for RealStorage {
     }
 
     fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path.join("LOCK"))?;
+        // The directory itself, not a file in it: a lock file can be removed or replaced while
+        // held (and the next opener then locks a new inode), a directory holding journals
+        // cannot; and a symlink to the directory meets the same lock.
+        let file = File::open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(RealDirLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(

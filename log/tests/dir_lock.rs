@@ -89,8 +89,8 @@ fn read_only_open_of_missing_dir_is_refused() {
     ));
 }
 
-/// A writer opening a new directory takes the lock before it creates `journals/`: a reader that
-/// finds `journals/` (what `open_read_only` needs) while the writer lives finds the lock held, so
+/// A writer opening a new directory locks it before it creates `journals/`: a reader that finds
+/// `journals/` (what `open_read_only` needs) while the writer lives finds a lock held, so
 /// `verify` never takes a starting `run` for a directory nobody writes. Before, `journals/` came
 /// first and a `verify` in between exited 3, "no run has written there" (a CI failure).
 #[test]
@@ -108,13 +108,11 @@ fn writer_holds_the_lock_before_journals_dir_exists() {
     impl Intercept for LockedWhenJournalsAppear {
         fn create_dir_all(&self, inner: &dyn Storage, path: &Path) -> std::io::Result<()> {
             if path.ends_with("journals") {
-                let lock = path.parent().unwrap().join("LOCK");
-                let file = std::fs::File::open(&lock)
-                    .unwrap_or_else(|e| panic!("{} missing as journals/ is created: {e}", lock.display()));
+                let data = path.parent().unwrap();
                 assert!(
-                    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
-                    "{} not held as journals/ is created",
-                    lock.display()
+                    is_locked(data),
+                    "{} not locked as journals/ is created",
+                    data.display()
                 );
                 self.checked.store(true, Ordering::SeqCst);
             }
@@ -132,24 +130,69 @@ fn writer_holds_the_lock_before_journals_dir_exists() {
         storage.checked.load(Ordering::SeqCst),
         "journals/ was never created"
     );
-    assert!(data.join("journals").is_dir());
+    assert!(is_locked(&data.join("journals")));
     drop(log);
+    assert!(!is_locked(&data) && !is_locked(&data.join("journals")));
 }
 
-/// A `LOCK` that is a dangling symlink: the open fails naming `LOCK` and where it points, not
-/// just the directory ("locking D: No such file or directory" before).
+/// Whether another holder has `dir` locked (probed with a lock of our own, released at once).
+fn is_locked(dir: &std::path::Path) -> bool {
+    let file = std::fs::File::open(dir).unwrap();
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// The lock cannot be lost or gone around: a lock file removed while held let a second `run`
+/// in (it locked a new file), which wrote the same journals as the first; the first then wrote
+/// over the second's chunks and Sums, and `verify` passed over the loss. Now the directories
+/// themselves are locked: a second writer is refused whether it opens the directory by another
+/// path, through a data directory whose `journals` is a symlink to this one, or through one whose
+/// single journal directory is; and a removed `LOCK` file (as older versions left) changes nothing.
 #[test]
-fn a_dangling_lock_symlink_is_named_with_its_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let target = dir.path().join("gone").join("LOCK");
-    std::os::unix::fs::symlink(&target, dir.path().join("LOCK")).unwrap();
-    let Err(err) = Log::open(dir.path(), Options::default()) else {
-        panic!("a dangling LOCK symlink cannot be locked");
-    };
-    let message = err.to_string();
-    assert!(
-        message.contains(&dir.path().join("LOCK").display().to_string()),
-        "{message}"
-    );
-    assert!(message.contains(&target.display().to_string()), "{message}");
+fn a_second_writer_is_refused_through_a_removed_lock_file_or_symlinked_journals() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("d");
+    let log = Log::open(&d, Options::default()).unwrap();
+    let j = log.journal("chunks-000").unwrap();
+    j.append(&Batch::single(b"from the first writer")).unwrap();
+
+    // A stray LOCK file (older versions locked one), removed: no way in.
+    std::fs::write(d.join("LOCK"), b"").unwrap();
+    std::fs::remove_file(d.join("LOCK")).unwrap();
+    assert!(matches!(
+        Log::open(&d, Options::default()),
+        Err(OpenError::Locked { .. })
+    ));
+
+    // Another data directory whose journals/ is a symlink to d's.
+    let e = root.path().join("e");
+    std::fs::create_dir(&e).unwrap();
+    std::os::unix::fs::symlink(d.join("journals"), e.join("journals")).unwrap();
+    match Log::open(&e, Options::default()) {
+        Err(OpenError::Locked { dir }) => assert_eq!(dir, e),
+        other => panic!(
+            "expected Locked through the symlinked journals/, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+
+    // Another data directory with one journal directory symlinked to d's.
+    let f = root.path().join("f");
+    std::fs::create_dir_all(f.join("journals")).unwrap();
+    std::os::unix::fs::symlink(
+        d.join("journals").join("chunks-000"),
+        f.join("journals").join("chunks-000"),
+    )
+    .unwrap();
+    let other = Log::open(&f, Options::default()).expect("f itself is free");
+    let err = other.journal("chunks-000").expect_err("its journal is d's");
+    assert!(matches!(err, OpenError::JournalLocked { .. }), "{err}");
+    assert!(err.to_string().contains("chunks-000"), "{err}");
+    other.journal("sums-000").expect("f's own journals open");
+    drop(other);
+
+    // The first writer's journal is untouched; once it is gone, the directory opens again.
+    assert_eq!(read_all(&j).len(), 1);
+    drop((j, log));
+    let log = Log::open(&d, Options::default()).expect("the locks go with the Log");
+    assert_eq!(read_all(&log.journal("chunks-000").unwrap()).len(), 1);
 }
