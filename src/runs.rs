@@ -66,6 +66,41 @@ fn highest_run_published(log: &Log, journal_names: &[String]) -> anyhow::Result<
     Ok(highest)
 }
 
+/// Reads every record of the `runs` journal (for `verify`), as `run` meets them when it takes
+/// its id: damage to the journal (open refuses it, or a read of a frame fails), a frame that is
+/// not one run record, or run ids that do not increase is an error naming the offset. Returns
+/// how many runs are recorded.
+pub fn check_runs_journal(log: &Log) -> anyhow::Result<u64> {
+    let journal = log.existing_journal(RUNS_JOURNAL)?;
+    let mut frames = journal.frames(journal.first_offset());
+    let mut last: Option<u32> = None;
+    let mut runs = 0;
+    while let Some(frame) = frames.next().transpose()? {
+        let mut messages = frames.messages(&frame);
+        let record = match (messages.next().transpose()?, messages.next()) {
+            (Some(m), None) => RunStart::decode(m),
+            _ => None,
+        };
+        let Some(record) = record else {
+            bail!(
+                "journal {RUNS_JOURNAL:?} offset {}: not a run record (the runs journal is damaged)",
+                frame.offset
+            );
+        };
+        if last.is_some_and(|l| record.run_id <= l) {
+            bail!(
+                "journal {RUNS_JOURNAL:?} offset {}: run {} recorded after run {} (the runs journal is damaged)",
+                frame.offset,
+                record.run_id,
+                last.unwrap_or(0)
+            );
+        }
+        last = Some(record.run_id);
+        runs += 1;
+    }
+    Ok(runs)
+}
+
 /// Takes the next run id durably: one more than the last recorded run, or than the highest run
 /// whose chunks the chunk journals (`journal_names` lists the data directory's) end with, if the
 /// `runs` journal lost records. Stream ids embed the run id, so reusing one would make the new

@@ -60,6 +60,11 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
             args.data.join("journals").display()
         );
     }
+    // The run records too: damage there is refused by the next `run` (which takes its id from
+    // them), so it is damage here, not a pass.
+    if names.iter().any(|n| n == crate::runs::RUNS_JOURNAL) {
+        crate::runs::check_runs_journal(&log)?;
+    }
     let open = |n: &String| log.existing_journal(n);
     // The consistent cut. Shard logs first: a journal's head is fixed when it is opened, and a
     // Sum or checkpoint is durable only after the chunks it covers, so chunk journals opened

@@ -225,3 +225,34 @@ fn a_run_after_the_runs_journal_lost_its_record_takes_a_fresh_run_id() {
         assert_eq!(u64_field(&v, "sums_verified"), finished, "{damage}: {v}");
     }
 }
+
+/// The `runs` journal cut at a frame boundary after its scan-start hint vouched for the write
+/// (a restore or a copying tool's crash): `run` and `journal ls` refuse it as damage, and so does
+/// `verify` now. Before, `verify` never opened `runs` and passed a directory no run could resume.
+#[test]
+fn verify_refuses_a_damaged_runs_journal_like_run_does() {
+    let t = temp_data();
+    small_run(&t.data, "200ms");
+    small_run(&t.data, "200ms");
+    let runs = journal_read(&t.data, "runs", None);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let second = u64_field(&runs[1], "offset");
+    let fragment = t
+        .data
+        .join("journals")
+        .join("runs")
+        .join(format!("{:020}.frag", 0));
+    let file = std::fs::OpenOptions::new().write(true).open(&fragment).unwrap();
+    file.set_len(second).unwrap();
+    drop(file);
+
+    let run = cli(&small_run_args(&t.data, "200ms"));
+    run.expect_code(3, "run over a damaged runs journal");
+    let verify = cli(&["verify", "--data", t.data.to_str().unwrap()]);
+    verify.expect_code(3, "verify over a damaged runs journal");
+    assert!(
+        verify.stderr.contains("\"runs\"") && verify.stderr.contains(&fragment.display().to_string()),
+        "verify does not name the runs journal's fragment:\n{}",
+        verify.stderr
+    );
+}
