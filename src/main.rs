@@ -37,6 +37,10 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.log_format);
     fd_limit::raise_open_file_limit();
+    if let Err(e) = signals::fail_writes_past_the_file_size_limit() {
+        crate::exit::errln!("stream-sum: error: {e:#}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     let result = match cli.command {
         cli::Command::Run(args) if args.cluster.nats.is_some() => nats_run::run(args),
         cli::Command::Run(args) => run::run(args),

@@ -1,11 +1,15 @@
 //! SIGINT (Ctrl-C) and SIGTERM (`kill`, `timeout`, a service manager's stop) for the commands
 //! that stop gracefully (`run`, `soak`, `sweep`): the first calls the command's own stop, a
 //! second exits at once with status 128 + its number (130, 143), like a crash. SIGHUP keeps its
-//! default (the process ends at once): after a hangup there is no terminal to print on.
+//! default (the process ends at once): after a hangup there is no terminal to print on. SIGXFSZ
+//! is caught, so a write past the file-size limit fails (EFBIG) instead of killing silently.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::Context;
 use rustix::process::{getpid, getppid, kill_process, set_parent_process_death_signal, Pid, Signal};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 
 /// Starts a thread that waits for SIGINT and SIGTERM: `on_first(signal, name)` for the first,
 /// then `"{command}: NAME again; exiting without waiting"` and exit for the second.
@@ -55,5 +59,14 @@ pub(crate) fn stop_with_parent() -> anyhow::Result<()> {
     if getppid() != Some(parent) {
         kill_process(getpid(), Signal::TERM).context("stopping: the parent process is gone")?;
     }
+    Ok(())
+}
+
+/// Catches SIGXFSZ (a write past `ulimit -f`), whose default action kills the process silently:
+/// with it caught, the write fails with EFBIG instead, and the journal reports that as an I/O
+/// error naming the fragment (exit 3), like any other failed write.
+pub(crate) fn fail_writes_past_the_file_size_limit() -> anyhow::Result<()> {
+    signal_hook::flag::register(SIGXFSZ, Arc::new(AtomicBool::new(false)))
+        .context("installing the SIGXFSZ handler")?;
     Ok(())
 }

@@ -246,3 +246,42 @@ fn a_run_stops_gracefully_at_the_free_space_guard_and_a_run_without_room_is_refu
         "the refused run took a run id"
     );
 }
+
+/// Under a file-size limit (`ulimit -f`, 4 MiB here) a fragment cannot grow past it: the run
+/// was killed by SIGXFSZ (status 153, nothing said). Now the write fails with EFBIG, reported
+/// as an I/O error naming the fragment, exit 3; nothing acknowledged is lost, so a resume without
+/// the limit verifies every Sum.
+#[test]
+fn a_run_past_the_file_size_limit_exits_3_naming_the_fragment_then_resumes() {
+    let t = temp_data();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 4096 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_stream-sum"))
+        .args(["run", "--data", t.data.to_str().unwrap(), "--duration", "20s"])
+        .args(["--max-mb-per-s", "40", "--progress-interval", "100s", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let out = finish(child, COMMAND_DEADLINE);
+    out.expect_code(3, "a run past the file-size limit");
+    assert!(
+        out.stderr.contains("File too large") && out.stderr.contains(".frag"),
+        "stderr does not name the fragment and EFBIG:\n{}",
+        out.stderr
+    );
+    let resumed = cli(&[
+        "run",
+        "--data",
+        t.data.to_str().unwrap(),
+        "--duration",
+        "200ms",
+        "--json",
+    ]);
+    resumed.expect_code(0, "the resume without the limit");
+    let v = verify_json(&t.data, 0);
+    assert_eq!(u64_field(&v, "violations"), 0, "{v}");
+    assert_eq!(u64_field(&v, "pending"), 0, "{v}");
+}
