@@ -69,18 +69,20 @@ impl Spares {
         }
     }
 
-    /// Takes the ready spare, renamed to `path` and opened; `None` if none is ready.
+    /// Takes the ready spare, renamed to `path` and opened; `None` if none is ready, or if it
+    /// was removed meanwhile (by hand: the roll then creates a new file, as without a spare).
     pub fn take_as(&self, path: &Path, map_len_hint: u64) -> Option<std::io::Result<Arc<dyn StorageFile>>> {
         let mut st = self.state.lock();
         if !st.ready {
             return None;
         }
         st.ready = false;
-        let taken = self
-            .storage
-            .rename(&self.path, path)
-            .and_then(|()| self.storage.open(path, OpenMode::ReadWrite, map_len_hint));
-        Some(taken)
+        match self.storage.rename(&self.path, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => return Some(Err(named(e, "renaming the spare", &self.path))),
+            Ok(()) => {}
+        }
+        Some(self.storage.open(path, OpenMode::ReadWrite, map_len_hint))
     }
 
     pub fn close(&self) {
@@ -129,6 +131,12 @@ impl Spares {
         }
         file.sync_data()
     }
+}
+
+/// `e`, saying what was being done to which file (a failed roll's error otherwise names only the
+/// new fragment, which may never have existed).
+fn named(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
 /// Prefix of the name a fragment removed by retention is renamed to while it waits to be
@@ -223,8 +231,9 @@ impl RecycledFragments {
     /// Takes the oldest waiting file that no reader holds, renamed to `path` and opened; `None`
     /// if there is none. A waiting file that a reader turns out to hold (a read-only process that
     /// opened it before retention renamed it aside, or a map of it still alive in this process)
-    /// is unlinked instead: its reader keeps its bytes, and the roll creates a new file. The
-    /// caller syncs the directory before writing into the returned file.
+    /// is unlinked instead: its reader keeps its bytes, and the roll creates a new file; one that
+    /// is gone (removed by hand) is skipped. The caller syncs the directory before writing into
+    /// the returned file.
     pub fn take_as(&self, path: &Path, map_len_hint: u64) -> Option<std::io::Result<Arc<dyn StorageFile>>> {
         loop {
             let taken = {
@@ -246,24 +255,32 @@ impl RecycledFragments {
                     // name survives a crash, the next open adopts or removes it.
                     let _ = self.storage.remove_file(&taken.path);
                 }
-                Err(e) => return Some(Err(e)),
+                Err(e) => return Some(Err(named(e, "reusing the recycled fragment", &taken.path))),
             }
         }
     }
 
     /// Renames the waiting file `from` to `to` while holding it exclusively, so that no reader
-    /// can open it between its old name and its new one; `None` if a reader holds it.
+    /// can open it between its old name and its new one; `None` if a reader holds it, or if it
+    /// is gone.
     fn claim_as(
         &self,
         from: &Path,
         to: &Path,
         map_len_hint: u64,
     ) -> std::io::Result<Option<Arc<dyn StorageFile>>> {
-        let held = self.storage.open(from, OpenMode::ReadWrite, 0)?;
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let held = match self.storage.open(from, OpenMode::ReadWrite, 0) {
+            Err(e) if gone(&e) => return Ok(None),
+            held => held?,
+        };
         if !held.try_claim_exclusive()? {
             return Ok(None);
         }
-        self.storage.rename(from, to)?;
+        match self.storage.rename(from, to) {
+            Err(e) if gone(&e) => return Ok(None),
+            renamed => renamed?,
+        }
         // Readers opening the new name wait for this (their claims are shared).
         held.share()?;
         let file = self.storage.open(to, OpenMode::ReadWrite, map_len_hint)?;

@@ -650,3 +650,32 @@ fn a_bound_record_left_for_a_begin_is_kept_true_by_a_new_file_taking_it() {
         fragments[1].end - second
     );
 }
+
+/// Waiting files removed by hand (`recycled-*.spare` are exactly what an operator short of
+/// space deletes): the roll skips them and creates a new fragment. Before, the roll failed
+/// ("write to <new fragment> failed: No such file or directory", naming a fragment that never
+/// existed), the append with it, and `run --retention` stopped with exit 3.
+#[test]
+fn recycled_files_removed_by_hand_are_skipped_by_the_roll() {
+    let storage = SimStorage::new(11);
+    let log = open_sim(&storage, FRAGMENT_MAX_BYTES);
+    let j = log.journal(JOURNAL).unwrap();
+    let mut written = append_tagged(&j, "a", 12);
+    assert_eq!(j.remove_below(j.durable_head()).unwrap(), 2);
+    let waiting: Vec<_> = storage
+        .files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(RECYCLED_PREFIX))
+        .collect();
+    assert!(!waiting.is_empty());
+    for path in &waiting {
+        ss_log::Storage::remove_file(&storage, path).expect("remove a waiting file");
+    }
+    // Two rolls: each would have taken a waiting file.
+    written.extend(append_tagged(&j, "b", 8));
+    let first = j.first_offset();
+    assert_eq!(
+        single_messages(&read_from(&j, first)),
+        written[(first / FRAME_BYTES) as usize..]
+    );
+}
