@@ -354,6 +354,17 @@ fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) 
         let journal = rt.block_on(nats.existing_journal(name))?;
         firsts.push((name, rt.block_on(journal.first_sequence())?.saturating_sub(1)));
         heads.insert(name.as_str(), rt.block_on(journal.head())?);
+        let deleted = rt.block_on(journal.deleted_count())?;
+        if deleted > 0 {
+            let held = if name.starts_with("chunks-") {
+                "chunks"
+            } else {
+                "Sums and checkpoints"
+            };
+            anyhow::bail!(
+                "stream {name:?} on the cluster at {urls} has {deleted} message(s) deleted from inside it: the JetStream backend never removes one, so the {held} they held are lost (`nats stream info {name}` lists them with --deleted); restore the stream, or delete it and its partner (chunks-NNN and sums-NNN of the same partition) to start the partition over"
+            );
+        }
     }
     let names_after = rt.block_on(nats.journal_names())?;
     crate::run::check_shard_logs_present(names, &names_after, |name| {

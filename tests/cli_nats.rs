@@ -318,8 +318,9 @@ fn nats_bad_input_exits_3() {
 /// The JetStream backend's counterpart of recovery's damage checks (found by an adversarial
 /// pass: `verify --nats` exited 0 over each, calling the lost Sums pending, and `run --nats`
 /// re-created a deleted shard log and summed its partition again from the start): a shard log
-/// stream purged, or deleted while its chunk stream holds chunks, and a chunk stream purged, are
-/// damage (exit 3, naming the stream) for `verify --nats` and for `run --nats`. A cluster with no
+/// stream purged, or deleted while its chunk stream holds chunks, a chunk stream purged, and a
+/// message deleted from inside a chunk stream, are damage (exit 3, naming the stream) for
+/// `verify --nats` and for `run --nats`. A cluster with no
 /// stream-sum stream at all is nothing to verify (exit 3), as an empty data directory is.
 #[test]
 fn nats_purged_or_deleted_streams_are_damage_for_verify_and_run() {
@@ -360,6 +361,15 @@ fn nats_purged_or_deleted_streams_are_damage_for_verify_and_run() {
     refused("chunks-002", "messages before it were removed");
     rt.block_on(js.delete_stream("sums-001")).unwrap();
     refused("sums-001", "is missing");
+    // A message deleted from inside a chunk stream (verify called its stream's Sums violations,
+    // exit 1, and run resumed over the hole with exit 0).
+    rt.block_on(async {
+        let mut stream = js.get_stream("chunks-000").await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        assert!(last > 2, "chunks-000 holds {last} messages");
+        stream.delete_message(last / 2).await.unwrap();
+    });
+    refused("chunks-000", "deleted from inside it");
 }
 
 /// The server leading a shard log's stream killed and restarted 3 s later: the ordered consumers of the shards and

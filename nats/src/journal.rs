@@ -539,6 +539,21 @@ impl NatsJournal {
         }
     }
 
+    /// How many messages were deleted from inside the stream (JetStream's `num_deleted`: holes
+    /// between the first and the last sequence).
+    pub async fn deleted_count(&self) -> Result<u64, NatsError> {
+        let started = Instant::now();
+        let mut stream = self.stream.clone();
+        loop {
+            match stream.info().await {
+                Ok(info) => return Ok(info.state.deleted_count.unwrap_or(0)),
+                Err(e) => {
+                    retry_or_fail(&self.name, "reading the deleted count", started, e.to_string()).await?
+                }
+            }
+        }
+    }
+
     /// The first sequence still stored (1 for a stream nothing was removed from; for an empty
     /// stream, the next sequence).
     pub async fn first_sequence(&self) -> Result<u64, NatsError> {
