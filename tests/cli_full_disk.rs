@@ -158,6 +158,7 @@ fn run_on_full_tmpfs_exits_3_naming_no_space_then_resumes_and_verifies() {
         0,
         "verify of the full directory: {v}"
     );
+    assert_counts_match_the_journals(&summary, &v);
 
     mount.remount(TMPFS_FREED_SIZE);
     // Rate-limited: unlimited, even the small run writes hundreds of MB a second.
@@ -272,6 +273,7 @@ fn a_run_past_the_file_size_limit_exits_3_naming_the_fragment_then_resumes() {
         "stderr does not name the fragment and EFBIG:\n{}",
         out.stderr
     );
+    assert_counts_match_the_journals(&out.json(), &verify_json(&t.data, 0));
     let resumed = cli(&[
         "run",
         "--data",
@@ -284,4 +286,17 @@ fn a_run_past_the_file_size_limit_exits_3_naming_the_fragment_then_resumes() {
     let v = verify_json(&t.data, 0);
     assert_eq!(u64_field(&v, "violations"), 0, "{v}");
     assert_eq!(u64_field(&v, "pending"), 0, "{v}");
+}
+
+/// A failed run's summary counts what its journals hold: chunks, their bytes and finished streams
+/// count once durable. They counted chunks and streams of the batch that failed (rolled back),
+/// and a stream finished in it as "awaiting Sum".
+fn assert_counts_match_the_journals(summary: &serde_json::Value, verify: &serde_json::Value) {
+    for field in ["chunks", "chunk_bytes", "streams_finished"] {
+        assert_eq!(
+            u64_field(summary, field),
+            u64_field(verify, field),
+            "{field}: summary {summary}\nverify {verify}"
+        );
+    }
 }

@@ -80,13 +80,15 @@ impl ChunkerConfig {
     }
 }
 
-/// Counters shared with the progress display.
+/// Counters shared with the progress display. Chunks and finished streams count once their
+/// batch is durable: a batch that fails (and is rolled back) or that a dying chunker drops never
+/// counts.
 #[derive(Debug, Default)]
 pub struct ChunkerStats {
     pub chunks: AtomicU64,
     pub chunk_bytes: AtomicU64,
     pub streams_started: AtomicU64,
-    /// Streams whose final chunk was handed to the journal.
+    /// Streams whose final chunk is durable.
     pub streams_finished: AtomicU64,
     /// Streams left unfinished by a chunker that died.
     pub streams_abandoned: AtomicU64,
@@ -97,6 +99,8 @@ struct InFlight<P> {
     offset: u64,
     end: u64,
     finals: Vec<StreamId>,
+    chunks: u64,
+    chunk_bytes: u64,
 }
 
 struct Outbox<J: FrameJournal> {
@@ -106,6 +110,9 @@ struct Outbox<J: FrameJournal> {
     failures_at_start: u64,
     batch: Batch,
     finals: Vec<StreamId>,
+    /// Chunks in `batch`, and their data bytes.
+    batch_chunks: u64,
+    batch_chunk_bytes: u64,
     oldest: Option<Instant>,
     in_flight: VecDeque<InFlight<J::Pending>>,
 }
@@ -136,6 +143,8 @@ impl<J: FrameJournal> Chunker<J> {
                 journal,
                 batch: Batch::with_capacity(config.flush_bytes + (64 << 10)),
                 finals: Vec::new(),
+                batch_chunks: 0,
+                batch_chunk_bytes: 0,
                 oldest: None,
                 in_flight: VecDeque::new(),
             })
@@ -159,6 +168,20 @@ impl<J: FrameJournal> Chunker<J> {
     /// its open streams are abandoned unfinished (summers expire them). What it already handed
     /// to the journals still lands, and is waited for.
     pub fn run_or_die(&mut self, stop: &AtomicBool, die: &AtomicBool) -> Result<(), ChunkerError> {
+        let result = self.publish_until_stopped(stop, die);
+        if result.is_err() {
+            // Batches handed to the journals before the failure may be durable: counted as they
+            // settle (those queued behind the failed one fail and are not).
+            for p in 0..self.outboxes.len() {
+                while let Some(f) = self.outboxes[p].in_flight.pop_front() {
+                    let _ = self.settle(p, f);
+                }
+            }
+        }
+        result
+    }
+
+    fn publish_until_stopped(&mut self, stop: &AtomicBool, die: &AtomicBool) -> Result<(), ChunkerError> {
         let mut open: Vec<GenStream> = Vec::with_capacity(self.config.streams);
         let partitions = self.outboxes.len();
         let mut count = 0u64;
@@ -177,8 +200,6 @@ impl<J: FrameJournal> Chunker<J> {
             let i = self.gen.rng().random_range(0..open.len());
             let p = partition_of(open[i].id, partitions);
             let len = self.publish_chunk(&mut open[i], p);
-            self.stats.chunks.fetch_add(1, Ordering::Relaxed);
-            self.stats.chunk_bytes.fetch_add(len as u64, Ordering::Relaxed);
             if open[i].next_seq == open[i].chunk_count {
                 self.finish_stream(open.swap_remove(i), p);
             }
@@ -210,10 +231,9 @@ impl<J: FrameJournal> Chunker<J> {
             .fetch_add(abandoned, Ordering::Relaxed);
         for outbox in &mut self.outboxes {
             outbox.batch.clear();
+            outbox.batch_chunks = 0;
+            outbox.batch_chunk_bytes = 0;
             let finals = std::mem::take(&mut outbox.finals);
-            self.stats
-                .streams_finished
-                .fetch_sub(finals.len() as u64, Ordering::Relaxed);
             self.stats
                 .streams_abandoned
                 .fetch_add(finals.len() as u64, Ordering::Relaxed);
@@ -244,7 +264,6 @@ impl<J: FrameJournal> Chunker<J> {
         let sha1: [u8; 20] = s.hasher.finalize().into();
         self.verifier.lock().expect(s.id, sha1, s.chunk_count - 1);
         self.outboxes[p].finals.push(s.id);
-        self.stats.streams_finished.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Under `config.max_bytes_per_s`, sleeps while the chunker is ahead of its rate (settling
@@ -278,13 +297,20 @@ impl<J: FrameJournal> Chunker<J> {
             .encode(b);
             len = gen.append_next_chunk(stream, b);
         });
+        outbox.batch_chunks += 1;
+        outbox.batch_chunk_bytes += len as u64;
         len
     }
 
-    /// Waits for the batch `f` of partition `p` to be durable, then starts the SLA clocks of
-    /// the streams whose final chunk it holds.
+    /// Waits for the batch `f` of partition `p` to be durable, then counts it and starts the SLA
+    /// clocks of the streams whose final chunk it holds.
     fn settle(&self, p: usize, f: InFlight<J::Pending>) -> Result<(), AppendError> {
         let (_, now) = f.pending.wait_timed()?;
+        self.stats.chunks.fetch_add(f.chunks, Ordering::Relaxed);
+        self.stats.chunk_bytes.fetch_add(f.chunk_bytes, Ordering::Relaxed);
+        self.stats
+            .streams_finished
+            .fetch_add(f.finals.len() as u64, Ordering::Relaxed);
         if f.finals.is_empty() {
             return Ok(());
         }
@@ -308,11 +334,15 @@ impl<J: FrameJournal> Chunker<J> {
         outbox.batch.clear();
         outbox.oldest = None;
         let finals = std::mem::take(&mut outbox.finals);
+        let (chunks, chunk_bytes) = (outbox.batch_chunks, outbox.batch_chunk_bytes);
+        (outbox.batch_chunks, outbox.batch_chunk_bytes) = (0, 0);
         outbox.in_flight.push_back(InFlight {
             pending,
             offset,
             end,
             finals,
+            chunks,
+            chunk_bytes,
         });
         while self.outboxes[p].in_flight.len() > self.config.in_flight_max {
             let f = self.outboxes[p].in_flight.pop_front().expect("non-empty");
