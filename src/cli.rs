@@ -179,10 +179,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub retention: bool,
     /// Free-space guard: stop gracefully (as at the end of --duration) once the file system
-    /// holding --data has less than this many MB available, and refuse to start below it. An
-    /// unlimited run writes about 0.5 GB/s (16 GB in the default 30 s); finishing the open
-    /// streams after the stop needs a few tens of MB. 0 turns the guard off (the run then ends
-    /// with exit 3 when the disk fills). Not used with --nats.
+    /// holding --data has less than this many MB available, or less than finishing the open
+    /// streams may still write (their remaining chunks x --max-chunk-bytes: a few tens of MB with
+    /// the default stream shapes, more with long streams), and refuse to start below this many
+    /// MB. An unlimited run writes about 0.5 GB/s (16 GB in the default 30 s). 0 turns the guard
+    /// off (the run then ends with exit 3 when the disk fills). Not used with --nats.
     #[arg(long, value_name = "MB", default_value = "256")]
     pub min_free_mb: u64,
     /// Roll journal fragments at this size, in bytes (1 MiB to 1 GiB; frames are capped at it).

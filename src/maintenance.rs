@@ -143,6 +143,9 @@ pub(crate) fn available_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// A chunk's bytes in a journal beyond its data: message length, chunk header, frame share.
+const CHUNK_FRAMING_BYTES: u64 = 64;
+
 /// How often the guard looks: an unlimited run writes about 25 MB between two looks, well
 /// inside any margin worth setting.
 const FREE_SPACE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -154,16 +157,20 @@ const FREE_SPACE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 pub(crate) struct FreeSpaceGuard {
     dir: PathBuf,
     min_bytes: u64,
+    /// `--max-chunk-bytes` (plus a chunk's framing): times the chunks the open streams have yet
+    /// to publish, what finishing them may still write.
+    chunk_bytes_max: u64,
     next_at: Instant,
     fired: bool,
 }
 
 impl FreeSpaceGuard {
     /// `min_mb` = 0: the guard never fires.
-    pub(crate) fn new(dir: &Path, min_mb: u64) -> FreeSpaceGuard {
+    pub(crate) fn new(dir: &Path, min_mb: u64, max_chunk_bytes: usize) -> FreeSpaceGuard {
         FreeSpaceGuard {
             dir: dir.to_path_buf(),
             min_bytes: min_mb.saturating_mul(1_000_000),
+            chunk_bytes_max: max_chunk_bytes as u64 + CHUNK_FRAMING_BYTES,
             next_at: Instant::now(),
             fired: false,
         }
@@ -183,19 +190,30 @@ impl FreeSpaceGuard {
                 return;
             }
         };
-        if free >= self.min_bytes {
+        // Long streams (--max-chunks-per-stream) can need more than --min-free-mb to finish:
+        // the stop comes while what they may still write fits.
+        let finishing = shared
+            .chunkers
+            .total(|s| &s.chunks_to_publish)
+            .saturating_mul(self.chunk_bytes_max);
+        if free >= self.min_bytes.max(finishing) {
             return;
         }
         self.fired = true;
-        let (free_mb, min_mb) = (free / 1_000_000, self.min_bytes / 1_000_000);
+        let (free_mb, min_mb, finishing_mb) = (
+            free / 1_000_000,
+            self.min_bytes / 1_000_000,
+            finishing / 1_000_000,
+        );
         tracing::warn!(
             data = %self.dir.display(),
             free_mb,
             min_free_mb = min_mb,
-            "free space under --min-free-mb; stopping gracefully"
+            finishing_mb,
+            "free space under --min-free-mb, or under what finishing the open streams may write; stopping gracefully"
         );
         crate::exit::errln!(
-            "\nstream-sum: {free_mb} MB free on the file system holding {}, under --min-free-mb {min_mb}: stopping: finishing open streams and waiting for their Sums (add --retention, or free space, to run longer)",
+            "\nstream-sum: {free_mb} MB free on the file system holding {}, under --min-free-mb {min_mb} or the {finishing_mb} MB finishing the open streams may write: stopping: finishing open streams and waiting for their Sums (add --retention, or free space, to run longer)",
             self.dir.display()
         );
         shared.run.request_stop("low free space");

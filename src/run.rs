@@ -133,7 +133,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     .start(shared.clone())
     .context("starting the maintenance thread")?;
-    let mut free_space = FreeSpaceGuard::new(&args.data, args.min_free_mb);
+    let mut free_space = FreeSpaceGuard::new(&args.data, args.min_free_mb, args.max_chunk_bytes);
 
     let mut sampler = Sampler::new(started);
     let completed = supervise(&args, &shared, started, &mut |shared, now| {

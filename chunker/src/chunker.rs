@@ -92,6 +92,9 @@ pub struct ChunkerStats {
     pub streams_finished: AtomicU64,
     /// Streams left unfinished by a chunker that died.
     pub streams_abandoned: AtomicU64,
+    /// Chunks the open streams have yet to publish: times the largest chunk, a bound on what
+    /// finishing them writes (the free-space guard stops a run while that still fits).
+    pub chunks_to_publish: AtomicU64,
 }
 
 struct InFlight<P> {
@@ -200,6 +203,7 @@ impl<J: FrameJournal> Chunker<J> {
             let i = self.gen.rng().random_range(0..open.len());
             let p = partition_of(open[i].id, partitions);
             let len = self.publish_chunk(&mut open[i], p);
+            self.stats.chunks_to_publish.fetch_sub(1, Ordering::Relaxed);
             if open[i].next_seq == open[i].chunk_count {
                 self.finish_stream(open.swap_remove(i), p);
             }
@@ -226,6 +230,10 @@ impl<J: FrameJournal> Chunker<J> {
     /// (unsent chunks die with the chunker; sent ones land).
     fn abandon(&mut self, open: &mut Vec<GenStream>) {
         let abandoned = open.len() as u64;
+        let unpublished: u64 = open.iter().map(|s| u64::from(s.chunk_count - s.next_seq)).sum();
+        self.stats
+            .chunks_to_publish
+            .fetch_sub(unpublished, Ordering::Relaxed);
         self.stats
             .streams_abandoned
             .fetch_add(abandoned, Ordering::Relaxed);
@@ -252,6 +260,9 @@ impl<J: FrameJournal> Chunker<J> {
                 chunker: self.config.index,
                 run_id: self.config.run_id,
             })?;
+            self.stats
+                .chunks_to_publish
+                .fetch_add(u64::from(stream.chunk_count - stream.next_seq), Ordering::Relaxed);
             open.push(stream);
             self.stats.streams_started.fetch_add(1, Ordering::Relaxed);
         }
