@@ -10,7 +10,10 @@
 //!   is dropped and an [`Expired`] record is emitted. Expiry is checked before the first frame at
 //!   or past each multiple of `expire_check_interval_bytes`, so it depends only on input offsets
 //!   and replays identically;
-//! - more than `max_open_streams` open streams is an error, as is a snapshot that would not fit.
+//! - a new stream when `max_open_streams` are open first expires the least recently active open
+//!   stream, if it had no chunk for `expire_after_bytes / 4` of input (streams abandoned by
+//!   killed runs pile up faster than they age out when runs are killed often: every resume then
+//!   failed at the same chunk); otherwise it is an error, as is a snapshot that would not fit.
 //!
 //! Delta (app state of a checkpoint), little-endian:
 //! ```text
@@ -185,6 +188,38 @@ impl Summer {
     }
 }
 
+/// Under a full open set, a stream idle for `expire_after_bytes / PRESSURE_EXPIRY_FRACTION` is
+/// expired to make room (still several times the longest gap a live stream leaves: see
+/// `expire_after_bytes`'s sizing).
+const PRESSURE_EXPIRY_FRACTION: u64 = 4;
+
+impl Summer {
+    /// Expires the least recently active open stream (the lowest id among equals) if it had no
+    /// chunk for `expire_after_bytes / PRESSURE_EXPIRY_FRACTION` before `frame_offset`; whether
+    /// it did. Depends only on the state and the input offset, so it replays identically.
+    fn expire_the_idlest(&mut self, frame_offset: u64, out: &mut Batch) -> bool {
+        let horizon = frame_offset.saturating_sub(self.config.expire_after_bytes / PRESSURE_EXPIRY_FRACTION);
+        let Some((&id, _)) = self
+            .open
+            .iter()
+            .min_by_key(|(id, s)| (s.last_active_offset, **id))
+            .filter(|(_, s)| s.last_active_offset < horizon)
+        else {
+            return false;
+        };
+        let s = self.open.remove(&id).expect("open stream");
+        let e = Expired {
+            stream: id,
+            last_seq: s.last_seq,
+            last_active_offset: s.last_active_offset,
+        };
+        out.push_with(|b| e.encode(b));
+        self.expired_since_delta.push(id);
+        self.counters.expired = self.counters.expired.saturating_add(1);
+        true
+    }
+}
+
 impl Application for Summer {
     fn before_frame(&mut self, frame_offset: u64, out: &mut Batch) -> Result<(), AppError> {
         if frame_offset < self.next_expiry_check {
@@ -257,10 +292,11 @@ impl Application for Summer {
                 chunk.seq
             )));
         }
-        if self.open.len() >= self.config.max_open_streams {
+        if self.open.len() >= self.config.max_open_streams && !self.expire_the_idlest(frame_offset, out) {
             return Err(AppError::Limit(format!(
-                "stream {id}: too many open streams (max_open_streams {})",
-                self.config.max_open_streams
+                "stream {id}: too many open streams (max_open_streams {}), none of them idle for {} bytes of input; with more streams per run, use larger fragments (--fragment-max-bytes), which allow more open streams",
+                self.config.max_open_streams,
+                self.config.expire_after_bytes / PRESSURE_EXPIRY_FRACTION
             )));
         }
         let mut hasher = Sha1::new();
@@ -328,7 +364,11 @@ impl Application for Summer {
         } else {
             0
         };
-        (message_count as usize * per_chunk + expiries) as u64
+        // A new stream in a full open set may expire one to make room.
+        let room_made = (self.open.len() + message_count as usize)
+            .saturating_sub(self.config.max_open_streams)
+            * (MESSAGE_LEN_PREFIX_BYTES + EXPIRED_BYTES + 8);
+        (message_count as usize * per_chunk + expiries + room_made) as u64
     }
 
     fn snapshot_bytes_max(&self) -> u64 {
@@ -644,5 +684,49 @@ mod tests {
         s.before_frame(160, &mut out).unwrap();
         assert_eq!(s.open_streams(), 0);
         assert_eq!(s.counters().expired, 1);
+    }
+
+    /// Streams abandoned by runs killed in quick succession filled the open set before any was
+    /// idle for `expire_after_bytes`, and the next new stream failed the shard at the same chunk
+    /// on every resume. A new stream in a full set now expires the idlest open stream if it was
+    /// idle for a quarter of that (within `apply_bytes_max`), and is an error only if none was.
+    #[test]
+    fn a_new_stream_in_a_full_open_set_expires_the_idlest_or_fails() {
+        let config = SummerConfig {
+            max_open_streams: 2,
+            expire_after_bytes: 400,
+            expire_check_interval_bytes: 1 << 40,
+            ..Default::default()
+        };
+        let mut s = Summer::new(config);
+        let mut out = Batch::new();
+        s.apply(&chunk(1, 0, false, b"a"), 0, &mut out).unwrap();
+        s.apply(&chunk(2, 0, false, b"b"), 50, &mut out).unwrap();
+        // Stream 1 idle for 99 bytes, under 400 / 4: no room.
+        let err = s.apply(&chunk(3, 0, false, b"c"), 99, &mut out).unwrap_err();
+        assert!(matches!(err, AppError::Limit(_)), "{err:?}");
+        assert!(format!("{err:?}").contains("--fragment-max-bytes"), "{err:?}");
+        // At 101, stream 1 (the idlest) is expired for stream 3, within the bound.
+        let before = (out.payload().len() + s.delta_bytes_hint()) as u64;
+        let bound = s.apply_bytes_max(101, 1);
+        s.apply(&chunk(3, 0, false, b"c"), 101, &mut out).unwrap();
+        let added = (out.payload().len() + s.delta_bytes_hint()) as u64 - before;
+        assert!(added <= bound, "{added} > {bound}");
+        assert_eq!(s.open_streams(), 2);
+        assert_eq!(s.counters().expired, 1);
+        let expired: Vec<u64> = ss_log::frame::messages(out.payload())
+            .filter_map(|m| match Message::decode(m.unwrap()).unwrap() {
+                Message::Expired(e) => Some(e.stream.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(expired, [1]);
+        // Stream 2 goes on; stream 1's next chunk is a violation, as after any expiry.
+        s.apply(&chunk(2, 1, true, b"b"), 120, &mut out).unwrap();
+        assert_eq!(sums(&out).len(), 1);
+        assert!(matches!(
+            s.apply(&chunk(1, 1, false, b"a"), 130, &mut out),
+            Err(AppError::Violation(_))
+        ));
     }
 }
