@@ -179,10 +179,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub retention: bool,
     /// Free-space guard: stop gracefully (as at the end of --duration) once the file system
-    /// holding --data has less than this many MB available, or less than finishing the open
-    /// streams may still write (their remaining chunks x --max-chunk-bytes: a few tens of MB with
-    /// the default stream shapes, more with long streams), and refuse to start below this many
-    /// MB. An unlimited run writes about 0.5 GB/s (16 GB in the default 30 s). 0 turns the guard
+    /// holding --data has less than this many MB available, or less than twice what finishing the
+    /// open streams may still write (their remaining chunks x --max-chunk-bytes: a few tens of MB
+    /// with the default stream shapes, more with long streams; streams that cannot fit at all are
+    /// abandoned instead, and summers expire them), and refuse to start below this many MB. An unlimited run writes about 0.5 GB/s (16 GB in the default 30 s). 0 turns the guard
     /// off (the run then ends with exit 3 when the disk fills). Not used with --nats.
     #[arg(long, value_name = "MB", default_value = "256")]
     pub min_free_mb: u64,

@@ -196,7 +196,9 @@ impl FreeSpaceGuard {
             .chunkers
             .total(|s| &s.chunks_to_publish)
             .saturating_mul(self.chunk_bytes_max);
-        if free >= self.min_bytes.max(finishing) {
+        // Twice the bound: the stop comes while the open streams can still finish, with room for
+        // what is written until the next look.
+        if free >= self.min_bytes.max(finishing.saturating_mul(2)) {
             return;
         }
         self.fired = true;
@@ -205,17 +207,32 @@ impl FreeSpaceGuard {
             self.min_bytes / 1_000_000,
             finishing / 1_000_000,
         );
+        // What the open streams may still write does not fit at all (streams far longer than
+        // the disk): they are abandoned, as by a killed chunker (summers expire them), rather
+        // than finished into a full disk.
+        let abandon = finishing > free;
         tracing::warn!(
             data = %self.dir.display(),
             free_mb,
             min_free_mb = min_mb,
             finishing_mb,
+            abandon,
             "free space under --min-free-mb, or under what finishing the open streams may write; stopping gracefully"
         );
+        let then = if abandon {
+            "abandoning the open streams (they may need more than is free; summers expire them) and waiting for the Sums of the finished ones"
+        } else {
+            "finishing open streams and waiting for their Sums"
+        };
         crate::exit::errln!(
-            "\nstream-sum: {free_mb} MB free on the file system holding {}, under --min-free-mb {min_mb} or the {finishing_mb} MB finishing the open streams may write: stopping: finishing open streams and waiting for their Sums (add --retention, or free space, to run longer)",
+            "\nstream-sum: {free_mb} MB free on the file system holding {}, under --min-free-mb {min_mb} or the {finishing_mb} MB finishing the open streams may write: stopping: {then} (add --retention, or free space, to run longer)",
             self.dir.display()
         );
+        if abandon {
+            for die in &shared.chunkers.die {
+                die.store(true, Ordering::SeqCst);
+            }
+        }
         shared.run.request_stop("low free space");
     }
 }

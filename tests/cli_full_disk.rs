@@ -249,7 +249,7 @@ fn a_run_stops_gracefully_at_the_free_space_guard_and_a_run_without_room_is_refu
 }
 
 /// Streams long enough that finishing them needs more than `--min-free-mb` (8 streams of up to
-/// 1,000 chunks of up to 16 KiB, on a 64 MiB tmpfs keeping 8 MB): the guard stopped
+/// 850 chunks of up to 16 KiB, on a 64 MiB tmpfs keeping 8 MB): the guard stopped
 /// at 8 MB free and the graceful stop then filled the disk (exit 3). It now stops while what
 /// the open streams may still write fits: exit 0, every finished stream verified.
 #[test]
@@ -266,10 +266,7 @@ fn the_free_space_guard_leaves_room_for_long_open_streams_to_finish() {
     };
     let data = mount_point.join("data");
     let mut args = small_run_args(&data, "forever");
-    for (flag, value) in [
-        ("--max-chunk-bytes", "16384"),
-        ("--max-chunks-per-stream", "1000"),
-    ] {
+    for (flag, value) in [("--max-chunk-bytes", "16384"), ("--max-chunks-per-stream", "850")] {
         let at = args.iter().position(|a| a == flag).unwrap() + 1;
         args[at] = value.to_string();
     }
@@ -283,6 +280,51 @@ fn the_free_space_guard_leaves_room_for_long_open_streams_to_finish() {
     assert_eq!(u64_field(&summary, "sums_verified"), finished, "{summary}");
     let v = verify_json(&data, 0);
     assert_eq!(u64_field(&v, "pending"), 0, "{v}");
+    assert_eq!(u64_field(&v, "violations"), 0, "{v}");
+}
+
+/// Streams that cannot finish on the disk at all (8 of up to 10,000 chunks of up to 48 KiB on a
+/// 64 MiB tmpfs): the guard fired at --min-free-mb and the graceful stop filled the disk (exit
+/// 3). Now the guard sees what finishing them may write exceeds what is free and abandons them,
+/// as a killed chunker does (summers expire them): exit 0, nothing filled, `verify` passes.
+#[test]
+fn the_free_space_guard_abandons_open_streams_that_cannot_fit() {
+    let t = temp_data();
+    let mount_point = t.dir.path().join("tmpfs");
+    std::fs::create_dir(&mount_point).expect("create mount point");
+    let _mount = match TmpfsMount::mount(&mount_point, TMPFS_GUARD_SIZE) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED the_free_space_guard_abandons_open_streams_that_cannot_fit: {why}");
+            return;
+        }
+    };
+    let data = mount_point.join("data");
+    let mut args = small_run_args(&data, "30s");
+    for (flag, value) in [
+        ("--max-chunk-bytes", "49152"),
+        ("--max-chunks-per-stream", "10000"),
+    ] {
+        let at = args.iter().position(|a| a == flag).unwrap() + 1;
+        args[at] = value.to_string();
+    }
+    args.extend(["--max-mb-per-s", "40", "--min-free-mb", "8"].map(String::from));
+    let guarded = cli(&args);
+    guarded.expect_code(0, "run whose open streams cannot fit");
+    assert!(
+        guarded.stderr.contains("abandoning the open streams"),
+        "{}",
+        guarded.stderr
+    );
+    let summary = guarded.json();
+    assert_eq!(summary["stopped_by"], "low free space", "{summary}");
+    assert!(u64_field(&summary, "streams_abandoned") > 0, "{summary}");
+    assert_eq!(
+        u64_field(&summary, "sums_verified"),
+        u64_field(&summary, "streams_finished"),
+        "{summary}"
+    );
+    let v = verify_json(&data, 0);
     assert_eq!(u64_field(&v, "violations"), 0, "{v}");
 }
 
