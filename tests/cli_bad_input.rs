@@ -184,8 +184,11 @@ fn journal_read_of_missing_journal_exits_3_naming_it() {
 fn run_on_directory_in_use_exits_3_while_read_only_commands_work() {
     let t = temp_data();
     let d = t.data.to_str().unwrap();
-    let mut args = small_run_args(&t.data, "30s");
+    // Throttled, and until killed: the verifies below read everything it wrote, and on a loaded
+    // machine an unthrottled 30 s holder wrote gigabytes and ended before they did.
+    let mut args = small_run_args(&t.data, "forever");
     args.retain(|a| a != "--json");
+    args.extend(["--max-mb-per-s", "20"].map(String::from));
     let child = bin()
         .args(&args)
         .stdin(Stdio::null())
