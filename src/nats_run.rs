@@ -356,11 +356,7 @@ fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) 
         heads.insert(name.as_str(), rt.block_on(journal.head())?);
         let deleted = rt.block_on(journal.deleted_count())?;
         if deleted > 0 {
-            let held = if name.starts_with("chunks-") {
-                "chunks"
-            } else {
-                "Sums and checkpoints"
-            };
+            let held = held_in(name);
             anyhow::bail!(
                 "stream {name:?} on the cluster at {urls} has {deleted} message(s) deleted from inside it: the JetStream backend never removes one, so the {held} they held are lost (`nats stream info {name}` lists them with --deleted); restore the stream, or delete it and its partner (chunks-NNN and sums-NNN of the same partition) to start the partition over"
             );
@@ -373,11 +369,7 @@ fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) 
     .with_context(|| format!("on the cluster at {urls}"))?;
     for (name, first) in firsts {
         if first > 0 {
-            let held = if name.starts_with("chunks-") {
-                "chunks"
-            } else {
-                "Sums and checkpoints"
-            };
+            let held = held_in(name);
             anyhow::bail!(
                 "stream {name:?} on the cluster at {urls} begins at offset {first} (sequence {}): the messages before it were removed (purged, or deleted by hand), and the JetStream backend never removes one (it has no retention), so the {held} they held are lost; restore the stream, or delete it and its partner (chunks-NNN and sums-NNN of the same partition) to start the partition over",
                 first + 1
@@ -385,6 +377,15 @@ fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) 
         }
     }
     Ok(())
+}
+
+/// What the stream `name` (a chunk stream or a shard log) holds, for damage messages.
+fn held_in(name: &str) -> &'static str {
+    if name.starts_with("chunks-") {
+        "chunks"
+    } else {
+        "Sums and checkpoints"
+    }
 }
 
 /// Checks every existing stream of `names` has the settings `spec` needs; creates nothing.

@@ -254,31 +254,19 @@ fn a_run_stops_gracefully_at_the_free_space_guard_and_a_run_without_room_is_refu
 /// the open streams may still write fits: exit 0, every finished stream verified.
 #[test]
 fn the_free_space_guard_leaves_room_for_long_open_streams_to_finish() {
-    let t = temp_data();
-    let mount_point = t.dir.path().join("tmpfs");
-    std::fs::create_dir(&mount_point).expect("create mount point");
-    let _mount = match TmpfsMount::mount(&mount_point, TMPFS_GUARD_SIZE) {
-        Ok(m) => m,
-        Err(why) => {
-            eprintln!("SKIPPED the_free_space_guard_leaves_room_for_long_open_streams_to_finish: {why}");
-            return;
-        }
+    let Some((guarded, v)) = run_long_streams_on_a_guarded_tmpfs(
+        "the_free_space_guard_leaves_room_for_long_open_streams_to_finish",
+        "16384",
+        "850",
+    ) else {
+        return;
     };
-    let data = mount_point.join("data");
-    let mut args = small_run_args(&data, "forever");
-    for (flag, value) in [("--max-chunk-bytes", "16384"), ("--max-chunks-per-stream", "850")] {
-        let at = args.iter().position(|a| a == flag).unwrap() + 1;
-        args[at] = value.to_string();
-    }
-    args.extend(["--max-mb-per-s", "20", "--min-free-mb", "8"].map(String::from));
-    let guarded = cli(&args);
     guarded.expect_code(0, "run with long streams stopped by the free-space guard");
     let summary = guarded.json();
     assert_eq!(summary["stopped_by"], "low free space", "{summary}");
     let finished = u64_field(&summary, "streams_finished");
     assert!(finished > 0, "{summary}");
     assert_eq!(u64_field(&summary, "sums_verified"), finished, "{summary}");
-    let v = verify_json(&data, 0);
     assert_eq!(u64_field(&v, "pending"), 0, "{v}");
     assert_eq!(u64_field(&v, "violations"), 0, "{v}");
 }
@@ -289,27 +277,13 @@ fn the_free_space_guard_leaves_room_for_long_open_streams_to_finish() {
 /// as a killed chunker does (summers expire them): exit 0, nothing filled, `verify` passes.
 #[test]
 fn the_free_space_guard_abandons_open_streams_that_cannot_fit() {
-    let t = temp_data();
-    let mount_point = t.dir.path().join("tmpfs");
-    std::fs::create_dir(&mount_point).expect("create mount point");
-    let _mount = match TmpfsMount::mount(&mount_point, TMPFS_GUARD_SIZE) {
-        Ok(m) => m,
-        Err(why) => {
-            eprintln!("SKIPPED the_free_space_guard_abandons_open_streams_that_cannot_fit: {why}");
-            return;
-        }
+    let Some((guarded, v)) = run_long_streams_on_a_guarded_tmpfs(
+        "the_free_space_guard_abandons_open_streams_that_cannot_fit",
+        "49152",
+        "10000",
+    ) else {
+        return;
     };
-    let data = mount_point.join("data");
-    let mut args = small_run_args(&data, "30s");
-    for (flag, value) in [
-        ("--max-chunk-bytes", "49152"),
-        ("--max-chunks-per-stream", "10000"),
-    ] {
-        let at = args.iter().position(|a| a == flag).unwrap() + 1;
-        args[at] = value.to_string();
-    }
-    args.extend(["--max-mb-per-s", "40", "--min-free-mb", "8"].map(String::from));
-    let guarded = cli(&args);
     guarded.expect_code(0, "run whose open streams cannot fit");
     assert!(
         guarded.stderr.contains("abandoning the open streams"),
@@ -324,8 +298,40 @@ fn the_free_space_guard_abandons_open_streams_that_cannot_fit() {
         u64_field(&summary, "streams_finished"),
         "{summary}"
     );
-    let v = verify_json(&data, 0);
     assert_eq!(u64_field(&v, "violations"), 0, "{v}");
+}
+
+/// A throttled run of 8 streams of up to `max_chunks` chunks of up to `max_chunk_bytes` on a
+/// 64 MiB tmpfs keeping 8 MB free, and `verify` of what it left; `None` (the test skipped) where
+/// this process may not mount.
+fn run_long_streams_on_a_guarded_tmpfs(
+    test: &str,
+    max_chunk_bytes: &str,
+    max_chunks: &str,
+) -> Option<(Out, serde_json::Value)> {
+    let t = temp_data();
+    let mount_point = t.dir.path().join("tmpfs");
+    std::fs::create_dir(&mount_point).expect("create mount point");
+    let _mount = match TmpfsMount::mount(&mount_point, TMPFS_GUARD_SIZE) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            return None;
+        }
+    };
+    let data = mount_point.join("data");
+    let mut args = small_run_args(&data, "forever");
+    for (flag, value) in [
+        ("--max-chunk-bytes", max_chunk_bytes),
+        ("--max-chunks-per-stream", max_chunks),
+    ] {
+        let at = args.iter().position(|a| a == flag).unwrap() + 1;
+        args[at] = value.to_string();
+    }
+    args.extend(["--max-mb-per-s", "20", "--min-free-mb", "8"].map(String::from));
+    let out = cli(&args);
+    let v = verify_json(&data, 0);
+    Some((out, v))
 }
 
 /// Under a file-size limit (`ulimit -f`, 4 MiB here) a fragment cannot grow past it: the run

@@ -207,6 +207,12 @@ impl Summer {
         else {
             return false;
         };
+        self.expire(id, out);
+        true
+    }
+
+    /// Drops the open stream `id`: an [`Expired`] record out, and its id in the next delta.
+    fn expire(&mut self, id: StreamId, out: &mut Batch) {
         let s = self.open.remove(&id).expect("open stream");
         let e = Expired {
             stream: id,
@@ -216,7 +222,6 @@ impl Summer {
         out.push_with(|b| e.encode(b));
         self.expired_since_delta.push(id);
         self.counters.expired = self.counters.expired.saturating_add(1);
-        true
     }
 }
 
@@ -236,15 +241,7 @@ impl Application for Summer {
             .collect();
         doomed.sort_unstable();
         for id in doomed {
-            let s = self.open.remove(&id).expect("open stream");
-            let e = Expired {
-                stream: id,
-                last_seq: s.last_seq,
-                last_active_offset: s.last_active_offset,
-            };
-            out.push_with(|b| e.encode(b));
-            self.expired_since_delta.push(id);
-            self.counters.expired = self.counters.expired.saturating_add(1);
+            self.expire(id, out);
         }
         Ok(())
     }
