@@ -233,12 +233,8 @@ impl Log {
             .create_dir_all(&dir)
             .map_err(|e| io("creating", &dir, e))?;
         let lock = |path: &Path| {
-            opts.storage.lock_dir(path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    OpenError::Locked { dir: dir.clone() }
-                } else {
-                    io("locking", path, e)
-                }
+            lock_dir(&*opts.storage, path, "", || OpenError::Locked {
+                dir: dir.clone(),
             })
         };
         // The data directory is locked before `journals/` exists: a reader that finds `journals/`
@@ -418,15 +414,9 @@ impl Log {
             // Before anything in it is read or repaired: the same journal directory reached from
             // another data directory (a symlink) may have a writer in another process. (Held
             // from the first open on, even one that then failed, so a retry does not meet it.)
-            let lock = storage.lock_dir(&dir).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    OpenError::JournalLocked {
-                        journal: name.to_string(),
-                        dir: dir.clone(),
-                    }
-                } else {
-                    io("locking", &dir, e)
-                }
+            let lock = lock_dir(storage, &dir, name, || OpenError::JournalLocked {
+                journal: name.to_string(),
+                dir: dir.clone(),
             })?;
             journal_locks.insert(name.to_string(), lock);
         }
@@ -485,6 +475,28 @@ impl Log {
         }
         Ok((dir, has_fragment))
     }
+}
+
+/// Locks the directory `path` ([`Storage::lock_dir`]); `held()` if another holder has it, else an
+/// I/O error of `journal` (empty for the data directory) naming `path`.
+fn lock_dir(
+    storage: &dyn Storage,
+    path: &Path,
+    journal: &str,
+    held: impl FnOnce() -> OpenError,
+) -> Result<Box<dyn DirLock>, OpenError> {
+    storage.lock_dir(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            held()
+        } else {
+            OpenError::Io {
+                journal: journal.to_string(),
+                what: "locking",
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    })
 }
 
 /// How often a read-only open lists a journal again when the fragment it found last vanished.
