@@ -352,9 +352,12 @@ fn check_streams_whole(rt: &Runtime, nats: &Nats, urls: &str, names: &[String]) 
     let mut heads = std::collections::HashMap::new();
     for name in names.iter().filter(ours) {
         let journal = rt.block_on(nats.existing_journal(name))?;
-        firsts.push((name, rt.block_on(journal.first_sequence())?.saturating_sub(1)));
-        heads.insert(name.as_str(), rt.block_on(journal.head())?);
-        let deleted = rt.block_on(journal.deleted_count())?;
+        // One stream-info request: the first and last sequences, and the messages deleted
+        // from inside (JetStream's `num_deleted`).
+        let state = rt.block_on(journal.state("reading the stream's state"))?;
+        firsts.push((name, state.first_sequence.max(1) - 1));
+        heads.insert(name.as_str(), state.last_sequence);
+        let deleted = state.deleted_count.unwrap_or(0);
         if deleted > 0 {
             let held = held_in(name);
             anyhow::bail!(

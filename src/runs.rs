@@ -68,13 +68,11 @@ fn highest_run_published(log: &Log, journal_names: &[String]) -> anyhow::Result<
 
 /// Reads every record of the `runs` journal (for `verify`), as `run` meets them when it takes
 /// its id: damage to the journal (open refuses it, or a read of a frame fails), a frame that is
-/// not one run record, or run ids that do not increase is an error naming the offset. Returns
-/// how many runs are recorded.
-pub fn check_runs_journal(log: &Log) -> anyhow::Result<u64> {
+/// not one run record, or run ids that do not increase is an error naming the offset.
+pub fn check_runs_journal(log: &Log) -> anyhow::Result<()> {
     let journal = log.existing_journal(RUNS_JOURNAL)?;
     let mut frames = journal.frames(journal.first_offset());
     let mut last: Option<u32> = None;
-    let mut runs = 0;
     while let Some(frame) = frames.next().transpose()? {
         let mut messages = frames.messages(&frame);
         let record = match (messages.next().transpose()?, messages.next()) {
@@ -87,18 +85,16 @@ pub fn check_runs_journal(log: &Log) -> anyhow::Result<u64> {
                 frame.offset
             );
         };
-        if last.is_some_and(|l| record.run_id <= l) {
+        if let Some(previous) = last.filter(|&l| record.run_id <= l) {
             bail!(
-                "journal {RUNS_JOURNAL:?} offset {}: run {} recorded after run {} (the runs journal is damaged)",
+                "journal {RUNS_JOURNAL:?} offset {}: run {} recorded after run {previous} (the runs journal is damaged)",
                 frame.offset,
-                record.run_id,
-                last.unwrap_or(0)
+                record.run_id
             );
         }
         last = Some(record.run_id);
-        runs += 1;
     }
-    Ok(runs)
+    Ok(())
 }
 
 /// Takes the next run id durably: one more than the last recorded run, or than the highest run

@@ -513,16 +513,23 @@ impl NatsJournal {
         }
     }
 
-    /// The head: the last sequence (0 when nothing was ever appended).
-    pub async fn head(&self) -> Result<u64, NatsError> {
+    /// The stream's state (first and last sequence, messages deleted from inside it, ...), from
+    /// one stream-info request, retried while the cluster is unavailable; `what` names the
+    /// reading in the error.
+    pub async fn state(&self, what: &'static str) -> Result<jetstream::stream::State, NatsError> {
         let started = Instant::now();
         let mut stream = self.stream.clone();
         loop {
             match stream.info().await {
-                Ok(info) => return Ok(info.state.last_sequence),
-                Err(e) => retry_or_fail(&self.name, "reading the head", started, e.to_string()).await?,
+                Ok(info) => return Ok(info.state.clone()),
+                Err(e) => retry_or_fail(&self.name, what, started, e.to_string()).await?,
             }
         }
+    }
+
+    /// The head: the last sequence (0 when nothing was ever appended).
+    pub async fn head(&self) -> Result<u64, NatsError> {
+        Ok(self.state("reading the head").await?.last_sequence)
     }
 
     /// The bytes the stream stores (JetStream's `state.bytes`: one replica's copy, message
@@ -539,34 +546,14 @@ impl NatsJournal {
         }
     }
 
-    /// How many messages were deleted from inside the stream (JetStream's `num_deleted`: holes
-    /// between the first and the last sequence).
-    pub async fn deleted_count(&self) -> Result<u64, NatsError> {
-        let started = Instant::now();
-        let mut stream = self.stream.clone();
-        loop {
-            match stream.info().await {
-                Ok(info) => return Ok(info.state.deleted_count.unwrap_or(0)),
-                Err(e) => {
-                    retry_or_fail(&self.name, "reading the deleted count", started, e.to_string()).await?
-                }
-            }
-        }
-    }
-
     /// The first sequence still stored (1 for a stream nothing was removed from; for an empty
     /// stream, the next sequence).
     pub async fn first_sequence(&self) -> Result<u64, NatsError> {
-        let started = Instant::now();
-        let mut stream = self.stream.clone();
-        loop {
-            match stream.info().await {
-                Ok(info) => return Ok(info.state.first_sequence.max(1)),
-                Err(e) => {
-                    retry_or_fail(&self.name, "reading the first sequence", started, e.to_string()).await?
-                }
-            }
-        }
+        Ok(self
+            .state("reading the first sequence")
+            .await?
+            .first_sequence
+            .max(1))
     }
 
     /// The last frame, if any.
